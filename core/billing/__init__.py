@@ -1,0 +1,1 @@
+"""Billing engine: money arithmetic, billing periods, bill runs and invoices."""
