@@ -1,0 +1,186 @@
+"""The invoice_pdf renderer: document dict in, PDF bytes out."""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+
+import pytest
+from pypdf import PdfReader
+
+from plugins.invoice_pdf.render import render_invoice_pdf
+
+
+def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) -> dict:
+    lines = []
+    for i in range(n_lines):
+        qty = i % 7 + 1
+        line = {
+            "description": f"Hosting package {i + 1:04d}",
+            "quantity": str(qty),
+            "unit": "seat",
+            "unit_price": "12.50",
+            "amount": f"{12.5 * qty:,.2f}",
+            "group": None,
+        }
+        if groups:
+            line["group"] = groups[i * len(groups) // n_lines]
+        lines.append(line)
+    doc = {
+        "kind": "invoice",
+        "number": "INV-000042",
+        "status": "issued",
+        "currency": "EUR",
+        "issue_date": "2026-11-15",
+        "due_date": "2026-11-29",
+        "period_start": "2026-10-15",
+        "period_end": "2026-11-14",
+        "issuer": {
+            "name": "Acme Hosting GmbH",
+            "address": ["Hauptstrasse 1", "10115 Berlin", "Germany"],
+            "tax_id": "DE123456789",
+            "email": "billing@acme.example",
+        },
+        "recipient": {
+            "name": "Globex Reseller Ltd",
+            "address": ["221B Baker Street", "London NW1 6XE"],
+            "account_ref": "C-12",
+        },
+        "lines": lines,
+        "groups": [],
+        "subtotal": "1,234.56",
+        "tax_rate": "20%",
+        "tax": "246.91",
+        "total": "1,481.47 EUR",
+        "credit_note_for": None,
+        "notes": "Payment terms: net 14 days",
+    }
+    doc.update(overrides)
+    return doc
+
+
+def pages_text(pdf: bytes) -> list[str]:
+    assert pdf.startswith(b"%PDF-")
+    reader = PdfReader(BytesIO(pdf))
+    return [page.extract_text() for page in reader.pages]
+
+
+def squash(text: str) -> str:
+    """Text with all whitespace runs collapsed, for phrases a layout may wrap."""
+    return " ".join(text.split())
+
+
+def test_three_line_invoice_fits_one_page_with_everything():
+    doc = make_doc(3)
+    pages = pages_text(render_invoice_pdf(doc))
+    assert len(pages) == 1
+    text = pages[0]
+    assert "INVOICE" in text
+    assert "INV-000042" in text
+    assert "Acme Hosting GmbH" in text
+    assert "Globex Reseller Ltd" in text
+    for line in doc["lines"]:
+        assert line["description"] in text
+    assert "1,481.47 EUR" in text
+    assert "Page 1 of 1" in squash(text)
+    # The lines table header.
+    for header in ("Description", "Qty", "Unit", "Unit price", "Amount"):
+        assert header in text
+
+
+@pytest.mark.slow
+def test_500_line_invoice_repeats_header_and_counts_pages():
+    doc = make_doc(500)
+    pages = pages_text(render_invoice_pdf(doc))
+    n = len(pages)
+    assert n > 3
+    for number, text in enumerate(pages, start=1):
+        assert "Description" in text, f"no table header on page {number}"
+        assert "Amount" in text, f"no table header on page {number}"
+        assert f"Page {number} of {n}" in squash(text)
+    assert "1,481.47 EUR" in pages[-1]
+    assert "1,481.47 EUR" not in "".join(pages[:-1])
+    match = re.search(r"Page (\d+) of (\d+)", squash(pages[-1]))
+    assert match is not None
+    assert (int(match[1]), int(match[2])) == (n, n)
+    # Every line made it into the document, in order, exactly once.
+    found = re.findall(r"Hosting package (\d{4})", "".join(pages))
+    assert found == [f"{i:04d}" for i in range(1, 501)]
+
+
+def test_grouped_lines_show_group_names_and_subtotals():
+    names = ["Sales", "Support", "Engineering"]
+    doc = make_doc(9, groups=names)
+    doc["groups"] = [
+        {"name": "Sales", "subtotal": "111.11"},
+        {"name": "Support", "subtotal": "222.22"},
+        {"name": "Engineering", "subtotal": "333.33"},
+    ]
+    text = "".join(pages_text(render_invoice_pdf(doc)))
+    flat = squash(text)
+    for group in doc["groups"]:
+        assert group["name"] in text
+        assert group["subtotal"] in text
+        assert f"Subtotal {group['name']} {group['subtotal']}" in flat
+    # Group headers come in document order, each before its own lines.
+    positions = [text.index(name) for name in names]
+    assert positions == sorted(positions)
+    assert text.index("Sales") < text.index("Hosting package 0001")
+    assert text.index("Hosting package 0003") < text.index("Support")
+    assert text.index("Support") < text.index("Hosting package 0004")
+
+
+def test_hostile_text_is_escaped_and_rendered_literally():
+    hostile = [
+        '<script>alert("pwned")</script>',
+        "Fish & Chips <b>not bold</b>",
+        "O'Brien's \"quoted\" & <i>unclosed",
+        "</td></tr></table><h1>broken out</h1>",
+    ]
+    doc = make_doc(len(hostile))
+    for line, description in zip(doc["lines"], hostile, strict=True):
+        line["description"] = description
+    doc["recipient"]["name"] = "Smith & Sons <Ltd>"
+    doc["notes"] = "Pay <u>now</u> & thanks"
+    pdf = render_invoice_pdf(doc)
+    pages = pages_text(pdf)
+    assert len(pages) == 1
+    text = pages[0]
+    for description in hostile:
+        assert description in text
+    assert "Smith & Sons <Ltd>" in text
+    assert "Pay <u>now</u> & thanks" in text
+    # The injected markup did not end the table early: the totals still follow.
+    assert text.index("broken out") < text.index("1,481.47 EUR")
+
+
+def test_credit_note_says_so_and_references_the_invoice():
+    doc = make_doc(2, kind="credit_note", number="CN-000007", credit_note_for="INV-000041")
+    pages = pages_text(render_invoice_pdf(doc))
+    assert len(pages) == 1
+    text = pages[0]
+    assert "CREDIT NOTE" in text
+    assert "CN-000007" in text
+    assert "INV-000041" in text
+    # The title is the credit note's, not an invoice's.
+    assert "INVOICE" not in text
+
+
+def test_optional_fields_may_be_missing():
+    doc = make_doc(1, notes=None, groups=[])
+    doc["issuer"].update(tax_id=None, email=None)
+    text = pages_text(render_invoice_pdf(doc))[0]
+    assert "Tax ID" not in text
+    assert "NOTES" not in text
+    assert "INV-000042" in text
+
+
+def test_render_failure_raises_runtime_error(monkeypatch):
+    from plugins.invoice_pdf import render
+
+    class Failed:
+        err = 2
+
+    monkeypatch.setattr(render.pisa, "CreatePDF", lambda *a, **k: Failed())
+    with pytest.raises(RuntimeError, match="2 error"):
+        render_invoice_pdf(make_doc(1))
