@@ -1,0 +1,22 @@
+"""The REST API under /api/v1: flask-smorest blueprints, OpenAPI at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+
+def create_api(app, csrf) -> Api:
+    app.config.setdefault("API_SPEC_OPTIONS", {})
+    app.config["API_SPEC_OPTIONS"].update(
+        {
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        }
+    )
+    api = Api(app)
+    from core.api import resources
+
+    for bp in resources.blueprints():
+        csrf.exempt(bp)
+        api.register_blueprint(bp)
+    return api

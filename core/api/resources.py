@@ -1,0 +1,327 @@
+"""Core API resources: tokens, accounts, users, roles, privileges, plugins, licence, audit."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from core import accounts as account_service
+from core import audit, license_store, rbac, roles, users
+from core.api import schemas as s
+from core.auth import api_login_required, api_user
+from core.errors import Forbidden, ValidationFailed
+from core.licenses import LicenseError
+from core.models import Account, AuditEntry, Role, User
+from core.plugins import CORE_PLUGIN
+
+tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens")
+accounts = Blueprint("accounts", __name__, url_prefix="/api/v1/accounts", description="Accounts")
+users_bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Users")
+roles_bp = Blueprint("roles", __name__, url_prefix="/api/v1", description="Roles and privileges")
+ops = Blueprint("operations", __name__, url_prefix="/api/v1", description="Plugins, licence, audit")
+
+
+def blueprints():
+    return [tokens, accounts, users_bp, roles_bp, ops]
+
+
+def host():
+    return current_app.extensions["billhive"].host
+
+
+def page(query, args):
+    return query.paginate(args["page"], args["per_page"])
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+@tokens.route("", methods=["POST"])
+@tokens.arguments(s.TokenRequest)
+@tokens.response(201, s.TokenOut)
+@tokens.doc(security=[])
+def create_token(data):
+    """Exchange e-mail and password for an API token."""
+    user = users.authenticate(data["email"], data["password"])
+    return {"token": users.issue_token(user)}
+
+
+@tokens.route("/<prefix>", methods=["DELETE"])
+@tokens.response(204)
+@api_login_required
+def revoke_token(prefix):
+    """Revoke one of your tokens by its prefix (the first 10 characters); effective at once."""
+    if not users.revoke_token(api_user(), prefix):
+        raise ValidationFailed.field("prefix", f"no active token starting with {prefix}")
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+@accounts.route("", methods=["GET"])
+@accounts.arguments(s.ListArgs, location="query")
+@accounts.response(200, s.AccountOut(many=True))
+@api_login_required
+def list_accounts(args):
+    """Accounts of your subtree, tree order."""
+    user = api_user()
+    rbac.require(user, "accounts.view")
+    return page(rbac.visible_accounts(user).order_by(Account.path), args)
+
+
+@accounts.route("", methods=["POST"])
+@accounts.arguments(account_service.AccountInput)
+@accounts.response(201, s.AccountOut)
+@api_login_required
+def create_account(data):
+    """Create a child account (type Standard = ``customer``, or a plugin's type)."""
+    return account_service.create_account(api_user(), data)
+
+
+@accounts.route("/<int:account_id>", methods=["GET"])
+@accounts.response(200, s.AccountOut)
+@api_login_required
+def get_account(account_id):
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    rbac.require(user, "accounts.view", account)
+    return account
+
+
+@accounts.route("/<int:account_id>", methods=["PATCH"])
+@accounts.arguments(account_service.AccountPatch(partial=True))
+@accounts.response(200, s.AccountOut)
+@api_login_required
+def update_account(data, account_id):
+    user = api_user()
+    return account_service.update_account(user, rbac.get_account(user, account_id), data)
+
+
+@accounts.route("/<int:account_id>/users", methods=["GET"])
+@accounts.response(200, s.UserOut(many=True))
+@api_login_required
+def account_users(account_id):
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    rbac.require(user, "users.view", account)
+    return User.select().where(User.account == account).order_by(User.email)
+
+
+@accounts.route("/<int:account_id>/roles", methods=["GET"])
+@accounts.response(200, s.RoleOut(many=True))
+@api_login_required
+def account_roles(account_id):
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    rbac.require(user, "users.view", account)
+    return (
+        Role.select()
+        .where(Role.account == account)
+        .order_by(Role.default_code.is_null(), Role.name)
+    )
+
+
+@accounts.route("/<int:account_id>/roles", methods=["POST"])
+@accounts.arguments(roles.RoleInput)
+@accounts.response(201, s.RoleOut)
+@api_login_required
+def create_role(data, account_id):
+    user = api_user()
+    return roles.create_role(user, rbac.get_account(user, account_id), data)
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@users_bp.route("", methods=["POST"])
+@users_bp.arguments(users.UserInput)
+@users_bp.response(201, s.UserOut)
+@api_login_required
+def create_user(data):
+    return users.create_user(api_user(), data)
+
+
+@users_bp.route("/me", methods=["GET"])
+@users_bp.response(200, s.UserOut)
+@api_login_required
+def me():
+    return api_user()
+
+
+@users_bp.route("/<int:user_id>", methods=["GET"])
+@users_bp.response(200, s.UserOut)
+@api_login_required
+def get_user(user_id):
+    user = api_user()
+    target = rbac.get_scoped(User, user, user_id)
+    rbac.require(user, "users.view", target.account)
+    return target
+
+
+# -- roles -----------------------------------------------------------------------------------
+
+
+def _role(role_id) -> Role:
+    return rbac.get_scoped(Role, api_user(), role_id)
+
+
+@roles_bp.route("/roles/<int:role_id>", methods=["GET"])
+@roles_bp.response(200, s.RoleOut)
+@api_login_required
+def get_role(role_id):
+    role = _role(role_id)
+    rbac.require(api_user(), "users.view", role.account)
+    return role
+
+
+@roles_bp.route("/roles/<int:role_id>", methods=["PATCH"])
+@roles_bp.arguments(roles.RolePatch(partial=True))
+@roles_bp.response(200, s.RoleOut)
+@api_login_required
+def update_role(data, role_id):
+    return roles.update_role(api_user(), _role(role_id), data)
+
+
+@roles_bp.route("/roles/<int:role_id>", methods=["DELETE"])
+@roles_bp.response(204)
+@api_login_required
+def delete_role(role_id):
+    roles.delete_role(api_user(), _role(role_id))
+
+
+@roles_bp.route("/roles/<int:role_id>/clone", methods=["POST"])
+@roles_bp.response(201, s.RoleOut)
+@api_login_required
+def clone_role(role_id):
+    return roles.clone_role(api_user(), _role(role_id))
+
+
+@roles_bp.route("/roles/<int:role_id>/users", methods=["POST"])
+@roles_bp.arguments(s.RoleAssignment)
+@roles_bp.response(200, s.RoleOut)
+@api_login_required
+def assign_role(data, role_id):
+    role = _role(role_id)
+    target = rbac.get_scoped(User, api_user(), data["user_id"])
+    roles.assign(api_user(), role, target)
+    return role
+
+
+@roles_bp.route("/roles/<int:role_id>/users/<int:user_id>", methods=["DELETE"])
+@roles_bp.response(200, s.RoleOut)
+@api_login_required
+def unassign_role(role_id, user_id):
+    role = _role(role_id)
+    roles.unassign(api_user(), role, rbac.get_scoped(User, api_user(), user_id))
+    return role
+
+
+@roles_bp.route("/privileges", methods=["GET"])
+@roles_bp.response(200, s.PrivilegeOut(many=True))
+@api_login_required
+def list_privileges():
+    """Every privilege of every enabled plugin, with the levels where it applies."""
+    catalog = host().catalog.privileges
+    return [
+        {**vars(p), "plugin": catalog[code].plugin}
+        for code, p in sorted(host().privileges().items())
+    ]
+
+
+# -- operations: plugins, licence, audit -----------------------------------------------------
+
+
+def plugin_rows() -> list[dict]:
+    rows = []
+    for name, plugin in sorted(host().plugins.items()):
+        problem = host().license_problem(name)
+        rows.append(
+            {
+                "name": name,
+                "title": plugin.meta.title,
+                "version": plugin.meta.version,
+                "enabled": host().is_enabled(name),
+                "license_feature": plugin.meta.license_feature,
+                "licensed": problem is None,
+                "license_problem": problem,
+                "essential": plugin.meta.essential,
+            }
+        )
+    return rows
+
+
+def _operator(code: str):
+    user = api_user()
+    if user.account.parent_id is not None:
+        raise Forbidden(f"only the provider's operators hold '{code}'")
+    rbac.require(user, code)
+    return user
+
+
+@ops.route("/plugins", methods=["GET"])
+@ops.response(200, s.PluginOut(many=True))
+@api_login_required
+def list_plugins():
+    _operator("plugins.manage")
+    return [r for r in plugin_rows() if r["name"] != CORE_PLUGIN]
+
+
+@ops.route("/plugins/<name>/enable", methods=["POST"])
+@ops.response(200, s.PluginOut)
+@api_login_required
+def enable_plugin(name):
+    host().set_enabled(name, True, _operator("plugins.manage"))
+    return next(r for r in plugin_rows() if r["name"] == name)
+
+
+@ops.route("/plugins/<name>/disable", methods=["POST"])
+@ops.response(200, s.PluginOut)
+@api_login_required
+def disable_plugin(name):
+    host().set_enabled(name, False, _operator("plugins.manage"))
+    return next(r for r in plugin_rows() if r["name"] == name)
+
+
+def license_status() -> dict:
+    record = license_store.current_record()
+    lic, problem = license_store.current(host().license_key_paths)
+    out = {"installed": record is not None, "valid": lic is not None, "problem": problem}
+    if lic is not None:
+        out.update(lic.to_dict())
+    elif record is not None:
+        out.update(licensee=record.licensee, expires=str(record.expires), features=record.features)
+    return out
+
+
+@ops.route("/license", methods=["GET"])
+@ops.response(200, s.LicenseOut)
+@api_login_required
+def get_license():
+    _operator("licenses.manage")
+    return license_status()
+
+
+@ops.route("/license", methods=["PUT"])
+@ops.arguments(s.LicenseIn)
+@ops.response(200, s.LicenseOut)
+@api_login_required
+def put_license(data):
+    """Install a licence; a malformed, tampered, untrusted or expired one is refused."""
+    actor = _operator("licenses.manage")
+    try:
+        license_store.install(data["text"], host().license_key_paths, actor)
+    except LicenseError as exc:
+        raise ValidationFailed.field("text", str(exc)) from None
+    return license_status()
+
+
+@ops.route("/audit", methods=["GET"])
+@ops.arguments(s.ListArgs, location="query")
+@ops.response(200, s.AuditOut(many=True))
+@api_login_required
+def list_audit(args):
+    _operator("audit.view")
+    return page(AuditEntry.select().order_by(AuditEntry.id.desc()), args)
+
+
+__all__ = ["blueprints", "plugin_rows", "license_status", "audit"]

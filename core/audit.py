@@ -1,0 +1,38 @@
+"""The audit log: who changed what, when, before and after — written in the caller's
+transaction, so a rolled-back change leaves no record and a committed one always has one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.models import AuditEntry
+
+
+def actor_label(actor) -> str:
+    return actor.email if actor is not None else "cli"
+
+
+def record(
+    actor,
+    action: str,
+    obj: Any = None,
+    *,
+    object_type: str | None = None,
+    object_id: Any = "",
+    account=None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEntry:
+    if obj is not None:
+        object_type = object_type or type(obj).__name__.lower()
+        object_id = getattr(obj, "id", None) or getattr(obj, "name", "") or object_id
+    return AuditEntry.create(
+        actor=actor,
+        actor_label=actor_label(actor),
+        account=account,
+        action=action,
+        object_type=object_type or "",
+        object_id=str(object_id),
+        before=before,
+        after=after,
+    )

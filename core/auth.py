@@ -1,0 +1,51 @@
+"""Who is asking: panel sessions through flask-login, API calls through Bearer tokens."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import g, request
+from flask_login import LoginManager, current_user
+
+from core import users
+from core.errors import BillhiveError
+
+
+class Unauthorized(BillhiveError):
+    status = 401
+    code = "unauthorized"
+
+
+def init_app(app) -> None:
+    manager = LoginManager()
+    manager.login_view = "panel.login"
+    manager.login_message = "Please log in."
+    manager.session_protection = "basic"
+    manager.user_loader(users.load_session)
+    manager.init_app(app)
+
+
+def api_user():
+    """The user of an API call (Bearer token only: cookies never authenticate the API, so the
+    API cannot be driven cross-site)."""
+    if "api_user" not in g:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        user = users.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+        g.api_user = user
+    if g.api_user is None:
+        raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+    return g.api_user
+
+
+def api_login_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        api_user()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def panel_user():
+    return current_user if current_user.is_authenticated else None

@@ -1,0 +1,127 @@
+"""The core's own hook implementations: an essential plugin like any other, registered first.
+
+Declaring the core's privileges, account types and default roles through the same hooks as
+plugins keeps one code path for the catalog, and lets a plugin see the whole of it.
+"""
+
+from __future__ import annotations
+
+from core import hookimpl
+from core.registry import (
+    ALL,
+    AccountType,
+    DefaultRole,
+    MenuItem,
+    PluginMeta,
+    Privilege,
+)
+
+PLUGIN = PluginMeta(
+    name="core",
+    title="Billhive core",
+    version="0.1.0",
+    description="Accounts, users, roles, plugins, licences, audit.",
+    essential=True,
+)
+
+P, R, C = "provider", "reseller", "customer"
+
+CORE_PRIVILEGES = [
+    Privilege("accounts.view", "View accounts", "Accounts", (P, R, C), "See accounts below yours."),
+    Privilege(
+        "accounts.manage",
+        "Manage accounts",
+        "Accounts",
+        (P, R, C),
+        "Create and edit child accounts.",
+    ),
+    Privilege("users.view", "View users", "Users", (P, R, C), "See users and their roles."),
+    Privilege("users.manage", "Manage users", "Users", (P, R, C), "Create users, assign roles."),
+    Privilege("roles.manage", "Manage roles", "Users", (P, R, C), "Create, edit, delete roles."),
+    Privilege("catalog.view", "View catalog", "Catalog", (P, R), "See products and price plans."),
+    Privilege(
+        "catalog.manage", "Manage catalog", "Catalog", (P, R), "Edit products and price plans."
+    ),
+    Privilege("billing.view", "View billing", "Billing", (P, R, C), "See invoices and balances."),
+    Privilege("billing.edit", "Edit Billing", "Billing", (P, R, C), "Access to the Billing page."),
+    Privilege("invoices.issue", "Issue invoices", "Billing", (P, R, C), "Issue, void, credit."),
+    Privilege("payments.record", "Record payments", "Billing", (P, R, C), "Record payments."),
+    Privilege("billruns.run", "Run bill runs", "Bill runs", (P, R), "Start bill runs."),
+    Privilege("plugins.manage", "Manage plugins", "Operations", (P,), "Enable, disable add-ons."),
+    Privilege("licenses.manage", "Manage licences", "Operations", (P,), "Install licences."),
+    Privilege("audit.view", "View audit log", "Operations", (P,), "Read the audit log."),
+    Privilege(
+        "servicedesk.submit",
+        "Submit service desk tickets",
+        "Service desk",
+        (R, C),
+        "What the Service Desk Only role holds.",
+    ),
+]
+
+CUSTOMER_MANAGEMENT = (
+    "accounts.view",
+    "accounts.manage",
+    "users.view",
+    "users.manage",
+    "roles.manage",
+    "catalog.view",
+    "billing.view",
+    "billing.edit",
+    "invoices.issue",
+    "payments.record",
+)
+
+
+@hookimpl
+def register_privileges():
+    return CORE_PRIVILEGES
+
+
+@hookimpl
+def register_account_types():
+    return [
+        AccountType("provider", "Provider", P, None, child_types=("customer",)),
+        AccountType("customer", "Standard", C, None, parent_types=("provider",)),
+    ]
+
+
+@hookimpl
+def register_default_roles():
+    return [
+        DefaultRole(P, "full_access", "Full Access", "Full access role", ALL),
+        DefaultRole(R, "full_access", "Full Access", "Full access role", ALL),
+        DefaultRole(
+            R,
+            "customer_full_access",
+            "Customer Full Access",
+            "Role granting full access to managing your customers",
+            CUSTOMER_MANAGEMENT,
+        ),
+        DefaultRole(
+            R,
+            "service_desk_only",
+            "Service Desk Only",
+            "Only able to submit tickets to the service desk",
+            ("servicedesk.submit",),
+        ),
+        DefaultRole(C, "full_access", "Full Access", "Full access role", ALL),
+    ]
+
+
+@hookimpl
+def register_menu_items():
+    return [
+        MenuItem("Accounts", "panel.accounts", "accounts.view", order=10),
+        MenuItem("Plugins & Licence", "panel.plugins", "plugins.manage", order=90),
+        MenuItem("Audit log", "panel.audit", "audit.view", order=95),
+        MenuItem("Overview", "panel.account", None, where="account", order=0),
+        MenuItem("Users", "panel.account_users", "users.view", where="account", order=10),
+    ]
+
+
+@hookimpl
+def register_models():
+    from core.models import CORE_MODELS
+
+    return CORE_MODELS

@@ -1,0 +1,65 @@
+"""The database: one peewee proxy the models bind to, opened from a URL per application.
+
+SQLite runs in WAL mode with a busy timeout so concurrent writers wait instead of failing
+with "database is locked"; PostgreSQL is accepted as ``postgresql://user@host:port/name``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from urllib.parse import urlparse
+
+import peewee as pw
+from playhouse.db_url import connect as url_connect
+
+database = pw.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 30000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class JSONField(pw.TextField):
+    """JSON stored as text: the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+def open_database(url: str) -> pw.Database:
+    scheme = urlparse(url).scheme
+    if scheme.startswith("sqlite"):
+        db = url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30)
+    elif scheme in ("postgres", "postgresql"):
+        db = url_connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+    else:
+        raise ValueError(
+            f"BILLHIVE_DATABASE_URL: unsupported scheme '{scheme}' "
+            "(use sqlite:///path or postgresql://...)"
+        )
+    return db
+
+
+def bind(db: pw.Database) -> None:
+    database.initialize(db)
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, pw.PostgresqlDatabase)

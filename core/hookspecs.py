@@ -1,0 +1,159 @@
+"""Every hook Billhive calls. Bodies are docstrings only; the docs are checked against them.
+
+Four families are what the platform exists for (privileges, account types, invoice formats,
+billing connectors); the rest is plumbing those need. ``register_*`` hooks return lists that
+the core merges, refusing duplicate codes at start-up with an error naming both plugins.
+Call hooks by keyword: pluggy passes arguments by name, and a default value on an
+implementation's parameter means the argument is never passed.
+"""
+
+import pluggy
+
+from core import PROJECT
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# -- the four families ---------------------------------------------------------------------
+
+
+@hookspec
+def register_privileges():
+    """Privileges this plugin adds to the catalog.
+
+    :return: a list of :class:`core.registry.Privilege`. Codes are ``area.action`` and must be
+        unique across all plugins. ``levels`` names the account levels where the privilege
+        exists (``provider``, ``reseller``, ``customer``).
+
+    Called at start-up and whenever the enabled set changes. Since API 1.
+    """
+
+
+@hookspec
+def register_account_types():
+    """Account types this plugin adds to the account tree.
+
+    :return: a list of :class:`core.registry.AccountType`: code, title, level, a marshmallow
+        profile schema class (or ``None``) validated on create and update, and the codes of
+        the child types an account of this type may own.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_invoice_formats():
+    """Formats an issued invoice can be rendered to (RAW, PDF, UBL ...).
+
+    :return: a list of :class:`core.registry.InvoiceFormat`: code, title, media type, file
+        extension and ``render(document: dict) -> bytes``. ``document`` is the invoice as
+        plain data (see ``core.billing.documents``).
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_billing_connectors():
+    """Connectors that push billing data to an outside system (a PSA, an ERP, a webhook).
+
+    :return: a list of :class:`core.registry.BillingConnector`: code, title, a marshmallow
+        settings schema, ``test(settings) -> str`` and ``push(settings, invoice_document) ->
+        list`` of per-item outcomes.
+
+    Since API 1.
+    """
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+@hookspec
+def register_models():
+    """Peewee model classes this plugin owns; the core creates their tables.
+
+    :return: a list of model classes bound to ``core.db.database``.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_blueprints():
+    """Flask blueprints this plugin serves (panel pages and API resources).
+
+    :return: a list of :class:`flask.Blueprint` or ``flask_smorest.Blueprint``. They are
+        registered once at start-up and answer 404 while the plugin is disabled.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_default_roles():
+    """Default roles created in every account of a level; read-only in the panel.
+
+    :return: a list of :class:`core.registry.DefaultRole`. ``privileges`` is a tuple of codes
+        or ``ALL`` for every privilege of that level (resolved at check time, so privileges of
+        plugins enabled later are included).
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_menu_items():
+    """Entries of the panel's navigation.
+
+    :return: a list of :class:`core.registry.MenuItem`. ``where="main"`` for the top
+        navigation; ``where="account"`` for a tab on an account's page (the endpoint then
+        receives ``account_id``). Items whose privilege the user lacks are hidden.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def charges_for_period(account, period):
+    """Invoice lines this plugin adds to ``account``'s invoice for ``period``.
+
+    :param account: the :class:`core.models.Account` being billed.
+    :param period: a ``(start, end)`` tuple of dates, end exclusive.
+    :return: a list of :class:`core.registry.Charge`; the engine rounds each line once and
+        writes all lines of an invoice in one transaction, so a raising hook rolls the whole
+        invoice back.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def account_created(account, actor):
+    """Event: an account was created (inside the creating transaction).
+
+    :param account: the new :class:`core.models.Account`.
+    :param actor: the :class:`core.models.User` who created it, or ``None`` from the CLI.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def invoice_finalized(invoice):
+    """Event: an invoice was issued (after its transaction committed).
+
+    :param invoice: the issued :class:`core.models.Invoice`.
+
+    Since API 1.
+    """
+
+
+@hookspec
+def register_commands():
+    """Click commands this plugin adds to the ``billhive`` CLI (e.g. ``billhive psa``).
+
+    :return: a list of ``click.Command`` or ``click.Group``. They are listed only while the
+        plugin is enabled.
+
+    Since API 1.
+    """

@@ -1,0 +1,76 @@
+"""Template helpers: the navigation (from ``register_menu_items``), privilege checks, forms
+generated from a marshmallow schema (so a plugin's profile schema gets a form for free)."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+from flask_login import current_user
+from marshmallow import fields, validate
+
+from core import rbac
+
+
+def _visible(item, account=None) -> bool:
+    if not current_user.is_authenticated:
+        return False
+    if account is not None and rbac.level_of(account) not in item.levels:
+        return False
+    return item.privilege is None or rbac.has(current_user, item.privilege)
+
+
+def main_menu():
+    host = current_app.extensions["billhive"].host
+    return [(i.label, url_for(i.endpoint)) for i in host.menu_items("main") if _visible(i)]
+
+
+def account_tabs(account):
+    host = current_app.extensions["billhive"].host
+    return [
+        (i.label, url_for(i.endpoint, account_id=account.id), i.endpoint)
+        for i in host.menu_items("account")
+        if _visible(i, account)
+    ]
+
+
+def schema_fields(schema_cls) -> list[dict]:
+    """Describe a marshmallow schema's fields for a generic form."""
+    out = []
+    for name, field in schema_cls().fields.items():
+        info = {
+            "name": name,
+            "label": field.metadata.get("label", name.replace("_", " ").capitalize()),
+            "help": field.metadata.get("description", ""),
+            "required": field.required,
+            "default": None if field.load_default is None else field.load_default,
+            "kind": "text",
+            "choices": [],
+        }
+        if callable(info["default"]):
+            info["default"] = info["default"]()
+        one_of = next((v for v in _validators(field) if isinstance(v, validate.OneOf)), None)
+        if isinstance(field, fields.Boolean):
+            info["kind"] = "checkbox"
+        elif one_of is not None:
+            info["kind"] = "select"
+            labels = one_of.labels or one_of.choices
+            info["choices"] = list(zip(one_of.choices, labels, strict=False))
+        elif isinstance(field, fields.Integer | fields.Number):
+            info["kind"] = "number"
+        out.append(info)
+    return out
+
+
+def _validators(field):
+    return field.validators if hasattr(field, "validators") else []
+
+
+def can(code: str, account=None) -> bool:
+    if not current_user.is_authenticated or not rbac.has(current_user, code):
+        return False
+    return account is None or account.is_within(current_user.account)
+
+
+def init_app(app) -> None:
+    app.jinja_env.globals.update(
+        main_menu=main_menu, account_tabs=account_tabs, can=can, schema_fields=schema_fields
+    )

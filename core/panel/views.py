@@ -1,0 +1,329 @@
+"""Panel pages of the core. Every handler asks the same services as the API."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from core import accounts as account_service
+from core import license_store, rbac, roles, users
+from core.api.resources import license_status, plugin_rows
+from core.errors import BillhiveError, Forbidden, ValidationFailed
+from core.licenses import LicenseError
+from core.models import Account, AuditEntry, Role, User
+from core.panel import blueprint as bp
+from core.plugins import CORE_PLUGIN
+
+
+def host():
+    return current_app.extensions["billhive"].host
+
+
+def form_errors(exc: BillhiveError) -> dict:
+    """Field -> message for templates; the message names field and problem."""
+    errors = {
+        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
+        for k, v in (exc.errors or {}).items()
+    }
+    return errors or {"_": exc.message}
+
+
+# -- login -----------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        try:
+            user = users.authenticate(
+                request.form.get("email", ""), request.form.get("password", "")
+            )
+        except ValidationFailed as exc:
+            error = exc.message
+        else:
+            login_user(users.start_session(user))
+            target = request.args.get("next") or ""
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("panel.home")
+            return redirect(target)
+    return render_template("core/login.html", error=error), (401 if error else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    users.end_session(current_user.session_token)
+    logout_user()
+    flash("You have been logged out.")
+    return redirect(url_for("panel.login"))
+
+
+@bp.route("/")
+@login_required
+def home():
+    return redirect(url_for("panel.account", account_id=current_user.account_id))
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+@bp.route("/accounts")
+@login_required
+def accounts():
+    rbac.require(current_user, "accounts.view")
+    tree = list(rbac.visible_accounts(current_user).order_by(Account.path))
+    base = current_user.account.depth
+    return render_template("core/accounts.html", tree=tree, base=base)
+
+
+def _account(account_id: int) -> Account:
+    return rbac.get_account(current_user, account_id)
+
+
+def _creatable_types(parent: Account) -> list:
+    out = []
+    for code, atype in host().account_types().items():
+        try:
+            account_service.check_type(parent, code)
+        except BillhiveError:
+            continue
+        out.append(atype)
+    return out
+
+
+def _account_form_payload(form, types) -> dict:
+    payload = {
+        k: form[k]
+        for k in (
+            "name",
+            "email",
+            "address",
+            "currency",
+            "bill_cycle_day",
+            "tax_rate",
+            "invoice_prefix",
+        )
+        if k in form
+    }
+    atype = types.get(form.get("type")) if types is not None else None
+    if atype is not None:
+        payload["type"] = atype.code
+    if atype is not None and atype.profile_schema is not None:
+        profile = {}
+        from core.panel.jinja import schema_fields
+
+        for f in schema_fields(atype.profile_schema):
+            key = f"profile.{f['name']}"
+            if f["kind"] == "checkbox":
+                profile[f["name"]] = key in form
+            elif form.get(key, "") != "":
+                profile[f["name"]] = form[key]
+        payload["profile"] = profile
+    elif "type" in form:
+        payload["type"] = form["type"]
+    return payload
+
+
+@bp.route("/accounts/<int:account_id>/new", methods=["GET", "POST"])
+@login_required
+def new_account(account_id):
+    parent = _account(account_id)
+    rbac.require(current_user, "accounts.manage", parent)
+    types = {t.code: t for t in _creatable_types(parent)}
+    errors, values = (
+        {},
+        {
+            "currency": parent.currency,
+            "bill_cycle_day": 1,
+            "tax_rate": "0",
+            "invoice_prefix": "INV-",
+        },
+    )
+    if request.method == "POST":
+        values = request.form.to_dict()
+        payload = _account_form_payload(request.form, types) | {"parent_id": parent.id}
+        try:
+            account = account_service.create_account(current_user, payload)
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            flash(f"Account '{account.name}' created.")
+            return redirect(url_for("panel.account", account_id=account.id))
+    return render_template(
+        "core/account_form.html",
+        parent=parent,
+        types=types.values(),
+        errors=errors,
+        values=values,
+        account=None,
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>")
+@login_required
+def account(account_id):
+    acc = _account(account_id)
+    if not (rbac.has(current_user, "accounts.view") or acc.id == current_user.account_id):
+        raise Forbidden("you lack the privilege 'accounts.view'")
+    children = list(acc.children.order_by(Account.name))
+    atype = host().catalog.account_types.get(acc.type)
+    return render_template(
+        "core/account.html",
+        account=acc,
+        children=children,
+        atype=atype.item if atype else None,
+        tab="panel.account",
+    )
+
+
+@bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_account(account_id):
+    acc = _account(account_id)
+    rbac.require(current_user, "accounts.manage", acc)
+    atype = host().catalog.account_types.get(acc.type)
+    errors, values = {}, {**account_service.snapshot(acc)}
+    for k, v in (acc.profile or {}).items():
+        values[f"profile.{k}"] = v
+    if request.method == "POST":
+        values = request.form.to_dict()
+        types = {acc.type: atype.item} if atype else None
+        payload = _account_form_payload(request.form, types)
+        payload.pop("type", None)
+        try:
+            account_service.update_account(current_user, acc, payload)
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            flash("Account saved.")
+            return redirect(url_for("panel.account", account_id=acc.id))
+    return render_template(
+        "core/account_form.html",
+        parent=acc.parent,
+        account=acc,
+        types=[atype.item] if atype else [],
+        errors=errors,
+        values=values,
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>/users", methods=["GET", "POST"])
+@login_required
+def account_users(account_id):
+    acc = _account(account_id)
+    rbac.require(current_user, "users.view", acc)
+    errors, values = {}, {}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        payload = {
+            "email": request.form.get("email", ""),
+            "name": request.form.get("name", ""),
+            "password": request.form.get("password", ""),
+            "account_id": acc.id,
+            "role_ids": [int(r) for r in request.form.getlist("role_ids") if r.isdigit()],
+        }
+        try:
+            user = users.create_user(current_user, payload)
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            flash(f"User {user.email} created.")
+            return redirect(url_for("panel.account_users", account_id=acc.id))
+    people = list(User.select().where(User.account == acc).order_by(User.email))
+    account_roles = list(Role.select().where(Role.account == acc).order_by(Role.name))
+    return render_template(
+        "core/account_users.html",
+        account=acc,
+        people=people,
+        roles=account_roles,
+        errors=errors,
+        values=values,
+        tab="panel.account_users",
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>/users/<int:user_id>/roles", methods=["POST"])
+@login_required
+def user_roles(account_id, user_id):
+    acc = _account(account_id)
+    target = rbac.get_scoped(User, current_user, user_id)
+    if target.account_id != acc.id:
+        abort(404)
+    role = rbac.get_scoped(Role, current_user, request.form.get("role_id", "x"))
+    try:
+        if request.form.get("action") == "unassign":
+            roles.unassign(current_user, role, target)
+            flash(f"Role '{role.name}' removed from {target.email}.")
+        else:
+            roles.assign(current_user, role, target)
+            flash(f"Role '{role.name}' assigned to {target.email}.")
+    except BillhiveError as exc:
+        flash(exc.message, "error")
+    return redirect(request.form.get("next") or url_for("panel.account_users", account_id=acc.id))
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+def _require_operator(code: str):
+    if current_user.account.parent_id is not None:
+        abort(404)
+    rbac.require(current_user, code)
+
+
+@bp.route("/plugins")
+@login_required
+def plugins():
+    _require_operator("plugins.manage")
+    rows = [r for r in plugin_rows() if r["name"] != CORE_PLUGIN]
+    return render_template(
+        "core/plugins.html",
+        plugins=rows,
+        license=license_status(),
+        can_license=rbac.has(current_user, "licenses.manage"),
+    )
+
+
+@bp.route("/plugins/<name>/<action>", methods=["POST"])
+@login_required
+def plugin_action(name, action):
+    _require_operator("plugins.manage")
+    if action not in ("enable", "disable"):
+        abort(404)
+    try:
+        changed = host().set_enabled(name, action == "enable", current_user)
+    except BillhiveError as exc:
+        flash(f"Cannot {action} '{name}': {exc.message}", "error")
+    else:
+        state = "enabled" if action == "enable" else "disabled"
+        flash(f"Plugin '{name}' {state}." if changed else f"Plugin '{name}' was already {state}.")
+    return redirect(url_for("panel.plugins"))
+
+
+@bp.route("/license", methods=["POST"])
+@login_required
+def install_license():
+    _require_operator("licenses.manage")
+    upload = request.files.get("license_file")
+    text = upload.read().decode("utf-8", "replace") if upload and upload.filename else ""
+    text = text or request.form.get("license_text", "")
+    if not text.strip():
+        flash("Licence: paste the licence text or choose a file.", "error")
+    else:
+        try:
+            lic = license_store.install(text, host().license_key_paths, current_user)
+        except LicenseError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Licence for {lic.licensee} installed; valid until {lic.expires}.")
+    return redirect(url_for("panel.plugins"))
+
+
+@bp.route("/audit")
+@login_required
+def audit():
+    _require_operator("audit.view")
+    page = max(request.args.get("page", 1, type=int), 1)
+    entries = list(AuditEntry.select().order_by(AuditEntry.id.desc()).paginate(page, 100))
+    return render_template("core/audit.html", entries=entries, page=page)

@@ -1,0 +1,297 @@
+"""The plugin host: one pluggy manager per application, discovery, enabled state.
+
+Every installed plugin is registered with pluggy at start-up, and its declarations
+(``register_*``) are collected once so conflicts surface before anyone enables it. Behaviour
+hooks are called through a subset caller that leaves out disabled plugins. The enabled set
+lives in the database; each process compares a version number on every request (and in every
+CLI command) and reloads when another process changed it, so no restart is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import ModuleType
+
+import pluggy
+
+from core import HOOK_API_VERSION, PROJECT, hookspecs
+from core.db import database
+from core.errors import LicenseRequired, NotFound
+from core.registry import Catalog, Declared, PluginMeta, merge
+
+log = logging.getLogger("billhive.plugins")
+ENTRY_POINT_GROUP = "billhive.plugins"
+CORE_PLUGIN = "core"
+
+
+class PluginLoadError(RuntimeError):
+    """Start-up refused: lists every plugin that could not be loaded, by name."""
+
+
+@dataclass
+class LoadedPlugin:
+    meta: PluginMeta
+    module: ModuleType
+    source: str  # "core", "entry point", "configured"
+
+
+def _meta_of(name: str, module: ModuleType) -> PluginMeta:
+    meta = getattr(module, "PLUGIN", None)
+    if not isinstance(meta, PluginMeta):
+        raise PluginLoadError(f"plugin '{name}': module {module.__name__} has no PLUGIN metadata")
+    if meta.api_version > HOOK_API_VERSION:
+        raise PluginLoadError(
+            f"plugin '{name}' needs hook API version {meta.api_version}, "
+            f"but this Billhive provides version {HOOK_API_VERSION}; upgrade Billhive"
+        )
+    return meta
+
+
+def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> list:
+    """Find plugins: entry points of ``billhive.plugins`` (only the ``allow``-ed names when a
+    list is given, so tests never pick up whatever happens to be installed) plus explicitly
+    configured ``name -> module path`` pairs. Raises naming every plugin that failed."""
+    found: list[tuple[str, ModuleType, str]] = []
+    failures: list[str] = []
+    wanted = set(allow) if allow is not None else None
+    seen: set[str] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if (wanted is not None and ep.name not in wanted) or ep.name in seen:
+            continue
+        seen.add(ep.name)
+        try:
+            found.append((ep.name, ep.load(), "entry point"))
+        except Exception as exc:  # noqa: BLE001 - reported by name below
+            failures.append(f"plugin '{ep.name}' ({ep.value}) failed to import: {exc!r}")
+    for name, path in (modules or {}).items():
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            found.append((name, importlib.import_module(path), "configured"))
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"plugin '{name}' ({path}) failed to import: {exc!r}")
+    if wanted is not None:
+        for name in sorted(wanted - seen):
+            failures.append(f"plugin '{name}' is not installed (no '{ENTRY_POINT_GROUP}' entry)")
+    if failures:
+        raise PluginLoadError("cannot start: " + "; ".join(failures))
+    return found
+
+
+class PluginHost:
+    def __init__(self, found: list, license_key_paths: list[str] | None = None):
+        from core import builtin
+
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, LoadedPlugin] = {}
+        self.license_key_paths = license_key_paths or []
+        self._add(CORE_PLUGIN, builtin, "core")
+        errors = []
+        for name, module, source in found:
+            try:
+                self._add(name, module, source)
+            except PluginLoadError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise PluginLoadError("cannot start: " + "; ".join(errors))
+        if os.environ.get("BILLHIVE_TRACE_HOOKS"):
+            self._trace()
+        self.catalog = self._collect()
+        self.enabled: frozenset[str] = frozenset(
+            n for n, p in self.plugins.items() if p.meta.essential
+        )
+        self.version: int | None = None
+        self._callers: dict[tuple, pluggy.HookCaller] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _add(self, name: str, module: ModuleType, source: str) -> None:
+        meta = _meta_of(name, module)
+        if meta.name != name:
+            raise PluginLoadError(
+                f"plugin '{name}': its PLUGIN metadata is named '{meta.name}'; they must match"
+            )
+        self.pm.register(module, name=name)
+        self.plugins[name] = LoadedPlugin(meta, module, source)
+
+    def _declared(self, hook: str) -> list[tuple[str, list]]:
+        out = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            out.append((impl.plugin_name, impl.function()))
+        return out
+
+    def _collect(self) -> Catalog:
+        catalog = Catalog(
+            privileges=merge("privilege", self._declared("register_privileges")),
+            account_types=merge("account type", self._declared("register_account_types")),
+            invoice_formats=merge("invoice format", self._declared("register_invoice_formats")),
+            billing_connectors=merge(
+                "billing connector", self._declared("register_billing_connectors")
+            ),
+            default_roles=merge("default role", self._declared("register_default_roles")),
+        )
+        for plugin, items in self._declared("register_menu_items"):
+            catalog.menu_items.extend(Declared(i, plugin) for i in items or ())
+        catalog.menu_items.sort(key=lambda d: (d.item.order, d.item.label))
+        return catalog
+
+    def _trace(self) -> None:
+        """BILLHIVE_TRACE_HOOKS=1 logs every hook call with its plugins and timing."""
+        tracer = logging.getLogger("billhive.hooks")
+        starts: list[float] = []
+
+        def before(hook_name, hook_impls, kwargs):
+            starts.append(time.perf_counter())
+            names = ", ".join(i.plugin_name for i in hook_impls)
+            tracer.warning("hook %s -> [%s] args=%s", hook_name, names, sorted(kwargs))
+
+        def after(outcome, hook_name, hook_impls, kwargs):
+            ms = (time.perf_counter() - starts.pop()) * 1000
+            tracer.warning("hook %s done in %.2f ms", hook_name, ms)
+
+        self.pm.add_hookcall_monitoring(before, after)
+
+    def blueprints(self) -> list[tuple[str, object]]:
+        return [(plugin, bp) for plugin, bps in self._declared("register_blueprints") for bp in bps]
+
+    def models(self, only_enabled: bool = False) -> list:
+        return [
+            m
+            for plugin, ms in self._declared("register_models")
+            if not only_enabled or plugin in self.enabled
+            for m in ms
+        ]
+
+    # -- enabled state ---------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the enabled set when another process changed it (one small query)."""
+        from core.models import PluginState, StateVersion
+
+        row = StateVersion.get_or_none(StateVersion.key == "plugins")
+        version = row.value if row else 0
+        if not force and version == self.version:
+            return
+        names = {p.name for p in PluginState.select().where(PluginState.enabled)}
+        names |= {n for n, p in self.plugins.items() if p.meta.essential}
+        self.enabled = frozenset(n for n in names if n in self.plugins)
+        self.version = version
+        self._callers.clear()
+
+    def is_enabled(self, name: str) -> bool:
+        return name in self.enabled
+
+    def get(self, name: str) -> LoadedPlugin:
+        if name not in self.plugins:
+            known = ", ".join(sorted(n for n in self.plugins if n != CORE_PLUGIN))
+            raise NotFound(f"unknown plugin '{name}' (installed: {known or 'none'})")
+        return self.plugins[name]
+
+    def license_problem(self, name: str) -> str | None:
+        """Why the plugin's licence feature is not covered right now, or None when it is."""
+        from core import license_store
+
+        feature = self.get(name).meta.license_feature
+        if not feature:
+            return None
+        return license_store.feature_problem(feature, self.license_key_paths)
+
+    def require_licensed(self, name: str) -> None:
+        """Refuse new work of an add-on whose licence no longer covers it (data stays)."""
+        problem = self.license_problem(name)
+        if problem:
+            raise LicenseRequired(problem)
+
+    def set_enabled(self, name: str, enabled: bool, actor=None) -> bool:
+        """Enable or disable a plugin for every process; returns False when nothing changed."""
+        from core import audit
+        from core.models import PluginState, StateVersion
+
+        plugin = self.get(name)
+        if plugin.meta.essential:
+            raise LicenseRequired(f"plugin '{name}' is part of the core and cannot be disabled")
+        if enabled:
+            self.require_licensed(name)
+        with database.atomic():
+            state = PluginState.get_or_none(PluginState.name == name)
+            before = bool(state and state.enabled)
+            if before == enabled:
+                return False
+            if state is None:
+                PluginState.create(name=name, enabled=enabled)
+            else:
+                state.enabled = enabled
+                state.save()
+            if enabled:
+                self._create_tables(plugin)
+            bumped = (
+                StateVersion.update(value=StateVersion.value + 1)
+                .where(StateVersion.key == "plugins")
+                .execute()
+            )
+            if not bumped:
+                StateVersion.create(key="plugins", value=1)
+            audit.record(
+                actor,
+                "plugin.enable" if enabled else "plugin.disable",
+                object_type="plugin",
+                object_id=name,
+                before={"enabled": before},
+                after={"enabled": enabled},
+            )
+        self.refresh(force=True)
+        return True
+
+    def _create_tables(self, plugin: LoadedPlugin) -> None:
+        impl = getattr(plugin.module, "register_models", None)
+        if impl is not None:
+            database.create_tables(impl(), safe=True)
+
+    # -- calling hooks ---------------------------------------------------------------------
+
+    def hook(self, name: str) -> pluggy.HookCaller:
+        """The hook caller for ``name`` with disabled plugins left out."""
+        key = (name, self.enabled)
+        caller = self._callers.get(key)
+        if caller is None:
+            disabled = [p.module for n, p in self.plugins.items() if n not in self.enabled]
+            caller = self.pm.subset_hook_caller(name, remove_plugins=disabled)
+            self._callers[key] = caller
+        return caller
+
+    def call(self, name: str, **kwargs) -> list:
+        return self.hook(name)(**kwargs)
+
+    def active(self, declared: dict[str, Declared]) -> dict:
+        """Declarations of enabled plugins only: ``code -> item``."""
+        return {code: d.item for code, d in declared.items() if d.plugin in self.enabled}
+
+    def owner(self, declared: dict[str, Declared], code: str) -> str | None:
+        d = declared.get(code)
+        return d.plugin if d else None
+
+    def privileges(self) -> dict:
+        return self.active(self.catalog.privileges)
+
+    def account_types(self) -> dict:
+        return self.active(self.catalog.account_types)
+
+    def invoice_formats(self) -> dict:
+        return self.active(self.catalog.invoice_formats)
+
+    def billing_connectors(self) -> dict:
+        return self.active(self.catalog.billing_connectors)
+
+    def menu_items(self, where: str) -> list:
+        return [
+            d.item
+            for d in self.catalog.menu_items
+            if d.plugin in self.enabled and d.item.where == where
+        ]

@@ -1,0 +1,161 @@
+"""Privileges, roles and the two rules everything else relies on.
+
+1. Scoping: a user sees their own account and everything below it, nothing else. Every
+   tenant query goes through ``visible_accounts``/``scoped``/``get_scoped``; an object outside
+   the caller's subtree is answered with 404, exactly as if it did not exist.
+2. No escalation: nobody creates or assigns a role holding a privilege they lack, or one that
+   does not exist at the role's account level (``check_grantable``).
+
+Privileges of a disabled plugin stay stored on roles but grant nothing while it is disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import peewee as pw
+from flask import current_app, g, has_app_context
+
+from core.errors import Forbidden, NotFound, ValidationFailed
+from core.models import Account, Role, RolePrivilege, User, UserRole
+from core.registry import ALL
+
+
+def host():
+    return current_app.extensions["billhive"].host
+
+
+def level_of(account: Account) -> str:
+    atype = host().catalog.account_types.get(account.type)
+    if atype is None:  # a type whose plugin is gone: treat as the least privileged
+        return "customer"
+    return atype.item.level
+
+
+def privileges_at_level(level: str) -> set[str]:
+    return {code for code, p in host().privileges().items() if level in p.levels}
+
+
+def default_role_privileges(level: str, default_code: str) -> set[str]:
+    declared = host().catalog.default_roles.get(f"{level}:{default_code}")
+    if declared is None or declared.plugin not in host().enabled:
+        return set()
+    privs = declared.item.privileges
+    at_level = privileges_at_level(level)
+    return set(at_level) if privs == ALL else set(privs) & at_level
+
+
+def stored_privileges(role: Role) -> set[str]:
+    """What the role holds as written, including privileges of disabled plugins."""
+    if role.is_default:
+        return default_role_privileges(level_of(role.account), role.default_code)
+    return {rp.code for rp in role.privilege_rows}
+
+
+def role_privileges(role: Role) -> set[str]:
+    """What the role grants now: stored privileges that exist and are enabled."""
+    return stored_privileges(role) & set(host().privileges())
+
+
+def effective_privileges(user: User) -> frozenset[str]:
+    """The union of the user's roles, cached for the request."""
+    cache = g.setdefault("_billhive_privs", {}) if has_app_context() else {}
+    key = (user.id, host().enabled)
+    if key not in cache:
+        roles = Role.select().join(UserRole).where(UserRole.user == user.id)
+        granted: set[str] = set()
+        for role in roles:
+            granted |= role_privileges(role)
+        cache[key] = frozenset(granted)
+    return cache[key]
+
+
+def has(user: User | None, code: str) -> bool:
+    return user is not None and code in effective_privileges(user)
+
+
+# -- scoping ---------------------------------------------------------------------------------
+
+
+def visible_accounts(user: User) -> pw.ModelSelect:
+    """The caller's subtree: the single definition of tenant visibility."""
+    return Account.select().where(Account.path.startswith(user.account.path))
+
+
+def scoped(query: pw.ModelSelect, account_field: pw.Field, user: User) -> pw.ModelSelect:
+    """Restrict any query over a table with an account column to the caller's subtree."""
+    return query.where(account_field.in_(visible_accounts(user).select(Account.id)))
+
+
+def get_account(user: User, account_id) -> Account:
+    try:
+        return visible_accounts(user).where(Account.id == int(account_id)).get()
+    except (ValueError, TypeError, Account.DoesNotExist):
+        raise NotFound(f"account {account_id} not found") from None
+
+
+def get_scoped(model, user: User, object_id, account_field: pw.Field | None = None):
+    """Fetch one tenant object or 404 (also when it exists in someone else's subtree)."""
+    field = account_field if account_field is not None else model.account
+    try:
+        query = scoped(model.select(), field, user)
+        return query.where(model.id == int(object_id)).get()
+    except (ValueError, TypeError, model.DoesNotExist):
+        raise NotFound(f"{model.__name__.lower()} {object_id} not found") from None
+
+
+def require(user: User, code: str, account: Account | None = None) -> None:
+    """The one privilege check: 404 outside the subtree, 403 for a missing privilege."""
+    if account is not None and not account.is_within(user.account):
+        raise NotFound(f"account {account.id} not found")
+    if not has(user, code):
+        title = host().privileges().get(code)
+        raise Forbidden(f"you lack the privilege '{code}'" + (f" ({title.title})" if title else ""))
+
+
+# -- no escalation ---------------------------------------------------------------------------
+
+
+def check_grantable(actor: User | None, account: Account, codes: Iterable[str]) -> None:
+    """Refuse, with a message per privilege, anything ``actor`` may not put on a role of
+    ``account``. ``actor=None`` is the operator's shell (CLI) and may grant anything that
+    exists at the level."""
+    level = level_of(account)
+    known = host().privileges()
+    held = effective_privileges(actor) if actor is not None else None
+    problems: list[str] = []
+    for code in sorted(set(codes)):
+        if code not in known:
+            problems.append(f"'{code}' is not a privilege of any enabled plugin")
+        elif level not in known[code].levels:
+            problems.append(f"'{code}' does not exist at the {level} level")
+        elif held is not None and code not in held:
+            problems.append(f"you cannot grant '{code}': you do not hold it yourself")
+    if problems:
+        raise ValidationFailed(
+            "privileges refused: " + "; ".join(problems), {"privileges": problems}
+        )
+
+
+def check_assignable(actor: User | None, role: Role, user: User) -> None:
+    if role.account_id != user.account_id:
+        raise ValidationFailed.field(
+            "role", f"role '{role.name}' belongs to another account than user {user.email}"
+        )
+    if actor is None:
+        return
+    missing = sorted(role_privileges(role) - effective_privileges(actor))
+    if missing:
+        raise ValidationFailed(
+            f"you cannot assign role '{role.name}': it holds privileges you lack "
+            f"({', '.join(missing)})",
+            {"role": [f"holds privileges you lack: {', '.join(missing)}"]},
+        )
+
+
+def users_holding(role: Role) -> list[User]:
+    return list(User.select().join(UserRole).where(UserRole.role == role.id).order_by(User.email))
+
+
+def privilege_rows_for(role: Role) -> list[str]:
+    return [rp.code for rp in RolePrivilege.select().where(RolePrivilege.role == role.id)]

@@ -1,0 +1,150 @@
+"""What plugins declare through the ``register_*`` hooks, and how the core merges it.
+
+Declarations are plain frozen dataclasses so a plugin needs nothing but ``core`` to make
+them. ``merge`` is the one place that refuses duplicate codes, naming both plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+LEVELS = ("provider", "reseller", "customer")
+ALL = "__all__"  # DefaultRole.privileges: every privilege of the role's level
+
+
+@dataclass(frozen=True)
+class PluginMeta:
+    """Metadata a plugin module exposes as ``PLUGIN``."""
+
+    name: str
+    title: str
+    version: str
+    license_feature: str | None = None
+    api_version: int = 1
+    description: str = ""
+    essential: bool = False  # cannot be disabled (the core itself)
+
+
+@dataclass(frozen=True)
+class Privilege:
+    code: str
+    title: str
+    group: str
+    levels: tuple[str, ...] = LEVELS
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AccountType:
+    """A kind of account in the tree.
+
+    ``child_types`` are the types an account of this type may own. ``check_parent`` may
+    refuse a particular parent with a message (e.g. sub-resellers switched off).
+    """
+
+    code: str
+    title: str
+    level: str
+    profile_schema: type | None = None
+    child_types: tuple[str, ...] = ()
+    parent_types: tuple[str, ...] = ()
+    check_parent: Callable[[Any], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceFormat:
+    code: str
+    title: str
+    media_type: str
+    extension: str
+    render: Callable[[dict], bytes]
+
+
+@dataclass(frozen=True)
+class BillingConnector:
+    code: str
+    title: str
+    settings_schema: type | None
+    test: Callable[[dict], str]
+    push: Callable[[dict, dict], list]
+
+
+@dataclass(frozen=True)
+class DefaultRole:
+    level: str
+    code: str
+    name: str
+    description: str
+    privileges: tuple[str, ...] | str = ALL
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    label: str
+    endpoint: str
+    privilege: str | None = None
+    where: str = "main"  # "main" navigation or "account" tab
+    order: int = 100
+    levels: tuple[str, ...] = LEVELS  # account levels where an account tab applies
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One invoice line a plugin contributes; amounts are computed and rounded by the engine.
+
+    ``unit_price`` is in major units as a Decimal (it may carry more digits than the
+    currency); ``group`` puts the line under a heading with a subtotal (billing units).
+    """
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    unit: str = ""
+    product_code: str = ""
+    group: str | None = None
+    fraction: Decimal = Decimal(1)
+    source: str = ""
+
+
+@dataclass
+class Declared:
+    """One declaration with the plugin that made it."""
+
+    item: Any
+    plugin: str
+
+
+class DuplicateCodeError(RuntimeError):
+    pass
+
+
+def merge(kind: str, results: Iterable[tuple[str, list]]) -> dict[str, Declared]:
+    """Merge ``(plugin, [items])`` pairs into ``code -> Declared``; duplicates are fatal."""
+    merged: dict[str, Declared] = {}
+    for plugin, items in results:
+        for item in items or ():
+            key = item.code if hasattr(item, "code") else item.endpoint
+            if kind == "default role":
+                key = f"{item.level}:{item.code}"
+            if key in merged:
+                raise DuplicateCodeError(
+                    f"{kind} '{key}' is declared by both plugin '{merged[key].plugin}' "
+                    f"and plugin '{plugin}'"
+                )
+            merged[key] = Declared(item, plugin)
+    return merged
+
+
+@dataclass
+class Catalog:
+    """Everything declared by every installed plugin, filtered on demand by enabled set."""
+
+    privileges: dict[str, Declared] = field(default_factory=dict)
+    account_types: dict[str, Declared] = field(default_factory=dict)
+    invoice_formats: dict[str, Declared] = field(default_factory=dict)
+    billing_connectors: dict[str, Declared] = field(default_factory=dict)
+    default_roles: dict[str, Declared] = field(default_factory=dict)
+    menu_items: list[Declared] = field(default_factory=list)

@@ -1,0 +1,126 @@
+"""create_app(): the deployable application, wired from the core and the plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, abort, current_app, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from core import auth, db
+from core.api import create_api
+from core.errors import BillhiveError
+from core.models import CORE_MODELS, StateVersion
+from core.plugins import PluginHost, discover
+from hostapp import config as config_module
+
+
+@dataclass
+class Billhive:
+    """Per-application state, kept in ``app.extensions['billhive']``."""
+
+    host: PluginHost
+    database: object
+    api: object
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error_response(status: int, code: str, message: str, errors: dict | None = None):
+    if _wants_json():
+        body = {"code": code, "message": message, "errors": errors or {}}
+        return jsonify(body), status
+    return render_template("core/error.html", status=status, message=message), status
+
+
+def _guard(host: PluginHost, plugin: str):
+    def guard():
+        if not host.is_enabled(plugin):
+            abort(404)
+
+    return guard
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask("billhive", template_folder="../core/panel/templates")
+    app.config.update(config_module.load(test_config))
+
+    database = db.open_database(app.config["DATABASE_URL"])
+    db.bind(database)
+    host = PluginHost(
+        discover(app.config["PLUGINS"], app.config["PLUGIN_MODULES"]),
+        app.config["LICENSE_KEY_PATHS"],
+    )
+    with database.connection_context():
+        database.create_tables(CORE_MODELS, safe=True)
+        StateVersion.get_or_create(key="plugins", defaults={"value": 0})
+        host.refresh(force=True)
+        database.create_tables(host.models(only_enabled=True), safe=True)
+
+    csrf = CSRFProtect(app)
+    auth.init_app(app)
+    api = create_api(app, csrf)
+    app.extensions["billhive"] = Billhive(host=host, database=database, api=api)
+
+    from core.panel import blueprint as panel_bp
+    from core.panel import jinja
+
+    app.register_blueprint(panel_bp)
+    jinja.init_app(app)
+
+    for plugin, bp in host.blueprints():
+        bp.before_request(_guard(host, plugin))
+        if hasattr(bp, "register_views_in_doc"):  # flask-smorest blueprint: an API resource
+            csrf.exempt(bp)
+            api.register_blueprint(bp)
+        else:
+            app.register_blueprint(bp)
+
+    @app.before_request
+    def _open_db():
+        # close at teardown only what this request opened (a CLI or test may hold one open)
+        g.billhive_opened_db = database.connect(reuse_if_open=True)
+        host.refresh()
+
+    @app.teardown_request
+    def _close_db(exc):
+        if g.pop("billhive_opened_db", False) and not database.is_closed():
+            database.close()
+
+    @app.errorhandler(BillhiveError)
+    def _billhive_error(exc: BillhiveError):
+        return _error_response(exc.status, exc.code, exc.message, exc.errors)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        return _error_response(400, "csrf", f"form refused: {exc.description}")
+
+    api.handle_http_exception = lambda exc: _http_error(exc)
+
+    def _http_error(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        messages = data.get("messages") or data.get("errors") or {}
+        if isinstance(messages, dict) and len(messages) == 1 and "json" in messages:
+            messages = messages["json"]  # webargs nests by location; callers want fields
+        message = exc.description or exc.name
+        if messages:
+            message = "invalid input — " + ", ".join(
+                f"{k}: {'; '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in messages.items()
+            )
+        code = exc.name.lower().replace(" ", "_")
+        return _error_response(exc.code or 500, code, message, messages)
+
+    app.register_error_handler(HTTPException, _http_error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        current_app.logger.exception("unexpected error")
+        return _error_response(500, "internal_error", "internal error: the change was not saved")
+
+    return app

@@ -1,0 +1,337 @@
+"""The ``billhive`` command line: operators' tool for an instance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from core.errors import BillhiveError
+
+_app = None
+
+
+def get_app():
+    global _app  # the CLI is one process serving one instance; tests build apps themselves
+    if _app is None:
+        from hostapp.app import create_app
+
+        _app = create_app()
+    return _app
+
+
+def host():
+    return get_app().extensions["billhive"].host
+
+
+def with_app(fn):
+    """Run the command inside the app and a database connection; errors become messages."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        app = get_app()
+        database = app.extensions["billhive"].database
+        with app.app_context(), database.connection_context():
+            app.extensions["billhive"].host.refresh()
+            try:
+                return fn(*args, **kwargs)
+            except BillhiveError as exc:
+                raise click.ClickException(exc.message) from None
+
+    return wrapper
+
+
+class BillhiveCLI(click.Group):
+    """Core commands plus those of enabled plugins (``register_commands``)."""
+
+    def _plugin_commands(self) -> dict:
+        try:
+            app = get_app()
+        except Exception:  # noqa: BLE001 - a broken instance still gets core commands
+            return {}
+        database = app.extensions["billhive"].database
+        with app.app_context(), database.connection_context():
+            hosted = app.extensions["billhive"].host
+            hosted.refresh()
+            return {c.name: c for cmds in hosted.call("register_commands") for c in cmds}
+
+    def list_commands(self, ctx):
+        names = set(super().list_commands(ctx))
+        if not ctx.resilient_parsing:
+            names |= set(self._plugin_commands())
+        return sorted(names)
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or self._plugin_commands().get(name)
+
+
+@click.group(cls=BillhiveCLI)
+def main():
+    """Billhive: billing management for service providers and their resellers.
+
+    Configuration comes from BILLHIVE_DATABASE_URL, BILLHIVE_DATA_DIR, BILLHIVE_SECRET_KEY
+    and BILLHIVE_LICENSE_KEYS.
+    """
+
+
+# -- init, demo, run -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--operator-email", prompt=True, help="E-mail of the first operator.")
+@click.option(
+    "--operator-password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Password of the first operator (8 characters at least).",
+)
+@click.option("--provider-name", default="Provider", show_default=True)
+@click.option("--currency", default="EUR", show_default=True)
+@with_app
+def init(operator_email, operator_password, provider_name, currency):
+    """Create the database, the provider account and the first operator."""
+    from core.bootstrap import initialise
+
+    provider, operator, created = initialise(
+        provider_name, operator_email, operator_password, currency
+    )
+    if created:
+        click.echo(f"Initialised: provider '{provider.name}', operator {operator.email}.")
+    else:
+        click.echo(f"Already initialised: provider '{provider.name}'. Nothing changed.")
+
+
+@main.command()
+@with_app
+def demo():
+    """Fill an instance with demo data (idempotent) and print the logins."""
+    from hostapp.demo import load_demo
+
+    logins = load_demo(get_app(), click.echo)
+    click.echo("\nDemo logins (password for all: demo1234):")
+    for level, email in logins:
+        click.echo(f"  {level:<10} {email}")
+
+
+@main.command()
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=0, type=int, help="Serve with gunicorn and N workers.")
+def run(bind_host, port, workers):
+    """Serve the panel and the API."""
+    click.echo(f"Billhive panel: http://{bind_host}:{port}/   (API: /api/v1, Ctrl+C stops)")
+    if workers:
+        import os
+
+        os.execvp(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "-b",
+                f"{bind_host}:{port}",
+                "hostapp.wsgi:app",
+            ],
+        )
+    get_app().run(host=bind_host, port=port, threaded=True, use_reloader=False)
+
+
+# -- plugins ---------------------------------------------------------------------------------
+
+
+@main.group()
+def plugins():
+    """List, enable and disable add-ons."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_app
+def plugins_list(as_json):
+    """Installed plugins: enabled, the licence feature they need, whether it is covered."""
+    from core.api.resources import plugin_rows
+
+    rows = [r for r in plugin_rows() if r["name"] != "core"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'NAME':<20} {'TITLE':<34} {'VERSION':<8} {'ENABLED':<8} {'FEATURE':<12} LICENSED")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<20} {r['title'][:34]:<34} {r['version']:<8} "
+            f"{'yes' if r['enabled'] else 'no':<8} {r['license_feature'] or '-':<12} "
+            f"{'yes' if r['licensed'] else 'no'}"
+        )
+
+
+@plugins.command("enable")
+@click.argument("name")
+@with_app
+def plugins_enable(name):
+    """Enable a plugin (refused when its licence feature is not covered)."""
+    changed = host().set_enabled(name, True)
+    click.echo(f"Plugin '{name}' enabled." if changed else f"Plugin '{name}' was already enabled.")
+
+
+@plugins.command("disable")
+@click.argument("name")
+@with_app
+def plugins_disable(name):
+    """Disable a plugin; its data stays and comes back when it is enabled again."""
+    changed = host().set_enabled(name, False)
+    click.echo(
+        f"Plugin '{name}' disabled." if changed else f"Plugin '{name}' was already disabled."
+    )
+
+
+# -- licences --------------------------------------------------------------------------------
+
+
+@main.group()
+def license():  # noqa: A001 - the command's name
+    """Make, install and show licences."""
+
+
+@license.command("keygen")
+@click.option("--private", "private_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False))
+def license_keygen(private_path, public_path):
+    """Make an Ed25519 key pair for issuing licences."""
+    from core.licenses import generate_keypair, key_id
+
+    private_pem, public_pem = generate_keypair()
+    Path(private_path).write_bytes(private_pem)
+    Path(private_path).chmod(0o600)
+    Path(public_path).write_bytes(public_pem)
+    click.echo(f"Key {key_id(public_pem)}: private key {private_path}, public key {public_path}")
+
+
+def _parse_day(value: str, field: str) -> date:
+    from core.billing.periods import PeriodError, parse_date
+
+    try:
+        return parse_date(value, field)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@license.command("issue")
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--licensee", required=True)
+@click.option("--features", required=True, help="Comma-separated, e.g. FT-3001.007,BH-UNITS")
+@click.option("--expires", required=True, help="YYYY-MM-DD")
+def license_issue(key_path, licensee, features, expires):
+    """Write a signed licence to stdout."""
+    from core.licenses import issue_license
+
+    codes = [f.strip() for f in features.split(",") if f.strip()]
+    try:
+        text = issue_license(
+            Path(key_path).read_bytes(), licensee, codes, _parse_day(expires, "--expires")
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(text)
+
+
+@license.command("install")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_app
+def license_install(path):
+    """Verify and install a licence file."""
+    from core import license_store
+    from core.licenses import LicenseError
+
+    try:
+        lic = license_store.install(Path(path).read_text("utf-8"), host().license_key_paths)
+    except LicenseError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Licence for {lic.licensee} installed: {', '.join(lic.features)}; "
+        f"valid until {lic.expires}."
+    )
+
+
+@license.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@with_app
+def license_show(as_json):
+    """Show the installed licence and whether it is valid today."""
+    from core.api.resources import license_status
+
+    status = license_status()
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    if not status["installed"]:
+        click.echo("No licence installed.")
+        return
+    click.echo(
+        f"Licensee: {status['licensee']}\nExpires:  {status['expires']}\n"
+        f"Features: {', '.join(status['features'])}\n"
+        f"Valid:    {'yes' if status['valid'] else 'no — ' + (status['problem'] or '')}"
+    )
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@main.group("users")
+def users_group():
+    """List and create users."""
+
+
+@users_group.command("list")
+@click.option("--account", "account_id", type=int, help="Only this account's users.")
+@with_app
+def users_list(account_id):
+    from core.models import User
+
+    query = User.select().order_by(User.account, User.email)
+    if account_id:
+        query = query.where(User.account == account_id)
+    for u in query:
+        roles = ", ".join(link.role.name for link in u.role_links)
+        click.echo(f"{u.id:>5}  {u.email:<36} account {u.account_id:<5} {roles}")
+
+
+@users_group.command("create")
+@click.option("--account", "account_id", type=int, required=True)
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--name", default="")
+@click.option("--role", "role_names", multiple=True, help="Role name of that account.")
+@with_app
+def users_create(account_id, email, password, name, role_names):
+    from core import users
+    from core.models import Role
+
+    role_ids = []
+    for rn in role_names:
+        role = Role.get_or_none(Role.account == account_id, Role.name == rn)
+        if role is None:
+            raise click.ClickException(f"--role: account {account_id} has no role '{rn}'")
+        role_ids.append(role.id)
+    user = users.create_user(
+        None,
+        {
+            "email": email,
+            "password": password,
+            "name": name,
+            "account_id": account_id,
+            "role_ids": role_ids,
+        },
+    )
+    click.echo(f"User {user.email} created (id {user.id}).")
+
+
+if __name__ == "__main__":
+    main()

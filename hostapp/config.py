@@ -1,0 +1,51 @@
+"""Configuration from the environment (the names are a contract operators rely on)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BILLHIVE_DATA_DIR", "./instance")).resolve()
+
+
+def _secret_key(folder: Path) -> str:
+    if os.environ.get("BILLHIVE_SECRET_KEY"):
+        return os.environ["BILLHIVE_SECRET_KEY"]
+    path = folder / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load(overrides: dict | None = None) -> dict:
+    overrides = overrides or {}
+    folder = Path(overrides.get("DATA_DIR") or data_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [p for p in os.environ.get("BILLHIVE_LICENSE_KEYS", "").split(os.pathsep) if p]
+    plugins_env = os.environ.get("BILLHIVE_PLUGINS")
+    config = {
+        "DATA_DIR": str(folder),
+        "DATABASE_URL": os.environ.get("BILLHIVE_DATABASE_URL")
+        or f"sqlite:///{folder / 'billhive.db'}",
+        "SECRET_KEY": _secret_key(folder),
+        # trusted licence keys: the configured files plus the instance's own key folder
+        "LICENSE_KEY_PATHS": keys + [str(folder / "license-keys" / "*.pem")],
+        # None = every installed plugin; a list = only those (tests name theirs)
+        "PLUGINS": [p for p in plugins_env.split(",") if p] if plugins_env else None,
+        "PLUGIN_MODULES": {},
+        "STORAGE_DIR": os.environ.get("BILLHIVE_STORAGE_DIR") or str(folder / "storage"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "API_TITLE": "Billhive API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,287 @@
+"""Fixtures: a fresh app and database per test, on SQLite and (when the test command provides
+a server) on PostgreSQL; an account tree with a user per level; API and panel clients.
+
+Tests name the plugins they load, so whatever else is installed is never picked up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from datetime import date, timedelta
+from urllib.parse import urlparse
+
+import pytest
+
+BUILTIN_PLUGINS = ["invoice_pdf"]
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("BILLHIVE_TEST_POSTGRES") else [])
+PASSWORD = "secret-pass-1"
+_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests drive the panel; the database under it is covered by the others, so they
+    run on SQLite only."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        backend = params.params.get("backend") if params else None
+        (drop if item.get_closest_marker("browser") and backend == "postgresql" else keep).append(
+            item
+        )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def _pg_admin():
+    import psycopg2
+
+    conn = psycopg2.connect(os.environ["BILLHIVE_TEST_POSTGRES"])
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def database_url(backend, tmp_path):
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'billhive.db'}"
+        return
+    name = f"bh_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin()
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    base = urlparse(os.environ["BILLHIVE_TEST_POSTGRES"])
+    yield base._replace(path=f"/{name}").geturl()
+    from core.db import database
+
+    if database.obj is not None and not database.obj.is_closed():
+        database.obj.close()
+    cur = admin.cursor()
+    cur.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+    )
+    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+@pytest.fixture
+def license_keys(tmp_path):
+    """A trusted signing key in the instance's key folder; returns the private PEM."""
+    from core.licenses import generate_keypair
+
+    private, public = generate_keypair()
+    folder = tmp_path / "data" / "license-keys"
+    folder.mkdir(parents=True)
+    (folder / "test.pem").write_bytes(public)
+    return private
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path, license_keys):
+    """Build an app with just the named plugins installed (none enabled until asked)."""
+    apps = []
+
+    def factory(plugins=None, modules=None, csrf=False, **config):
+        from hostapp.app import create_app
+
+        app = create_app(
+            {
+                "TESTING": True,
+                "DATA_DIR": str(tmp_path / "data"),
+                "DATABASE_URL": database_url,
+                "SECRET_KEY": "test-secret",
+                "PLUGINS": list(BUILTIN_PLUGINS if plugins is None else plugins),
+                "PLUGIN_MODULES": modules or {},
+                "WTF_CSRF_ENABLED": csrf,
+                **config,
+            }
+        )
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        db = app.extensions["billhive"].database
+        if not db.is_closed():
+            db.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def ctx(app):
+    """An app context with an open connection, for calling services directly."""
+    database = app.extensions["billhive"].database
+    with app.app_context(), database.connection_context():
+        app.extensions["billhive"].host.refresh()
+        yield app
+
+
+def issue(license_keys, features, expires=None, issued=None) -> str:
+    from core.licenses import issue_license
+
+    return issue_license(
+        license_keys,
+        "Test Licensee",
+        features,
+        expires or date.today() + timedelta(days=30),
+        issued=issued,
+    )
+
+
+@pytest.fixture
+def install_license(ctx, license_keys):
+    """Install a licence listing ``features`` (valid for 30 days unless told otherwise)."""
+    from core import license_store
+
+    def install(features, expires=None, issued=None):
+        host = ctx.extensions["billhive"].host
+        return license_store.install(
+            issue(license_keys, features, expires, issued), host.license_key_paths
+        )
+
+    return install
+
+
+class World:
+    """A provider with an operator, and two customers each with a Full Access user."""
+
+    def __init__(self):
+        from core import accounts, users
+        from core.bootstrap import initialise
+        from core.models import Role
+
+        self.provider, self.operator, _ = initialise("Provider", "op@example.com", PASSWORD)
+
+        def customer(name, email):
+            acc = accounts.create_account(
+                None, {"name": name, "type": "customer", "parent_id": self.provider.id}
+            )
+            role = Role.get(Role.account == acc, Role.default_code == "full_access")
+            user = users.create_user(
+                None,
+                {"email": email, "password": PASSWORD, "account_id": acc.id, "role_ids": [role.id]},
+            )
+            return acc, user
+
+        self.customer_a, self.user_a = customer("Customer A", "a@example.com")
+        self.customer_b, self.user_b = customer("Customer B", "b@example.com")
+
+    def add_account(self, parent, name, type_code="customer", **extra):
+        from core import accounts
+
+        return accounts.create_account(
+            None, {"name": name, "type": type_code, "parent_id": parent.id, **extra}
+        )
+
+    def add_user(self, account, email, role_code="full_access", roles=()):
+        from core import users
+        from core.models import Role
+
+        ids = [r.id for r in roles]
+        if role_code:
+            ids.append(Role.get(Role.account == account, Role.default_code == role_code).id)
+        return users.create_user(
+            None, {"email": email, "password": PASSWORD, "account_id": account.id, "role_ids": ids}
+        )
+
+
+@pytest.fixture
+def world(ctx):
+    return World()
+
+
+class ApiClient:
+    """A test client that sends a user's Bearer token."""
+
+    def __init__(self, app, token):
+        self.client = app.test_client()
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def __getattr__(self, method):
+        def call(url, **kwargs):
+            headers = {**self.headers, **kwargs.pop("headers", {})}
+            return getattr(self.client, method)(url, headers=headers, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def api(ctx):
+    """``api(user)`` -> a client authenticated as that user through a real token."""
+
+    def for_user(user, password=PASSWORD):
+        resp = ctx.test_client().post(
+            "/api/v1/tokens", json={"email": user.email, "password": password}
+        )
+        assert resp.status_code == 201, resp.get_json()
+        return ApiClient(ctx, resp.get_json()["token"])
+
+    return for_user
+
+
+@pytest.fixture
+def panel(ctx):
+    """``panel(user)`` -> a test client logged in to the panel as that user."""
+
+    def for_user(user, password=PASSWORD):
+        client = ctx.test_client()
+        resp = client.post("/login", data={"email": user.email, "password": password})
+        assert resp.status_code == 302, resp.get_data(as_text=True)
+        return client
+
+    return for_user
+
+
+@pytest.fixture
+def live_server(ctx):
+    """The app served on 127.0.0.1 in a thread, for the browser."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, ctx, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("BILLHIVE_CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()
