@@ -157,3 +157,18 @@ def register_commands():
 
     Since API 1.
     """
+
+
+@hookspec(firstresult=True)
+def invoice_options(issuer, account, period):
+    """Whether and in which formats ``issuer`` invoices ``account`` for ``period``.
+
+    :param issuer: the :class:`core.models.Account` whose plans were used (the seller).
+    :param account: the :class:`core.models.Account` being billed.
+    :param period: ``(start, end)`` dates, end exclusive.
+    :return: a :class:`core.registry.InvoiceOptions`, or ``None`` to leave the default
+        (create the invoice; render every enabled format). The first answer wins, so the
+        plugin that owns the issuer's account type decides (e.g. a reseller's profile).
+
+    Since API 1.
+    """

@@ -148,3 +148,12 @@ class Catalog:
     billing_connectors: dict[str, Declared] = field(default_factory=dict)
     default_roles: dict[str, Declared] = field(default_factory=dict)
     menu_items: list[Declared] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InvoiceOptions:
+    """An issuer's answer for one customer invoice (see the ``invoice_options`` hook)."""
+
+    create: bool = True
+    formats: tuple[str, ...] | None = None  # None: every enabled format
+    skip_reason: str = ""

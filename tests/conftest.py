@@ -15,7 +15,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-BUILTIN_PLUGINS = ["invoice_pdf"]
+BUILTIN_PLUGINS = [
+    "invoice_pdf",
+    "reseller_accounts",
+    "role_wizard",
+    "billing_units",
+    "psa_mapping",
+]
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("BILLHIVE_TEST_POSTGRES") else [])
 PASSWORD = "secret-pass-1"
 _counter = itertools.count()
