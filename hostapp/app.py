@@ -72,12 +72,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     jinja.init_app(app)
 
     for plugin, bp in host.blueprints():
-        bp.before_request(_guard(host, plugin))
         if hasattr(bp, "register_views_in_doc"):  # flask-smorest blueprint: an API resource
             csrf.exempt(bp)
             api.register_blueprint(bp)
         else:
             app.register_blueprint(bp)
+        # the guard belongs to this app, not to the (module-level, shared) blueprint object,
+        # so a second app in the same process neither fails nor consults this app's host
+        app.before_request_funcs.setdefault(bp.name, []).insert(0, _guard(host, plugin))
 
     @app.before_request
     def _open_db():

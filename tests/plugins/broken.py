@@ -1,0 +1,3 @@
+"""A plugin that fails to import."""
+
+raise ImportError("the notes backend library is missing")
