@@ -293,6 +293,7 @@ def users_group():
 @click.option("--account", "account_id", type=int, help="Only this account's users.")
 @with_app
 def users_list(account_id):
+    """List users with their account and roles."""
     from core.models import User
 
     query = User.select().order_by(User.account, User.email)
@@ -311,6 +312,7 @@ def users_list(account_id):
 @click.option("--role", "role_names", multiple=True, help="Role name of that account.")
 @with_app
 def users_create(account_id, email, password, name, role_names):
+    """Create a user in an account, optionally with roles of that account."""
     from core import users
     from core.models import Role
 
