@@ -122,6 +122,15 @@ def register_menu_items():
 
 @hookimpl
 def register_models():
+    from core.billing.models import BILLING_MODELS
     from core.models import CORE_MODELS
 
-    return CORE_MODELS
+    return CORE_MODELS + BILLING_MODELS
+
+
+@hookimpl
+def register_invoice_formats():
+    from core.billing import raw
+    from core.registry import InvoiceFormat
+
+    return [InvoiceFormat("RAW", "RAW (CSV)", "text/csv", "csv", raw.render)]

@@ -1,0 +1,264 @@
+"""Catalog, subscriptions and usage: validated writes (every problem names its field; nothing
+is written when anything is wrong). ``actor=None`` is the operator's shell (CLI, demo)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from core import audit, rbac
+from core.billing.models import PRODUCT_KINDS, PricePlan, Product, Subscription, UsageRecord
+from core.billing.money import MoneyError, check_currency, parse_decimal, tiered_unit_price
+from core.billing.periods import PeriodError, parse_date
+from core.db import database
+from core.errors import ValidationFailed, marshmallow_errors
+from core.models import Account
+
+
+class ProductInput(Schema):
+    account_id = fields.Integer(load_default=None, allow_none=True)
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,60}$"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    unit = fields.String(load_default="", validate=validate.Length(max=40))
+    kind = fields.String(load_default="recurring", validate=validate.OneOf(PRODUCT_KINDS))
+
+
+class PlanInput(Schema):
+    product_id = fields.Integer(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    currency = fields.String(required=True)
+    recurring_price = fields.Raw(load_default="0")
+    usage_rate = fields.Raw(load_default="0")
+    tiers = fields.List(fields.List(fields.Raw(allow_none=True)), load_default=None,
+                        allow_none=True)  # fmt: skip
+
+
+class SubscriptionInput(Schema):
+    account_id = fields.Integer(required=True)
+    plan_id = fields.Integer(required=True)
+    quantity = fields.Raw(load_default="1")
+    start = fields.Raw(required=True)
+    end = fields.Raw(load_default=None, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=100))  # fmt: skip
+
+
+class UsageInput(Schema):
+    subscription_id = fields.Raw(required=True)
+    quantity = fields.Raw(required=True)
+    date = fields.Raw(required=True)
+    external_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+def _load(schema: Schema, payload) -> dict:
+    try:
+        return schema.load(payload or {})
+    except ValidationError as err:
+        raise marshmallow_errors(err) from None
+
+
+def _raise(errors: dict) -> None:
+    if errors:
+        raise ValidationFailed(
+            "invalid input — " + ", ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors
+        )
+
+
+def _owner(actor, account_id) -> Account:
+    """The catalog owner: the actor's own account unless another (visible) one is named."""
+    if actor is None:
+        owner = Account.get_or_none(Account.id == account_id) if account_id else None
+        if owner is None:
+            raise ValidationFailed.field("account_id", f"account {account_id} not found")
+        return owner
+    owner = rbac.get_account(actor, account_id) if account_id else actor.account
+    rbac.require(actor, "catalog.manage", owner)
+    return owner
+
+
+def create_product(actor, payload) -> Product:
+    data = _load(ProductInput(), payload)
+    owner = _owner(actor, data.pop("account_id"))
+    if Product.get_or_none(account=owner.id, code=data["code"]) is not None:
+        raise ValidationFailed.field("code", f"product code '{data['code']}' already exists")
+    with database.atomic():
+        product = Product.create(account=owner, **data)
+        audit.record(actor, "product.create", product, account=owner.id, after=data)
+    return product
+
+
+def _visible_product(actor, product_id) -> Product:
+    if actor is None:
+        product = Product.get_or_none(Product.id == product_id)
+        if product is None:
+            raise ValidationFailed.field("product_id", f"product {product_id} not found")
+        return product
+    try:
+        return rbac.get_scoped(Product, actor, product_id)
+    except Exception:  # noqa: BLE001 - NotFound: name the field
+        raise ValidationFailed.field("product_id", f"product {product_id} not found") from None
+
+
+def create_plan(actor, payload) -> PricePlan:
+    data = _load(PlanInput(), payload)
+    product = _visible_product(actor, data["product_id"])
+    if actor is not None:
+        rbac.require(actor, "catalog.manage", product.account)
+    errors: dict[str, list[str]] = {}
+    try:
+        data["currency"] = check_currency(data["currency"])
+    except MoneyError as exc:
+        errors["currency"] = [str(exc)]
+    for name in ("recurring_price", "usage_rate"):
+        try:
+            data[name] = parse_decimal(data[name], name)
+            if data[name] < 0:
+                errors[name] = [f"{name} must not be negative"]
+        except MoneyError as exc:
+            errors[name] = [str(exc)]
+    if data.get("tiers"):
+        try:
+            tiered_unit_price(0, data["tiers"])
+            data["tiers"] = [[None if u is None else str(parse_decimal(u, "up_to")),
+                              str(parse_decimal(p, "unit_price"))] for u, p in data["tiers"]]  # fmt: skip
+        except MoneyError as exc:
+            errors["tiers"] = [str(exc)]
+    _raise(errors)
+    data.pop("product_id")
+    with database.atomic():
+        plan = PricePlan.create(account=product.account_id, product=product, **data)
+        audit.record(actor, "plan.create", plan, account=product.account_id,
+                     after={k: str(v) for k, v in data.items()})  # fmt: skip
+    return plan
+
+
+def _date(value, field, errors):
+    try:
+        return parse_date(value, field)
+    except PeriodError as exc:
+        errors[field] = [str(exc)]
+        return None
+
+
+def create_subscription(actor, payload) -> Subscription:
+    data = _load(SubscriptionInput(), payload)
+    errors: dict[str, list[str]] = {}
+    if actor is None:
+        customer = Account.get_or_none(Account.id == data["account_id"])
+    else:
+        try:
+            customer = rbac.get_account(actor, data["account_id"])
+        except Exception:  # noqa: BLE001
+            customer = None
+    if customer is None:
+        errors["account_id"] = [f"account {data['account_id']} not found"]
+    plan = PricePlan.get_or_none(PricePlan.id == data["plan_id"])
+    if plan is None or (actor is not None and not plan.account.is_within(actor.account)):
+        errors["plan_id"] = [f"price plan {data['plan_id']} not found"]
+        plan = None
+    if customer is not None and plan is not None:
+        owner = plan.account
+        if not (customer.path.startswith(owner.path) and customer.id != owner.id):
+            errors["plan_id"] = [f"plan '{plan.name}' belongs to {owner.name}, which does not "
+                                 f"sell to {customer.name}"]  # fmt: skip
+        elif plan.currency != customer.currency:
+            errors["plan_id"] = [f"plan '{plan.name}' is in {plan.currency} but account "
+                                 f"{customer.name} is billed in {customer.currency}"]  # fmt: skip
+    try:
+        data["quantity"] = parse_decimal(data["quantity"], "quantity")
+        if data["quantity"] < 0:
+            errors["quantity"] = ["quantity must not be negative"]
+    except MoneyError as exc:
+        errors["quantity"] = [str(exc)]
+    start = _date(data["start"], "start", errors)
+    end = _date(data["end"], "end", errors) if data["end"] is not None else None
+    if start and end and end <= start:
+        errors["end"] = ["end must be after start"]
+    _raise(errors)
+    if actor is not None:
+        rbac.require(actor, "catalog.manage", plan.account)
+    with database.atomic():
+        sub = Subscription.create(account=customer, plan=plan, quantity=data["quantity"],
+                                  start=start, end=end, external_id=data["external_id"])  # fmt: skip
+        audit.record(actor, "subscription.create", sub, account=customer.id,
+                     after={"plan_id": plan.id, "quantity": str(data["quantity"]),
+                            "start": str(start), "end": str(end) if end else None})  # fmt: skip
+    return sub
+
+
+def check_usage(rows: list, actor=None) -> tuple[list[dict], dict[int, dict]]:
+    """Validate usage rows: (good rows ready to insert, {row index: field errors})."""
+    good, bad = [], {}
+    subs: dict = {}
+    for index, raw in enumerate(rows):
+        errors: dict[str, list[str]] = {}
+        try:
+            row = UsageInput().load(raw or {})
+        except ValidationError as err:
+            bad[index] = err.messages if isinstance(err.messages, dict) else {"_": err.messages}
+            continue
+        key = str(row["subscription_id"]).strip()
+        if key not in subs:
+            sub = None
+            if key.isdigit():
+                sub = Subscription.get_or_none(Subscription.id == int(key))
+            if sub is not None and actor is not None:
+                if not sub.account.is_within(actor.account):
+                    sub = None
+            subs[key] = sub
+        sub = subs[key]
+        if sub is None:
+            errors["subscription_id"] = [f"unknown subscription {key!r}"]
+        try:
+            quantity = parse_decimal(row["quantity"], "quantity")
+            if quantity < 0:
+                errors["quantity"] = ["quantity must not be negative"]
+        except MoneyError as exc:
+            errors["quantity"] = [str(exc)]
+        day = _date(row["date"], "date", errors)
+        if (
+            sub is not None
+            and day is not None
+            and (day < sub.start or (sub.end is not None and day >= sub.end))
+        ):
+            errors["date"] = [f"{day} is outside subscription {sub.id}'s active dates"]
+        if errors:
+            bad[index] = errors
+            continue
+        good.append({"subscription": sub.id, "account": sub.account_id, "quantity": quantity,
+                     "occurred_at": day, "external_id": row["external_id"]})  # fmt: skip
+    return good, bad
+
+
+def insert_usage(good: list[dict], actor=None, chunk: int = 500, progress=None) -> tuple[int, int]:
+    """Insert validated rows, idempotent by (account, external_id): (inserted, duplicates)."""
+    inserted = 0
+    seen: set = set()
+    for start in range(0, len(good), chunk):
+        part = []
+        for row in good[start : start + chunk]:
+            key = (row["account"], row["external_id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            part.append(row)
+        with database.atomic():
+            existing = set()
+            by_account: dict[int, list[str]] = {}
+            for row in part:
+                by_account.setdefault(row["account"], []).append(row["external_id"])
+            for account_id, ids in by_account.items():
+                existing |= {
+                    (account_id, r.external_id)
+                    for r in UsageRecord.select(UsageRecord.external_id).where(
+                        (UsageRecord.account == account_id) & UsageRecord.external_id.in_(ids)
+                    )
+                }
+            fresh = [r for r in part if (r["account"], r["external_id"]) not in existing]
+            if fresh:
+                UsageRecord.insert_many(fresh).on_conflict_ignore().execute()
+                audit.record(actor, "usage.import", object_type="usage",
+                             object_id=f"{len(fresh)} records")  # fmt: skip
+            inserted += len(fresh)
+        if progress is not None:
+            progress(len(good[start : start + chunk]))
+    return inserted, len(good) - inserted

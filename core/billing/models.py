@@ -1,0 +1,242 @@
+"""Billing tables: catalog, subscriptions, usage, invoices, numbering, stored files, bill runs.
+
+Money columns are integer minor units (:class:`MinorUnitsField`); quantities, prices and
+rates are exact decimal text (:class:`DecimalTextField`). Never peewee's DecimalField.
+
+Exactly-once billing lives in the database: ``Invoice.run_period`` is set (to the period's
+start) only on invoices a bill run writes, and the unique index
+``(account, issuer, run_period, kind)`` refuses a second one for the same account, issuer and
+period, whoever tries (a second process, a re-run after a crash). Drafts made by hand and
+credit notes leave ``run_period`` NULL, which a unique index never compares equal.
+
+Issued invoices are immutable: :meth:`Invoice.save` refuses any change but the status moves
+issued -> paid / void, and :class:`InvoiceLine` refuses saving or deleting a line of an
+invoice that is no longer a draft. Both raise :class:`ImmutableInvoice` (HTTP 409).
+"""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from core.billing.money import DecimalTextField, MinorUnitsField
+from core.db import BaseModel, JSONField, utcnow
+from core.errors import Conflict
+from core.models import Account, User
+
+PRODUCT_KINDS = ("recurring", "usage", "one_off")
+INVOICE_KINDS = ("invoice", "credit_note")
+INVOICE_STATUSES = ("draft", "issued", "paid", "void")
+# status moves allowed on a stored invoice
+TRANSITIONS = {
+    "draft": {"draft", "issued", "void"},
+    "issued": {"issued", "paid", "void"},
+    "paid": {"paid"},
+    "void": {"void"},
+}
+# the only columns that may change once an invoice left draft
+MUTABLE_AFTER_ISSUE = {"status", "paid_at", "voided_at"}
+
+
+class ImmutableInvoice(Conflict):
+    """An issued invoice (or a line of one) was about to be changed."""
+
+
+class Product(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    code = pw.CharField(max_length=60)
+    name = pw.CharField(max_length=200)
+    unit = pw.CharField(max_length=40, default="")
+    kind = pw.CharField(max_length=20, default="recurring")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "code"), True),)
+
+
+class PricePlan(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    product = pw.ForeignKeyField(Product, backref="plans", on_delete="RESTRICT")
+    name = pw.CharField(max_length=200)
+    currency = pw.CharField(max_length=3)
+    recurring_price = DecimalTextField(default="0")  # major units per period
+    usage_rate = DecimalTextField(default="0")  # major units per usage unit
+    tiers = JSONField(null=True)  # [[up_to | null, unit_price], ...] volume tiers for usage
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Subscription(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")  # the customer
+    plan = pw.ForeignKeyField(PricePlan, backref="subscriptions", on_delete="RESTRICT")
+    quantity = DecimalTextField(default="1")
+    start = pw.DateField()
+    end = pw.DateField(null=True)  # exclusive: first day no longer active
+    external_id = pw.CharField(max_length=100, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class UsageRecord(BaseModel):
+    subscription = pw.ForeignKeyField(Subscription, backref="usage", on_delete="RESTRICT")
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    quantity = DecimalTextField()
+    occurred_at = pw.DateField(index=True)
+    external_id = pw.CharField(max_length=100)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "external_id"), True),)
+
+
+class Invoice(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")  # billed
+    issuer = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")  # the seller
+    kind = pw.CharField(max_length=20, default="invoice")
+    credit_for = pw.ForeignKeyField("self", null=True, backref="credit_notes", on_delete="RESTRICT")
+    status = pw.CharField(max_length=10, default="draft", index=True)
+    number = pw.CharField(max_length=40, null=True)
+    period_start = pw.DateField(null=True)
+    period_end = pw.DateField(null=True)
+    run_period = pw.DateField(null=True)  # set by bill runs only: the exactly-once key
+    currency = pw.CharField(max_length=3)
+    subtotal = MinorUnitsField(default=0)
+    tax = MinorUnitsField(default=0)
+    total = MinorUnitsField(default=0)
+    tax_rate = pw.CharField(max_length=20, default="0")
+    issued_at = pw.DateTimeField(null=True)
+    due_date = pw.DateField(null=True)
+    paid_at = pw.DateTimeField(null=True)
+    voided_at = pw.DateTimeField(null=True)
+    bill_run = pw.IntegerField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("account", "issuer", "run_period", "kind"), True),
+            (("issuer", "number"), True),
+        )
+
+    def save(self, *args, **kwargs):
+        if self.id is not None and not kwargs.get("force_insert"):
+            stored = Invoice.get_or_none(Invoice.id == self.id)
+            if stored is not None:
+                _check_change(stored, self)
+        return super().save(*args, **kwargs)
+
+    def delete_instance(self, *args, **kwargs):
+        stored = Invoice.get_or_none(Invoice.id == self.id)
+        if stored is not None and stored.status != "draft":
+            raise ImmutableInvoice(
+                f"invoice {stored.number or stored.id} is {stored.status}: it cannot be deleted"
+            )
+        return super().delete_instance(*args, **kwargs)
+
+
+def _check_change(stored: Invoice, new: Invoice) -> None:
+    if new.status not in TRANSITIONS.get(stored.status, set()):
+        raise ImmutableInvoice(
+            f"invoice {stored.number or stored.id} is {stored.status}: "
+            f"it cannot become {new.status}"
+        )
+    if stored.status == "draft":
+        return
+    changed = []
+    for name, field in Invoice._meta.fields.items():
+        if name in MUTABLE_AFTER_ISSUE:
+            continue
+        before, after = stored.__data__.get(name), new.__data__.get(name)
+        if isinstance(after, pw.Model):
+            after = after.get_id()
+        if field.db_value(before) != field.db_value(after):
+            changed.append(name)
+    if changed:
+        raise ImmutableInvoice(
+            f"invoice {stored.number or stored.id} is {stored.status} and immutable "
+            f"(tried to change {', '.join(sorted(changed))}); correct it with a credit note",
+            {name: ["cannot be changed on an issued invoice"] for name in changed},
+        )
+
+
+class InvoiceLine(BaseModel):
+    invoice = pw.ForeignKeyField(Invoice, backref="lines", on_delete="CASCADE")
+    position = pw.IntegerField()
+    description = pw.CharField(max_length=500)
+    quantity = DecimalTextField()
+    unit = pw.CharField(max_length=40, default="")
+    unit_price = DecimalTextField()
+    fraction = DecimalTextField(default="1")
+    amount = MinorUnitsField()
+    product_code = pw.CharField(max_length=60, default="")
+    group = pw.CharField(max_length=200, null=True)
+    source = pw.CharField(max_length=100, default="")
+
+    class Meta:
+        indexes = ((("invoice", "position"), True),)
+
+    def _guard(self, what: str) -> None:
+        status = (
+            Invoice.select(Invoice.status).where(Invoice.id == self.invoice_id).scalar()
+            if self.invoice_id
+            else None
+        )
+        if status is not None and status != "draft":
+            raise ImmutableInvoice(f"a line of a {status} invoice cannot be {what}")
+
+    def save(self, *args, **kwargs):
+        self._guard("changed")
+        return super().save(*args, **kwargs)
+
+    def delete_instance(self, *args, **kwargs):
+        self._guard("deleted")
+        return super().delete_instance(*args, **kwargs)
+
+
+class InvoiceSequence(BaseModel):
+    """Next number per issuer and document kind; incremented inside the issuing transaction
+    (an UPDATE, so concurrent issuers queue on the row and a rollback gives the number back)."""
+
+    issuer = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    kind = pw.CharField(max_length=20)
+    next_number = pw.IntegerField(default=1)
+
+    class Meta:
+        indexes = ((("issuer", "kind"), True),)
+
+
+class InvoiceFile(BaseModel):
+    invoice = pw.ForeignKeyField(Invoice, backref="files", on_delete="CASCADE")
+    format = pw.CharField(max_length=20)
+    path = pw.CharField(max_length=1000)
+    size = pw.IntegerField()
+    sha256 = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("invoice", "format"), True),)
+
+
+class BillRun(BaseModel):
+    as_of = pw.DateField()
+    scope = pw.ForeignKeyField(Account, null=True, backref="+", on_delete="SET NULL")
+    status = pw.CharField(max_length=10, default="queued")  # queued running done failed
+    total = pw.IntegerField(default=0)  # accounts to process
+    done = pw.IntegerField(default=0)
+    created = pw.IntegerField(default=0)
+    skipped = pw.IntegerField(default=0)
+    failures = JSONField(default=list)
+    summary = JSONField(null=True)
+    started_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+
+
+BILLING_MODELS = [
+    Product,
+    PricePlan,
+    Subscription,
+    UsageRecord,
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceFile,
+    BillRun,
+]

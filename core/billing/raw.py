@@ -1,0 +1,94 @@
+"""The RAW invoice format: a documented CSV a machine can read back exactly.
+
+Layout (UTF-8, ``\\n`` line ends)::
+
+    # billhive-raw: 1
+    # kind: invoice
+    # number: INV-000001
+    # issuer: Billhive Demo Provider
+    # account: Contoso Ltd
+    # period: 2026-10-01/2026-11-01          (start inclusive / end exclusive; empty if none)
+    # currency: EUR
+    # subtotal: 1234.56                      (major units, exact)
+    # tax: 246.91
+    # total: 1481.47
+    # credit_for: INV-000001                 (credit notes only)
+    position,description,quantity,unit,unit_price,amount_minor,amount,product_code,group
+    1,Hosting (10 days of 31),2,seat,12.5,806,8.06,HOST,
+
+``amount_minor`` is the integer amount in the currency's minor units; ``amount`` is the same in
+major units as a plain decimal (no thousands separators). Lines sum to ``subtotal`` exactly.
+Read it by skipping lines starting with ``#`` and feeding the rest to a CSV reader.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from core.billing.money import to_decimal
+
+COLUMNS = [
+    "position",
+    "description",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount_minor",
+    "amount",
+    "product_code",
+    "group",
+]
+
+
+def render(document: dict) -> bytes:
+    currency = document["currency"]
+    period = ""
+    if document.get("period_start"):
+        period = f"{document['period_start']}/{document.get('period_end') or ''}"
+    header = {
+        "billhive-raw": "1",
+        "kind": document["kind"],
+        "number": document["number"],
+        "issuer": document["issuer"]["name"],
+        "account": document["recipient"]["name"],
+        "period": period,
+        "currency": currency,
+        "subtotal": str(to_decimal(document["subtotal_minor"], currency)),
+        "tax": str(to_decimal(document["tax_minor"], currency)),
+        "total": str(to_decimal(document["total_minor"], currency)),
+    }
+    if document.get("credit_note_for"):
+        header["credit_for"] = document["credit_note_for"]
+    out = io.StringIO()
+    for key, value in header.items():
+        out.write(f"# {key}: {' '.join(str(value).splitlines())}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for line in document["lines"]:
+        writer.writerow(
+            [
+                line["position"],
+                line["description"],
+                line["quantity"],
+                line["unit"],
+                line["unit_price"],
+                line["amount_minor"],
+                str(to_decimal(line["amount_minor"], currency)),
+                line["product_code"],
+                line["group"] or "",
+            ]
+        )
+    return out.getvalue().encode("utf-8")
+
+
+def parse(data: bytes) -> tuple[dict, list[dict]]:
+    """Read a RAW file back: (header, lines as dicts of strings)."""
+    header, body = {}, []
+    for text in data.decode("utf-8").splitlines():
+        if text.startswith("# "):
+            key, _, value = text[2:].partition(": ")
+            header[key] = value
+        else:
+            body.append(text)
+    return header, list(csv.DictReader(body))

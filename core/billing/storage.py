@@ -1,0 +1,96 @@
+"""Rendered invoice files: written once into STORAGE_DIR, recorded, served from there.
+
+A render failure never loses an invoice: the invoice is committed before rendering, the failure
+is logged, and :func:`file_for` renders the missing format on the first download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from flask import current_app
+
+from core.billing import documents
+from core.billing.models import Invoice, InvoiceFile
+from core.errors import NotFound
+
+log = logging.getLogger("billhive.billing")
+
+
+def host():
+    return current_app.extensions["billhive"].host
+
+
+def storage_dir() -> Path:
+    return Path(current_app.config["STORAGE_DIR"])
+
+
+def wanted_formats(invoice: Invoice) -> list[str]:
+    """The formats to render: those the invoice_options answer named, else every enabled."""
+    enabled = host().invoice_formats()
+    wanted = getattr(invoice, "_formats", None)
+    return [code for code in (wanted or enabled) if code in enabled]
+
+
+def render_one(invoice: Invoice, code: str, document: dict | None = None) -> InvoiceFile:
+    fmt = host().invoice_formats().get(code)
+    if fmt is None:
+        raise NotFound(f"invoice format '{code}' is not available")
+    data = fmt.render(document or documents.build(invoice))
+    name = (invoice.number or f"draft-{invoice.id}").replace("/", "_")
+    relative = Path("invoices") / str(invoice.issuer_id) / f"{name}.{fmt.extension}"
+    target = storage_dir() / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    record = InvoiceFile.get_or_none(invoice=invoice.id, format=code)
+    digest = hashlib.sha256(data).hexdigest()
+    if record is None:
+        try:
+            record = InvoiceFile.create(
+                invoice=invoice.id, format=code, path=str(relative), size=len(data), sha256=digest
+            )
+        except Exception:  # noqa: BLE001 - another process recorded it meanwhile
+            record = InvoiceFile.get(invoice=invoice.id, format=code)
+    else:
+        record.path, record.size, record.sha256 = str(relative), len(data), digest
+        record.save()
+    return record
+
+
+def render_all(invoice: Invoice) -> list[str]:
+    """Render every wanted format once; returns error messages (empty when all went well)."""
+    if invoice.status == "draft":
+        return []
+    errors = []
+    document = documents.build(invoice)
+    for code in wanted_formats(invoice):
+        if InvoiceFile.get_or_none(invoice=invoice.id, format=code) is not None:
+            continue
+        try:
+            render_one(invoice, code, document)
+        except Exception as exc:  # noqa: BLE001 - recorded; rendered again on download
+            log.exception("rendering %s of invoice %s failed", code, invoice.id)
+            errors.append(f"{invoice.number}: rendering {code} failed: {exc}")
+    return errors
+
+
+def file_for(invoice: Invoice, code: str) -> tuple[bytes, object, InvoiceFile]:
+    """(bytes, InvoiceFormat, record) from storage, rendering first if it is missing."""
+    code = code.upper()
+    fmt = host().invoice_formats().get(code)
+    if fmt is None:
+        available = ", ".join(sorted(host().invoice_formats()))
+        raise NotFound(f"invoice format '{code}' is not available (available: {available})")
+    if invoice.status == "draft":
+        raise NotFound("a draft has no files; issue it first")
+    record = InvoiceFile.get_or_none(invoice=invoice.id, format=code)
+    path = storage_dir() / record.path if record else None
+    if record is None or not path.exists():
+        record = render_one(invoice, code)
+        path = storage_dir() / record.path
+    return path.read_bytes(), fmt, record
