@@ -335,5 +335,14 @@ def users_create(account_id, email, password, name, role_names):
     click.echo(f"User {user.email} created (id {user.id}).")
 
 
+# -- billing (core.billing.cli) --------------------------------------------------------------
+
+from core.billing.cli import bill_run, invoices, usage  # noqa: E402
+
+main.add_command(bill_run)
+main.add_command(usage)
+main.add_command(invoices)
+
+
 if __name__ == "__main__":
     main()
