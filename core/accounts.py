@@ -11,12 +11,15 @@ from core.db import database
 from core.errors import ValidationFailed, marshmallow_errors
 from core.models import Account, Role
 
+_EMAIL = validate.Email()
+
 
 class AccountInput(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     type = fields.String(required=True, validate=validate.Length(min=1, max=40))
     parent_id = fields.Integer(load_default=None, allow_none=True)
-    email = fields.Email(load_default="")
+    # "" (no e-mail) must survive a second load: the API validates once, the service again
+    email = fields.String(load_default="", validate=lambda v: v == "" or _EMAIL(v))
     address = fields.String(load_default="", validate=validate.Length(max=2000))
     currency = fields.String(load_default="EUR")
     bill_cycle_day = fields.Raw(load_default=1)
@@ -182,7 +185,7 @@ def update_account(actor, account: Account, payload: dict) -> Account:
         if account.id == actor.account_id and "profile" in payload:
             # a reseller does not edit its own reseller profile: its parent does
             rbac.require(actor, "accounts.manage", account.parent or account)
-    data = _check_common(_load(AccountUpdate(), payload | {}) if payload else {})
+    data = _check_common(_load(AccountUpdate(partial=True), payload) if payload else {})
     data = {k: v for k, v in data.items() if k in payload}
     if "profile" in data:
         merged = dict(account.profile or {}) | data["profile"]

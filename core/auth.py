@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import request
 from flask_login import LoginManager, current_user
 
 from core import users
@@ -25,17 +25,22 @@ def init_app(app) -> None:
     manager.init_app(app)
 
 
+_API_USER = "billhive.api_user"
+
+
 def api_user():
     """The user of an API call (Bearer token only: cookies never authenticate the API, so the
     API cannot be driven cross-site)."""
-    if "api_user" not in g:
+    # cached on the request, not on ``g``: an app context (and its ``g``) may outlive one
+    # request, and a revoked token must stop working on the very next one
+    if _API_USER not in request.environ:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         user = users.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
-        g.api_user = user
-    if g.api_user is None:
+        request.environ[_API_USER] = user
+    if request.environ[_API_USER] is None:
         raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
-    return g.api_user
+    return request.environ[_API_USER]
 
 
 def api_login_required(view):

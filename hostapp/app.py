@@ -107,6 +107,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         messages = data.get("messages") or data.get("errors") or {}
         if isinstance(messages, dict) and len(messages) == 1 and "json" in messages:
             messages = messages["json"]  # webargs nests by location; callers want fields
+        if not isinstance(messages, dict):  # e.g. ["Invalid JSON body."]
+            messages = {"_schema": messages if isinstance(messages, list) else [messages]}
         message = exc.description or exc.name
         if messages:
             message = "invalid input — " + ", ".join(
