@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import peewee as pw
-from flask import current_app, g, has_app_context
+from flask import current_app, g, has_app_context, has_request_context, request
 
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.models import Account, Role, RolePrivilege, User, UserRole
@@ -87,10 +87,36 @@ def scoped(query: pw.ModelSelect, account_field: pw.Field, user: User) -> pw.Mod
     return query.where(account_field.in_(visible_accounts(user).select(Account.id)))
 
 
+def _refused_outside(user: User, model, object_id) -> None:
+    """An object that exists outside the caller's subtree answers 404 like a missing one, and
+    the attempt is audited (escalation attempts across tenants must leave a trace)."""
+    from core import audit
+    from core.db import database
+
+    try:
+        exists = model.select().where(model.id == int(object_id)).exists()
+    except (ValueError, TypeError):
+        return
+    if not exists:
+        return
+    name = model.__name__.lower()
+    where = {"method": request.method, "path": request.path} if has_request_context() else None
+    with database.atomic():
+        audit.record(
+            user,
+            f"{name}.access.refused",
+            object_type=name,
+            object_id=int(object_id),
+            account=user.account_id,
+            after=where,
+        )
+
+
 def get_account(user: User, account_id) -> Account:
     try:
         return visible_accounts(user).where(Account.id == int(account_id)).get()
     except (ValueError, TypeError, Account.DoesNotExist):
+        _refused_outside(user, Account, account_id)
         raise NotFound(f"account {account_id} not found") from None
 
 
@@ -101,6 +127,7 @@ def get_scoped(model, user: User, object_id, account_field: pw.Field | None = No
         query = scoped(model.select(), field, user)
         return query.where(model.id == int(object_id)).get()
     except (ValueError, TypeError, model.DoesNotExist):
+        _refused_outside(user, model, object_id)
         raise NotFound(f"{model.__name__.lower()} {object_id} not found") from None
 
 

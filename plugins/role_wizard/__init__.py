@@ -1,6 +1,7 @@
 """Role wizard: Custom billing roles per provider, reseller and customer, with the Add New Role wizard."""
 
-from core.registry import PluginMeta
+from core import hookimpl
+from core.registry import MenuItem, PluginMeta
 
 PLUGIN = PluginMeta(
     name="role_wizard",
@@ -9,3 +10,17 @@ PLUGIN = PluginMeta(
     license_feature=None,
     description="Custom billing roles per provider, reseller and customer, with the Add New Role wizard.",
 )
+
+
+@hookimpl
+def register_blueprints():
+    from plugins.role_wizard.views import blueprint
+
+    return [blueprint]
+
+
+@hookimpl
+def register_menu_items():
+    # A tab on every account page (provider: the security settings; resellers and customers
+    # on their own account pages). Listing needs users.view; changes need roles.manage.
+    return [MenuItem("Roles", "role_wizard.roles", "users.view", where="account", order=20)]
