@@ -1,6 +1,7 @@
 """PSA mapping (ConnectWise Manage): Billing mappings pushed to ConnectWise Manage through a billing connector."""
 
-from core.registry import PluginMeta
+from core import hookimpl
+from core.registry import BillingConnector, MenuItem, PluginMeta, Privilege
 
 PLUGIN = PluginMeta(
     name="psa_mapping",
@@ -9,3 +10,71 @@ PLUGIN = PluginMeta(
     license_feature="BH-PSA",
     description="Billing mappings pushed to ConnectWise Manage through a billing connector.",
 )
+
+P, R, C = "provider", "reseller", "customer"
+
+
+@hookimpl
+def register_privileges():
+    return [
+        Privilege(
+            "psa.view",
+            "View PSA billing",
+            "PSA",
+            (P, R, C),
+            "See ConnectWise mappings, company links and the sync log.",
+        ),
+        Privilege(
+            "psa.edit",
+            "Edit PSA billing",
+            "PSA",
+            (P, R),
+            "Edit ConnectWise connection settings, mappings and company links; run syncs.",
+        ),
+    ]
+
+
+@hookimpl
+def register_billing_connectors():
+    from plugins.psa_mapping import connector
+    from plugins.psa_mapping.connector import ConnectorSettings
+
+    return [
+        BillingConnector(
+            "connectwise", "ConnectWise Manage", ConnectorSettings, connector.test, connector.push
+        )
+    ]
+
+
+@hookimpl
+def register_models():
+    from plugins.psa_mapping.models import MODELS
+
+    return MODELS
+
+
+@hookimpl
+def register_blueprints():
+    from plugins.psa_mapping.api import blueprint as api_bp
+    from plugins.psa_mapping.views import blueprint as panel_bp
+
+    return [panel_bp, api_bp]
+
+
+@hookimpl
+def register_menu_items():
+    return [MenuItem("PSA billing", "psa.billing", "psa.view", where="account", order=60, levels=(P, R))]
+
+
+@hookimpl
+def register_commands():
+    from plugins.psa_mapping.cli import psa
+
+    return [psa]
+
+
+@hookimpl
+def invoice_finalized(invoice):
+    from plugins.psa_mapping.service import on_invoice_finalized
+
+    on_invoice_finalized(invoice)

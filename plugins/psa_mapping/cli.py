@@ -1,0 +1,68 @@
+"""``billhive psa sync [--account ID]``: push pending and failed items with a progress bar."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def psa():
+    """ConnectWise Manage (PSA mapping) commands."""
+
+
+@psa.command("sync")
+@click.option("--account", "account_id", type=int, default=None,
+              help="Only the integration of this provider/reseller account.")
+def sync_command(account_id):
+    """Push mapped quantities to ConnectWise; failed items are retried on the next sync.
+
+    Exits with status 1 when an item failed (each is listed with its reason)."""
+    from hostapp.cli import get_app
+
+    from core.errors import BillhiveError
+    from plugins.psa_mapping import service as svc
+    from plugins.psa_mapping.models import PsaConnection, SyncItem
+
+    app = get_app()
+    database = app.extensions["billhive"].database
+    failed = 0
+    with app.app_context(), database.connection_context():
+        app.extensions["billhive"].host.refresh()
+        try:
+            svc.require_licensed()
+            if account_id is not None:
+                accounts = [svc.integration_account(None, account_id, "psa.edit")]
+                svc.require_connection(accounts[0])
+            else:
+                accounts = [c.account for c in PsaConnection.select().order_by(PsaConnection.id)]
+        except BillhiveError as exc:
+            raise click.ClickException(exc.message) from None
+        if not accounts:
+            click.echo("No ConnectWise connection is configured: nothing to sync.")
+            return
+        for account in accounts:
+            for invoice in svc._latest_issued_invoices(account):
+                svc.record_invoice(invoice)
+            items = list(
+                SyncItem.select()
+                .where(
+                    (SyncItem.account == account.id)
+                    & SyncItem.outcome.in_(("pending", "failed"))
+                )
+                .order_by(SyncItem.invoice_id, SyncItem.id)
+            )
+            with click.progressbar(
+                length=len(items), label=f"{account.name}: pushing {len(items)} item(s)"
+            ) as bar:
+                run = svc.sync(account, "cli", items, progress=lambda _item: bar.update(1))
+            click.echo(f"{account.name}: sync {run.status} — {run.message}")
+            for item in items:
+                if item.outcome == "failed":
+                    failed += 1
+                    click.echo(
+                        f"  FAILED {item.product_code} for {item.customer.name} "
+                        f"(invoice {item.invoice_id}): {item.message}",
+                        err=True,
+                    )
+    if failed:
+        raise SystemExit(1)
