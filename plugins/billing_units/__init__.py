@@ -1,6 +1,7 @@
 """Billing units: Billing units of a contact center: users, teams and phone numbers, with cost reports per unit."""
 
-from core.registry import PluginMeta
+from core import hookimpl
+from core.registry import MenuItem, PluginMeta, Privilege
 
 PLUGIN = PluginMeta(
     name="billing_units",
@@ -9,3 +10,62 @@ PLUGIN = PluginMeta(
     license_feature="BH-UNITS",
     description="Billing units of a contact center: users, teams and phone numbers, with cost reports per unit.",
 )
+
+LEVELS = ("provider", "reseller", "customer")
+
+
+@hookimpl
+def register_privileges():
+    return [
+        Privilege(
+            "billing_units.view",
+            "View Billing unit",
+            "Billing",
+            LEVELS,
+            "See billing units, their users and numbers, and the cost report.",
+        ),
+        Privilege(
+            "billing_units.edit",
+            "Edit Billing unit",
+            "Billing",
+            LEVELS,
+            "Create, edit and delete billing units, teams, phone numbers and call records.",
+        ),
+    ]
+
+
+@hookimpl
+def register_models():
+    from plugins.billing_units.models import MODELS
+
+    return MODELS
+
+
+@hookimpl
+def register_blueprints():
+    from plugins.billing_units.api import blp
+    from plugins.billing_units.panel import bp
+
+    return [bp, blp]
+
+
+@hookimpl
+def register_menu_items():
+    # The Billing page needs "Edit Billing"; its Billing units tab also a unit privilege.
+    return [
+        MenuItem("Billing", "billing_units.units", "billing.edit", where="account", order=50),
+    ]
+
+
+@hookimpl
+def register_commands():
+    from plugins.billing_units.cli import units
+
+    return [units]
+
+
+@hookimpl
+def charges_for_period(account, period):
+    from plugins.billing_units.services import charges
+
+    return charges(account, period)

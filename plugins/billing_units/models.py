@@ -1,0 +1,122 @@
+"""Tables of the billing_units plugin.
+
+A phone number is in at most one billing unit: ``UnitNumber.number`` carries a UNIQUE index,
+so two concurrent assignments of the same number cannot both commit, whatever the code above
+does. Users (directly or through teams) may be in several units.
+"""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from core.billing.money import DecimalTextField, MinorUnitsField
+from core.db import BaseModel, utcnow
+from core.models import Account, User
+
+
+class Team(BaseModel):
+    """A named group of users of one account. Assigning a team to a unit is *live*: the
+    unit counts the team's members at the time of asking, so later joins and leaves apply."""
+
+    account = pw.ForeignKeyField(Account, backref="bu_teams", on_delete="CASCADE")
+    name = pw.CharField(max_length=200)
+
+    class Meta:
+        table_name = "bu_team"
+        indexes = ((("account", "name"), True),)
+
+
+class TeamMember(BaseModel):
+    team = pw.ForeignKeyField(Team, backref="members", on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, backref="bu_team_links", on_delete="CASCADE")
+
+    class Meta:
+        table_name = "bu_team_member"
+        indexes = ((("team", "user"), True),)
+
+
+class PhoneNumber(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="bu_numbers", on_delete="CASCADE")
+    e164 = pw.CharField(max_length=16, unique=True)
+    label = pw.CharField(max_length=200, default="")
+
+    class Meta:
+        table_name = "bu_phone_number"
+
+
+class BillingUnit(BaseModel):
+    account = pw.ForeignKeyField(Account, backref="bu_units", on_delete="CASCADE")
+    name = pw.CharField(max_length=200)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "bu_unit"
+        indexes = ((("account", "name"), True),)
+
+
+class UnitUser(BaseModel):
+    unit = pw.ForeignKeyField(BillingUnit, backref="user_links", on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, backref="bu_unit_links", on_delete="CASCADE")
+
+    class Meta:
+        table_name = "bu_unit_user"
+        indexes = ((("unit", "user"), True),)
+
+
+class UnitTeam(BaseModel):
+    unit = pw.ForeignKeyField(BillingUnit, backref="team_links", on_delete="CASCADE")
+    team = pw.ForeignKeyField(Team, backref="unit_links", on_delete="CASCADE")
+
+    class Meta:
+        table_name = "bu_unit_team"
+        indexes = ((("unit", "team"), True),)
+
+
+class UnitNumber(BaseModel):
+    unit = pw.ForeignKeyField(BillingUnit, backref="number_links", on_delete="CASCADE")
+    # UNIQUE: a number belongs to at most one billing unit (the database enforces it)
+    number = pw.ForeignKeyField(PhoneNumber, backref="unit_link", on_delete="CASCADE", unique=True)
+
+    class Meta:
+        table_name = "bu_unit_number"
+
+
+class CallRecord(BaseModel):
+    """A rated call: its cost is already priced (minor units + currency)."""
+
+    account = pw.ForeignKeyField(Account, backref="bu_calls", on_delete="CASCADE")
+    external_id = pw.CharField(max_length=200)
+    number = pw.ForeignKeyField(PhoneNumber, backref="calls", on_delete="RESTRICT")
+    user = pw.ForeignKeyField(User, null=True, backref="bu_calls", on_delete="SET NULL")
+    started_at = pw.DateTimeField(index=True)
+    duration_seconds = pw.IntegerField()
+    cost = MinorUnitsField()
+    currency = pw.CharField(max_length=3)
+
+    class Meta:
+        table_name = "bu_call_record"
+        indexes = ((("account", "external_id"), True), (("account", "started_at"), False))
+
+
+class UnitSettings(BaseModel):
+    """Per-account prices of recurring charges, major units as exact decimal text."""
+
+    account = pw.ForeignKeyField(Account, unique=True, on_delete="CASCADE")
+    number_rental_price = DecimalTextField(default="0")
+    seat_price = DecimalTextField(default="0")
+
+    class Meta:
+        table_name = "bu_settings"
+
+
+MODELS = [
+    Team,
+    TeamMember,
+    PhoneNumber,
+    BillingUnit,
+    UnitUser,
+    UnitTeam,
+    UnitNumber,
+    CallRecord,
+    UnitSettings,
+]

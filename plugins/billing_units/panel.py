@@ -1,0 +1,302 @@
+"""Panel pages: the Billing page of an account with its Billing units tab (table, Add/Edit
+billing unit with the User and Number assignment panels), the cost report with CSV export and
+a bar chart, and simple pages for the account's teams and phone numbers."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from markupsafe import Markup, escape
+
+from core.billing.money import format_money
+from core.errors import BillhiveError
+from plugins.billing_units import services as svc
+from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
+
+bp = Blueprint("billing_units", __name__, template_folder="templates")
+TAB = "billing_units.units"
+
+
+def form_errors(exc: BillhiveError) -> dict:
+    errors = {
+        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
+        for k, v in (exc.errors or {}).items()
+    }
+    if exc.status == 409 or not errors:
+        errors["_"] = exc.message
+    return errors
+
+
+def _ids(name: str) -> list[int]:
+    out = []
+    for value in request.form.getlist(name):
+        try:
+            out.append(int(value))
+        except ValueError:
+            continue
+    return out
+
+
+def _ctx(account, sub: str, **extra) -> dict:
+    return {
+        "account": account,
+        "tab": TAB,
+        "sub": sub,
+        "can_edit": svc.can_edit(current_user, account),
+        "money": format_money,
+        **extra,
+    }
+
+
+def _account(account_id):
+    return svc.account_for(current_user, account_id)
+
+
+# -- billing units -----------------------------------------------------------------------------
+
+
+@bp.route("/accounts/<int:account_id>/billing")
+@login_required
+def units(account_id):
+    account = _account(account_id)
+    svc.require_view(current_user, account)
+    rows = [
+        {
+            "unit": u,
+            "users": svc.unit_users(u),
+            "teams": svc.unit_teams(u),
+            "effective": svc.effective_users(u),
+            "numbers": svc.unit_numbers(u),
+        }
+        for u in svc.units_of(account)
+    ]
+    return render_template("billing_units/units.html", rows=rows, **_ctx(account, "units"))
+
+
+def _unit_form(account, unit: BillingUnit | None):
+    if unit is None:
+        values = {"name": "", "user_ids": [], "team_ids": [], "number_ids": []}
+    else:
+        values = {
+            "name": unit.name,
+            "user_ids": [u.id for u in svc.unit_users(unit)],
+            "team_ids": [t.id for t in svc.unit_teams(unit)],
+            "number_ids": [n.id for n in svc.unit_numbers(unit)],
+        }
+    errors = {}
+    if request.method == "POST":
+        values = {
+            "name": request.form.get("name", ""),
+            "user_ids": _ids("user_ids"),
+            "team_ids": _ids("team_ids"),
+            "number_ids": _ids("number_ids"),
+        }
+        try:
+            if unit is None:
+                saved = svc.create_unit(current_user, account, values)
+                flash(f"Billing unit '{saved.name}' added.")
+            else:
+                saved = svc.update_unit(current_user, unit, values)
+                flash(f"Billing unit '{saved.name}' saved.")
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            return redirect(url_for("billing_units.units", account_id=account.id))
+    from core.models import User
+
+    people = list(User.select().where(User.account == account).order_by(User.email))
+    return render_template(
+        "billing_units/unit_form.html",
+        unit=unit,
+        values=values,
+        errors=errors,
+        people=people,
+        teams=svc.teams_of(account),
+        numbers=svc.available_numbers(account, unit),
+        **_ctx(account, "units"),
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>/billing/units/new", methods=["GET", "POST"])
+@login_required
+def new_unit(account_id):
+    account = _account(account_id)
+    svc.require_edit(current_user, account)
+    return _unit_form(account, None)
+
+
+def _unit(account_id, unit_id) -> BillingUnit:
+    unit = svc.get_object(BillingUnit, current_user, unit_id)
+    if unit.account_id != account_id:
+        from core.errors import NotFound
+
+        raise NotFound(f"billing unit {unit_id} not found")
+    return unit
+
+
+@bp.route("/accounts/<int:account_id>/billing/units/<int:unit_id>", methods=["GET", "POST"])
+@login_required
+def edit_unit(account_id, unit_id):
+    unit = _unit(account_id, unit_id)
+    svc.require_edit(current_user, unit.account)
+    return _unit_form(unit.account, unit)
+
+
+@bp.route("/accounts/<int:account_id>/billing/units/<int:unit_id>/delete", methods=["POST"])
+@login_required
+def delete_unit(account_id, unit_id):
+    unit = _unit(account_id, unit_id)
+    name = unit.name
+    svc.delete_unit(current_user, unit)
+    flash(f"Billing unit '{name}' deleted; its numbers are available again.")
+    return redirect(url_for("billing_units.units", account_id=account_id))
+
+
+# -- teams -------------------------------------------------------------------------------------
+
+
+@bp.route("/accounts/<int:account_id>/billing/teams", methods=["GET", "POST"])
+@login_required
+def teams(account_id):
+    account = _account(account_id)
+    svc.require_view(current_user, account)
+    errors, values = {}, {}
+    if request.method == "POST":
+        values = {"name": request.form.get("name", ""), "user_ids": _ids("user_ids")}
+        team_id = request.form.get("team_id")
+        try:
+            if team_id:
+                team = svc.get_object(Team, current_user, team_id)
+                if request.form.get("action") == "delete":
+                    svc.delete_team(current_user, team)
+                    flash(f"Team '{team.name}' deleted.")
+                else:
+                    svc.update_team(current_user, team, {"user_ids": values["user_ids"]})
+                    flash(f"Team '{team.name}' saved.")
+            else:
+                team = svc.create_team(current_user, account, values)
+                flash(f"Team '{team.name}' added.")
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            return redirect(url_for("billing_units.teams", account_id=account.id))
+    from core.models import User
+
+    people = list(User.select().where(User.account == account).order_by(User.email))
+    rows = [(t, {u.id for u in svc.team_members(t)}) for t in svc.teams_of(account)]
+    return render_template(
+        "billing_units/teams.html",
+        rows=rows,
+        people=people,
+        errors=errors,
+        values=values,
+        **_ctx(account, "teams"),
+    ), (422 if errors else 200)
+
+
+# -- phone numbers -----------------------------------------------------------------------------
+
+
+@bp.route("/accounts/<int:account_id>/billing/numbers", methods=["GET", "POST"])
+@login_required
+def numbers(account_id):
+    account = _account(account_id)
+    svc.require_view(current_user, account)
+    errors, values = {}, {}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            if request.form.get("number_id"):
+                number = svc.get_object(PhoneNumber, current_user, request.form["number_id"])
+                svc.delete_number(current_user, number)
+                flash(f"Number {number.e164} deleted.")
+            else:
+                number = svc.create_number(
+                    current_user, account, {"e164": values.get("e164", ""), "label": values.get("label", "")}
+                )
+                flash(f"Number {number.e164} added.")
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            return redirect(url_for("billing_units.numbers", account_id=account.id))
+    held = svc.number_units(account)
+    rows = [(n, held.get(n.id)) for n in svc.numbers_of(account)]
+    return render_template(
+        "billing_units/numbers.html", rows=rows, errors=errors, values=values, **_ctx(account, "numbers")
+    ), (422 if errors else 200)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def bar_chart(data: dict) -> Markup:
+    """Cost per unit as an inline SVG bar chart (server-rendered, no script, no CDN)."""
+    rows = data["units"]
+    cur = data["currency"]
+    biggest = max([r["total"] for r in rows] + [1])
+    bar_h, gap, label_w, chart_w = 22, 8, 160, 420
+    height = len(rows) * (bar_h + gap) + gap
+    parts = [
+        f'<svg class="bu-chart" role="img" aria-label="Cost per billing unit" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{label_w + chart_w + 170}" height="{height}" viewBox="0 0 {label_w + chart_w + 170} {height}">'
+    ]
+    for i, r in enumerate(rows):
+        y = gap + i * (bar_h + gap)
+        w = 0 if r["total"] <= 0 else max(1, round(chart_w * r["total"] / biggest))
+        usage_w = 0 if r["total"] <= 0 else round(w * max(r["usage"], 0) / r["total"])
+        name = escape(r["unit"])
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + bar_h * 0.7}" text-anchor="end" font-size="13">{name}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="#7aa6d8"><title>{name}: '
+            f"{escape(format_money(r['total'], cur))}</title></rect>"
+            f'<rect x="{label_w}" y="{y}" width="{usage_w}" height="{bar_h}" fill="#2f6db5"/>'
+            f'<text x="{label_w + w + 6}" y="{y + bar_h * 0.7}" font-size="12">'
+            f"{escape(format_money(r['total'], cur))}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+@bp.route("/accounts/<int:account_id>/billing/report", methods=["GET", "POST"])
+@login_required
+def report(account_id):
+    account = _account(account_id)
+    svc.require_view(current_user, account)
+    errors = {}
+    if request.method == "POST":
+        try:
+            svc.update_settings(
+                current_user,
+                account,
+                {
+                    "number_rental_price": request.form.get("number_rental_price", ""),
+                    "seat_price": request.form.get("seat_price", ""),
+                },
+            )
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            flash("Recurring prices saved.")
+            return redirect(url_for("billing_units.report", account_id=account.id, **request.args))
+    period = svc.parse_period(request.args)
+    data = svc.report(current_user, account, period)
+    return render_template(
+        "billing_units/report.html",
+        data=data,
+        chart=bar_chart(data),
+        settings=svc.settings_for(account),
+        errors=errors,
+        **_ctx(account, "report"),
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>/billing/report.csv")
+@login_required
+def report_csv(account_id):
+    account = _account(account_id)
+    data = svc.report(current_user, account, svc.parse_period(request.args))
+    return Response(
+        svc.report_csv(data),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=billing-units-{data['start']}.csv"},
+    )
