@@ -15,8 +15,9 @@ def create_api(app, csrf) -> Api:
     )
     api = Api(app)
     from core.api import resources
+    from core.billing import api as billing_api
 
-    for bp in resources.blueprints():
+    for bp in resources.blueprints() + billing_api.blueprints():
         csrf.exempt(bp)
         api.register_blueprint(bp)
     return api

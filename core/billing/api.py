@@ -1,0 +1,484 @@
+"""Billing REST API: catalog, subscriptions, usage, invoices, bill runs. All scoped through
+core.rbac: objects outside the caller's subtree answer 404."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from core import rbac
+from core.auth import api_login_required, api_user
+from core.billing import catalog, engine, storage
+from core.billing import invoices as lifecycle
+from core.billing.models import (
+    BillRun,
+    ImmutableInvoice,
+    Invoice,
+    InvoiceLine,
+    PricePlan,
+    Product,
+    Subscription,
+)
+from core.billing.money import canonical_decimal_text, format_money
+from core.billing.periods import PeriodError, parse_date
+from core.errors import Forbidden, NotFound, ValidationFailed
+
+catalog_bp = Blueprint("billing_catalog", __name__, url_prefix="/api/v1",
+                       description="Products, price plans, subscriptions, usage")  # fmt: skip
+invoices_bp = Blueprint("billing_invoices", __name__, url_prefix="/api/v1",
+                        description="Invoices, credit notes, bill runs")  # fmt: skip
+
+
+def blueprints():
+    return [catalog_bp, invoices_bp]
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+class DecimalText(fields.Field):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else canonical_decimal_text(value)
+
+
+class ProductOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    unit = fields.String()
+    kind = fields.String()
+
+
+class PlanOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    product_id = fields.Integer()
+    name = fields.String()
+    currency = fields.String()
+    recurring_price = DecimalText()
+    usage_rate = DecimalText()
+    tiers = fields.Raw(allow_none=True)
+
+
+class SubscriptionOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    plan_id = fields.Integer()
+    quantity = DecimalText()
+    start = fields.Date()
+    end = fields.Date(allow_none=True)
+    external_id = fields.String(allow_none=True)
+
+
+class LineOut(Schema):
+    position = fields.Integer()
+    description = fields.String()
+    quantity = DecimalText()
+    unit = fields.String()
+    unit_price = DecimalText()
+    amount_minor = fields.Integer(attribute="amount")
+    product_code = fields.String()
+    group = fields.String(allow_none=True)
+
+
+class InvoiceOut(Schema):
+    id = fields.Integer()
+    number = fields.String(allow_none=True)
+    kind = fields.String()
+    status = fields.String()
+    account_id = fields.Integer()
+    issuer_id = fields.Integer()
+    credit_for_id = fields.Integer(allow_none=True)
+    period_start = fields.Date(allow_none=True)
+    period_end = fields.Date(allow_none=True)
+    currency = fields.String()
+    subtotal_minor = fields.Integer(attribute="subtotal")
+    tax_minor = fields.Integer(attribute="tax")
+    total_minor = fields.Integer(attribute="total")
+    total = fields.Method("_total")
+    tax_rate = fields.String()
+    issued_at = fields.DateTime(allow_none=True)
+    due_date = fields.Date(allow_none=True)
+    files = fields.Method("_files")
+
+    def _total(self, inv):
+        return format_money(inv.total, inv.currency)
+
+    def _files(self, inv):
+        if inv.status == "draft":
+            return []
+        return [f"/api/v1/invoices/{inv.id}/files/{code}" for code in storage.wanted_formats(inv)]
+
+
+class InvoiceDetail(InvoiceOut):
+    lines = fields.Method("_lines")
+
+    def _lines(self, inv):
+        return LineOut(many=True).dump(inv.lines.order_by(InvoiceLine.position))
+
+
+class InvoiceFilter(Schema):
+    status = fields.String(load_default=None)
+    account_id = fields.Integer(load_default=None)
+    period = fields.String(load_default=None, metadata={"description": "period start YYYY-MM-DD"})
+    page = fields.Integer(load_default=1)
+    per_page = fields.Integer(load_default=100)
+
+
+class LineIn(Schema):
+    description = fields.String(required=True)
+    quantity = fields.Raw(load_default="1")
+    unit = fields.String(load_default="")
+    unit_price = fields.Raw(required=True)
+    product_code = fields.String(load_default="")
+    group = fields.String(load_default=None, allow_none=True)
+
+
+class DraftIn(Schema):
+    account_id = fields.Integer(required=True)
+    lines = fields.List(fields.Nested(LineIn), required=True)
+
+
+class DraftPatch(Schema):
+    lines = fields.List(fields.Nested(LineIn), required=True)
+
+
+class CreditIn(Schema):
+    positions = fields.List(fields.Integer(), load_default=None)
+
+
+class BillRunIn(Schema):
+    date = fields.Raw(required=True)
+
+
+class BillRunOut(Schema):
+    id = fields.Integer()
+    as_of = fields.Date()
+    status = fields.String()
+    total = fields.Integer()
+    done = fields.Integer()
+    created = fields.Integer()
+    skipped = fields.Integer()
+    failures = fields.Raw()
+    summary = fields.Raw(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class UsageResult(Schema):
+    inserted = fields.Integer()
+    duplicates = fields.Integer()
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+
+@catalog_bp.route("/products", methods=["GET"])
+@catalog_bp.response(200, ProductOut(many=True))
+@api_login_required
+def list_products():
+    user = api_user()
+    rbac.require(user, "catalog.view")
+    return rbac.scoped(Product.select(), Product.account, user).order_by(Product.id)
+
+
+@catalog_bp.route("/products", methods=["POST"])
+@catalog_bp.arguments(catalog.ProductInput)
+@catalog_bp.response(201, ProductOut)
+@api_login_required
+def create_product(data):
+    return catalog.create_product(api_user(), data)
+
+
+@catalog_bp.route("/plans", methods=["GET"])
+@catalog_bp.response(200, PlanOut(many=True))
+@api_login_required
+def list_plans():
+    user = api_user()
+    rbac.require(user, "catalog.view")
+    return rbac.scoped(PricePlan.select(), PricePlan.account, user).order_by(PricePlan.id)
+
+
+@catalog_bp.route("/plans", methods=["POST"])
+@catalog_bp.arguments(catalog.PlanInput)
+@catalog_bp.response(201, PlanOut)
+@api_login_required
+def create_plan(data):
+    return catalog.create_plan(api_user(), data)
+
+
+@catalog_bp.route("/subscriptions", methods=["GET"])
+@catalog_bp.response(200, SubscriptionOut(many=True))
+@api_login_required
+def list_subscriptions():
+    user = api_user()
+    rbac.require(user, "billing.view")
+    query = rbac.scoped(Subscription.select(), Subscription.account, user)
+    return query.order_by(Subscription.id)
+
+
+@catalog_bp.route("/subscriptions", methods=["POST"])
+@catalog_bp.arguments(catalog.SubscriptionInput)
+@catalog_bp.response(201, SubscriptionOut)
+@api_login_required
+def create_subscription(data):
+    return catalog.create_subscription(api_user(), data)
+
+
+_USAGE = {
+    "type": "object",
+    "required": ["subscription_id", "quantity", "date", "external_id"],
+    "properties": {
+        "subscription_id": {"type": "integer"},
+        "quantity": {"type": "string", "example": "12.5"},
+        "date": {"type": "string", "format": "date"},
+        "external_id": {"type": "string"},
+    },
+}
+
+
+@catalog_bp.route("/usage", methods=["POST"])
+@catalog_bp.response(201, UsageResult)
+@catalog_bp.doc(
+    requestBody={
+        "content": {
+            "application/json": {"schema": {"oneOf": [_USAGE, {"type": "array", "items": _USAGE}]}}
+        }
+    }
+)
+@api_login_required
+def post_usage():
+    """One usage record or a list; idempotent by external_id; all or nothing."""
+    user = api_user()
+    rbac.require(user, "billing.edit")
+    payload = request.get_json(silent=True)
+    rows = payload if isinstance(payload, list) else [payload]
+    if not rows or any(not isinstance(r, dict) for r in rows):
+        raise ValidationFailed.field("_schema", "send a usage object or a list of them")
+    good, bad = catalog.check_usage(rows, actor=user)
+    for row in good:  # only the seller posts usage: the plan owner must be within the caller
+        sub = Subscription.get_by_id(row["subscription"])
+        if not sub.plan.account.is_within(user.account):
+            raise Forbidden("usage is recorded by the account that sells the subscription")
+    if bad:
+        if isinstance(payload, dict):
+            errors = bad[0]
+        else:
+            errors = {str(i): e for i, e in bad.items()}
+        text = "; ".join(
+            (f"row {i}: " if isinstance(payload, list) else "")
+            + ", ".join(f"{k}: {' '.join(map(str, v))}" for k, v in e.items())
+            for i, e in bad.items()
+        )
+        raise ValidationFailed(f"invalid usage — {text}; nothing recorded", errors)
+    inserted, duplicates = catalog.insert_usage(good, actor=user)
+    return {"inserted": inserted, "duplicates": duplicates}
+
+
+# -- invoices --------------------------------------------------------------------------------
+
+
+def _invoice(invoice_id) -> Invoice:
+    user = api_user()
+    rbac.require(user, "billing.view")
+    return rbac.get_scoped(Invoice, user, invoice_id)
+
+
+def _as_issuer(invoice: Invoice, code: str):
+    user = api_user()
+    rbac.require(user, code)
+    if not invoice.issuer.is_within(user.account):
+        raise Forbidden(f"only the issuer of {invoice.number or invoice.id} can do that")
+    return user
+
+
+@invoices_bp.route("/invoices", methods=["GET"])
+@invoices_bp.arguments(InvoiceFilter, location="query")
+@invoices_bp.response(200, InvoiceOut(many=True))
+@api_login_required
+def list_invoices(args):
+    user = api_user()
+    rbac.require(user, "billing.view")
+    query = rbac.scoped(Invoice.select(), Invoice.account, user)
+    if args["status"]:
+        query = query.where(Invoice.status == args["status"])
+    if args["account_id"]:
+        query = query.where(Invoice.account == args["account_id"])
+    if args["period"]:
+        try:
+            query = query.where(Invoice.period_start == parse_date(args["period"], "period"))
+        except PeriodError as exc:
+            raise ValidationFailed.field("period", str(exc)) from None
+    return query.order_by(Invoice.id.desc()).paginate(args["page"], args["per_page"])
+
+
+@invoices_bp.route("/invoices", methods=["POST"])
+@invoices_bp.arguments(DraftIn)
+@invoices_bp.response(201, InvoiceDetail)
+@api_login_required
+def create_draft(data):
+    """A manual draft issued by your account to an account below it."""
+    user = api_user()
+    rbac.require(user, "invoices.issue")
+    account = rbac.get_account(user, data["account_id"])
+    if account.id == user.account_id:
+        raise ValidationFailed.field("account_id", "an account does not invoice itself")
+    return lifecycle.create_draft(user, account, user.account, data["lines"])
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>", methods=["GET"])
+@invoices_bp.response(200, InvoiceDetail)
+@api_login_required
+def get_invoice(invoice_id):
+    return _invoice(invoice_id)
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>", methods=["PATCH", "PUT"])
+@invoices_bp.arguments(DraftPatch)
+@invoices_bp.response(200, InvoiceDetail)
+@api_login_required
+def update_invoice(data, invoice_id):
+    """Replace a draft's lines; an issued invoice answers 409 (issue a credit note)."""
+    invoice = _invoice(invoice_id)
+    user = _as_issuer(invoice, "invoices.issue")
+    if invoice.status != "draft":
+        raise ImmutableInvoice(
+            f"invoice {invoice.number} is {invoice.status} and immutable; issue a credit note"
+        )
+    with lifecycle.write_transaction():
+        for line in list(invoice.lines):
+            line.delete_instance()
+        for line in data["lines"]:
+            lifecycle.add_line(invoice, line)
+        lifecycle.recompute_totals(invoice)
+        invoice.save()
+        lifecycle.audit.record(user, "invoice.update", invoice, account=invoice.account_id,
+                               after=lifecycle.snapshot(invoice))  # fmt: skip
+    return invoice
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>", methods=["DELETE"])
+@invoices_bp.response(204)
+@api_login_required
+def delete_invoice(invoice_id):
+    invoice = _invoice(invoice_id)
+    _as_issuer(invoice, "invoices.issue")
+    invoice.delete_instance(recursive=True)
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/issue", methods=["POST"])
+@invoices_bp.response(200, InvoiceDetail)
+@api_login_required
+def issue_invoice(invoice_id):
+    invoice = _invoice(invoice_id)
+    return lifecycle.issue(invoice, _as_issuer(invoice, "invoices.issue"))
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/void", methods=["POST"])
+@invoices_bp.response(200, InvoiceDetail)
+@api_login_required
+def void_invoice(invoice_id):
+    invoice = _invoice(invoice_id)
+    return lifecycle.void(invoice, _as_issuer(invoice, "invoices.issue"))
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/pay", methods=["POST"])
+@invoices_bp.response(200, InvoiceDetail)
+@api_login_required
+def pay_invoice(invoice_id):
+    invoice = _invoice(invoice_id)
+    return lifecycle.mark_paid(invoice, _as_issuer(invoice, "payments.record"))
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/credit-note", methods=["POST"])
+@invoices_bp.arguments(CreditIn)
+@invoices_bp.response(201, InvoiceDetail)
+@api_login_required
+def credit_invoice(data, invoice_id):
+    """A credit note for the whole invoice or the lines at ``positions``."""
+    invoice = _invoice(invoice_id)
+    user = _as_issuer(invoice, "invoices.issue")
+    return lifecycle.credit_note(invoice, user, data["positions"])
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/files/<fmt>", methods=["GET"])
+@invoices_bp.response(200, content_type="application/octet-stream")
+@api_login_required
+def download(invoice_id, fmt):
+    """The stored file of one format (RAW, PDF, ...)."""
+    return send_invoice_file(_invoice(invoice_id), fmt)
+
+
+def send_invoice_file(invoice: Invoice, fmt: str) -> Response:
+    data, format_, _ = storage.file_for(invoice, fmt)
+    name = f"{invoice.number or invoice.id}.{format_.extension}"
+    return Response(
+        data,
+        mimetype=format_.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# -- bill runs -------------------------------------------------------------------------------
+
+
+def start_bill_run(user, as_of: date) -> BillRun:
+    """Start a bill run in a background thread of this process (scope: the user's subtree)."""
+    rbac.require(user, "billruns.run")
+    run = BillRun.create(as_of=as_of, status="queued", scope=user.account_id, started_by=user)
+    app = current_app._get_current_object()
+    scope_id, user_id = user.account_id, user.id
+
+    def work():
+        from core.models import Account, User
+
+        database = app.extensions["billhive"].database
+        with app.app_context(), database.connection_context():
+            app.extensions["billhive"].host.refresh()
+            try:
+                engine.run(as_of, actor=User.get_by_id(user_id),
+                           scope=Account.get_by_id(scope_id), bill_run=run)  # fmt: skip
+            except Exception:  # noqa: BLE001 - recorded on the BillRun row by engine.run
+                current_app.logger.exception("bill run %s failed", run.id)
+
+    threading.Thread(target=work, name=f"bill-run-{run.id}", daemon=True).start()
+    return run
+
+
+@invoices_bp.route("/bill-runs", methods=["POST"])
+@invoices_bp.arguments(BillRunIn)
+@invoices_bp.response(202, BillRunOut)
+@api_login_required
+def post_bill_run(data):
+    """Start a bill run for a date; poll GET /bill-runs/<id> for progress."""
+    try:
+        as_of = parse_date(data["date"], "date")
+    except PeriodError as exc:
+        raise ValidationFailed.field("date", str(exc)) from None
+    return start_bill_run(api_user(), as_of)
+
+
+@invoices_bp.route("/bill-runs", methods=["GET"])
+@invoices_bp.response(200, BillRunOut(many=True))
+@api_login_required
+def list_bill_runs():
+    user = api_user()
+    rbac.require(user, "billruns.run")
+    return rbac.scoped(BillRun.select(), BillRun.scope, user).order_by(BillRun.id.desc()).limit(50)
+
+
+@invoices_bp.route("/bill-runs/<int:run_id>", methods=["GET"])
+@invoices_bp.response(200, BillRunOut)
+@api_login_required
+def get_bill_run(run_id):
+    user = api_user()
+    rbac.require(user, "billruns.run")
+    try:
+        return rbac.get_scoped(BillRun, user, run_id, BillRun.scope)
+    except NotFound:
+        raise NotFound(f"bill run {run_id} not found") from None
