@@ -1,0 +1,110 @@
+"""Every hook is documented with its signature, and every hook is exercised through the host."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from datetime import date
+from pathlib import Path
+
+import click
+import pytest
+
+from core import hookspecs
+from core.registry import Charge, InvoiceOptions
+from tests.conftest import World
+from tests.plugins import notes
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
+
+
+def _specs() -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(fn)
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(fn, "billhive_spec")
+    }
+
+
+SPECS = _specs()
+
+
+def test_there_are_hooks_of_all_four_families():
+    assert {
+        "register_privileges",
+        "register_account_types",
+        "register_invoice_formats",
+        "register_billing_connectors",
+    } <= set(SPECS)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_hook_is_documented_with_its_signature(name):
+    text = DOCS.read_text()
+    signature = f"{name}{SPECS[name]}"
+    assert re.search(rf"^### `{re.escape(signature)}`$", text, re.M), (
+        f"docs/hooks.md has no heading ### `{signature}`"
+    )
+    section = text.split(f"### `{signature}`", 1)[1].split("\n### ", 1)[0]
+    assert "Since:" in section and "Returns:" in section and "```python" in section
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_test_plugin_implements_every_hook_with_the_specs_parameters(name):
+    impl = getattr(notes, name)
+    assert list(inspect.signature(impl).parameters) == list(SPECS[name].parameters)
+
+
+def test_every_hook_is_called_through_the_host(make_app):
+    app = make_app(plugins=[], modules={"notes": "tests.plugins.notes"})
+    host = app.extensions["billhive"].host
+    exercised: set[str] = set()
+    with app.app_context(), app.extensions["billhive"].database.connection_context():
+        world = World()
+        host.set_enabled("notes", True)
+        notes.CALLS.clear()
+
+        # declarations, merged by the host
+        assert host.privileges()["notes.view"].levels == ("provider", "reseller")
+        exercised.add("register_privileges")
+        assert host.account_types()["agency"].profile_schema is notes.AgencyProfile
+        exercised.add("register_account_types")
+        assert host.invoice_formats()["TXT"].render({"number": "7"}) == b"invoice 7"
+        exercised.add("register_invoice_formats")
+        connector = host.billing_connectors()["notebook"]
+        assert connector.test({"url": "http://x"}) == "reached http://x"
+        assert connector.push({}, {}) == [{"line": 1, "ok": True}]
+        exercised.add("register_billing_connectors")
+        assert notes.Note in host.models(only_enabled=True)
+        notes.Note.create(text="table exists")
+        exercised.add("register_models")
+        assert ("notes", notes.blueprint) in host.blueprints()
+        exercised.add("register_blueprints")
+        assert host.catalog.default_roles["provider:note_taker"].plugin == "notes"
+        exercised.add("register_default_roles")
+        assert "Notes" in [i.label for i in host.menu_items("main")]
+        exercised.add("register_menu_items")
+
+        # behaviour hooks, called by keyword
+        commands = host.call("register_commands")
+        assert any(
+            isinstance(c, click.Command) and c.name == "notes-count" for cs in commands for c in cs
+        )
+        exercised.add("register_commands")
+        period = (date(2026, 1, 1), date(2026, 2, 1))
+        charges = host.call("charges_for_period", account=world.customer_a, period=period)
+        assert charges == [[Charge("Note keeping", 2, notes.Decimal("1.50"), unit="note")]]
+        exercised.add("charges_for_period")
+        account = world.add_account(world.provider, "Evented")
+        assert ("account_created", {"account": account, "actor": None}) in notes.CALLS
+        exercised.add("account_created")
+        host.call("invoice_finalized", invoice="INV-1")
+        assert ("invoice_finalized", {"invoice": "INV-1"}) in notes.CALLS
+        exercised.add("invoice_finalized")
+        answer = host.call(
+            "invoice_options", issuer=world.provider, account=world.customer_a, period=period
+        )
+        assert answer == InvoiceOptions(create=True, formats=("TXT",))  # firstresult: one answer
+        exercised.add("invoice_options")
+
+    assert exercised == set(SPECS), f"not exercised: {set(SPECS) - exercised}"
