@@ -113,6 +113,10 @@ def register_default_roles():
 def register_menu_items():
     return [
         MenuItem("Accounts", "panel.accounts", "accounts.view", order=10),
+        MenuItem("Catalog", "billing.catalog_page", "catalog.view", order=20),
+        MenuItem("Subscriptions", "billing.subscriptions_page", "billing.view", order=25),
+        MenuItem("Invoices", "billing.invoices_page", "billing.view", order=30),
+        MenuItem("Bill runs", "billing.runs_page", "billruns.run", order=35),
         MenuItem("Plugins & Licence", "panel.plugins", "plugins.manage", order=90),
         MenuItem("Audit log", "panel.audit", "audit.view", order=95),
         MenuItem("Overview", "panel.account", None, where="account", order=0),

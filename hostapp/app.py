@@ -69,6 +69,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from core.panel import jinja
 
     app.register_blueprint(panel_bp)
+    from core.billing.views import blueprint as billing_bp
+
+    app.register_blueprint(billing_bp)
     jinja.init_app(app)
 
     for plugin, bp in host.blueprints():

@@ -1,0 +1,211 @@
+"""Billing pages of the panel: catalog, subscriptions, invoices, bill runs. Every handler asks
+the same services as the API, scoped through core.rbac."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from core import rbac
+from core.billing import catalog, storage
+from core.billing import invoices as lifecycle
+from core.billing.api import send_invoice_file, start_bill_run
+from core.billing.models import (
+    BillRun,
+    Invoice,
+    InvoiceLine,
+    PricePlan,
+    Product,
+    Subscription,
+)
+from core.billing.money import format_money
+from core.billing.periods import PeriodError, parse_date
+from core.errors import BillhiveError, Forbidden
+from core.models import Account
+
+blueprint = Blueprint("billing", __name__, url_prefix="/billing")
+
+
+def _errors(exc: BillhiveError) -> dict:
+    errors = {
+        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
+        for k, v in (exc.errors or {}).items()
+    }
+    return errors or {"_": exc.message}
+
+
+@blueprint.app_template_filter("money")
+def _money(minor, currency):
+    return format_money(minor, currency)
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+
+@blueprint.route("/catalog", methods=["GET", "POST"])
+@login_required
+def catalog_page():
+    rbac.require(current_user, "catalog.view")
+    errors, values, status = {}, {}, 200
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            if values.get("form") == "product":
+                catalog.create_product(current_user, {k: values.get(k, "") for k in
+                                                      ("code", "name", "unit", "kind")})  # fmt: skip
+                flash(f"Product {values.get('code')} created.")
+            else:
+                tiers = None
+                if values.get("tiers", "").strip():
+                    tiers = []
+                    for part in values["tiers"].split(";"):
+                        up_to, _, price = part.partition(":")
+                        up = up_to.strip()
+                        tiers.append([None if up in ("", "*") else up, price.strip()])
+                catalog.create_plan(current_user, {
+                    "product_id": values.get("product_id") or 0, "name": values.get("name", ""),
+                    "currency": values.get("currency", ""),
+                    "recurring_price": values.get("recurring_price") or "0",
+                    "usage_rate": values.get("usage_rate") or "0", "tiers": tiers})  # fmt: skip
+                flash(f"Price plan {values.get('name')} created.")
+            return redirect(url_for("billing.catalog_page"))
+        except BillhiveError as exc:
+            errors, status = _errors(exc), exc.status
+    products = rbac.scoped(Product.select(), Product.account, current_user).order_by(Product.id)
+    plans = rbac.scoped(PricePlan.select(), PricePlan.account, current_user).order_by(PricePlan.id)
+    return render_template("billing/catalog.html", products=list(products), plans=list(plans),
+                           errors=errors, values=values), status  # fmt: skip
+
+
+@blueprint.route("/subscriptions", methods=["GET", "POST"])
+@login_required
+def subscriptions_page():
+    rbac.require(current_user, "billing.view")
+    errors, values, status = {}, {}, 200
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            catalog.create_subscription(current_user, {
+                "account_id": values.get("account_id") or 0, "plan_id": values.get("plan_id") or 0,
+                "quantity": values.get("quantity") or "1", "start": values.get("start", ""),
+                "end": values.get("end") or None})  # fmt: skip
+            flash("Subscription created.")
+            return redirect(url_for("billing.subscriptions_page"))
+        except BillhiveError as exc:
+            errors, status = _errors(exc), exc.status
+    subs = rbac.scoped(Subscription.select(), Subscription.account, current_user)
+    plans = rbac.scoped(PricePlan.select(), PricePlan.account, current_user)
+    accounts = rbac.visible_accounts(current_user).where(Account.id != current_user.account_id)
+    return render_template("billing/subscriptions.html", subs=list(subs.order_by(Subscription.id)),
+                           plans=list(plans), accounts=list(accounts.order_by(Account.path)),
+                           errors=errors, values=values), status  # fmt: skip
+
+
+# -- invoices --------------------------------------------------------------------------------
+
+
+@blueprint.route("/invoices")
+@login_required
+def invoices_page():
+    rbac.require(current_user, "billing.view")
+    query = rbac.scoped(Invoice.select(), Invoice.account, current_user)
+    status = request.args.get("status") or ""
+    account_id = request.args.get("account_id") or ""
+    period = request.args.get("period") or ""
+    if status:
+        query = query.where(Invoice.status == status)
+    if account_id.isdigit():
+        query = query.where(Invoice.account == int(account_id))
+    error = None
+    if period:
+        try:
+            query = query.where(Invoice.period_start == parse_date(period, "period"))
+        except PeriodError as exc:
+            error = str(exc)
+    accounts = {a.id: a for a in rbac.visible_accounts(current_user)}
+    return render_template("billing/invoices.html", invoices=list(query.order_by(
+        Invoice.id.desc()).limit(500)), accounts=accounts, status=status,
+        account_id=account_id, period=period, error=error)  # fmt: skip
+
+
+def _invoice(invoice_id) -> Invoice:
+    rbac.require(current_user, "billing.view")
+    return rbac.get_scoped(Invoice, current_user, invoice_id)
+
+
+@blueprint.route("/invoices/<int:invoice_id>")
+@login_required
+def invoice_page(invoice_id):
+    invoice = _invoice(invoice_id)
+    lines = list(invoice.lines.order_by(InvoiceLine.position))
+    is_issuer = invoice.issuer.is_within(current_user.account)
+    return render_template("billing/invoice.html", invoice=invoice, lines=lines,
+                           formats=storage.wanted_formats(invoice), is_issuer=is_issuer,
+                           credit_notes=list(invoice.credit_notes))  # fmt: skip
+
+
+@blueprint.route("/invoices/<int:invoice_id>/files/<fmt>")
+@login_required
+def invoice_file(invoice_id, fmt):
+    return send_invoice_file(_invoice(invoice_id), fmt)
+
+
+@blueprint.route("/invoices/<int:invoice_id>/<action>", methods=["POST"])
+@login_required
+def invoice_action(invoice_id, action):
+    invoice = _invoice(invoice_id)
+    privilege = "payments.record" if action == "pay" else "invoices.issue"
+    try:
+        rbac.require(current_user, privilege)
+        if not invoice.issuer.is_within(current_user.account):
+            raise Forbidden("only the issuer can do that")
+        if action == "issue":
+            lifecycle.issue(invoice, current_user)
+        elif action == "void":
+            lifecycle.void(invoice, current_user)
+        elif action == "pay":
+            lifecycle.mark_paid(invoice, current_user)
+        elif action == "credit":
+            note = lifecycle.credit_note(invoice, current_user)
+            flash(f"Credit note {note.number} issued.")
+            return redirect(url_for("billing.invoice_page", invoice_id=note.id))
+        else:
+            return redirect(url_for("billing.invoice_page", invoice_id=invoice.id))
+        flash(f"Invoice {invoice.number or invoice.id}: {action} done.")
+    except BillhiveError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("billing.invoice_page", invoice_id=invoice.id))
+
+
+# -- bill runs -------------------------------------------------------------------------------
+
+
+def _run_json(run: BillRun) -> dict:
+    return {"id": run.id, "as_of": run.as_of.isoformat() if run.as_of else None,
+            "status": run.status, "total": run.total, "done": run.done, "created": run.created,
+            "skipped": run.skipped, "failures": run.failures or [],
+            "summary": run.summary}  # fmt: skip
+
+
+@blueprint.route("/runs", methods=["GET", "POST"])
+@login_required
+def runs_page():
+    rbac.require(current_user, "billruns.run")
+    error = None
+    if request.method == "POST":
+        try:
+            as_of = parse_date(request.form.get("date", ""), "date")
+            run = start_bill_run(current_user, as_of)
+            return redirect(url_for("billing.runs_page", watch=run.id))
+        except PeriodError as exc:
+            error = str(exc)
+    runs = rbac.scoped(BillRun.select(), BillRun.scope, current_user)
+    return render_template("billing/runs.html", runs=list(runs.order_by(BillRun.id.desc())
+                           .limit(50)), error=error, watch=request.args.get("watch"))  # fmt: skip
+
+
+@blueprint.route("/runs/<int:run_id>.json")
+@login_required
+def run_status(run_id):
+    rbac.require(current_user, "billruns.run")
+    return jsonify(_run_json(rbac.get_scoped(BillRun, current_user, run_id, BillRun.scope)))
