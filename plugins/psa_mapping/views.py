@@ -76,6 +76,7 @@ def add_mapping(account_id, code):
     account = _acc(account_id, "psa.edit")
     product = svc.service(account, code)
     values = (request.form if request.method == "POST" else request.args).to_dict()
+    values.pop("csrf_token", None)
     errors: dict = {}
     if request.method == "POST":
         try:
@@ -231,7 +232,9 @@ def companies(account_id):
 def confirm_company(account_id):
     account = _acc(account_id, "psa.edit")
     try:
-        link = svc.confirm_link(current_user, account, request.form.to_dict())
+        form = request.form.to_dict()
+        form.pop("csrf_token", None)
+        link = svc.confirm_link(current_user, account, form)
     except BillhiveError as exc:
         flash(f"Not linked: {exc.message}", "error")
         return redirect(

@@ -1,0 +1,312 @@
+"""psa_mapping: the Billing Setup wizard, mappings, and pushing quantities to ConnectWise."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.test_psa_support import app, connect, cw, fake, psa  # noqa: F401
+
+
+@pytest.fixture
+def setup(psa, world, fake, cw):
+    """Provider connected, two services in its catalog, Customer A linked to its company."""
+    from core.billing import catalog
+    from plugins.psa_mapping import service
+
+    connect(world.provider, fake)
+    products = {}
+    for code, name in (("M365", "Microsoft 365"), ("BACKUP", "Backup")):
+        products[code] = catalog.create_product(
+            None,
+            {"account_id": world.provider.id, "code": code, "name": name, "unit": "seat",
+             "kind": "recurring"},
+        )  # fmt: skip
+    plan = catalog.create_plan(
+        None,
+        {"product_id": products["M365"].id, "name": "Standard", "currency": "EUR",
+         "recurring_price": "20.00", "usage_rate": "0"},
+    )  # fmt: skip
+    service.confirm_link(
+        None,
+        world.provider,
+        {
+            "customer_id": world.customer_a.id,
+            "psa_company_id": cw["company"]["id"],
+            "agreement_id": cw["agreement"]["id"],
+        },
+    )
+    return {"products": products, "plan": plan}
+
+
+def map_service(account, code, psa_product, level, mapping_type="per_unit", unique_id="*"):
+    from plugins.psa_mapping import service
+
+    return service.create_mapping(
+        None,
+        account,
+        {"product_code": code, "mapping_type": mapping_type, "psa_product": psa_product,
+         "unique_id": unique_id, "level": level},
+    )  # fmt: skip
+
+
+def issue_invoice(customer, issuer, lines):
+    from core.billing import invoices
+
+    draft = invoices.create_draft(
+        None,
+        customer,
+        issuer,
+        [
+            {"description": code, "quantity": qty, "unit_price": "10.00", "product_code": code}
+            for code, qty in lines
+        ],
+    )
+    return invoices.issue(draft)
+
+
+def additions(fake):
+    return sorted(fake.additions.values(), key=lambda a: a["id"])
+
+
+# -- the wizard ----------------------------------------------------------------------------------
+
+
+def test_billing_page_lists_services_with_billing_setup(setup, world, panel):
+    page = panel(world.operator).get(f"/accounts/{world.provider.id}/psa").get_data(as_text=True)
+    assert "Billing Setup" in page and "M365" in page and "BACKUP" in page
+    assert "PSA billing" in page  # the account tab
+
+
+def test_add_billing_mapping_walks_the_steps(setup, world, panel, fake):
+    from plugins.psa_mapping.models import PsaMapping
+
+    client = panel(world.operator)
+    base = f"/accounts/{world.provider.id}/psa/services/M365"
+    setup_page = client.get(base).get_data(as_text=True)
+    assert "Add Billing Mapping" in setup_page
+    step1 = client.get(base + "/add").get_data(as_text=True)
+    assert "Select Type" in step1 and "Product/Services" not in step1
+    step2 = client.get(base + "/add?mapping_type=per_unit").get_data(as_text=True)
+    assert "Product/Services" in step2 and "M365-BP" in step2 and "BACKUP-GB" in step2
+    assert "Unique ID/Plan" not in step2
+    step3 = client.get(base + "/add?mapping_type=per_unit&psa_product=M365-BP").get_data(
+        as_text=True
+    )
+    assert "Unique ID/Plan" in step3 and "Level" in step3 and "Confirm" in step3
+    assert "Cancel" in step3 and f"Standard (EUR)" in step3
+    # a negative level is refused with the field named; nothing saved
+    resp = client.post(
+        base + "/add",
+        data={"mapping_type": "per_unit", "psa_product": "M365-BP", "unique_id": "*",
+              "level": "-1"},
+    )  # fmt: skip
+    assert resp.status_code == 422 and "Level must be a whole number" in resp.get_data(as_text=True)
+    assert PsaMapping.select().count() == 0
+    resp = client.post(
+        base + "/add",
+        data={"mapping_type": "per_unit", "psa_product": "M365-BP",
+              "unique_id": str(setup["plan"].id), "level": "2"},
+    )  # fmt: skip
+    assert resp.status_code == 302
+    mapping = PsaMapping.get()
+    assert (mapping.product_code, mapping.psa_product, mapping.level) == ("M365", "M365-BP", 2)
+    assert mapping.unique_id == str(setup["plan"].id)
+    assert mapping.psa_product_name == "Microsoft 365 Business Premium"
+    listed = client.get(base).get_data(as_text=True)
+    assert "M365-BP" in listed and "Delete mapping" in listed
+    # the trash icon deletes
+    resp = client.post(f"/accounts/{world.provider.id}/psa/mappings/{mapping.id}/delete")
+    assert resp.status_code == 302 and PsaMapping.select().count() == 0
+
+
+def test_mappings_of_another_source_are_read_only(setup, world, panel, api):
+    from plugins.psa_mapping.models import PsaMapping
+
+    foreign = PsaMapping.create(
+        account=world.provider, product_code="BACKUP", mapping_type="per_unit",
+        psa_product="BACKUP-GB", level=1, source="ECHOplatform",
+    )  # fmt: skip
+    client = panel(world.operator)
+    page = client.get(f"/accounts/{world.provider.id}/psa/services/BACKUP").get_data(as_text=True)
+    assert "read-only" in page and "Delete mapping" not in page
+    billing = client.get(f"/accounts/{world.provider.id}/psa").get_data(as_text=True)
+    assert "set up by another source (ECHOplatform) is displayed as read-only" in billing
+    client.post(f"/accounts/{world.provider.id}/psa/mappings/{foreign.id}/delete")
+    assert PsaMapping.select().count() == 1
+    resp = api(world.operator).delete(f"/api/v1/psa/mappings/{foreign.id}")
+    assert resp.status_code == 422 and PsaMapping.select().count() == 1
+
+
+def test_mapping_api_and_scoping(setup, world, api):
+    client = api(world.operator)
+    url = f"/api/v1/psa/accounts/{world.provider.id}/mappings"
+    resp = client.post(url, json={"product_code": "BACKUP", "mapping_type": "per_unit",
+                                  "psa_product": "NOPE", "level": 0})  # fmt: skip
+    assert resp.status_code == 422 and "psa_product" in resp.get_json()["errors"]
+    resp = client.post(url, json={"product_code": "BACKUP", "mapping_type": "per_unit",
+                                  "psa_product": "BACKUP-GB", "level": 3})  # fmt: skip
+    assert resp.status_code == 201, resp.get_json()
+    assert client.get(url).get_json()[0]["level"] == 3
+
+
+def test_customer_gets_404_for_the_providers_mappings(setup, world, api):
+    mapping = map_service(world.provider, "BACKUP", "BACKUP-GB", 1)
+    client = api(world.user_a)
+    assert client.get(f"/api/v1/psa/mappings/{mapping.id}").status_code == 404
+    assert client.delete(f"/api/v1/psa/mappings/{mapping.id}").status_code == 404
+
+
+# -- sync ----------------------------------------------------------------------------------------
+
+
+def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw):
+    from plugins.psa_mapping.models import SyncItem, SyncRun
+    from plugins.psa_mapping.connectwise import parse_marker
+
+    map_service(world.provider, "M365", "M365-BP", 2)
+    map_service(world.provider, "BACKUP", "BACKUP-GB", 5, mapping_type="per_account")
+    invoice = issue_invoice(world.customer_a, world.provider, [("M365", "3"), ("M365", "2"),
+                                                                ("BACKUP", "40")])  # fmt: skip
+    adds = sorted(additions(fake), key=lambda a: a["product"]["identifier"])
+    assert [(a["product"]["identifier"], a["quantity"]) for a in adds] == [
+        ("BACKUP-GB", Decimal(1)),
+        ("M365-BP", Decimal(5)),
+    ]
+    assert [parse_marker(a["invoiceDescription"])[1] for a in adds] == [5, 2]
+    assert {a["agreementId"] for a in adds} == {cw["agreement"]["id"]}
+    run = SyncRun.get()
+    assert run.status == "ok" and run.invoice_id == invoice.id
+    assert {i.outcome for i in SyncItem.select()} == {"created"}
+    # the next period updates the same additions, it does not add new ones
+    issue_invoice(world.customer_a, world.provider, [("M365", "7")])
+    adds = {a["product"]["identifier"]: a for a in additions(fake)}
+    assert len(adds) == 2 and adds["M365-BP"]["quantity"] == Decimal(7)
+    # Customer B is not linked: its invoices push nothing
+    issue_invoice(world.customer_b, world.provider, [("M365", "9")])
+    assert len(additions(fake)) == 2
+
+
+def test_replay_after_a_timeout_never_adds_twice(setup, world, fake):
+    from plugins.psa_mapping import service
+    from plugins.psa_mapping.models import SyncItem
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    # ConnectWise commits the POST, but answers after the client's 0.5 s timeout
+    fake.delay_next("/additions", 1.5, method="POST")
+    issue_invoice(world.customer_a, world.provider, [("M365", "4")])
+    assert len(additions(fake)) == 1
+    item = SyncItem.get()
+    assert item.outcome == "created"
+    # replaying the sync (and pushing the same item again) finds the addition by its key
+    item.outcome = "pending"
+    item.save()
+    run = service.sync(world.provider, "test")
+    assert run.status == "ok"
+    assert SyncItem.get().outcome == "unchanged"
+    assert len(additions(fake)) == 1 and additions(fake)[0]["quantity"] == Decimal(4)
+
+
+def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, fake, panel):
+    from plugins.psa_mapping import service
+    from plugins.psa_mapping.models import SyncItem, SyncRun
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    map_service(world.provider, "BACKUP", "BACKUP-GB", 2)
+    # BACKUP is pushed first; every attempt (1 + max_retries 1) of M365's POST answers 500
+    fake.fail_next("/additions", 500, times=2, method="POST", skip=1)
+    invoice = issue_invoice(world.customer_a, world.provider, [("M365", "3"), ("BACKUP", "8")])
+    assert invoice.status == "issued"  # ConnectWise trouble never breaks issuing
+    items = {i.product_code: i for i in SyncItem.select()}
+    assert items["M365"].outcome == "failed"
+    assert "ConnectWise failed on POST" in items["M365"].message and "(500)" in items["M365"].message
+    assert items["BACKUP"].outcome == "created"
+    run = SyncRun.get()
+    assert run.status == "partial" and "M365 for Customer A" in run.message
+    assert [a["product"]["identifier"] for a in additions(fake)] == ["BACKUP-GB"]
+    log = panel(world.operator).get(f"/accounts/{world.provider.id}/psa/sync").get_data(
+        as_text=True
+    )
+    assert "failed" in log and "ConnectWise failed on POST" in log
+
+    rerun = service.sync(world.provider, "test")
+    assert rerun.status == "ok", rerun.message
+    assert SyncItem.get(SyncItem.product_code == "M365").outcome == "created"
+    assert SyncItem.get(SyncItem.product_code == "BACKUP").outcome == "created"  # untouched
+    assert sorted((a["product"]["identifier"], a["quantity"]) for a in additions(fake)) == [
+        ("BACKUP-GB", Decimal(8)),
+        ("M365-BP", Decimal(3)),
+    ]
+
+
+def test_an_outage_leaves_items_failed_and_issuing_goes_on(setup, world, fake):
+    from plugins.psa_mapping.models import SyncItem
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    fake.stop()
+    invoice = issue_invoice(world.customer_a, world.provider, [("M365", "3")])
+    assert invoice.status == "issued"
+    item = SyncItem.get()
+    assert item.outcome == "failed" and "Could not reach ConnectWise" in item.message
+
+
+def test_cli_sync_with_progress_bar(setup, world, fake, ctx, monkeypatch):
+    from click.testing import CliRunner
+
+    from hostapp import cli
+    from plugins.psa_mapping.models import SyncItem
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    fake.fail_next("/additions", 500, times=2, method="POST")
+    issue_invoice(world.customer_a, world.provider, [("M365", "6")])
+    assert SyncItem.get().outcome == "failed"
+    monkeypatch.setattr(cli, "_app", ctx)
+    result = CliRunner().invoke(cli.main, ["psa", "sync", "--account", str(world.provider.id)])
+    assert result.exit_code == 0, result.output
+    assert "pushing 1 item(s)" in result.output and "sync ok" in result.output
+    assert SyncItem.get().outcome == "created"
+    assert additions(fake)[0]["quantity"] == Decimal(6)
+
+
+# -- browser -------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_wizard_in_a_browser(setup, world, live_server, page):
+    from plugins.psa_mapping.models import PsaMapping
+
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=email]", world.operator.email)
+    page.fill("input[name=password]", "secret-pass-1")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server}/accounts/{world.provider.id}")
+    page.click("text=PSA billing")
+    page.click("a[data-service=M365]")
+    page.click("text=Add Billing Mapping")
+    page.select_option("#f-mapping_type", "per_unit")  # submits: Product/Services appears
+    page.wait_for_selector("#f-psa_product")
+    page.select_option("#f-psa_product", "M365-BP")  # submits: Unique ID/Plan and Level appear
+    page.wait_for_selector("#f-unique_id")
+    page.select_option("#f-unique_id", "*")
+    page.fill("#f-level", "3")
+    # Cancel discards
+    page.click("#cancel")
+    page.wait_for_selector("text=No billing mappings for this service yet.")
+    assert PsaMapping.select().count() == 0
+    page.click("text=Add Billing Mapping")
+    page.select_option("#f-mapping_type", "per_unit")
+    page.wait_for_selector("#f-psa_product")
+    page.select_option("#f-psa_product", "M365-BP")
+    page.wait_for_selector("#f-unique_id")
+    page.fill("#f-level", "3")
+    page.click("#confirm-btn")
+    page.wait_for_load_state()
+    assert page.locator("tr.mapping").count() == 1, page.inner_text("main")
+    assert "Billing mapping for M365 saved." in page.content()
+    mapping = PsaMapping.get()
+    assert (mapping.psa_product, mapping.level, mapping.unique_id) == ("M365-BP", 3, "*")
+    # the trashcan deletes
+    page.click("button.trash")
+    page.wait_for_selector("text=No billing mappings for this service yet.")
+    assert PsaMapping.select().count() == 0
