@@ -1,6 +1,31 @@
-"""Reseller accounts: Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing."""
+"""Reseller accounts: Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing.
 
-from core.registry import PluginMeta
+What the plugin adds (licence feature FT-3001.007):
+
+* the account type ``reseller`` (title "Reseller", level ``reseller``) with the Reseller
+  Profile (:mod:`plugins.reseller_accounts.profile`): Customer Invoice Creation, Customer
+  Invoice Type (RAW, PDF, Both) and Billing Cycle (1-28). A reseller sits under the provider
+  or, when the provider allows sub-resellers (setting ``allow_sub_resellers``, off by
+  default), under another reseller; it owns customers (and allowed sub-resellers).
+* Billing Cycle: a customer created under a reseller gets the profile's Billing Cycle as its
+  bill cycle day, whatever was asked; when the profile's day changes through the reseller
+  pages or ``PATCH /api/v1/resellers/<id>/profile``, the reseller's existing customers follow
+  (sub-resellers keep their own day). The core's generic ``PATCH /api/v1/accounts/<id>``
+  has no update event, so a profile changed there is re-applied to the customers at the
+  next profile edit or bill run (see ``billing.py``).
+* privileges ``resellers.view``, ``resellers.manage`` (create resellers, the sub-reseller
+  setting) and ``resellers.profile`` (edit a reseller's profile), at provider and reseller
+  level; panel pages (Resellers list, reseller detail with profile, customers, catalog) and
+  the API ``/api/v1/resellers``.
+* cascading billing through ``invoice_options`` and ``charges_for_period`` (``billing.py``).
+
+Disabled or unlicensed: existing resellers, their customers and invoices stay readable
+through the core pages; creating a reseller is refused naming FT-3001.007 (the core checks
+the type plugin's licence); the bill run reports the reseller's customer invoicing skipped.
+"""
+
+from core import hookimpl
+from core.registry import AccountType, MenuItem, PluginMeta, Privilege
 
 PLUGIN = PluginMeta(
     name="reseller_accounts",
@@ -9,3 +34,93 @@ PLUGIN = PluginMeta(
     license_feature="FT-3001.007",
     description="Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing.",
 )
+
+P, R = "provider", "reseller"
+
+
+def _check_parent(parent):
+    from plugins.reseller_accounts.service import check_parent
+
+    return check_parent(parent)
+
+
+@hookimpl
+def register_account_types():
+    from plugins.reseller_accounts.profile import ResellerProfile
+
+    return [
+        AccountType(
+            "reseller",
+            "Reseller",
+            R,
+            ResellerProfile,
+            child_types=("customer", "reseller"),
+            parent_types=("provider", "reseller"),
+            check_parent=_check_parent,
+        )
+    ]
+
+
+@hookimpl
+def register_privileges():
+    return [
+        Privilege(
+            "resellers.view", "View resellers", "Resellers", (P, R), "See resellers and profiles."
+        ),
+        Privilege(
+            "resellers.manage",
+            "Manage resellers",
+            "Resellers",
+            (P, R),
+            "Create resellers (sub-resellers where allowed); the sub-reseller setting.",
+        ),
+        Privilege(
+            "resellers.profile",
+            "Edit reseller profiles",
+            "Resellers",
+            (P, R),
+            "Edit the Reseller Profile of resellers below you.",
+        ),
+    ]
+
+
+@hookimpl
+def register_models():
+    from plugins.reseller_accounts.models import MODELS
+
+    return MODELS
+
+
+@hookimpl
+def register_blueprints():
+    from plugins.reseller_accounts.api import make_api_blueprint
+    from plugins.reseller_accounts.views import make_panel_blueprint
+
+    return [make_panel_blueprint(), make_api_blueprint()]
+
+
+@hookimpl
+def register_menu_items():
+    return [
+        MenuItem("Resellers", "reseller_accounts.resellers", "resellers.view", order=50),
+        MenuItem(
+            "Reseller",
+            "reseller_accounts.detail",
+            "resellers.view",
+            where="account",
+            order=20,
+            levels=(R,),
+        ),
+    ]
+
+
+@hookimpl
+def account_created(account, actor):
+    """A customer created under a reseller bills on the reseller profile's Billing Cycle."""
+    parent = account.parent
+    if parent is None or parent.type != "reseller" or account.type == "reseller":
+        return
+    day = (parent.profile or {}).get("customer_billing_cycle_day")
+    if day and account.bill_cycle_day != int(day):
+        account.bill_cycle_day = int(day)
+        account.save()

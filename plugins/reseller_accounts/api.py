@@ -1,0 +1,108 @@
+"""API resources: /api/v1/resellers (list, profile, provider settings).
+
+Creating a reseller goes through the core: ``POST /api/v1/accounts`` with ``type`` reseller
+and a ``profile``. Built per application (``make_api_blueprint``) so the host's enable guard of
+one app never sticks to another app's copy of the blueprint.
+"""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from core import rbac
+from core.auth import api_login_required, api_user
+from plugins.reseller_accounts import service
+from plugins.reseller_accounts.profile import ResellerProfile
+
+
+class ResellerOut(Schema):
+    id = fields.Integer()
+    parent_id = fields.Integer(allow_none=True)
+    name = fields.String()
+    status = fields.String()
+    email = fields.String()
+    currency = fields.String()
+    bill_cycle_day = fields.Integer(metadata={"description": "The reseller's own bill cycle day"})
+    invoice_prefix = fields.String()
+    profile = fields.Nested(ResellerProfile)
+    customers = fields.Method("_customers", metadata={"description": "Number of direct children"})
+
+    def _customers(self, account):
+        return account.children.count()
+
+
+class ProfilePatch(ResellerProfile):
+    """Any subset of the Reseller Profile fields."""
+
+
+class SettingsSchema(Schema):
+    allow_sub_resellers = fields.Boolean(
+        required=True,
+        metadata={"description": "Whether resellers may own resellers (off by default)"},
+    )
+
+
+def make_api_blueprint() -> Blueprint:
+    blp = Blueprint(
+        "resellers",
+        __name__,
+        url_prefix="/api/v1/resellers",
+        description="Reseller accounts (FT-3001.007): list, Reseller Profile, settings. "
+        "Create a reseller with POST /api/v1/accounts, type 'reseller' and a profile.",
+    )
+
+    @blp.route("", methods=["GET"])
+    @blp.response(200, ResellerOut(many=True))
+    @api_login_required
+    def list_resellers():
+        """Resellers below you (your subtree, tree order)."""
+        user = api_user()
+        rbac.require(user, "resellers.view")
+        return service.resellers_below(user)
+
+    @blp.route("/<int:account_id>", methods=["GET"])
+    @blp.response(200, ResellerOut)
+    @api_login_required
+    def get_reseller(account_id):
+        """One reseller of your subtree (404 outside it)."""
+        return service.get_reseller(api_user(), account_id)
+
+    @blp.route("/<int:account_id>/profile", methods=["GET"])
+    @blp.response(200, ResellerProfile)
+    @api_login_required
+    def get_profile(account_id):
+        """The Reseller Profile."""
+        return service.get_reseller(api_user(), account_id).profile
+
+    @blp.route("/<int:account_id>/profile", methods=["PATCH"])
+    @blp.arguments(ProfilePatch(partial=True))
+    @blp.response(200, ResellerProfile)
+    @api_login_required
+    def patch_profile(data, account_id):
+        """Change Reseller Profile fields; the reseller's customers follow a new Billing
+        Cycle day. Needs ``resellers.profile``; a reseller does not edit its own profile."""
+        user = api_user()
+        reseller = service.get_reseller(user, account_id)
+        return service.update_profile(user, reseller, data).profile
+
+    @blp.route("/settings", methods=["GET"])
+    @blp.response(200, SettingsSchema)
+    @api_login_required
+    def get_settings():
+        """The provider's reseller settings."""
+        user = api_user()
+        rbac.require(user, "resellers.view")
+        return {"allow_sub_resellers": service.allow_sub_resellers(user.account)}
+
+    @blp.route("/settings", methods=["PUT"])
+    @blp.arguments(SettingsSchema)
+    @blp.response(200, SettingsSchema)
+    @api_login_required
+    def put_settings(data):
+        """Allow or forbid sub-resellers (provider only, ``resellers.manage``)."""
+        user = api_user()
+        allowed = service.set_allow_sub_resellers(user, user.account, data["allow_sub_resellers"])
+        return {"allow_sub_resellers": allowed}
+
+    return blp

@@ -1,0 +1,174 @@
+"""Reseller rules shared by the panel pages, the API and the hooks.
+
+Scoping always goes through ``core.rbac`` (``visible_accounts``/``get_account``/``require``):
+an account outside the caller's subtree answers 404 exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from flask import has_request_context, request
+
+from core import accounts as account_service
+from core import audit, rbac
+from core.db import database
+from core.errors import BillhiveError, Forbidden, NotFound
+from core.models import Account
+
+RESELLER = "reseller"
+CYCLE_KEY = "customer_billing_cycle_day"
+
+
+# -- who is asking (for rules the core calls without an actor) -----------------------------
+
+
+def request_actor():
+    """The user of the current request (API token or panel session), if any."""
+    if not has_request_context():
+        return None
+    if request.path.startswith("/api/"):
+        from core.auth import api_user
+
+        try:
+            return api_user()
+        except BillhiveError:
+            return None
+    from flask_login import current_user
+
+    return current_user if current_user and current_user.is_authenticated else None
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def root_of(account: Account) -> int:
+    """The id of the provider at the root of ``account``'s tree."""
+    return int(account.path.strip("/").split("/")[0])
+
+
+def settings_for(provider_id: int):
+    from plugins.reseller_accounts.models import ResellerSettings
+
+    return ResellerSettings.get_or_none(ResellerSettings.provider == provider_id)
+
+
+def allow_sub_resellers(account: Account) -> bool:
+    row = settings_for(root_of(account))
+    return bool(row and row.allow_sub_resellers)
+
+
+def set_allow_sub_resellers(actor, provider: Account, allowed: bool) -> bool:
+    from plugins.reseller_accounts.models import ResellerSettings
+
+    if provider.parent_id is not None:
+        raise NotFound("reseller settings are made by the provider")
+    if actor is not None:
+        rbac.require(actor, "resellers.manage", provider)
+        if actor.account_id != provider.id:
+            raise NotFound("reseller settings are made by the provider")
+    host = rbac.host()
+    host.require_licensed("reseller_accounts")
+    with database.atomic():
+        row = settings_for(provider.id)
+        before = bool(row and row.allow_sub_resellers)
+        if row is None:
+            row = ResellerSettings.create(provider=provider, allow_sub_resellers=allowed)
+        else:
+            row.allow_sub_resellers = allowed
+            row.save()
+        audit.record(
+            actor,
+            "reseller.settings",
+            object_type="reseller_settings",
+            object_id=provider.id,
+            account=provider,
+            before={"allow_sub_resellers": before},
+            after={"allow_sub_resellers": allowed},
+        )
+    return allowed
+
+
+def check_parent(parent: Account) -> str | None:
+    """AccountType.check_parent of ``reseller``: sub-resellers only when the provider allows
+    them; and whoever is asking needs ``resellers.manage`` to create a reseller."""
+    if parent.type == RESELLER and not allow_sub_resellers(parent):
+        return (
+            f"'{parent.name}' is a reseller and sub-resellers are switched off: the provider "
+            "must allow resellers to own resellers (reseller setting allow_sub_resellers)"
+        )
+    actor = request_actor()
+    if actor is not None and not rbac.has(actor, "resellers.manage"):
+        return "creating a reseller needs the privilege 'resellers.manage' (Manage resellers)"
+    return None
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
+def resellers_below(user) -> list[Account]:
+    """Resellers strictly inside the caller's subtree, tree order."""
+    return list(
+        rbac.visible_accounts(user)
+        .where((Account.type == RESELLER) & (Account.id != user.account_id))
+        .order_by(Account.path)
+    )
+
+
+def get_reseller(user, account_id, privilege: str = "resellers.view") -> Account:
+    account = rbac.get_account(user, account_id)
+    if account.type != RESELLER:
+        raise NotFound(f"reseller {account_id} not found")
+    rbac.require(user, privilege, account)
+    return account
+
+
+def customers_of(reseller: Account) -> list[Account]:
+    return list(reseller.children.order_by(Account.name))
+
+
+# -- the profile ---------------------------------------------------------------------------
+
+
+def update_profile(actor, reseller: Account, changes: dict) -> Account:
+    """Edit a reseller's profile (validated by the type's schema); a reseller's own users do
+    not edit their own profile — the account above does. Customers follow the Billing Cycle."""
+    if actor is not None:
+        rbac.require(actor, "resellers.profile", reseller)
+        if reseller.id == actor.account_id:
+            raise Forbidden(
+                "a reseller's profile is edited by the account above it, not by the reseller"
+            )
+    merged = dict(reseller.profile or {}) | dict(changes or {})
+    profile = account_service.validate_profile(reseller.type, merged)
+    with database.atomic():
+        before = account_service.snapshot(reseller)
+        reseller.profile = profile
+        reseller.save()
+        moved = follow_cycle_day(reseller)
+        audit.record(
+            actor,
+            "reseller.profile.update",
+            reseller,
+            account=reseller,
+            before=before,
+            after=account_service.snapshot(reseller) | {"customers_moved": moved},
+        )
+    return reseller
+
+
+def follow_cycle_day(reseller: Account) -> int:
+    """Give every direct customer of ``reseller`` the profile's Billing Cycle day.
+
+    Sub-resellers keep their own day (their own customers follow their own profile).
+    Returns how many accounts changed."""
+    day = (reseller.profile or {}).get(CYCLE_KEY)
+    if not day:
+        return 0
+    return (
+        Account.update(bill_cycle_day=int(day))
+        .where(
+            (Account.parent == reseller.id)
+            & (Account.type != RESELLER)
+            & (Account.bill_cycle_day != int(day))
+        )
+        .execute()
+    )
