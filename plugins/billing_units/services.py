@@ -206,12 +206,14 @@ def numbers_of(account: Account) -> list[PhoneNumber]:
 
 def number_units(account: Account) -> dict[int, BillingUnit]:
     """number id -> the unit holding it, for the account."""
+    units = {u.id: u for u in BillingUnit.select().where(BillingUnit.account == account)}
     rows = (
-        UnitNumber.select(UnitNumber, BillingUnit)
+        UnitNumber.select(UnitNumber.number, UnitNumber.unit)
         .join(BillingUnit)
         .where(BillingUnit.account == account)
+        .tuples()
     )
-    return {r.number_id: r.unit for r in rows}
+    return {number_id: units[unit_id] for number_id, unit_id in rows}
 
 
 def available_numbers(account: Account, unit: BillingUnit | None = None) -> list[PhoneNumber]:
@@ -772,15 +774,35 @@ def compute_report(account: Account, period: tuple[date, date]) -> dict:
         r["duration_seconds"] += int(secs or 0)
         r["usage"] += int(cost or 0)
 
-    for number in PhoneNumber.select(PhoneNumber.id).where(PhoneNumber.account == account):
-        row(by_number.get(number.id))["numbers"] += 1
+    for (number_id,) in PhoneNumber.select(PhoneNumber.id).where(PhoneNumber.account == account).tuples():
+        row(by_number.get(number_id))["numbers"] += 1
 
-    first_unit: dict[int, BillingUnit] = {}
-    for unit in units:  # ordered by name
-        for user in effective_users(unit):
-            first_unit.setdefault(user.id, unit)
-    for user in User.select(User.id).where(User.account == account, User.is_active == True):  # noqa: E712
-        row(first_unit.get(user.id))["users"] += 1
+    # memberships in two queries (direct, through teams), not one per unit
+    unit_by_id = {u.id: u for u in units}
+    order = {u.id: i for i, u in enumerate(units)}  # units are ordered by name
+    members: dict[int, set[int]] = {}
+    direct = (
+        UnitUser.select(UnitUser.unit, UnitUser.user)
+        .join(BillingUnit)
+        .where(BillingUnit.account == account)
+        .tuples()
+    )
+    via_team = (
+        UnitTeam.select(UnitTeam.unit, TeamMember.user)
+        .join(BillingUnit)
+        .switch(UnitTeam)
+        .join(TeamMember, on=(TeamMember.team == UnitTeam.team))
+        .where(BillingUnit.account == account)
+        .tuples()
+    )
+    for unit_id, user_id in list(direct) + list(via_team):
+        members.setdefault(user_id, set()).add(unit_id)
+    first_unit = {
+        user_id: unit_by_id[min(ids, key=order.__getitem__)] for user_id, ids in members.items()
+    }
+    active = User.select(User.id).where(User.account == account, User.is_active == True)  # noqa: E712
+    for (user_id,) in active.tuples():
+        row(first_unit.get(user_id))["users"] += 1
 
     out = []
     ordered = [rows[u.id] for u in units] + [rows[None]]
