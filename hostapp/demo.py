@@ -97,4 +97,7 @@ def load_demo(app, echo=print) -> list[tuple[str, str]]:
         _user(retail, "fabrikam@demo.billhive.test", "Frank Fabrikam")
     customer = _account(provider, "Contoso Ltd", "customer", bill_cycle_day=1, tax_rate="20")
     logins.append(("customer", _user(customer, "customer@demo.billhive.test", "Carla Customer")))
+    from core.billing.demo import load_billing_demo
+
+    load_billing_demo(provider, customer, echo)
     return logins

@@ -1,0 +1,57 @@
+"""Demo billing data (idempotent): Contoso Ltd subscribes to 3 cloud seats at 25.00 EUR and
+uses storage at 0.05 EUR/GB (0.04 above 500 GB) from the first day of last month, so
+``billhive bill-run`` on any day from the 1st of this month on bills last month:
+3 x 25.00 + 600 GB x 0.04 = 99.00 EUR, plus 20 % tax (the provider's rate) = 118.80 EUR."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from core.billing import catalog
+from core.billing.models import PricePlan, Product, Subscription, UsageRecord
+from core.models import Account
+
+
+def first_of_last_month(today: date | None = None) -> date:
+    today = today or date.today()
+    return date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
+
+
+def load_billing_demo(provider: Account, customer: Account, echo=print) -> Subscription:
+    if provider.tax_rate in ("", "0"):
+        Account.update(tax_rate="20").where(Account.id == provider.id).execute()
+    product = Product.get_or_none(account=provider.id, code="CLOUD") or catalog.create_product(
+        None, {"account_id": provider.id, "code": "CLOUD", "name": "Cloud workspace",
+               "unit": "seat", "kind": "recurring"})  # fmt: skip
+    storage = Product.get_or_none(account=provider.id, code="STORAGE") or catalog.create_product(
+        None, {"account_id": provider.id, "code": "STORAGE", "name": "Storage",
+               "unit": "GB", "kind": "usage"})  # fmt: skip
+    seat_plan = PricePlan.get_or_none(product=product.id, name="Cloud seat EUR") or \
+        catalog.create_plan(None, {"product_id": product.id, "name": "Cloud seat EUR",
+                                   "currency": "EUR", "recurring_price": "25.00"})  # fmt: skip
+    storage_plan = PricePlan.get_or_none(product=storage.id, name="Storage EUR") or \
+        catalog.create_plan(None, {"product_id": storage.id, "name": "Storage EUR",
+                                   "currency": "EUR", "usage_rate": "0.05",
+                                   "tiers": [[500, "0.05"], [None, "0.04"]]})  # fmt: skip
+    start = first_of_last_month()
+    subs = {}
+    for plan, quantity, ext in (
+        (seat_plan, "3", "demo-seats"),
+        (storage_plan, "1", "demo-storage"),
+    ):
+        sub = Subscription.get_or_none(account=customer.id, external_id=ext)
+        if sub is None:
+            sub = catalog.create_subscription(None, {"account_id": customer.id, "plan_id": plan.id,
+                                                     "quantity": quantity, "start": start,
+                                                     "external_id": ext})  # fmt: skip
+            echo(f"Subscribed {customer.name} to {plan.name} from {start}")
+        subs[ext] = sub
+    rows = [{"subscription_id": subs["demo-storage"].id, "quantity": q,
+             "date": start.replace(day=d).isoformat(), "external_id": f"demo-usage-{d}"}
+            for d, q in ((3, "250"), (12, "200"), (25, "150"))]  # fmt: skip
+    good, bad = catalog.check_usage(rows)
+    inserted, _ = catalog.insert_usage(good)
+    if inserted:
+        echo(f"Recorded {inserted} usage records (600 GB) for {customer.name}")
+    assert UsageRecord.select().where(UsageRecord.account == customer.id).count() >= 3
+    return subs["demo-seats"]
