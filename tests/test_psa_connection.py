@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.test_psa_support import app, connect, cw, fake, form_settings, psa  # noqa: F401
+from tests import test_psa_support as support
+from tests.test_psa_support import connect, form_settings
+
+# the shared fixtures, re-exported so pytest finds them in this module
+app = support.app
+cw = support.cw
+fake = support.fake
+psa = support.psa
 
 
 def test_connector_is_registered_and_tests_settings(psa, fake):
@@ -93,7 +100,10 @@ def test_api_connection_secrets_are_write_only(psa, world, api, fake):
     body = resp.get_json()
     assert body["private_key"].startswith("••••••") and fake.private_key not in str(body)
     # a PUT without keys keeps the stored ones
-    assert client.put(url, json={"site_url": fake.url, "company_id": fake.company_id}).status_code == 200
+    assert (
+        client.put(url, json={"site_url": fake.url, "company_id": fake.company_id}).status_code
+        == 200
+    )
     test = client.post(url + "/test").get_json()
     assert test["ok"] is True and "Connected" in test["message"]
     spec = client.get("/api/v1/openapi.json").get_json()
@@ -111,10 +121,14 @@ def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel,
     assert "Customer A Holdings" in page and "Confirm" in page
     assert "Customer A Managed Services" in page
     assert CompanyLink.select().count() == 0  # suggested, never linked silently
-    suggestions = api(world.operator).get(
-        f"/api/v1/psa/accounts/{world.provider.id}/company-suggestions"
-        f"?customer_id={world.customer_a.id}"
-    ).get_json()
+    suggestions = (
+        api(world.operator)
+        .get(
+            f"/api/v1/psa/accounts/{world.provider.id}/company-suggestions"
+            f"?customer_id={world.customer_a.id}"
+        )
+        .get_json()
+    )
     assert suggestions["companies"][0]["name"] == "Customer A Holdings"
     assert CompanyLink.select().count() == 0
 
@@ -149,9 +163,10 @@ def test_outside_the_subtree_is_404(psa, world, panel, api, fake):
     client = panel(world.user_a)
     assert client.get(f"/accounts/{world.provider.id}/psa").status_code == 404
     assert client.get(f"/accounts/{world.customer_a.id}/psa").status_code == 404
-    assert api(world.user_a).get(
-        f"/api/v1/psa/accounts/{world.provider.id}/connection"
-    ).status_code == 404
+    assert (
+        api(world.user_a).get(f"/api/v1/psa/accounts/{world.provider.id}/connection").status_code
+        == 404
+    )
 
 
 def test_a_viewer_sees_but_cannot_change(psa, world, panel, api, fake):
@@ -164,14 +179,21 @@ def test_a_viewer_sees_but_cannot_change(psa, world, panel, api, fake):
     viewer_role = roles.create_role(
         None,
         world.provider,
-        {"name": "PSA viewer", "description": "views PSA", "privileges": ["psa.view", "accounts.view"]},
+        {
+            "name": "PSA viewer",
+            "description": "views PSA",
+            "privileges": ["psa.view", "accounts.view"],
+        },
     )
-    viewer = world.add_user(world.provider, "viewer@example.com", role_code=None, roles=[viewer_role])
+    viewer = world.add_user(
+        world.provider, "viewer@example.com", role_code=None, roles=[viewer_role]
+    )
     assert isinstance(viewer_role, Role)
     vclient = panel(viewer)
     assert vclient.get(f"/accounts/{world.provider.id}/psa").status_code == 200
     resp = vclient.post(
-        f"/accounts/{world.provider.id}/psa/connection", data={**form_settings(fake), "action": "save"}
+        f"/accounts/{world.provider.id}/psa/connection",
+        data={**form_settings(fake), "action": "save"},
     )
     assert resp.status_code == 403
     resp = api(viewer).put(
@@ -183,6 +205,7 @@ def test_a_viewer_sees_but_cannot_change(psa, world, panel, api, fake):
 def test_disabled_plugin_answers_404(psa, world, panel, api):
     psa.set_enabled("psa_mapping", False)
     assert panel(world.operator).get(f"/accounts/{world.provider.id}/psa").status_code == 404
-    assert api(world.operator).get(
-        f"/api/v1/psa/accounts/{world.provider.id}/mappings"
-    ).status_code == 404
+    assert (
+        api(world.operator).get(f"/api/v1/psa/accounts/{world.provider.id}/mappings").status_code
+        == 404
+    )

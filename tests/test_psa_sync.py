@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from tests.test_psa_support import app, connect, cw, fake, psa  # noqa: F401
+from tests import test_psa_support as support
+from tests.test_psa_support import connect
+
+# the shared fixtures, re-exported so pytest finds them in this module
+app = support.app
+cw = support.cw
+fake = support.fake
+psa = support.psa
 
 
 @pytest.fixture
@@ -95,7 +102,7 @@ def test_add_billing_mapping_walks_the_steps(setup, world, panel, fake):
         as_text=True
     )
     assert "Unique ID/Plan" in step3 and "Level" in step3 and "Confirm" in step3
-    assert "Cancel" in step3 and f"Standard (EUR)" in step3
+    assert "Cancel" in step3 and "Standard (EUR)" in step3
     # a negative level is refused with the field named; nothing saved
     resp = client.post(
         base + "/add",
@@ -162,8 +169,8 @@ def test_customer_gets_404_for_the_providers_mappings(setup, world, api):
 
 
 def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw):
-    from plugins.psa_mapping.models import SyncItem, SyncRun
     from plugins.psa_mapping.connectwise import parse_marker
+    from plugins.psa_mapping.models import SyncItem, SyncRun
 
     map_service(world.provider, "M365", "M365-BP", 2)
     map_service(world.provider, "BACKUP", "BACKUP-GB", 5, mapping_type="per_account")
@@ -220,13 +227,15 @@ def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, 
     assert invoice.status == "issued"  # ConnectWise trouble never breaks issuing
     items = {i.product_code: i for i in SyncItem.select()}
     assert items["M365"].outcome == "failed"
-    assert "ConnectWise failed on POST" in items["M365"].message and "(500)" in items["M365"].message
+    assert (
+        "ConnectWise failed on POST" in items["M365"].message and "(500)" in items["M365"].message
+    )
     assert items["BACKUP"].outcome == "created"
     run = SyncRun.get()
     assert run.status == "partial" and "M365 for Customer A" in run.message
     assert [a["product"]["identifier"] for a in additions(fake)] == ["BACKUP-GB"]
-    log = panel(world.operator).get(f"/accounts/{world.provider.id}/psa/sync").get_data(
-        as_text=True
+    log = (
+        panel(world.operator).get(f"/accounts/{world.provider.id}/psa/sync").get_data(as_text=True)
     )
     assert "failed" in log and "ConnectWise failed on POST" in log
 

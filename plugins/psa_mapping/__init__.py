@@ -63,7 +63,9 @@ def register_blueprints():
 
 @hookimpl
 def register_menu_items():
-    return [MenuItem("PSA billing", "psa.billing", "psa.view", where="account", order=60, levels=(P, R))]
+    return [
+        MenuItem("PSA billing", "psa.billing", "psa.view", where="account", order=60, levels=(P, R))
+    ]
 
 
 @hookimpl

@@ -11,15 +11,19 @@ def psa():
 
 
 @psa.command("sync")
-@click.option("--account", "account_id", type=int, default=None,
-              help="Only the integration of this provider/reseller account.")
+@click.option(
+    "--account",
+    "account_id",
+    type=int,
+    default=None,
+    help="Only the integration of this provider/reseller account.",
+)
 def sync_command(account_id):
     """Push mapped quantities to ConnectWise; failed items are retried on the next sync.
 
     Exits with status 1 when an item failed (each is listed with its reason)."""
-    from hostapp.cli import get_app
-
     from core.errors import BillhiveError
+    from hostapp.cli import get_app
     from plugins.psa_mapping import service as svc
     from plugins.psa_mapping.models import PsaConnection, SyncItem
 
@@ -46,8 +50,7 @@ def sync_command(account_id):
             items = list(
                 SyncItem.select()
                 .where(
-                    (SyncItem.account == account.id)
-                    & SyncItem.outcome.in_(("pending", "failed"))
+                    (SyncItem.account == account.id) & SyncItem.outcome.in_(("pending", "failed"))
                 )
                 .order_by(SyncItem.invoice_id, SyncItem.id)
             )

@@ -79,8 +79,12 @@ def push(settings: dict, invoice_document: dict) -> list[dict]:
             if quantity is None:
                 continue
             key = external_key(int(settings["customer_key"]), int(m["id"]))
-            entry = {"mapping_id": m["id"], "product_code": m["product_code"],
-                     "quantity": str(quantity), "external_key": key}
+            entry = {
+                "mapping_id": m["id"],
+                "product_code": m["product_code"],
+                "quantity": str(quantity),
+                "external_key": key,
+            }
             try:
                 outcome, addition = client.upsert_addition(
                     int(settings["agreement_id"]),

@@ -462,7 +462,9 @@ class LinkOut(Schema):
     agreement_id = fields.Integer(allow_none=True)
     agreement_name = fields.String()
     confirmed_at = fields.DateTime(allow_none=True)
-    confirmed_by = fields.Function(lambda link: link.confirmed_by.email if link.confirmed_by else None)
+    confirmed_by = fields.Function(
+        lambda link: link.confirmed_by.email if link.confirmed_by else None
+    )
 
 
 def customers_of(account: Account) -> list[Account]:
@@ -566,8 +568,7 @@ def confirm_link(actor, account: Account, payload: dict) -> CompanyLink:
     if agreement is None:
         raise ValidationFailed.field(
             "agreement_id",
-            f"agreement {data['agreement_id']} is not an active agreement of "
-            f"{company.get('name')}",
+            f"agreement {data['agreement_id']} is not an active agreement of {company.get('name')}",
         )
     with database.atomic():
         link = CompanyLink.get_or_none(CompanyLink.customer == customer.id) or CompanyLink(
@@ -589,8 +590,11 @@ def confirm_link(actor, account: Account, payload: dict) -> CompanyLink:
             link,
             account=account,
             before=before,
-            after={"customer": customer.id, "psa_company_id": link.psa_company_id,
-                   "agreement_id": link.agreement_id},
+            after={
+                "customer": customer.id,
+                "psa_company_id": link.psa_company_id,
+                "agreement_id": link.agreement_id,
+            },
         )
     return link
 
@@ -806,14 +810,13 @@ def sync(account: Account, trigger: str, items=None, *, invoice_id=None, progres
     run.finished_at = utcnow()
     if failed:
         run.status = "partial" if ok or counts.get("superseded") else "failed"
-        run.message = f"{len(failed)} of {len(items)} failed (retried on the next sync): " + "; ".join(
-            failed
+        run.message = (
+            f"{len(failed)} of {len(items)} failed (retried on the next sync): " + "; ".join(failed)
         )
     else:
         run.status = "ok"
         run.message = (
-            f"{len(items)} item(s): "
-            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            f"{len(items)} item(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
             if items
             else "nothing to push"
         )

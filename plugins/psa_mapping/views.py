@@ -18,9 +18,7 @@ TAB = "psa.billing"
 
 
 def _render(template: str, account, section: str, status: int = 200, **context):
-    return render_template(
-        template, account=account, tab=TAB, section=section, **context
-    ), status
+    return render_template(template, account=account, tab=TAB, section=section, **context), status
 
 
 def _acc(account_id: int, privilege: str = "psa.view"):
