@@ -319,3 +319,28 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     page.click("button.trash")
     page.wait_for_selector("text=No billing mappings for this service yet.")
     assert PsaMapping.select().count() == 0
+
+
+def test_connector_push_of_an_invoice_document(psa, fake, cw):
+    from plugins.psa_mapping.connectwise import parse_marker
+    from tests.test_psa_support import form_settings
+
+    push = psa.billing_connectors()["connectwise"].push
+    settings = {
+        **form_settings(fake),
+        "agreement_id": cw["agreement"]["id"],
+        "customer_key": 42,
+        "mappings": [
+            {"id": 7, "product_code": "M365", "psa_product": "M365-BP", "level": 4},
+            {"id": 8, "product_code": "NONE", "psa_product": "BACKUP-GB", "level": 0},
+        ],
+    }
+    document = {"lines": [{"product_code": "M365", "quantity": "2.5"}]}
+    outcomes = push(settings, document)
+    assert [(o["mapping_id"], o["outcome"], o["quantity"]) for o in outcomes] == [
+        (7, "created", "2.5")
+    ]
+    assert push(settings, document)[0]["outcome"] == "unchanged"
+    (addition,) = fake.additions.values()
+    assert addition["quantity"] == Decimal("2.5")
+    assert parse_marker(addition["invoiceDescription"]) == ("a42:m7", 4)
