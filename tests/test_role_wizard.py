@@ -9,7 +9,10 @@ import pytest
 
 from tests.conftest import PASSWORD
 
-EXTRA = {"rw_extra": "tests.plugins.rw_extra_privileges"}
+EXTRA = {
+    "rw_extra": "tests.plugins.rw_extra_privileges",
+    "rw_branch": "tests.plugins.rw_branch_types",  # a reseller-level account type
+}
 
 
 def fresh_g_per_request(app):
@@ -36,6 +39,7 @@ def host(ctx):
     h = ctx.extensions["billhive"].host
     h.set_enabled("role_wizard", True)
     h.set_enabled("rw_extra", True)
+    h.set_enabled("rw_branch", True)
     return h
 
 
@@ -632,3 +636,37 @@ def test_disabled_plugin_privileges_are_greyed_with_the_reason(tree, panel, host
     from core import rbac
 
     assert rbac.stored_privileges(role) == {"extra.use", "billing.view"}
+
+
+def test_reseller_level_roles_tab_lists_its_three_default_roles(tree, panel):
+    branch = tree.add_account(tree.provider, "Reseller R", "rwbranch")
+    client = panel(tree.operator)
+    page = html(client.get(f"/accounts/{branch.id}/roles"))
+    names = re.findall(r'<tr data-role="([^"]+)"', page)
+    assert names == ["Customer Full Access", "Full Access", "Service Desk Only"]
+    # the operator's wizard for a reseller offers reseller privileges, not provider-only ones
+    page = html(
+        wizard(
+            client,
+            branch,
+            {"step": "1", "action": "next", "name": "Billing Clerk", "description": "d"},
+        )
+    )
+    offered = set(re.findall(r'name="privileges" value="([^"]+)"', page))
+    assert {"catalog.manage", "billruns.run", "billing.edit"} <= offered
+    assert not offered & {"plugins.manage", "licenses.manage", "audit.view", "extra.admin"}
+    # servicedesk.submit exists at the reseller level, but the operator does not hold it
+    assert "servicedesk.submit" not in offered
+
+
+def test_roles_api_is_in_the_openapi_document(tree, ctx):
+    spec = ctx.test_client().get("/api/v1/openapi.json").get_json()
+    for path in (
+        "/api/v1/accounts/{account_id}/roles",
+        "/api/v1/roles/{role_id}",
+        "/api/v1/roles/{role_id}/clone",
+        "/api/v1/roles/{role_id}/users",
+        "/api/v1/roles/{role_id}/users/{user_id}",
+        "/api/v1/privileges",
+    ):
+        assert path in spec["paths"], path
