@@ -10,9 +10,10 @@ What the plugin adds (licence feature FT-3001.007):
 * Billing Cycle: a customer created under a reseller gets the profile's Billing Cycle as its
   bill cycle day, whatever was asked; when the profile's day changes through the reseller
   pages or ``PATCH /api/v1/resellers/<id>/profile``, the reseller's existing customers follow
-  (sub-resellers keep their own day). The core's generic ``PATCH /api/v1/accounts/<id>``
-  has no update event, so a profile changed there is re-applied to the customers at the
-  next profile edit or bill run (see ``billing.py``).
+  (sub-resellers keep their own day). The core's generic account edit
+  (``PATCH /api/v1/accounts/<id>``, the panel's Edit) fires no update event, so a Billing
+  Cycle changed there reaches the customers only at the next edit through the reseller pages
+  or API (``service.follow_cycle_day``).
 * privileges ``resellers.view``, ``resellers.manage`` (create resellers, the sub-reseller
   setting) and ``resellers.profile`` (edit a reseller's profile), at provider and reseller
   level; panel pages (Resellers list, reseller detail with profile, customers, catalog) and
@@ -124,3 +125,21 @@ def account_created(account, actor):
     if day and account.bill_cycle_day != int(day):
         account.bill_cycle_day = int(day)
         account.save()
+
+
+@hookimpl
+def invoice_options(issuer, account, period):
+    """A reseller issuer invoices its customers as its Reseller Profile says."""
+    from plugins.reseller_accounts.billing import options_for
+
+    return options_for(issuer)
+
+
+@hookimpl
+def charges_for_period(account, period):
+    """The provider's wholesale lines on a reseller's invoice (see ``billing.py``)."""
+    if account.type != "reseller":
+        return []
+    from plugins.reseller_accounts.billing import wholesale_charges
+
+    return wholesale_charges(account, period)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import peewee as pw
 
+from core.billing.models import PricePlan
 from core.db import BaseModel, utcnow
 from core.models import Account
 
@@ -20,3 +21,20 @@ class ResellerSettings(BaseModel):
 
 
 MODELS = [ResellerSettings]
+
+
+class WholesaleLink(BaseModel):
+    """A reseller's retail price plan sold on the provider's (its parent's) wholesale plan:
+    what the reseller's customers consume on ``retail_plan`` is invoiced to the reseller at
+    ``wholesale_plan``'s prices."""
+
+    retail_plan = pw.ForeignKeyField(PricePlan, unique=True, backref="+", on_delete="CASCADE")
+    wholesale_plan = pw.ForeignKeyField(PricePlan, backref="+", on_delete="RESTRICT")
+    reseller = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "reseller_wholesale_link"
+
+
+MODELS.append(WholesaleLink)

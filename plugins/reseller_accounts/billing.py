@@ -1,0 +1,216 @@
+"""Cascading billing: the provider invoices a reseller wholesale, the reseller its customers.
+
+One bill run does both:
+
+* **Retail** — a customer subscribed to the reseller's own price plans is invoiced by the
+  engine with the reseller as issuer (the account owning the plans), numbered from the
+  reseller's own sequence and prefix. ``invoice_options`` answers for a reseller issuer from
+  its Reseller Profile: Customer Invoice Creation off -> no invoice (reported skipped with the
+  reason), Customer Invoice Type RAW / PDF / Both -> the formats rendered.
+* **Wholesale** — a reseller retail plan is linked to a wholesale plan of the reseller's
+  parent (:class:`~plugins.reseller_accounts.models.WholesaleLink`, :func:`link_wholesale`).
+  ``charges_for_period(account=reseller, period)`` returns, per customer subscription on a
+  linked plan, what the customer consumed in the reseller's own period (its bill cycle day)
+  priced at the wholesale plan: recurring price x quantity x the active share of the period,
+  and the usage in the period at the wholesale usage rate (or tier). The engine puts plugin
+  charges on an invoice from the billed account's parent: the provider's wholesale invoice.
+
+The engine bills only accounts that hold a subscription, and a reseller holds none of its
+own; so linking a plan gives the reseller one *anchor* subscription to the wholesale plan
+whose start and end are the same day (active no day, so it never adds a line of its own):
+it only makes the reseller a billed account from that day on.
+
+Disabled plugin: neither hook runs; the engine reports the reseller's customer invoices as
+skipped ("plugin 'reseller_accounts' ... disabled" / "needs licence feature FT-3001.007") and
+no wholesale lines are produced; re-enabling resumes with the periods not yet invoiced.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+
+from core import audit, rbac
+from core.billing.models import PricePlan, Subscription, UsageRecord
+from core.billing.money import tiered_unit_price
+from core.billing.periods import overlap_fraction
+from core.db import database
+from core.errors import ValidationFailed
+from core.models import Account
+from core.registry import Charge, InvoiceOptions
+from plugins.reseller_accounts.profile import formats_for
+
+ANCHOR = "reseller-wholesale-anchor"
+
+
+def options_for(issuer: Account) -> InvoiceOptions | None:
+    if issuer.type != "reseller":
+        return None
+    profile = issuer.profile or {}
+    if not profile.get("customer_invoice_creation", False):
+        return InvoiceOptions(
+            create=False, skip_reason="reseller profile: customer invoice creation is off"
+        )
+    return InvoiceOptions(create=True, formats=formats_for(profile))
+
+
+# -- wholesale links -------------------------------------------------------------------------
+
+
+def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, since=None):
+    """Sell ``retail_plan`` (a reseller's) on ``wholesale_plan`` (its parent's)."""
+    from plugins.reseller_accounts.models import WholesaleLink
+
+    reseller = retail_plan.account
+    errors = {}
+    if reseller.type != "reseller":
+        errors["retail_plan_id"] = [f"plan '{retail_plan.name}' is not a reseller's plan"]
+    elif wholesale_plan.account_id != reseller.parent_id:
+        errors["wholesale_plan_id"] = [
+            f"plan '{wholesale_plan.name}' does not belong to {reseller.parent.name}, "
+            f"the account that sells to {reseller.name}"
+        ]
+    elif wholesale_plan.currency != reseller.currency:
+        errors["wholesale_plan_id"] = [
+            f"plan '{wholesale_plan.name}' is in {wholesale_plan.currency} but "
+            f"{reseller.name} is billed in {reseller.currency}"
+        ]
+    if errors:
+        field, msgs = next(iter(errors.items()))
+        raise ValidationFailed(f"{field}: {msgs[0]}", errors)
+    if actor is not None:
+        rbac.require(actor, "catalog.manage", wholesale_plan.account)
+        rbac.require(actor, "resellers.manage", reseller)
+    rbac.host().require_licensed("reseller_accounts")
+    if since is None:
+        starts = [
+            s.start
+            for s in Subscription.select(Subscription.start).where(
+                Subscription.plan == retail_plan.id
+            )
+        ]
+        since = min(starts) if starts else date.today()
+    with database.atomic():
+        link = WholesaleLink.get_or_none(WholesaleLink.retail_plan == retail_plan.id)
+        if link is None:
+            link = WholesaleLink.create(
+                retail_plan=retail_plan, wholesale_plan=wholesale_plan, reseller=reseller
+            )
+        else:
+            link.wholesale_plan = wholesale_plan
+            link.save()
+        _ensure_anchor(reseller, wholesale_plan, since)
+        audit.record(
+            actor,
+            "reseller.wholesale.link",
+            object_type="reseller_wholesale_link",
+            object_id=link.id,
+            account=reseller,
+            after={"retail_plan_id": retail_plan.id, "wholesale_plan_id": wholesale_plan.id},
+        )
+    return link
+
+
+def _ensure_anchor(reseller: Account, wholesale_plan: PricePlan, since: date) -> None:
+    anchor = Subscription.get_or_none(
+        (Subscription.account == reseller.id) & (Subscription.external_id == ANCHOR)
+    )
+    if anchor is None:
+        Subscription.create(
+            account=reseller,
+            plan=wholesale_plan,
+            quantity=Decimal(0),
+            start=since,
+            end=since,
+            external_id=ANCHOR,
+        )
+    elif since < anchor.start:
+        anchor.start = anchor.end = since
+        anchor.save()
+
+
+# -- wholesale charges -----------------------------------------------------------------------
+
+
+def wholesale_charges(reseller: Account, period) -> list[Charge]:
+    from plugins.reseller_accounts.models import WholesaleLink
+
+    links = {
+        link.retail_plan_id: link.wholesale_plan
+        for link in WholesaleLink.select(WholesaleLink, PricePlan)
+        .join(PricePlan, on=(WholesaleLink.wholesale_plan == PricePlan.id))
+        .where(WholesaleLink.reseller == reseller.id)
+    }
+    if not links:
+        return []
+    subs = list(
+        Subscription.select(Subscription, Account)
+        .join(Account, on=(Subscription.account == Account.id))
+        .where(
+            Subscription.plan.in_(list(links))
+            & (Account.path.startswith(reseller.path))
+            & (Account.id != reseller.id)
+            & (Subscription.start < period[1])
+            & (Subscription.end.is_null() | (Subscription.end > period[0]))
+        )
+        .order_by(Account.name, Subscription.id)
+    )
+    usage: dict[int, Decimal] = defaultdict(Decimal)
+    if subs:
+        for rec in UsageRecord.select(UsageRecord.subscription, UsageRecord.quantity).where(
+            UsageRecord.subscription.in_([s.id for s in subs])
+            & (UsageRecord.occurred_at >= period[0])
+            & (UsageRecord.occurred_at < period[1])
+        ):
+            usage[rec.subscription_id] += rec.quantity
+    charges = []
+    for sub in subs:
+        plan = links[sub.plan_id]
+        product = plan.product
+        who = sub.account.name
+        if product.kind == "one_off":
+            if period[0] <= sub.start < period[1] and plan.recurring_price:
+                charges.append(
+                    Charge(
+                        f"{who}: {product.name} — {plan.name}",
+                        sub.quantity,
+                        plan.recurring_price,
+                        unit=product.unit,
+                        product_code=product.code,
+                        group=who,
+                        source=f"wholesale:{sub.id}",
+                    )  # fmt: skip
+                )
+            continue
+        if plan.recurring_price:
+            fraction = overlap_fraction(sub.start, sub.end, period)
+            if fraction:
+                charges.append(
+                    Charge(
+                        f"{who}: {product.name} — {plan.name}",
+                        sub.quantity,
+                        plan.recurring_price,
+                        unit=product.unit,
+                        product_code=product.code,
+                        group=who,
+                        fraction=fraction,
+                        source=f"wholesale:{sub.id}",
+                    )  # fmt: skip
+                )
+        if usage.get(sub.id):
+            quantity = usage[sub.id]
+            price = tiered_unit_price(quantity, plan.tiers) if plan.tiers else plan.usage_rate
+            if price:
+                charges.append(
+                    Charge(
+                        f"{who}: {product.name} usage",
+                        quantity,
+                        price,
+                        unit=product.unit,
+                        product_code=product.code,
+                        group=who,
+                        source=f"wholesale-usage:{sub.id}",
+                    )  # fmt: skip
+                )
+    return charges
