@@ -1,0 +1,91 @@
+"""Who invoices: the plan owner issues (a seller bills its own customers on its own prefix and
+tax rate); an issuer whose account type's plugin is disabled or unlicensed is skipped with a
+reason naming plugin and feature; ``invoice_options`` can refuse or pick formats."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from core.billing import engine
+from core.billing.models import Invoice, InvoiceFile
+from core.registry import InvoiceOptions
+from tests.billing_support import setup_catalog, subscribe
+from tests.plugins import billing_charges, billing_seller
+
+MODULES = {"billing_seller": "tests.plugins.billing_seller",
+           "billing_charges": "tests.plugins.billing_charges"}  # fmt: skip
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(plugins=["invoice_pdf"], modules=MODULES)
+
+
+@pytest.fixture
+def seller_world(world, ctx, install_license):
+    host = ctx.extensions["billhive"].host
+    install_license(["FT-TEST.SELL"])
+    host.set_enabled("billing_seller", True)
+    billing_seller.OPTIONS = None
+    billing_charges.MODE = None
+    seller = world.add_account(world.provider, "Seller", "seller", invoice_prefix="S-",
+                               tax_rate="10")  # fmt: skip
+    retail = world.add_account(seller, "Retail customer")
+    _, plan = setup_catalog(seller, price="50.00", code="RETAIL")
+    subscribe(retail, plan)
+    yield seller, retail
+    billing_seller.OPTIONS = None
+
+
+def test_the_plan_owner_invoices_on_its_prefix_and_tax_rate(seller_world):
+    seller, retail = seller_world
+    summary = engine.run(date(2026, 2, 1))
+    assert summary["invoices_created"] == 1, summary
+    inv = Invoice.get(Invoice.account == retail.id)
+    assert inv.issuer_id == seller.id and inv.number == "S-000001"
+    assert (inv.subtotal, inv.tax, inv.total) == (5000, 500, 5500)
+
+
+def test_plugin_charges_go_to_the_parents_invoice(seller_world, ctx):
+    seller, retail = seller_world
+    ctx.extensions["billhive"].host.set_enabled("billing_charges", True)
+    engine.run(date(2026, 2, 1))
+    inv = Invoice.get(Invoice.account == retail.id)
+    assert [(line.description, line.amount, line.group) for line in inv.lines] == [
+        ("Hosting — Standard", 5000, None),
+        ("Support", 500, "Services"),
+    ]
+
+
+def test_issuer_of_a_disabled_plugin_is_skipped_with_the_reason(seller_world, ctx):
+    seller, retail = seller_world
+    ctx.extensions["billhive"].host.set_enabled("billing_seller", False)
+    summary = engine.run(date(2026, 2, 1))
+    assert summary["invoices_created"] == 0
+    (skip,) = summary["invoices_skipped"]
+    assert "billing_seller" in skip["reason"] and "disabled" in skip["reason"]
+    assert Invoice.select().count() == 0
+
+
+def test_issuer_of_an_unlicensed_plugin_is_skipped_naming_the_feature(seller_world,
+                                                                     install_license):  # fmt: skip
+    install_license(["SOMETHING-ELSE"])  # replaces the licence: the feature is gone
+    summary = engine.run(date(2026, 2, 1))
+    (skip,) = summary["invoices_skipped"]
+    assert "FT-TEST.SELL" in skip["reason"] and "billing_seller" in skip["reason"]
+    assert Invoice.select().count() == 0
+
+
+def test_invoice_options_can_refuse_or_choose_formats(seller_world, ctx):
+    seller, retail = seller_world
+    ctx.extensions["billhive"].host.set_enabled("invoice_pdf", True)
+    billing_seller.OPTIONS = InvoiceOptions(create=False, skip_reason="seller invoices itself")
+    summary = engine.run(date(2026, 2, 1))
+    assert [s["reason"] for s in summary["invoices_skipped"]] == ["seller invoices itself"]
+    billing_seller.OPTIONS = InvoiceOptions(formats=("RAW",))
+    summary = engine.run(date(2026, 2, 1))
+    assert summary["invoices_created"] == 1
+    inv = Invoice.get(Invoice.account == retail.id)
+    assert [f.format for f in InvoiceFile.select().where(InvoiceFile.invoice == inv.id)] == ["RAW"]
