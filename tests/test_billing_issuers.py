@@ -89,3 +89,32 @@ def test_invoice_options_can_refuse_or_choose_formats(seller_world, ctx):
     assert summary["invoices_created"] == 1
     inv = Invoice.get(Invoice.account == retail.id)
     assert [f.format for f in InvoiceFile.select().where(InvoiceFile.invoice == inv.id)] == ["RAW"]
+
+
+def test_a_render_failure_keeps_the_invoice_and_renders_on_download(seller_world, world, api):
+    seller, retail = seller_world
+    billing_seller.FAIL_RENDER = True
+    try:
+        summary = engine.run(date(2026, 2, 1))
+        assert summary["invoices_created"] == 1 and not summary["failures"]
+        assert "renderer out of ink" in summary["render_errors"][0]
+        inv = Invoice.get(Invoice.account == retail.id)
+        assert inv.status == "issued"
+        assert {f.format for f in InvoiceFile.select()} == {"RAW"}
+        op = api(world.operator)
+        resp = op.get(f"/api/v1/invoices/{inv.id}/files/FLAKY")
+        assert resp.status_code == 503 and "out of ink" in resp.get_json()["message"]
+    finally:
+        billing_seller.FAIL_RENDER = False
+    resp = op.get(f"/api/v1/invoices/{inv.id}/files/FLAKY")
+    assert resp.status_code == 200 and resp.data == b"FLAKY S-000001 55.00 EUR"
+    assert {f.format for f in InvoiceFile.select()} == {"RAW", "FLAKY"}
+
+
+def test_openapi_lists_the_billing_endpoints(ctx):
+    paths = ctx.test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    for path in ("/api/v1/products", "/api/v1/plans", "/api/v1/subscriptions", "/api/v1/usage",
+                 "/api/v1/invoices", "/api/v1/invoices/{invoice_id}/files/{fmt}",
+                 "/api/v1/invoices/{invoice_id}/credit-note", "/api/v1/bill-runs",
+                 "/api/v1/bill-runs/{run_id}"):  # fmt: skip
+        assert path in paths, path

@@ -15,9 +15,16 @@ from flask import current_app
 
 from core.billing import documents
 from core.billing.models import Invoice, InvoiceFile
-from core.errors import NotFound
+from core.errors import BillhiveError, NotFound
 
 log = logging.getLogger("billhive.billing")
+
+
+class RenderFailed(BillhiveError):
+    """A format could not be rendered now; the invoice is intact, try again later."""
+
+    status = 503
+    code = "render_failed"
 
 
 def host():
@@ -91,6 +98,15 @@ def file_for(invoice: Invoice, code: str) -> tuple[bytes, object, InvoiceFile]:
     record = InvoiceFile.get_or_none(invoice=invoice.id, format=code)
     path = storage_dir() / record.path if record else None
     if record is None or not path.exists():
-        record = render_one(invoice, code)
+        try:
+            record = render_one(invoice, code)
+        except BillhiveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the invoice stays; say what failed
+            log.exception("rendering %s of invoice %s failed", code, invoice.id)
+            raise RenderFailed(
+                f"{invoice.number}: rendering {code} failed ({exc}); the invoice is intact, "
+                "try again later"
+            ) from None
         path = storage_dir() / record.path
     return path.read_bytes(), fmt, record

@@ -4,11 +4,23 @@
 from __future__ import annotations
 
 from core import hookimpl
-from core.registry import AccountType, PluginMeta
+from core.registry import AccountType, InvoiceFormat, PluginMeta
 
 PLUGIN = PluginMeta(name="billing_seller", title="Test seller", version="1.0",
                     license_feature="FT-TEST.SELL")  # fmt: skip
 OPTIONS = None  # an InvoiceOptions or None
+FAIL_RENDER = False  # the FLAKY format raises while True
+
+
+def _render(document):
+    if FAIL_RENDER:
+        raise RuntimeError("renderer out of ink")
+    return f"FLAKY {document['number']} {document['total']}".encode()
+
+
+@hookimpl
+def register_invoice_formats():
+    return [InvoiceFormat("FLAKY", "Flaky", "text/plain", "txt", _render)]
 
 
 @hookimpl
