@@ -88,6 +88,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     def _open_db():
         # close at teardown only what this request opened (a CLI or test may hold one open)
         g.billhive_opened_db = database.connect(reuse_if_open=True)
+        # per-request caches live on g; a test or CLI may keep one app context (and its g)
+        # across several requests, so start each request without them
+        for key in ("_billhive_privs", "_login_user"):
+            g.pop(key, None)
         host.refresh()
 
     @app.teardown_request
