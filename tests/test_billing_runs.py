@@ -90,6 +90,18 @@ def test_cli_json_summary_and_exactly_once(customers, cli):
     check_exactly_once(customers)
 
 
+def test_cli_human_summary_and_invoice_list(customers, cli):
+    proc = cli("bill-run", "--date", "2026-02-01")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "8 invoice(s) created" in out and "Total EUR: 280.00 EUR" in out
+    assert "Bill run 2026-02-01" in err  # the progress bar goes to stderr
+    proc = cli("invoices", "list", "--json")
+    out, err = proc.communicate(timeout=60)
+    rows = json.loads(out)
+    assert len(rows) == 8 and {r["total"] for r in rows} == {"35.00 EUR"}
+
+
 def test_cli_refuses_a_bad_date(customers, cli):
     proc = cli("bill-run", "--date", "2026-13-01")
     out, err = proc.communicate(timeout=60)
