@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from flask import current_app, has_app_context
 from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -27,7 +28,12 @@ class UserInput(Schema):
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method="scrypt")
+    """scrypt with werkzeug's strong defaults; ``PASSWORD_HASH_METHOD`` lets a test suite
+    choose cheaper parameters (it creates hundreds of users on two CPU cores)."""
+    method = "scrypt"
+    if has_app_context():
+        method = current_app.config.get("PASSWORD_HASH_METHOD", method)
+    return generate_password_hash(password, method=method)
 
 
 def snapshot(user: User) -> dict:

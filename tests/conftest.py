@@ -106,6 +106,7 @@ def make_app(database_url, tmp_path, license_keys):
                 "PLUGINS": list(BUILTIN_PLUGINS if plugins is None else plugins),
                 "PLUGIN_MODULES": modules or {},
                 "WTF_CSRF_ENABLED": csrf,
+                "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",  # fast; production keeps defaults
                 **config,
             }
         )
