@@ -106,3 +106,21 @@ def test_periods_follow_the_cycle_day(world):
     (inv,) = invoices_of(world.customer_a)
     assert (inv.period_start, inv.period_end) == (date(2026, 1, 15), date(2026, 2, 15))
     assert inv.total == 2516  # 26 of 31 days of 30.00 = 25.1612.. -> 25.16
+
+
+def test_one_off_products_are_charged_once_in_the_start_period(world):
+    _, plan = setup_catalog(world.provider, price="99.50", kind="one_off", code="SETUP")
+    subscribe(world.customer_a, plan, start="2026-01-20", quantity="2")
+    engine.run(date(2026, 4, 1))
+    (inv,) = invoices_of(world.customer_a)  # February and March have nothing to bill
+    assert inv.total == 19900 and inv.period_start == date(2026, 1, 1)
+
+
+def test_flat_usage_rate_with_more_decimals_than_the_currency(world):
+    _, plan = setup_catalog(world.provider, price="0", rate="0.0123", kind="usage")
+    sub = subscribe(world.customer_a, plan)
+    usage(sub, "1000.5", "2026-01-10", "a")  # 12.30615 -> 12.31
+    usage(sub, "0.5", "2026-01-11", "b")  # summed before rating: 1001 x 0.0123 = 12.3123
+    engine.run(date(2026, 2, 1))
+    (inv,) = invoices_of(world.customer_a)
+    assert inv.total == 1231 and inv.lines.get().quantity == 1001
