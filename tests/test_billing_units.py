@@ -55,14 +55,24 @@ def _call(ext, number, cost, when="2024-05-10T10:00:00", secs=60, **extra):
 
 def test_create_unit_with_users_team_and_numbers(world, units, setup):
     agents, n1, n2, _ = setup
-    team = units.create_team(world.user_a, world.customer_a, {"name": "Night shift", "user_ids": [agents[2].id]})
+    team = units.create_team(
+        world.user_a, world.customer_a, {"name": "Night shift", "user_ids": [agents[2].id]}
+    )
     unit = units.create_unit(
         world.user_a,
         world.customer_a,
-        {"name": " Sales ", "user_ids": [agents[0].id], "team_ids": [team.id], "number_ids": [n1.id]},
+        {
+            "name": " Sales ",
+            "user_ids": [agents[0].id],
+            "team_ids": [team.id],
+            "number_ids": [n1.id],
+        },
     )
     assert unit.name == "Sales"
-    assert [u.email for u in units.effective_users(unit)] == ["agent0@example.com", "agent2@example.com"]
+    assert [u.email for u in units.effective_users(unit)] == [
+        "agent0@example.com",
+        "agent2@example.com",
+    ]
     assert [n.e164 for n in units.unit_numbers(unit)] == ["+442079460001"]
     assert n2.e164 == "+442079460002"
     from core.models import AuditEntry
@@ -74,8 +84,14 @@ def test_team_assignment_is_live(world, units, setup):
     """Assigning a team assigns its current members: who joins later counts, who leaves
     no longer does; users assigned directly stay."""
     agents, *_ = setup
-    team = units.create_team(world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]})
-    unit = units.create_unit(world.user_a, world.customer_a, {"name": "Support", "team_ids": [team.id], "user_ids": [agents[2].id]})
+    team = units.create_team(
+        world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]}
+    )
+    unit = units.create_unit(
+        world.user_a,
+        world.customer_a,
+        {"name": "Support", "team_ids": [team.id], "user_ids": [agents[2].id]},
+    )
     assert {u.id for u in units.effective_users(unit)} == {agents[0].id, agents[2].id}
     units.update_team(world.user_a, team, {"user_ids": [agents[1].id]})
     assert {u.id for u in units.effective_users(unit)} == {agents[1].id, agents[2].id}
@@ -85,10 +101,18 @@ def test_team_assignment_is_live(world, units, setup):
 
 def test_a_user_may_be_in_several_units_a_number_in_one(world, units, setup):
     agents, n1, n2, _ = setup
-    sales = units.create_unit(world.user_a, world.customer_a, {"name": "Sales", "user_ids": [agents[0].id], "number_ids": [n1.id]})
-    units.create_unit(world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]})
+    sales = units.create_unit(
+        world.user_a,
+        world.customer_a,
+        {"name": "Sales", "user_ids": [agents[0].id], "number_ids": [n1.id]},
+    )
+    units.create_unit(
+        world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]}
+    )
     with pytest.raises(Conflict) as err:
-        units.create_unit(world.user_a, world.customer_a, {"name": "Billing", "number_ids": [n1.id, n2.id]})
+        units.create_unit(
+            world.user_a, world.customer_a, {"name": "Billing", "number_ids": [n1.id, n2.id]}
+        )
     assert "number +442079460001 is already assigned to billing unit 'Sales'" in err.value.message
     assert units.unit_numbers(sales) == [n1]
     # the failed create left nothing behind
@@ -111,11 +135,15 @@ def test_the_database_refuses_a_second_unit_for_a_number(world, units, setup):
 
 def test_delete_unit_releases_its_numbers(world, units, setup):
     _, n1, n2, _ = setup
-    unit = units.create_unit(world.user_a, world.customer_a, {"name": "Sales", "number_ids": [n1.id, n2.id]})
+    unit = units.create_unit(
+        world.user_a, world.customer_a, {"name": "Sales", "number_ids": [n1.id, n2.id]}
+    )
     assert units.available_numbers(world.customer_a) == []
     units.delete_unit(world.user_a, unit)
     assert {n.id for n in units.available_numbers(world.customer_a)} == {n1.id, n2.id}
-    other = units.create_unit(world.user_a, world.customer_a, {"name": "Other", "number_ids": [n1.id]})
+    other = units.create_unit(
+        world.user_a, world.customer_a, {"name": "Other", "number_ids": [n1.id]}
+    )
     assert units.unit_numbers(other) == [n1]
 
 
@@ -151,7 +179,9 @@ def test_a_number_or_user_of_another_account_is_refused(world, units, setup):
     assert "number_ids" in err.value.errors
     assert nb.e164 not in err.value.message  # never reveals another tenant's number
     with pytest.raises(ValidationFailed) as err:
-        units.create_unit(world.user_a, world.customer_a, {"name": "Sales", "user_ids": [world.user_b.id]})
+        units.create_unit(
+            world.user_a, world.customer_a, {"name": "Sales", "user_ids": [world.user_b.id]}
+        )
     assert "user_ids" in err.value.errors
 
 
@@ -170,7 +200,9 @@ def test_outside_the_subtree_is_404(world, units, setup):
 def _limited_user(world, codes, email):
     from core import roles
 
-    role = roles.create_role(None, world.customer_a, {"name": email, "description": "limited", "privileges": list(codes)})
+    role = roles.create_role(
+        None, world.customer_a, {"name": email, "description": "limited", "privileges": list(codes)}
+    )
     return world.add_user(world.customer_a, email, role_code=None, roles=[role])
 
 
@@ -235,7 +267,7 @@ def test_two_concurrent_assignments_of_one_number_one_wins(world, units, setup, 
     winners = [k for k, v in results.items() if v == "ok"]
     losers = {k: v for k, v in results.items() if v != "ok"}
     assert len(winners) == 1, results
-    (loser, exc), = losers.items()
+    ((loser, exc),) = losers.items()
     assert isinstance(exc, Conflict), repr(exc)
     assert exc.message == f"number +442079460001 is already assigned to billing unit '{winners[0]}'"
     holder = UnitNumber.get(UnitNumber.number == n1.id)
@@ -249,10 +281,20 @@ def test_two_concurrent_assignments_of_one_number_one_wins(world, units, setup, 
 def billed(world, units, setup):
     """Sales holds n1 and two users (one through a team); n2 is in no unit."""
     agents, n1, n2, _ = setup
-    team = units.create_team(world.user_a, world.customer_a, {"name": "Team", "user_ids": [agents[1].id]})
-    units.create_unit(world.user_a, world.customer_a, {"name": "Sales", "user_ids": [agents[0].id], "team_ids": [team.id], "number_ids": [n1.id]})
-    units.create_unit(world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]})
-    units.update_settings(world.user_a, world.customer_a, {"number_rental_price": "2.50", "seat_price": "10.005"})
+    team = units.create_team(
+        world.user_a, world.customer_a, {"name": "Team", "user_ids": [agents[1].id]}
+    )
+    units.create_unit(
+        world.user_a,
+        world.customer_a,
+        {"name": "Sales", "user_ids": [agents[0].id], "team_ids": [team.id], "number_ids": [n1.id]},
+    )
+    units.create_unit(
+        world.user_a, world.customer_a, {"name": "Support", "user_ids": [agents[0].id]}
+    )
+    units.update_settings(
+        world.user_a, world.customer_a, {"number_rental_price": "2.50", "seat_price": "10.005"}
+    )
     result = units.add_calls(
         world.user_a,
         world.customer_a,
@@ -284,20 +326,32 @@ def test_report_totals_equal_the_sum_of_the_records(world, units, billed):
     # recurring: n1 in Sales, n2 Unassigned; seats: agent0+agent1 Sales (first by name),
     # agent2 and user_a Unassigned; each seat 10.005 -> 2 seats = 20.01
     assert (rows["Sales"]["numbers"], rows["Unassigned"]["numbers"]) == (1, 1)
-    assert (rows["Sales"]["users"], rows["Support"]["users"], rows["Unassigned"]["users"]) == (2, 0, 2)
+    assert (rows["Sales"]["users"], rows["Support"]["users"], rows["Unassigned"]["users"]) == (
+        2,
+        0,
+        2,
+    )
     assert rows["Sales"]["rental"] == 250 and rows["Sales"]["seats"] == 2001
     assert data["totals"]["total"] == sum(r["total"] for r in data["units"])
     assert data["totals"]["numbers"] == 2 and data["totals"]["users"] == 4
 
 
 def test_call_import_is_idempotent_and_all_or_nothing(world, units, billed):
-    again = units.add_calls(world.user_a, world.customer_a, [_call("c1", "+442079460001", "0.42"), _call("c9", "+442079460002", "1")])
+    again = units.add_calls(
+        world.user_a,
+        world.customer_a,
+        [_call("c1", "+442079460001", "0.42"), _call("c9", "+442079460002", "1")],
+    )
     assert again == {"received": 2, "created": 1, "duplicates": 1}
     with pytest.raises(ValidationFailed) as err:
         units.add_calls(
             world.user_a,
             world.customer_a,
-            [_call("x1", "+442079460001", "1"), _call("x2", "+12025550100", "1"), _call("x3", "+442079460001", "0.001")],
+            [
+                _call("x1", "+442079460001", "1"),
+                _call("x2", "+12025550100", "1"),
+                _call("x3", "+442079460001", "0.001"),
+            ],
         )
     assert set(err.value.errors["records"]) == {"1", "2"}
     from plugins.billing_units.models import CallRecord
@@ -334,7 +388,9 @@ def test_cli_import_calls(world, units, billed, tmp_path, monkeypatch, ctx):
         "external_id,number,started_at,duration_seconds,cost\n"
         "z1,+442079460001,2024-05-03T08:00:00,30,0.10\n"
     )
-    result = CliRunner().invoke(cli.main, ["units", "import-calls", str(path), "--account", str(world.customer_a.id)])
+    result = CliRunner().invoke(
+        cli.main, ["units", "import-calls", str(path), "--account", str(world.customer_a.id)]
+    )
     assert result.exit_code == 0, result.output
     assert "1 call record(s) imported" in result.output
 

@@ -41,10 +41,14 @@ def test_api_units_numbers_teams_calls_report(world, units, api):
     n1 = client.post(f"/api/v1/accounts/{acc}/phone-numbers", json={"e164": "+442079460001"})
     assert n1.status_code == 201, n1.get_json()
     n1 = n1.get_json()["id"]
-    team = client.post(f"/api/v1/accounts/{acc}/teams", json={"name": "Agents", "user_ids": [world.user_a.id]})
+    team = client.post(
+        f"/api/v1/accounts/{acc}/teams", json={"name": "Agents", "user_ids": [world.user_a.id]}
+    )
     assert team.status_code == 201, team.get_json()
     empty = client.post(f"/api/v1/accounts/{acc}/billing-units", json={"name": " "})
-    assert empty.status_code == 422 and empty.get_json()["errors"] == {"name": ["must not be empty"]}
+    assert empty.status_code == 422 and empty.get_json()["errors"] == {
+        "name": ["must not be empty"]
+    }
     unit = client.post(
         f"/api/v1/accounts/{acc}/billing-units",
         json={"name": "Sales", "team_ids": [team.get_json()["id"]], "number_ids": [n1]},
@@ -52,24 +56,45 @@ def test_api_units_numbers_teams_calls_report(world, units, api):
     assert unit.status_code == 201, unit.get_json()
     body = unit.get_json()
     assert body["numbers"] == ["+442079460001"] and body["effective_user_ids"] == [world.user_a.id]
-    clash = client.post(f"/api/v1/accounts/{acc}/billing-units", json={"name": "Other", "number_ids": [n1]})
+    clash = client.post(
+        f"/api/v1/accounts/{acc}/billing-units", json={"name": "Other", "number_ids": [n1]}
+    )
     assert clash.status_code == 409
-    assert clash.get_json()["message"] == "number +442079460001 is already assigned to billing unit 'Sales'"
+    assert (
+        clash.get_json()["message"]
+        == "number +442079460001 is already assigned to billing unit 'Sales'"
+    )
     calls = {
         "records": [
-            {"external_id": "a", "number": "+442079460001", "started_at": "2024-05-02T10:00:00", "duration_seconds": 30, "cost": "0.25"},
-            {"external_id": "b", "number": "+442079460001", "started_at": "2024-05-03T10:00:00", "duration_seconds": 90, "cost": "0.75"},
+            {
+                "external_id": "a",
+                "number": "+442079460001",
+                "started_at": "2024-05-02T10:00:00",
+                "duration_seconds": 30,
+                "cost": "0.25",
+            },
+            {
+                "external_id": "b",
+                "number": "+442079460001",
+                "started_at": "2024-05-03T10:00:00",
+                "duration_seconds": 90,
+                "cost": "0.75",
+            },
         ]
     }
     first = client.post(f"/api/v1/accounts/{acc}/call-records", json=calls)
     assert first.status_code == 200 and first.get_json()["created"] == 2
     again = client.post(f"/api/v1/accounts/{acc}/call-records", json=calls)
     assert again.get_json() == {"received": 2, "created": 0, "duplicates": 2}
-    report = client.get(f"/api/v1/accounts/{acc}/billing-units/report?start=2024-05-01&end=2024-06-01")
+    report = client.get(
+        f"/api/v1/accounts/{acc}/billing-units/report?start=2024-05-01&end=2024-06-01"
+    )
     assert report.status_code == 200, report.get_json()
     rows = {r["unit"]: r for r in report.get_json()["units"]}
     assert rows["Sales"]["usage"] == 100 and rows["Unassigned"]["usage"] == 0
-    csv = client.get(f"/api/v1/accounts/{acc}/billing-units/report.csv?start=2024-05-01&end=2024-06-01")
+    csv = client.get(
+        f"/api/v1/accounts/{acc}/billing-units/report.csv?start=2024-05-01&end=2024-06-01"
+    )
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
     assert "Sales,1,1,2,120,1.00," in csv.get_data(as_text=True)
     uid = body["id"]
@@ -89,11 +114,19 @@ def test_api_outside_subtree_is_404_and_viewer_gets_403_on_change(world, units, 
     unit_a = units.create_unit(world.user_a, world.customer_a, {"name": "A"})
     viewer = api(_limited_user(world, ["billing.edit", "billing_units.view"], "v@example.com"))
     assert viewer.get(f"/api/v1/accounts/{world.customer_a.id}/billing-units").status_code == 200
-    assert viewer.get(f"/api/v1/accounts/{world.customer_a.id}/billing-units/report").status_code == 200
+    assert (
+        viewer.get(f"/api/v1/accounts/{world.customer_a.id}/billing-units/report").status_code
+        == 200
+    )
     resp = viewer.patch(f"/api/v1/billing-units/{unit_a.id}", json={"name": "B"})
     assert resp.status_code == 403 and "billing_units.edit" in resp.get_json()["message"]
     assert viewer.delete(f"/api/v1/billing-units/{unit_a.id}").status_code == 403
-    assert viewer.post(f"/api/v1/accounts/{world.customer_a.id}/billing-units", json={"name": "C"}).status_code == 403
+    assert (
+        viewer.post(
+            f"/api/v1/accounts/{world.customer_a.id}/billing-units", json={"name": "C"}
+        ).status_code
+        == 403
+    )
 
 
 def test_resources_are_in_the_openapi_document(world, units, ctx):
@@ -139,7 +172,9 @@ def test_panel_units_table_form_and_report(world, units, panel):
     assert "Sales" in table and "+442079460001" in table and "a@example.com" in table
     form = client.get(f"/accounts/{acc}/billing/units/new").get_data(as_text=True)
     assert "+442079460002" in form and "+442079460001" not in form  # available numbers only
-    dup = client.post(f"/accounts/{acc}/billing/units/new", data={"name": "Other", "number_ids": [str(n1.id)]})
+    dup = client.post(
+        f"/accounts/{acc}/billing/units/new", data={"name": "Other", "number_ids": [str(n1.id)]}
+    )
     assert dup.status_code == 422
     assert "already assigned to billing unit &#39;Sales&#39;" in dup.get_data(as_text=True)
     empty = client.post(f"/accounts/{acc}/billing/units/new", data={"name": ""})

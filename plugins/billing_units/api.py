@@ -67,7 +67,9 @@ class UnitOut(Schema):
 
 
 class CallsIn(Schema):
-    records = fields.List(fields.Dict(), required=True, metadata={"description": "CallInput objects"})
+    records = fields.List(
+        fields.Dict(), required=True, metadata={"description": "CallInput objects"}
+    )
 
 
 class CallsResult(Schema):

@@ -212,7 +212,9 @@ def numbers(account_id):
                 flash(f"Number {number.e164} deleted.")
             else:
                 number = svc.create_number(
-                    current_user, account, {"e164": values.get("e164", ""), "label": values.get("label", "")}
+                    current_user,
+                    account,
+                    {"e164": values.get("e164", ""), "label": values.get("label", "")},
                 )
                 flash(f"Number {number.e164} added.")
         except BillhiveError as exc:
@@ -222,7 +224,11 @@ def numbers(account_id):
     held = svc.number_units(account)
     rows = [(n, held.get(n.id)) for n in svc.numbers_of(account)]
     return render_template(
-        "billing_units/numbers.html", rows=rows, errors=errors, values=values, **_ctx(account, "numbers")
+        "billing_units/numbers.html",
+        rows=rows,
+        errors=errors,
+        values=values,
+        **_ctx(account, "numbers"),
     ), (422 if errors else 200)
 
 

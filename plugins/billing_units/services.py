@@ -149,7 +149,9 @@ class NumberInput(Schema):
 def normalize_e164(value) -> str:
     """``+44 20 7946 0000`` -> ``+442079460000``; anything not E.164 is refused, naming it."""
     if not isinstance(value, str):
-        raise ValidationFailed.field("e164", "must be a phone number in E.164 form like +442079460000")
+        raise ValidationFailed.field(
+            "e164", "must be a phone number in E.164 form like +442079460000"
+        )
     text = re.sub(r"[\s\-().]", "", value)
     if not E164_RE.fullmatch(text):
         shown = value if len(value) <= 40 else value[:40] + "..."
@@ -179,7 +181,9 @@ def create_number(actor, account: Account, payload) -> PhoneNumber:
                 actor, "phone_number.create", number, account=account, after=number_snapshot(number)
             )
     except pw.IntegrityError:
-        raise Conflict(f"e164: number {e164} already exists", {"e164": ["already exists"]}) from None
+        raise Conflict(
+            f"e164: number {e164} already exists", {"e164": ["already exists"]}
+        ) from None
     return number
 
 
@@ -201,7 +205,9 @@ def delete_number(actor, number: PhoneNumber) -> None:
 
 
 def numbers_of(account: Account) -> list[PhoneNumber]:
-    return list(PhoneNumber.select().where(PhoneNumber.account == account).order_by(PhoneNumber.e164))
+    return list(
+        PhoneNumber.select().where(PhoneNumber.account == account).order_by(PhoneNumber.e164)
+    )
 
 
 def number_units(account: Account) -> dict[int, BillingUnit]:
@@ -243,7 +249,9 @@ def _users_of(account: Account, ids, field: str = "user_ids") -> list[User]:
     for uid in dict.fromkeys(ids or []):
         user = User.get_or_none(User.id == uid, User.account == account)
         if user is None:
-            raise ValidationFailed.field(field, f"user {uid} is not a user of account '{account.name}'")
+            raise ValidationFailed.field(
+                field, f"user {uid} is not a user of account '{account.name}'"
+            )
         out.append(user)
     return out
 
@@ -294,7 +302,9 @@ def update_team(actor, team: Team, payload) -> Team:
             TeamMember.delete().where(TeamMember.team == team).execute()
             for user in members:
                 TeamMember.create(team=team, user=user)
-        audit.record(actor, "team.update", team, account=account, before=before, after=team_snapshot(team))
+        audit.record(
+            actor, "team.update", team, account=account, before=before, after=team_snapshot(team)
+        )
     return team
 
 
@@ -337,7 +347,10 @@ def unit_teams(unit: BillingUnit) -> list[Team]:
 
 def unit_numbers(unit: BillingUnit) -> list[PhoneNumber]:
     return list(
-        PhoneNumber.select().join(UnitNumber).where(UnitNumber.unit == unit).order_by(PhoneNumber.e164)
+        PhoneNumber.select()
+        .join(UnitNumber)
+        .where(UnitNumber.unit == unit)
+        .order_by(PhoneNumber.e164)
     )
 
 
@@ -384,7 +397,9 @@ def _teams_of(account, ids) -> list[Team]:
     for tid in dict.fromkeys(ids or []):
         team = Team.get_or_none(Team.id == tid, Team.account == account)
         if team is None:
-            raise ValidationFailed.field("team_ids", f"team {tid} is not a team of account '{account.name}'")
+            raise ValidationFailed.field(
+                "team_ids", f"team {tid} is not a team of account '{account.name}'"
+            )
         out.append(team)
     return out
 
@@ -403,9 +418,7 @@ def _numbers_of(account, ids) -> list[PhoneNumber]:
 
 
 def _already_assigned(number: PhoneNumber, unit: BillingUnit | None = None) -> Conflict:
-    holder = (
-        BillingUnit.select().join(UnitNumber).where(UnitNumber.number == number.id).first()
-    )
+    holder = BillingUnit.select().join(UnitNumber).where(UnitNumber.number == number.id).first()
     name = holder.name if holder is not None else "another unit"
     return Conflict(
         f"number {number.e164} is already assigned to billing unit '{name}'",
@@ -415,7 +428,9 @@ def _already_assigned(number: PhoneNumber, unit: BillingUnit | None = None) -> C
 
 def _set_numbers(unit: BillingUnit, numbers: list[PhoneNumber]) -> None:
     wanted = {n.id for n in numbers}
-    UnitNumber.delete().where(UnitNumber.unit == unit, UnitNumber.number.not_in(wanted or [0])).execute()
+    UnitNumber.delete().where(
+        UnitNumber.unit == unit, UnitNumber.number.not_in(wanted or [0])
+    ).execute()
     have = {r.number_id for r in UnitNumber.select().where(UnitNumber.unit == unit)}
     for number in numbers:
         if number.id in have:
@@ -495,7 +510,9 @@ def delete_unit(actor, unit: BillingUnit) -> None:
     account = unit.account
     require_edit(actor, account)
     with _tx():
-        audit.record(actor, "billing_unit.delete", unit, account=account, before=unit_snapshot(unit))
+        audit.record(
+            actor, "billing_unit.delete", unit, account=account, before=unit_snapshot(unit)
+        )
         UnitNumber.delete().where(UnitNumber.unit == unit).execute()
         UnitUser.delete().where(UnitUser.unit == unit).execute()
         UnitTeam.delete().where(UnitTeam.unit == unit).execute()
@@ -503,20 +520,26 @@ def delete_unit(actor, unit: BillingUnit) -> None:
 
 
 def units_of(account: Account) -> list[BillingUnit]:
-    return list(BillingUnit.select().where(BillingUnit.account == account).order_by(BillingUnit.name))
+    return list(
+        BillingUnit.select().where(BillingUnit.account == account).order_by(BillingUnit.name)
+    )
 
 
 # -- settings ----------------------------------------------------------------------------------
 
 
 class SettingsInput(Schema):
-    number_rental_price = fields.String(metadata={"description": "per number per period, e.g. 2.50"})
+    number_rental_price = fields.String(
+        metadata={"description": "per number per period, e.g. 2.50"}
+    )
     seat_price = fields.String(metadata={"description": "per user per period, e.g. 15.00"})
 
 
 def settings_for(account: Account) -> UnitSettings:
     row = UnitSettings.get_or_none(UnitSettings.account == account)
-    return row or UnitSettings(account=account, number_rental_price=Decimal(0), seat_price=Decimal(0))
+    return row or UnitSettings(
+        account=account, number_rental_price=Decimal(0), seat_price=Decimal(0)
+    )
 
 
 def update_settings(actor, account: Account, payload) -> UnitSettings:
@@ -533,7 +556,10 @@ def update_settings(actor, account: Account, payload) -> UnitSettings:
         prices[key] = price
     with _tx():
         row = settings_for(account)
-        before = {"number_rental_price": str(row.number_rental_price), "seat_price": str(row.seat_price)}
+        before = {
+            "number_rental_price": str(row.number_rental_price),
+            "seat_price": str(row.seat_price),
+        }
         for key, price in prices.items():
             setattr(row, key, price)
         row.save()
@@ -554,7 +580,9 @@ def update_settings(actor, account: Account, payload) -> UnitSettings:
 
 class CallInput(Schema):
     external_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    number = fields.String(required=True, metadata={"description": "E.164 of one of the account's numbers"})
+    number = fields.String(
+        required=True, metadata={"description": "E.164 of one of the account's numbers"}
+    )
     user_email = fields.String(load_default=None, allow_none=True)
     started_at = fields.DateTime(required=True)
     duration_seconds = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -581,7 +609,9 @@ def _validate_call(account, row: dict, numbers: dict, users: dict) -> dict:
     e164 = normalize_e164(data["number"])
     number = numbers.get(e164)
     if number is None:
-        raise ValidationFailed.field("number", f"{e164} is not a phone number of account '{account.name}'")
+        raise ValidationFailed.field(
+            "number", f"{e164} is not a phone number of account '{account.name}'"
+        )
     user = None
     if data["user_email"]:
         user = users.get(data["user_email"].strip().lower())
@@ -667,7 +697,15 @@ def _existing_ids(account, ids) -> set[str]:
     return out
 
 
-CSV_COLUMNS = ("external_id", "number", "user_email", "started_at", "duration_seconds", "cost", "currency")
+CSV_COLUMNS = (
+    "external_id",
+    "number",
+    "user_email",
+    "started_at",
+    "duration_seconds",
+    "cost",
+    "currency",
+)
 
 
 def import_calls_csv(actor, account: Account, text: str) -> dict:
@@ -678,12 +716,18 @@ def import_calls_csv(actor, account: Account, text: str) -> dict:
     import io
 
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("external_id", "number", "started_at", "duration_seconds", "cost") if c not in (reader.fieldnames or [])]
+    missing = [
+        c
+        for c in ("external_id", "number", "started_at", "duration_seconds", "cost")
+        if c not in (reader.fieldnames or [])
+    ]
     if missing:
         raise ValidationFailed.field("file", f"CSV header lacks column(s): {', '.join(missing)}")
     rows = []
     for row in reader:
-        rows.append({k: (v if v not in ("",) else None) for k, v in row.items() if k in CSV_COLUMNS})
+        rows.append(
+            {k: (v if v not in ("",) else None) for k, v in row.items() if k in CSV_COLUMNS}
+        )
     for row in rows:
         if row.get("duration_seconds") is not None:
             row["duration_seconds"] = row["duration_seconds"].strip()
@@ -693,11 +737,17 @@ def import_calls_csv(actor, account: Account, text: str) -> dict:
         records = exc.errors.get("records", {})
         lines = {f"line {int(i) + 2}": msgs for i, msgs in records.items()}
         first = next(iter(lines.items()), None)
-        message = exc.message if first is None else f"{len(lines)} row(s) refused; {first[0]}: {first[1][0]}"
+        message = (
+            exc.message
+            if first is None
+            else f"{len(lines)} row(s) refused; {first[0]}: {first[1][0]}"
+        )
         raise ValidationFailed(message, lines or exc.errors) from None
 
 
-def calls_of(account: Account, start: date | None = None, end: date | None = None, limit: int = 100):
+def calls_of(
+    account: Account, start: date | None = None, end: date | None = None, limit: int = 100
+):
     query = CallRecord.select().where(CallRecord.account == account)
     if start is not None:
         query = query.where(CallRecord.started_at >= datetime.combine(start, datetime.min.time()))
@@ -774,7 +824,9 @@ def compute_report(account: Account, period: tuple[date, date]) -> dict:
         r["duration_seconds"] += int(secs or 0)
         r["usage"] += int(cost or 0)
 
-    for (number_id,) in PhoneNumber.select(PhoneNumber.id).where(PhoneNumber.account == account).tuples():
+    for (number_id,) in (
+        PhoneNumber.select(PhoneNumber.id).where(PhoneNumber.account == account).tuples()
+    ):
         row(by_number.get(number_id))["numbers"] += 1
 
     # memberships in two queries (direct, through teams), not one per unit
@@ -814,7 +866,17 @@ def compute_report(account: Account, period: tuple[date, date]) -> dict:
         out.append(r)
     totals = {
         k: sum(r[k] for r in out)
-        for k in ("numbers", "users", "calls", "duration_seconds", "usage", "rental", "seats", "recurring", "total")
+        for k in (
+            "numbers",
+            "users",
+            "calls",
+            "duration_seconds",
+            "usage",
+            "rental",
+            "seats",
+            "recurring",
+            "total",
+        )
     }
     return {
         "account_id": account.id,
@@ -841,12 +903,27 @@ def report_csv(data: dict) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     cur = data["currency"]
     writer.writerow(
-        ["unit", "numbers", "users", "calls", "duration_seconds", "usage", "rental", "seats", "recurring", "total", "currency"]
+        [
+            "unit",
+            "numbers",
+            "users",
+            "calls",
+            "duration_seconds",
+            "usage",
+            "rental",
+            "seats",
+            "recurring",
+            "total",
+            "currency",
+        ]
     )
     for r in data["units"] + [{**data["totals"], "unit": "TOTAL"}]:
         writer.writerow(
             [r["unit"], r["numbers"], r["users"], r["calls"], r["duration_seconds"]]
-            + [str(to_decimal(r[k], cur)) for k in ("usage", "rental", "seats", "recurring", "total")]
+            + [
+                str(to_decimal(r[k], cur))
+                for k in ("usage", "rental", "seats", "recurring", "total")
+            ]
             + [cur]
         )
     return buf.getvalue()
@@ -913,7 +990,9 @@ def parse_period(args) -> tuple[date, date]:
 
     today = date.today()
     try:
-        start = parse_date(args.get("start"), "start") if args.get("start") else today.replace(day=1)
+        start = (
+            parse_date(args.get("start"), "start") if args.get("start") else today.replace(day=1)
+        )
         if args.get("end"):
             end = parse_date(args.get("end"), "end")
         else:
@@ -923,4 +1002,3 @@ def parse_period(args) -> tuple[date, date]:
     if end <= start:
         raise ValidationFailed.field("end", "must be after start")
     return start, end
-
