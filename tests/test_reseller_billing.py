@@ -4,6 +4,7 @@ reseller's own sequence, in the formats its profile names."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -194,3 +195,30 @@ def test_wholesale_links_are_checked(enabled, world):
     with pytest.raises(ValidationFailed) as err:
         link_wholesale(None, s.wholesale, s.wholesale)
     assert "retail_plan_id" in err.value.errors
+
+
+def test_wholesale_links_through_the_api_and_the_catalog_on_the_reseller_page(
+    enabled, world, api, panel
+):
+    from core.billing.models import Subscription
+
+    s = Scenario(world)
+    _, other = setup_catalog(s.reseller, price="20.00", code="EXTRA")
+    client = api(world.operator)
+    resp = client.post(
+        f"/api/v1/resellers/{s.reseller.id}/wholesale-links",
+        json={"retail_plan_id": other.id, "wholesale_plan_id": s.wholesale.id},
+    )
+    assert resp.status_code == 201, resp.get_json()
+    links = client.get(f"/api/v1/resellers/{s.reseller.id}/wholesale-links").get_json()
+    assert {x["retail_plan_id"] for x in links} == {s.retail.id, other.id}
+    resp = client.post(
+        f"/api/v1/resellers/{s.reseller.id}/wholesale-links",
+        json={"retail_plan_id": s.wholesale.id, "wholesale_plan_id": s.wholesale.id},
+    )
+    assert resp.status_code == 422 and "retail_plan_id" in resp.get_json()["errors"]
+    anchors = Subscription.select().where(Subscription.account == s.reseller.id)
+    assert anchors.count() == 1  # one anchor per reseller
+    page = panel(world.operator).get(f"/resellers/{s.reseller.id}").get_data(as_text=True)
+    assert 'id="reseller-catalog"' in page
+    assert re.search(r"Standard \(6(\.00)? / 0\.05\)", page), page

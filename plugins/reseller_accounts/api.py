@@ -43,6 +43,25 @@ class SettingsSchema(Schema):
     )
 
 
+class WholesaleLinkIn(Schema):
+    retail_plan_id = fields.Integer(required=True, metadata={"description": "The reseller's plan"})
+    wholesale_plan_id = fields.Integer(
+        required=True, metadata={"description": "A plan of the reseller's parent"}
+    )
+
+
+class WholesaleLinkOut(WholesaleLinkIn):
+    id = fields.Integer()
+
+
+def _link_out(link) -> dict:
+    return {
+        "id": link.id,
+        "retail_plan_id": link.retail_plan_id,
+        "wholesale_plan_id": link.wholesale_plan_id,
+    }
+
+
 def make_api_blueprint() -> Blueprint:
     blp = Blueprint(
         "resellers",
@@ -85,6 +104,45 @@ def make_api_blueprint() -> Blueprint:
         user = api_user()
         reseller = service.get_reseller(user, account_id)
         return service.update_profile(user, reseller, data).profile
+
+    @blp.route("/<int:account_id>/wholesale-links", methods=["GET"])
+    @blp.response(200, WholesaleLinkOut(many=True))
+    @api_login_required
+    def list_links(account_id):
+        """The reseller's plans and the wholesale plans they are sold on."""
+        from plugins.reseller_accounts.models import WholesaleLink
+
+        reseller = service.get_reseller(api_user(), account_id)
+        query = WholesaleLink.select().where(WholesaleLink.reseller == reseller.id)
+        return [_link_out(link) for link in query.order_by(WholesaleLink.id)]
+
+    @blp.route("/<int:account_id>/wholesale-links", methods=["POST"])
+    @blp.arguments(WholesaleLinkIn)
+    @blp.response(201, WholesaleLinkOut)
+    @api_login_required
+    def create_link(data, account_id):
+        """Sell a reseller plan on a wholesale plan of the reseller's parent: the parent then
+        invoices the reseller, at that plan's prices, what its customers consume. Needs
+        ``resellers.manage`` and ``catalog.manage`` on the parent."""
+        from core.billing.models import PricePlan
+        from core.errors import ValidationFailed
+        from plugins.reseller_accounts.billing import link_wholesale
+
+        user = api_user()
+        reseller = service.get_reseller(user, account_id, "resellers.manage")
+        retail = PricePlan.get_or_none(
+            (PricePlan.id == data["retail_plan_id"]) & (PricePlan.account == reseller.id)
+        )
+        if retail is None:
+            raise ValidationFailed.field(
+                "retail_plan_id", f"{reseller.name} has no price plan {data['retail_plan_id']}"
+            )
+        wholesale = PricePlan.get_or_none(PricePlan.id == data["wholesale_plan_id"])
+        if wholesale is None or not wholesale.account.is_within(user.account):
+            raise ValidationFailed.field(
+                "wholesale_plan_id", f"price plan {data['wholesale_plan_id']} not found"
+            )
+        return _link_out(link_wholesale(user, retail, wholesale))
 
     @blp.route("/settings", methods=["GET"])
     @blp.response(200, SettingsSchema)

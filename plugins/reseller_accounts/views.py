@@ -21,15 +21,24 @@ def _form_errors(exc: BillhiveError) -> dict:
     return errors or {"_": exc.message}
 
 
-def _catalog_url(account) -> str | None:
-    """A link to the account's catalog page when the billing panel provides one."""
-    for endpoint in ("billing_panel.catalog", "panel.catalog", "billing.catalog", "catalog.index"):
-        if endpoint in current_app.view_functions:
-            try:
-                return url_for(endpoint, account_id=account.id)
-            except Exception:  # noqa: BLE001 - a different signature: no link
-                return None
+def _catalog_url() -> str | None:
+    """The billing panel's catalog page (scoped to the viewer's subtree), when present."""
+    if "billing.catalog_page" in current_app.view_functions:
+        return url_for("billing.catalog_page")
     return None
+
+
+def _catalog_of(reseller) -> list[dict]:
+    """The reseller's own price plans, each with the wholesale plan it is sold on."""
+    from core.billing.models import PricePlan
+    from plugins.reseller_accounts.models import WholesaleLink
+
+    links = {
+        link.retail_plan_id: link.wholesale_plan
+        for link in WholesaleLink.select().where(WholesaleLink.reseller == reseller.id)
+    }
+    plans = PricePlan.select().where(PricePlan.account == reseller.id).order_by(PricePlan.id)
+    return [{"plan": p, "wholesale": links.get(p.id)} for p in plans]
 
 
 def make_panel_blueprint() -> Blueprint:
@@ -75,7 +84,8 @@ def make_panel_blueprint() -> Blueprint:
             account=reseller,
             profile_fields=schema_fields(ResellerProfile),
             customers=service.customers_of(reseller),
-            catalog_url=_catalog_url(reseller),
+            catalog_url=_catalog_url(),
+            catalog=_catalog_of(reseller),
             can_edit=rbac.has(current_user, "resellers.profile")
             and reseller.id != current_user.account_id,
             tab="reseller_accounts.detail",
