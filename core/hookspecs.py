@@ -14,6 +14,21 @@ from core import PROJECT
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 
+# -- evolving hooks (docs/plugin-api-policy.md) --------------------------------------------
+
+
+class HookDeprecationWarning(DeprecationWarning):
+    """A plugin implements a hook, or names a hook argument, that is on its way out."""
+
+
+#: Hooks and hook arguments that still work but will go: ``"hook"`` or ``"hook(argument)"``
+#: -> ``"since API N: what to use instead"``. The plugin host consults it when it loads a
+#: plugin and warns (a :class:`HookDeprecationWarning` and a log line naming the plugin and
+#: the hook) for every deprecated hook it implements and deprecated argument it names.
+#: Nothing is deprecated in API 1.
+DEPRECATED: dict[str, str] = {}
+
+
 # -- the four families ---------------------------------------------------------------------
 
 

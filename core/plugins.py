@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import time
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -50,6 +52,47 @@ def _meta_of(name: str, module: ModuleType) -> PluginMeta:
             f"but this Billhive provides version {HOOK_API_VERSION}; upgrade Billhive"
         )
     return meta
+
+
+def hook_since(hook: str) -> int:
+    """The hook API version that introduced ``hook``: its docstring's "Since API N."."""
+    spec = getattr(hookspecs, hook)
+    found = re.findall(r"Since API (\d+)\.", spec.__doc__ or "")
+    if len(found) != 1:
+        raise RuntimeError(f"hook spec {hook} must say 'Since API N.' exactly once")
+    return int(found[0])
+
+
+def _check_hooks(name: str, meta: PluginMeta, impls: list) -> None:
+    """Warn about deprecated hooks and arguments (``hookspecs.DEPRECATED``) and about hooks
+    newer than the API version the plugin declares, naming the plugin and the hook.
+
+    ``impls`` are ``(hook name, pluggy HookImpl)`` pairs of one plugin."""
+    for hook, impl in impls:
+        problems = []
+        if hook in hookspecs.DEPRECATED:
+            problems.append(f"hook '{hook}' is deprecated ({hookspecs.DEPRECATED[hook]})")
+        for arg in impl.argnames:
+            key = f"{hook}({arg})"
+            if key in hookspecs.DEPRECATED:
+                problems.append(
+                    f"argument '{arg}' of hook '{hook}' is deprecated ({hookspecs.DEPRECATED[key]})"
+                )
+        for problem in problems:
+            message = f"plugin '{name}': {problem}"
+            log.warning(message)
+            warnings.warn(message, hookspecs.HookDeprecationWarning, stacklevel=2)
+        since = hook_since(hook)
+        if since > meta.api_version:
+            log.warning(
+                "plugin '%s' implements hook '%s' (since API %d) but declares api_version=%d; "
+                "declare %d so that an older Billhive refuses it with a clear message",
+                name,
+                hook,
+                since,
+                meta.api_version,
+                since,
+            )
 
 
 def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> list:
@@ -118,7 +161,23 @@ class PluginHost:
             raise PluginLoadError(
                 f"plugin '{name}': its PLUGIN metadata is named '{meta.name}'; they must match"
             )
-        self.pm.register(module, name=name)
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"plugin '{name}': {exc}") from None
+        callers = self.pm.get_hookcallers(module) or []
+        unknown = sorted(c.name for c in callers if c.spec is None)
+        if unknown:
+            self.pm.unregister(module)
+            raise PluginLoadError(
+                f"plugin '{name}' implements {', '.join(repr(u) for u in unknown)}, which this "
+                f"Billhive (hook API {HOOK_API_VERSION}) does not define; see docs/hooks.md"
+            )
+        _check_hooks(
+            name,
+            meta,
+            [(c.name, i) for c in callers for i in c.get_hookimpls() if i.plugin is module],
+        )
         self.plugins[name] = LoadedPlugin(meta, module, source)
 
     def _declared(self, hook: str) -> list[tuple[str, list]]:
@@ -143,18 +202,29 @@ class PluginHost:
         return catalog
 
     def _trace(self) -> None:
-        """BILLHIVE_TRACE_HOOKS=1 logs every hook call with its plugins and timing."""
+        """BILLHIVE_TRACE_HOOKS=1 logs every hook call (logger ``billhive.hooks``, level
+        WARNING so it shows without any logging set-up): the hook, the plugins that answer
+        it in call order and its arguments, then its duration and whether it raised."""
         tracer = logging.getLogger("billhive.hooks")
         starts: list[float] = []
 
         def before(hook_name, hook_impls, kwargs):
             starts.append(time.perf_counter())
-            names = ", ".join(i.plugin_name for i in hook_impls)
+            # pluggy calls the last registered implementation first
+            names = ", ".join(i.plugin_name for i in reversed(hook_impls))
             tracer.warning("hook %s -> [%s] args=%s", hook_name, names, sorted(kwargs))
 
         def after(outcome, hook_name, hook_impls, kwargs):
             ms = (time.perf_counter() - starts.pop()) * 1000
-            tracer.warning("hook %s done in %.2f ms", hook_name, ms)
+            names = ", ".join(i.plugin_name for i in reversed(hook_impls))
+            failed = outcome.exception
+            tracer.warning(
+                "hook %s [%s] %s in %.2f ms",
+                hook_name,
+                names,
+                f"raised {failed!r}" if failed else "done",
+                ms,
+            )
 
         self.pm.add_hookcall_monitoring(before, after)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from datetime import date
@@ -10,7 +11,8 @@ from pathlib import Path
 import click
 import pytest
 
-from core import hookspecs
+from core import HOOK_API_VERSION, hookspecs
+from core.plugins import hook_since
 from core.registry import Charge, InvoiceOptions
 from tests.conftest import World
 from tests.plugins import notes
@@ -47,6 +49,62 @@ def test_every_hook_is_documented_with_its_signature(name):
     )
     section = text.split(f"### `{signature}`", 1)[1].split("\n### ", 1)[0]
     assert "Since:" in section and "Returns:" in section and "```python" in section
+
+
+def _section(name: str) -> str:
+    text = DOCS.read_text()
+    heading = f"### `{name}{SPECS[name]}`"
+    assert heading in text, f"docs/hooks.md has no heading {heading}"
+    return text.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_hook_says_when_it_is_called_what_it_returns_and_since_which_api(name):
+    section = _section(name)
+    assert re.search(r"^- \*\*Called:\*\* \S", section, re.M), f"{name}: no **Called:**"
+    assert re.search(r"^- \*\*Returns:\*\* \S", section, re.M), f"{name}: no **Returns:**"
+    since = hook_since(name)  # the spec's docstring says "Since API N." exactly once
+    assert 1 <= since <= HOOK_API_VERSION
+    assert re.search(rf"^- \*\*Since:\*\* API {since}\b", section, re.M), (
+        f"docs/hooks.md: {name} must say '- **Since:** API {since}' as its spec does"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_hook_has_an_example_implementing_it_with_the_specs_parameters(name):
+    blocks = re.findall(r"```python\n(.*?)```", _section(name), re.S)
+    assert blocks, f"docs/hooks.md: {name} has no python example"
+    defs = [
+        node
+        for block in blocks
+        for node in ast.walk(ast.parse(block))
+        if isinstance(node, ast.FunctionDef) and node.name == name
+    ]
+    assert defs, f"docs/hooks.md: the example of {name} does not define {name}()"
+    example = defs[0]
+    assert any(ast.unparse(d) == "hookimpl" for d in example.decorator_list), (
+        f"docs/hooks.md: the example {name}() is not decorated with @hookimpl"
+    )
+    params = [a.arg for a in example.args.args]
+    spec_params = list(SPECS[name].parameters)
+    # an implementation may leave parameters out, never rename or reorder them
+    assert params == [p for p in spec_params if p in params] and set(params) <= set(spec_params)
+    assert not example.args.defaults, "a parameter with a default is never passed by pluggy"
+
+
+def test_deprecations_name_real_hooks_and_arguments_and_are_documented():
+    text = DOCS.read_text()
+    for key, message in hookspecs.DEPRECATED.items():
+        match = re.fullmatch(r"(\w+)(?:\((\w+)\))?", key)
+        assert match and match[1] in SPECS, f"DEPRECATED[{key!r}]: no such hook"
+        if match[2]:
+            assert match[2] in SPECS[match[1]].parameters, f"DEPRECATED[{key!r}]: no such argument"
+        since = re.match(r"since API (\d+): \S", message)
+        assert since and int(since[1]) <= HOOK_API_VERSION, (
+            f"DEPRECATED[{key!r}] must read 'since API N: use ...', got {message!r}"
+        )
+        assert "**Deprecated:**" in _section(match[1]), f"docs/hooks.md: {key} not marked"
+    assert "BILLHIVE_TRACE_HOOKS" in text and "plugin-api-policy.md" in text
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
