@@ -21,7 +21,7 @@ from types import ModuleType
 
 import pluggy
 
-from core import HOOK_API_VERSION, PROJECT, hookspecs
+from core import HOOK_API_VERSION, PROJECT, hookspecs, migrations
 from core.db import database
 from core.errors import LicenseRequired, NotFound
 from core.registry import Catalog, Declared, PluginMeta, merge
@@ -178,6 +178,11 @@ class PluginHost:
             meta,
             [(c.name, i) for c in callers for i in c.get_hookimpls() if i.plugin is module],
         )
+        try:
+            migrations.declared(name, module)
+        except ValueError as exc:
+            self.pm.unregister(module)
+            raise PluginLoadError(str(exc)) from None
         self.plugins[name] = LoadedPlugin(meta, module, source)
 
     def _declared(self, hook: str) -> list[tuple[str, list]]:
@@ -320,9 +325,9 @@ class PluginHost:
         return True
 
     def _create_tables(self, plugin: LoadedPlugin) -> None:
-        impl = getattr(plugin.module, "register_models", None)
-        if impl is not None:
-            database.create_tables(impl(), safe=True)
+        """Inside the enabling transaction: apply the plugin's pending migrations, or create
+        its models' tables when it declares none (core.migrations)."""
+        migrations.prepare(plugin.meta.name, plugin.module, plugin.meta.version)
 
     # -- calling hooks ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from flask import Flask, abort, current_app, g, jsonify, render_template, reques
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from core import auth, db
+from core import auth, db, migrations
 from core.api import create_api
 from core.errors import BillhiveError
 from core.models import CORE_MODELS, StateVersion
@@ -58,7 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         database.create_tables(CORE_MODELS, safe=True)
         StateVersion.get_or_create(key="plugins", defaults={"value": 0})
         host.refresh(force=True)
-        database.create_tables(host.models(only_enabled=True), safe=True)
+        migrations.start(host)  # tables of enabled plugins; pending migrations are logged
 
     csrf = CSRFProtect(app)
     auth.init_app(app)

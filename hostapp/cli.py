@@ -192,6 +192,54 @@ def plugins_disable(name):
     )
 
 
+# -- plugin migrations (core.migrations) -----------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--plan", "plan_only", is_flag=True, help="Show what would be applied; change nothing."
+)
+@click.option(
+    "--draft",
+    metavar="PLUGIN",
+    help="Print a migration step turning PLUGIN's tables into its current models.",
+)
+@with_app
+def migrate(plan_only, draft):
+    """Apply the pending migrations of enabled plugins (after upgrading one)."""
+    from core import migrations
+
+    if draft:
+        text = migrations.draft(host(), draft)
+        click.echo(text or f"The tables of '{draft}' match its models: nothing to draft.")
+        return
+    rows = migrations.plan(host())
+    if not rows:
+        click.echo("No installed plugin declares migrations.")
+        return
+    waiting = 0
+    for row in rows:
+        state = "enabled" if row.enabled else "disabled"
+        current = row.applied[-1].version if row.applied else "none"
+        click.echo(f"{row.plugin} ({state}): at {current}")
+        for step in row.pending:
+            when = "" if row.enabled else " (applied when the plugin is enabled)"
+            click.echo(f"  pending {step}{when}")
+            waiting += row.enabled
+        if row.unknown:
+            click.echo(f"  applied but not declared by the installed plugin: {row.unknown}")
+        if row.drift:
+            click.echo("  models differ from the tables; draft a migration with "
+                       f"`billhive migrate --draft {row.plugin}`:")  # fmt: skip
+            click.echo("    " + row.drift.replace("\n", "\n    "))
+    if plan_only or not waiting:
+        click.echo(f"{waiting} migration(s) to apply." if waiting else "Nothing to apply.")
+        return
+    for plugin, steps in migrations.migrate_enabled(host()).items():
+        for step in steps:
+            click.echo(f"{plugin}: applied {step}")
+
+
 # -- licences --------------------------------------------------------------------------------
 
 
