@@ -143,13 +143,24 @@ def require(user: User, code: str, account: Account | None = None) -> None:
 # -- no escalation ---------------------------------------------------------------------------
 
 
+def grantable_by(actor: User) -> set[str]:
+    """What ``actor`` may put on roles: what they hold, plus the privileges that do not exist
+    at their own level at all (a provider's operator cannot hold "Service Desk Only"'s
+    ``servicedesk.submit``, yet manages the resellers' roles that carry it). Privileges of
+    the actor's own level are never grantable without holding them: that is the escalation
+    the rule exists to stop."""
+    own_level = level_of(actor.account)
+    below_only = {c for c, p in host().privileges().items() if own_level not in p.levels}
+    return set(effective_privileges(actor)) | below_only
+
+
 def check_grantable(actor: User | None, account: Account, codes: Iterable[str]) -> None:
     """Refuse, with a message per privilege, anything ``actor`` may not put on a role of
     ``account``. ``actor=None`` is the operator's shell (CLI) and may grant anything that
     exists at the level."""
     level = level_of(account)
     known = host().privileges()
-    held = effective_privileges(actor) if actor is not None else None
+    held = grantable_by(actor) if actor is not None else None
     problems: list[str] = []
     for code in sorted(set(codes)):
         if code not in known:
@@ -171,7 +182,7 @@ def check_assignable(actor: User | None, role: Role, user: User) -> None:
         )
     if actor is None:
         return
-    missing = sorted(role_privileges(role) - effective_privileges(actor))
+    missing = sorted(role_privileges(role) - grantable_by(actor))
     if missing:
         raise ValidationFailed(
             f"you cannot assign role '{role.name}': it holds privileges you lack "

@@ -153,7 +153,7 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
             lvl = level[next(k for k, v in acc.items() if v.id == role.account_id)]
             granted[role.id] = default_privileges(host, lvl, role.default_code)
 
-    people, held, tokens = [], [], []
+    people, held, tokens, own_level = [], [], [], []
     for k, (a, with_custom, default_code) in enumerate(user_specs):
         user = User.create(account=acc[a], email=f"u{run}.{k}@example.com", password_hash="!")
         mine = set()
@@ -168,6 +168,7 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
             UserRole.create(user=user, role=pick)
             mine |= granted[pick.id]
         people.append(user)
+        own_level.append(level[a])
         held.append(mine)
         tokens.append(users.issue_token(user))
     g.pop("_billhive_privs", None)
@@ -180,6 +181,12 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
         if resp.status_code in (404, 422):
             assert after > before, f"{method} {url} refused {resp.status_code} but not audited"
         return resp
+
+    def grantable(k):
+        """What user k may put on roles: what they hold, plus privileges that do not exist
+        at their own level (they could never hold those; their parent level manages them)."""
+        everything = set(host.privileges())
+        return held[k] | (everything - level_privileges(host, own_level[k]))
 
     def inside(k, account):
         return account.path.startswith(people[k].account.path)
@@ -208,7 +215,7 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
                 expected = 404
             elif "roles.manage" not in mine:
                 expected = 403
-            elif code not in level_privileges(host, level[target]) or code not in mine:
+            elif code not in level_privileges(host, level[target]) or code not in grantable(actor):
                 expected = 422
             else:
                 expected = 201
@@ -225,7 +232,7 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
                 expected = 404
             elif "users.manage" not in mine:
                 expected = 403
-            elif role.account_id != other.account_id or granted[role.id] - mine:
+            elif role.account_id != other.account_id or granted[role.id] - grantable(actor):
                 expected = 422
             else:
                 expected = 200
@@ -245,7 +252,9 @@ def test_nobody_reaches_outside_their_subtree_or_beyond_their_privileges(env, sc
                 expected = 403
             elif role.is_default:
                 expected = 409
-            elif added and (code not in level_privileges(host, level[target]) or code not in mine):
+            elif added and (
+                code not in level_privileges(host, level[target]) or code not in grantable(actor)
+            ):
                 expected = 422
             else:
                 expected = 200

@@ -655,8 +655,9 @@ def test_reseller_level_roles_tab_lists_its_three_default_roles(tree, panel):
     offered = set(re.findall(r'name="privileges" value="([^"]+)"', page))
     assert {"catalog.manage", "billruns.run", "billing.edit"} <= offered
     assert not offered & {"plugins.manage", "licenses.manage", "audit.view", "extra.admin"}
-    # servicedesk.submit exists at the reseller level, but the operator does not hold it
-    assert "servicedesk.submit" not in offered
+    # servicedesk.submit does not exist at the provider level, so the operator cannot hold it,
+    # yet manages the reseller roles that carry it (Service Desk Only): it is offered
+    assert "servicedesk.submit" in offered
 
 
 def test_roles_api_is_in_the_openapi_document(tree, ctx):

@@ -68,9 +68,9 @@ def privilege_title(code: str) -> str:
 
 
 def offered_privileges(account: Account) -> dict:
-    """What the wizard offers: privileges at the account's level that the actor holds."""
+    """What the wizard offers: privileges at the account's level that the actor may grant."""
     level = rbac.level_of(account)
-    held = rbac.effective_privileges(current_user)
+    held = rbac.grantable_by(current_user)
     return {
         code: p for code, p in host().privileges().items() if level in p.levels and code in held
     }
