@@ -260,9 +260,10 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
 
 
 def _accounts(scope: Account | None):
-    query = Account.select().where(
-        Account.id.in_(Subscription.select(Subscription.account).distinct())
-    )
+    """Every account below the root: subscriptions are one source of lines, plugins'
+    ``charges_for_period`` another (billing units, reseller wholesale), so an account with
+    no subscription may still have something to bill."""
+    query = Account.select().where(Account.parent.is_null(False))
     if scope is not None:
         query = query.where(Account.path.startswith(scope.path) & (Account.id != scope.id))
     return list(query.order_by(Account.id))
@@ -289,9 +290,8 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
         .join(Product)
         .where(Subscription.account == account.id)
     )
-    if not subs:
-        return
-    since = min(s.start for s in subs)
+    # without subscriptions only plugins can add lines, from the account's creation on
+    since = min([s.start for s in subs] + [account.created_at.date()])
     done = {
         (row.issuer_id, row.run_period)
         for row in Invoice.select(Invoice.issuer, Invoice.run_period).where(
