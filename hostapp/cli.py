@@ -391,6 +391,12 @@ main.add_command(bill_run)
 main.add_command(usage)
 main.add_command(invoices)
 
+# -- plugin developer kit (hostapp.scaffold) -------------------------------------------------
+
+from hostapp.scaffold import new_plugin  # noqa: E402
+
+main.add_command(new_plugin)
+
 
 if __name__ == "__main__":
     main()
