@@ -1,0 +1,231 @@
+"""The example third-party plugin ``examples/billhive-ubl``: a distribution of its own that the
+test command installs, found through its entry point and tested through the public API only
+(the REST API enables it, issues invoices and downloads their UBL 2.1 XML).
+
+Without the example installed these tests fail rather than skip: CI must prove it works.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+from importlib.metadata import entry_points
+
+import pytest
+
+UBL = {
+    "inv": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
+    "cn": "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2",
+    "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+    "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
+}
+
+
+def _entry_point():
+    found = [ep for ep in entry_points(group="billhive.plugins") if ep.name == "ubl"]
+    if not found:
+        pytest.fail(
+            "the example plugin examples/billhive-ubl is not installed: run `bash scripts/test` "
+            "(it pip-installs every examples/*/ package into .venv), or "
+            "`.venv/bin/pip install -e examples/billhive-ubl`",
+            pytrace=False,
+        )
+    return found[0]
+
+
+@pytest.fixture(autouse=True)
+def ubl_is_installed():
+    return _entry_point()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(plugins=["ubl"])  # by its entry-point name, like any installed plugin
+
+
+def _minor(text: str, exp: int) -> int:
+    return int(Decimal(text).scaleb(exp))
+
+
+def _amount(node, path: str) -> tuple[str, str]:
+    found = node.find(path, UBL)
+    assert found is not None, f"no {path}"
+    return found.text, found.get("currencyID")
+
+
+def _enable(op, world):
+    resp = op.post("/api/v1/plugins/ubl/enable")
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["enabled"] is True
+
+
+def _issue(op, account_id: int, lines: list[dict]) -> dict:
+    draft = op.post("/api/v1/invoices", json={"account_id": account_id, "lines": lines})
+    assert draft.status_code == 201, draft.get_json()
+    issued = op.post(f"/api/v1/invoices/{draft.get_json()['id']}/issue")
+    assert issued.status_code == 200, issued.get_json()
+    return issued.get_json()
+
+
+def _customer(op, provider_id: int, name: str, currency: str = "EUR") -> int:
+    resp = op.post(
+        "/api/v1/accounts",
+        json={"name": name, "type": "customer", "parent_id": provider_id, "currency": currency,
+              "email": "billing@example.com", "address": "1 Main Street\n1000 Brussels"},
+    )  # fmt: skip
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()["id"]
+
+
+LINES = [
+    {"description": "Support", "quantity": "3", "unit": "h", "unit_price": "19.99"},
+    {
+        "description": "Storage",
+        "quantity": "2.5",
+        "unit": "GB",
+        "unit_price": "12.345",
+        "product_code": "STO",
+    },  # fmt: skip
+    {"description": "Setup", "unit_price": "0.01"},
+]
+
+
+def test_it_is_a_separate_distribution_discovered_through_its_entry_point(app):
+    ep = _entry_point()
+    assert ep.value == "billhive_ubl"
+    assert ep.dist.name == "billhive-ubl" and ep.dist.version == "1.0.0"
+    assert ep.dist.name != "billhive"  # not part of Billhive's own distribution
+    plugin = app.extensions["billhive"].host.plugins["ubl"]
+    assert plugin.source == "entry point"
+    assert (plugin.meta.title, plugin.meta.api_version) == ("UBL e-invoices", 1)
+
+
+def test_an_operator_enables_it_and_an_issued_invoice_downloads_as_ubl_with_exact_totals(
+    world, api
+):
+    op = api(world.operator)
+    listed = {p["name"]: p for p in op.get("/api/v1/plugins").get_json()}
+    assert listed["ubl"]["enabled"] is False
+    _enable(op, world)
+    assert (
+        op.patch(f"/api/v1/accounts/{world.provider.id}", json={"tax_rate": "20"}).status_code
+        == 200
+    )
+    customer = _customer(op, world.provider.id, "Globex")
+    invoice = _issue(op, customer, LINES)
+    assert f"/api/v1/invoices/{invoice['id']}/files/UBL" in invoice["files"]
+
+    resp = op.get(f"/api/v1/invoices/{invoice['id']}/files/UBL")
+    assert resp.status_code == 200 and resp.mimetype == "application/xml"
+    assert resp.headers["Content-Disposition"] == f'attachment; filename="{invoice["number"]}.xml"'
+    assert resp.data.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    root = ET.fromstring(resp.data)
+
+    assert root.tag == f"{{{UBL['inv']}}}Invoice"
+    assert root.findtext("cbc:UBLVersionID", namespaces=UBL) == "2.1"
+    assert root.findtext("cbc:ID", namespaces=UBL) == invoice["number"]
+    assert root.findtext("cbc:IssueDate", namespaces=UBL) == invoice["issued_at"][:10]
+    assert root.findtext("cbc:DueDate", namespaces=UBL) == invoice["due_date"]
+    assert root.findtext("cbc:InvoiceTypeCode", namespaces=UBL) == "380"
+    assert root.findtext("cbc:DocumentCurrencyCode", namespaces=UBL) == "EUR"
+    supplier = "cac:AccountingSupplierParty/cac:Party/cac:PartyName/cbc:Name"
+    customer_name = "cac:AccountingCustomerParty/cac:Party/cac:PartyName/cbc:Name"
+    assert root.findtext(supplier, namespaces=UBL) == "Provider"
+    assert root.find("cac:AccountingSupplierParty/cac:Party/cac:PostalAddress", UBL) is None
+    assert root.findtext(customer_name, namespaces=UBL) == "Globex"
+    address = root.findall("cac:AccountingCustomerParty/cac:Party/cac:PostalAddress/"
+                           "cac:AddressLine/cbc:Line", UBL)  # fmt: skip
+    assert [a.text for a in address] == ["1 Main Street", "1000 Brussels"]
+
+    # one cac:InvoiceLine per line, each amount exactly the invoice's
+    lines = root.findall("cac:InvoiceLine", UBL)
+    assert [line.findtext("cbc:ID", namespaces=UBL) for line in lines] == ["1", "2", "3"]
+    assert [_amount(line, "cbc:LineExtensionAmount") for line in lines] == [
+        ("59.97", "EUR"),
+        ("30.86", "EUR"),  # 2.5 x 12.345 = 30.8625, rounded half up once per line
+        ("0.01", "EUR"),
+    ]
+    assert [line.find("cbc:InvoicedQuantity", UBL).attrib["unitCode"] for line in lines] == [
+        "HUR",
+        "E34",
+        "C62",
+    ]
+    assert lines[1].findtext("cac:Item/cac:SellersItemIdentification/cbc:ID",
+                             namespaces=UBL) == "STO"  # fmt: skip
+    assert lines[1].findtext("cac:Price/cbc:PriceAmount", namespaces=UBL) == "12.345"
+    assert [line["amount_minor"] for line in invoice["lines"]] == [5997, 3086, 1]
+
+    totals = root.find("cac:LegalMonetaryTotal", UBL)
+    exp = 2
+    assert _minor(_amount(totals, "cbc:LineExtensionAmount")[0], exp) == invoice["subtotal_minor"]
+    assert _minor(_amount(totals, "cbc:TaxExclusiveAmount")[0], exp) == invoice["subtotal_minor"]
+    assert _minor(_amount(totals, "cbc:TaxInclusiveAmount")[0], exp) == invoice["total_minor"]
+    assert _minor(_amount(totals, "cbc:PayableAmount")[0], exp) == invoice["total_minor"]
+    assert _minor(_amount(root, "cac:TaxTotal/cbc:TaxAmount")[0], exp) == invoice["tax_minor"]
+    assert (invoice["subtotal_minor"], invoice["tax_minor"], invoice["total_minor"]) == (
+        9084,
+        1817,
+        10901,
+    )
+    line_sum = sum(Decimal(_amount(line, "cbc:LineExtensionAmount")[0]) for line in lines)
+    assert line_sum == Decimal(_amount(totals, "cbc:LineExtensionAmount")[0])
+    assert root.findtext("cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:Percent",
+                         namespaces=UBL) == "20"  # fmt: skip
+
+
+@pytest.mark.parametrize("currency,unit_price,expected", [("JPY", "1234", "3702"),
+                                                           ("BHD", "1.2345", "3.704")])  # fmt: skip
+def test_amounts_follow_the_currencys_minor_units(world, api, currency, unit_price, expected):
+    op = api(world.operator)
+    _enable(op, world)
+    customer = _customer(op, world.provider.id, f"Customer in {currency}", currency)
+    invoice = _issue(op, customer, [{"description": "Licence", "quantity": "3",
+                                     "unit_price": unit_price}])  # fmt: skip
+    root = ET.fromstring(op.get(f"/api/v1/invoices/{invoice['id']}/files/UBL").data)
+    assert _amount(root, "cac:LegalMonetaryTotal/cbc:PayableAmount") == (expected, currency)
+
+
+def test_a_credit_note_is_a_ubl_credit_note_referring_to_the_invoice(world, api):
+    op = api(world.operator)
+    _enable(op, world)
+    invoice = _issue(op, _customer(op, world.provider.id, "Initech"), LINES)
+    resp = op.post(f"/api/v1/invoices/{invoice['id']}/credit-note", json={"positions": [2]})
+    assert resp.status_code == 201, resp.get_json()
+    note = resp.get_json()
+    assert note["total_minor"] == -3086
+
+    root = ET.fromstring(op.get(f"/api/v1/invoices/{note['id']}/files/UBL").data)
+    assert root.tag == f"{{{UBL['cn']}}}CreditNote"
+    assert root.findtext("cbc:CreditNoteTypeCode", namespaces=UBL) == "381"
+    assert root.findtext("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID",
+                         namespaces=UBL) == invoice["number"]  # fmt: skip
+    [line] = root.findall("cac:CreditNoteLine", UBL)
+    assert line.findtext("cbc:CreditedQuantity", namespaces=UBL) == "2.5"  # positive in UBL
+    assert _amount(line, "cbc:LineExtensionAmount") == ("30.86", "EUR")
+    assert _amount(root, "cac:LegalMonetaryTotal/cbc:PayableAmount") == ("30.86", "EUR")
+
+
+def test_while_disabled_the_format_is_not_offered_and_comes_back_when_enabled(world, api):
+    op = api(world.operator)
+    _enable(op, world)
+    invoice = _issue(op, _customer(op, world.provider.id, "Umbrella"), LINES[:1])
+    url = f"/api/v1/invoices/{invoice['id']}/files/UBL"
+    first = op.get(url).data
+
+    assert op.post("/api/v1/plugins/ubl/disable").status_code == 200
+    resp = op.get(url)
+    assert resp.status_code == 404
+    assert "invoice format 'UBL' is not available" in resp.get_json()["message"]
+
+    _enable(op, world)
+    assert op.get(url).data == first  # served from storage, unchanged
+
+
+def test_a_customer_downloads_its_own_ubl_invoice_but_not_anothers(world, api):
+    op = api(world.operator)
+    _enable(op, world)
+    mine = _issue(op, world.customer_a.id, LINES[:1])
+    theirs = _issue(op, world.customer_b.id, LINES[:1])
+    customer = api(world.user_a)
+    assert customer.get(f"/api/v1/invoices/{mine['id']}/files/UBL").status_code == 200
+    assert customer.get(f"/api/v1/invoices/{theirs['id']}/files/UBL").status_code == 404
