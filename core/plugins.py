@@ -186,9 +186,22 @@ class PluginHost:
         self.plugins[name] = LoadedPlugin(meta, module, source)
 
     def _declared(self, hook: str) -> list[tuple[str, list]]:
+        """Every installed plugin's answer to a ``register_*`` hook (called directly, not
+        through pluggy, so each plugin is timed on its own when tracing)."""
         out = []
+        tracing = bool(os.environ.get("BILLHIVE_TRACE_HOOKS"))
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            out.append((impl.plugin_name, impl.function()))
+            start = time.perf_counter()
+            items = impl.function()
+            if tracing:
+                logging.getLogger("billhive.hooks").warning(
+                    "hook %s [%s] done in %.2f ms, %d declared",
+                    hook,
+                    impl.plugin_name,
+                    (time.perf_counter() - start) * 1000,
+                    len(items or ()),
+                )
+            out.append((impl.plugin_name, items))
         return out
 
     def _collect(self) -> Catalog:

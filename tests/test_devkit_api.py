@@ -182,6 +182,20 @@ def test_trace_hooks_logs_each_call_with_its_plugins_and_timing(make_app, monkey
     assert len(done) == 1 and re.fullmatch(r".* done in \d+\.\d\d ms", done[0])
 
 
+def test_trace_hooks_times_each_plugins_declarations_at_start_up(make_app, monkeypatch, caplog):
+    monkeypatch.setenv("BILLHIVE_TRACE_HOOKS", "1")
+    caplog.set_level(logging.WARNING, logger="billhive.hooks")
+    make_app(plugins=[], modules={"notes": "tests.plugins.notes"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "billhive.hooks"]
+    for hook, count in [("register_privileges", 1), ("register_invoice_formats", 1),
+                        ("register_blueprints", 1), ("register_menu_items", 1)]:  # fmt: skip
+        assert any(
+            re.fullmatch(rf"hook {hook} \[notes\] done in \d+\.\d\d ms, {count} declared", line)
+            for line in lines
+        ), f"{hook} of notes not traced"
+    assert any(line.startswith("hook register_privileges [core] done in") for line in lines)
+
+
 def test_trace_hooks_shows_a_raising_hook_and_leaves_out_disabled_plugins(
     make_app, write_plugin, monkeypatch, caplog
 ):
