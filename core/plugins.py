@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -224,16 +225,18 @@ class PluginHost:
         WARNING so it shows without any logging set-up): the hook, the plugins that answer
         it in call order and its arguments, then its duration and whether it raised."""
         tracer = logging.getLogger("billhive.hooks")
-        starts: list[float] = []
+        local = threading.local()  # hook calls nest, and threads serve requests side by side
 
         def before(hook_name, hook_impls, kwargs):
-            starts.append(time.perf_counter())
+            if not hasattr(local, "starts"):
+                local.starts = []
+            local.starts.append(time.perf_counter())
             # pluggy calls the last registered implementation first
             names = ", ".join(i.plugin_name for i in reversed(hook_impls))
             tracer.warning("hook %s -> [%s] args=%s", hook_name, names, sorted(kwargs))
 
         def after(outcome, hook_name, hook_impls, kwargs):
-            ms = (time.perf_counter() - starts.pop()) * 1000
+            ms = (time.perf_counter() - local.starts.pop()) * 1000
             names = ", ".join(i.plugin_name for i in reversed(hook_impls))
             failed = outcome.exception
             tracer.warning(
