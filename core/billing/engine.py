@@ -38,7 +38,7 @@ from flask import current_app
 
 from core import audit
 from core.billing import invoices as lifecycle
-from core.billing import storage
+from core.billing import ledger, storage
 from core.billing.models import (
     BillRun,
     Invoice,
@@ -248,6 +248,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                 account=account.id,
                 after={**lifecycle.snapshot(invoice), "bill_run": bill_run_id},
             )
+            ledger.post_issued(invoice, actor)  # its ledger entry; draws prepaid credit
     except pw.IntegrityError:
         if Invoice.get_or_none(account=account.id, issuer=issuer.id, run_period=period[0],
                                kind="invoice") is None:  # fmt: skip

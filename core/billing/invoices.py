@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from core import audit
+from core.billing import ledger
 from core.billing.models import (
     ImmutableInvoice,
     Invoice,
@@ -93,6 +94,7 @@ def _issue_in_transaction(invoice: Invoice, actor, when: date | None = None) -> 
     invoice.issued_at = utcnow()
     invoice.due_date = (when or date.today()) + timedelta(days=PAYMENT_TERMS_DAYS)
     invoice.save()
+    ledger.post_issued(invoice, actor)  # its ledger entry, in this transaction
     audit.record(
         actor,
         f"{invoice.kind}.issue",
@@ -128,6 +130,7 @@ def void(invoice: Invoice, actor=None) -> Invoice:
             f"invoice {invoice.number or invoice.id} is {invoice.status}: cannot void it"
         )
     with write_transaction():
+        ledger.on_void(invoice, actor)  # reversal entry, allocations released
         before = snapshot(invoice)
         invoice.status = "void"
         invoice.voided_at = utcnow()
@@ -144,6 +147,7 @@ def mark_paid(invoice: Invoice, actor=None) -> Invoice:
             "only an issued invoice can be marked paid"
         )
     with write_transaction():
+        ledger.on_mark_paid(invoice, actor)  # what is still due is recorded as a payment
         before = snapshot(invoice)
         invoice.status = "paid"
         invoice.paid_at = utcnow()

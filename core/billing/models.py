@@ -240,3 +240,171 @@ BILLING_MODELS = [
     InvoiceFile,
     BillRun,
 ]
+
+
+# -- the account ledger (core.billing.ledger, payments, statements) ---------------------------
+
+LEDGER_KINDS = (
+    "invoice",
+    "credit_note",
+    "payment",
+    "refund",
+    "prepaid_topup",
+    "credit_applied",
+    "reversal",
+)
+PAYMENT_KINDS = ("payment", "refund")
+
+
+class LedgerImmutable(Conflict):
+    """A ledger entry or payment was about to be changed or deleted: post a reversal."""
+
+
+class _AppendOnly(BaseModel):
+    """Rows are inserted, never updated or deleted, through the ORM (instances and queries)."""
+
+    _what = "row"
+
+    def save(self, *args, **kwargs):
+        if self.id is not None and not kwargs.get("force_insert"):
+            raise LedgerImmutable(
+                f"{self._what} {self.id} is append-only: it cannot be changed; "
+                "correct it with a reversing entry"
+            )
+        return super().save(*args, **kwargs)
+
+    def delete_instance(self, *args, **kwargs):
+        raise LedgerImmutable(
+            f"{self._what} {self.id} is append-only: it cannot be deleted; "
+            "correct it with a reversing entry"
+        )
+
+    @classmethod
+    def update(cls, *args, **kwargs):
+        raise LedgerImmutable(f"{cls._what}s are append-only: they cannot be updated")
+
+    @classmethod
+    def delete(cls, *args, **kwargs):
+        raise LedgerImmutable(f"{cls._what}s are append-only: they cannot be deleted")
+
+
+class Payment(_AppendOnly):
+    """Money received from (``kind="payment"``) or paid back to (``"refund"``) an account,
+    by ``payee``: the seller whose invoices it settles. ``amount`` is positive minor units."""
+
+    _what = "payment"
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    payee = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    kind = pw.CharField(max_length=10, default="payment")
+    amount = MinorUnitsField()
+    currency = pw.CharField(max_length=3)
+    received_on = pw.DateField()
+    method = pw.CharField(max_length=40, default="bank_transfer")
+    reference = pw.CharField(max_length=200, default="")
+    memo = pw.CharField(max_length=500, default="")
+    created_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "payee", "currency"), False),)
+
+
+class LedgerEntry(_AppendOnly):
+    """One transaction of an account's ledger. ``amount`` is signed minor units, debit
+    positive (the account owes more). ``seller`` is the other party: the invoice's issuer or
+    the payment's payee. ``posting_key`` is unique where set, so an invoice's own entry is
+    posted exactly once. The balance is the SUM of the entries; it is never stored."""
+
+    _what = "ledger entry"
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    seller = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    kind = pw.CharField(max_length=20)
+    amount = MinorUnitsField()
+    currency = pw.CharField(max_length=3)
+    occurred_on = pw.DateField()
+    invoice = pw.ForeignKeyField(Invoice, null=True, backref="+", on_delete="RESTRICT")
+    payment = pw.ForeignKeyField(Payment, null=True, backref="+", on_delete="RESTRICT")
+    reverses = pw.ForeignKeyField("self", null=True, unique=True, backref="+",
+                                  on_delete="RESTRICT")  # fmt: skip
+    posting_key = pw.CharField(max_length=60, null=True, unique=True)
+    memo = pw.CharField(max_length=500, default="")
+    created_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "currency", "occurred_on"), False),)
+
+
+class Allocation(BaseModel):
+    """Which money settles what: a payment or a credit note (the source) applied to an invoice
+    or paid out by a refund (the target). Released (deleted) only when its source or target is
+    reversed or voided, inside that transaction."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    payment = pw.ForeignKeyField(Payment, null=True, backref="+", on_delete="RESTRICT")
+    credit_note = pw.ForeignKeyField(Invoice, null=True, backref="+", on_delete="RESTRICT")
+    invoice = pw.ForeignKeyField(Invoice, null=True, backref="+", on_delete="RESTRICT")
+    refund = pw.ForeignKeyField(Payment, null=True, backref="+", on_delete="RESTRICT")
+    amount = MinorUnitsField()
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class PrepaidTopup(BaseModel):
+    """Marks an invoice as a prepaid top-up: once paid, its total is prepaid credit."""
+
+    invoice = pw.ForeignKeyField(Invoice, unique=True, backref="+", on_delete="CASCADE")
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    created_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class IdempotencyKey(BaseModel):
+    """The first answer to a request sent with an ``Idempotency-Key`` header, per account."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    key = pw.CharField(max_length=255)
+    request_hash = pw.CharField(max_length=64)
+    status_code = pw.IntegerField(null=True)
+    response = JSONField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "key"), True),)
+
+
+class BillingSettings(BaseModel):
+    """Payment settings of an account: billing contact, delivery e-mail, payment terms."""
+
+    account = pw.ForeignKeyField(Account, unique=True, backref="+", on_delete="CASCADE")
+    contact_name = pw.CharField(max_length=200, default="")
+    contact_email = pw.CharField(max_length=254, default="")
+    contact_phone = pw.CharField(max_length=40, default="")
+    invoice_email = pw.CharField(max_length=254, default="")
+    payment_terms_days = pw.IntegerField(null=True)  # net days; None = the default terms
+    updated_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
+class PaymentMethod(BaseModel):
+    """A payment method's DESCRIPTION ("Visa ending 4242, expires 12/28"), never its number."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    type = pw.CharField(max_length=20)
+    description = pw.CharField(max_length=200)
+    is_default = pw.BooleanField(default=False)
+    created_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+LEDGER_MODELS = [
+    Payment,
+    LedgerEntry,
+    Allocation,
+    PrepaidTopup,
+    IdempotencyKey,
+    BillingSettings,
+    PaymentMethod,
+]
+BILLING_MODELS += LEDGER_MODELS

@@ -1,0 +1,604 @@
+"""Payments, refunds, reversals, prepaid top-ups, payment settings and payment methods:
+validated services shared by the API and the panel (``actor=None`` is the operator's shell).
+
+Who may do what (on top of the account being in the caller's subtree, else 404):
+
+* record a payment or refund, reverse one: ``payments.record``, and the *payee* (the seller
+  being paid) must be the caller's account or one below it — you record the money your part
+  of the tree receives. The payee is the seller of the invoices chosen, else the account's
+  parent (the account that bills it), else ``payee_id``.
+* issue a prepaid top-up invoice: ``invoices.issue``, issued by the caller's account to an
+  account below it.
+* payment settings and payment methods: ``billing.edit`` (an account manages its own).
+
+**No card numbers (PCI DSS).** Payment methods are stored as descriptions only ("Visa
+ending 4242, expires 12/28"). Storing, processing or transmitting a primary account number
+(PAN) puts the whole system — database, backups, logs, every server and admin account that
+can read them — in PCI DSS scope (requirement 3: protect stored account data). Billhive is
+not a card vault; card numbers belong with a payment service provider, which gives back a
+token or a description. So any text field here that contains something that looks like a
+PAN (13 to 19 digits, spaces or dashes allowed between them, passing the Luhn check) is
+refused with a message saying why, and nothing is written.
+
+**Idempotency.** ``POST`` requests that create money (payments, refunds) accept an
+``Idempotency-Key`` header (1-255 printable characters). The key is stored per account with
+a fingerprint of the request (method, path and JSON body, keys sorted) and the first answer
+(status and body), in the same transaction as the payment, under a unique (account, key)
+index: a retry with the same key and body gets the first answer again (``Idempotent-
+Replayed: true``) and records nothing; the same key with another body is refused with 422;
+two concurrent requests with one key record one payment (the second waits on the unique
+index and then replays the first answer). A request that fails (4xx) stores nothing, so it
+can be corrected and retried with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+
+import peewee as pw
+from marshmallow import Schema, ValidationError, fields, validate
+
+from core import audit, rbac
+from core.billing import invoices as lifecycle
+from core.billing import ledger
+from core.billing.models import (
+    BillingSettings,
+    IdempotencyKey,
+    Invoice,
+    LedgerEntry,
+    Payment,
+    PaymentMethod,
+    PrepaidTopup,
+)
+from core.billing.money import MoneyError, check_currency, format_money, parse_decimal, to_minor
+from core.billing.periods import PeriodError, parse_date
+from core.db import database, utcnow
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
+from core.models import Account
+
+PAYMENT_CHANNELS = ("bank_transfer", "card", "direct_debit", "cash", "cheque", "other")
+METHOD_TYPES = ("card", "bank_account", "direct_debit", "paypal", "other")
+MAX_TERMS_DAYS = 365
+
+# -- card numbers ----------------------------------------------------------------------------
+
+_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d)*")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        n = int(char)
+        if index % 2:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total % 10 == 0
+
+
+def looks_like_pan(text: str) -> bool:
+    """True when ``text`` holds 13-19 digits in a row (single spaces or dashes allowed
+    between them) that pass the Luhn check: what a payment card number looks like."""
+    for match in _DIGIT_RUN.finditer(text or ""):
+        digits = re.sub(r"[ -]", "", match.group())
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            return True
+    return False
+
+
+PAN_MESSAGE = (
+    "looks like a card number; card numbers are never stored here (that would put Billhive "
+    "in PCI DSS scope). Describe the method instead, e.g. 'Visa ending 4242, expires 12/28'"
+)
+
+
+def refuse_pan(values: dict, names) -> None:
+    errors = {name: [PAN_MESSAGE] for name in names if looks_like_pan(str(values.get(name) or ""))}
+    if errors:
+        raise ValidationFailed("; ".join(f"{name}: {PAN_MESSAGE}" for name in errors), errors)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _load(schema: Schema, payload) -> dict:
+    try:
+        return schema.load(payload or {})
+    except ValidationError as err:
+        raise marshmallow_errors(err) from None
+
+
+def _require(actor, code: str, account: Account) -> None:
+    if actor is not None:
+        rbac.require(actor, code, account)
+
+
+def _money(value, currency: str, field: str = "amount") -> int:
+    """A positive amount in major units ("12.34") as minor units, exactly."""
+    try:
+        amount = parse_decimal(value, field)
+        minor = to_minor(amount, currency)
+    except MoneyError as exc:
+        raise ValidationFailed.field(exc.field or field, exc.message) from None
+    if amount <= 0:
+        raise ValidationFailed.field(field, "must be greater than 0")
+    if ledger_exact(minor, currency) != amount:
+        raise ValidationFailed.field(
+            field, f"has more decimals than {currency} allows ({format_money(minor, currency)}?)"
+        )
+    return minor
+
+
+def ledger_exact(minor: int, currency: str):
+    from core.billing.money import to_decimal
+
+    return to_decimal(minor, currency)
+
+
+def _currency(value, account: Account) -> str:
+    try:
+        return check_currency(value or account.currency)
+    except MoneyError as exc:
+        raise ValidationFailed.field("currency", exc.message) from None
+
+
+def _date(value, field: str = "date") -> date:
+    if value in (None, ""):
+        return date.today()
+    try:
+        day = parse_date(value, field)
+    except PeriodError as exc:
+        raise ValidationFailed.field(field, str(exc)) from None
+    if day > date.today():
+        raise ValidationFailed.field(field, "cannot be in the future")
+    return day
+
+
+def _seller_check(actor, payee: Account, account: Account) -> None:
+    if not (account.is_within(payee) and account.id != payee.id):
+        raise ValidationFailed.field(
+            "payee_id", f"{payee.name} does not bill {account.name} (it is not above it)"
+        )
+    if actor is not None and not payee.is_within(actor.account):
+        raise Forbidden(
+            f"payments to {payee.name} are recorded by {payee.name} or an account above it"
+        )
+
+
+def _payee(actor, account: Account, payee_id, invoices: list[Invoice]) -> Account:
+    if payee_id:
+        payee = Account.get_or_none(Account.id == payee_id)
+        if payee is None or not account.is_within(payee):
+            raise ValidationFailed.field("payee_id", f"account {payee_id} does not bill this one")
+    elif invoices:
+        issuers = {inv.issuer_id for inv in invoices}
+        if len(issuers) > 1:
+            raise ValidationFailed.field(
+                "invoice_ids", "the invoices are from different sellers: record one payment each"
+            )
+        payee = Account.get_by_id(issuers.pop())
+    elif account.parent_id:
+        payee = Account.get_by_id(account.parent_id)
+    else:
+        raise ValidationFailed.field("payee_id", f"{account.name} has no seller above it")
+    _seller_check(actor, payee, account)
+    return payee
+
+
+def payment_snapshot(payment: Payment) -> dict:
+    return {
+        "kind": payment.kind,
+        "account_id": payment.account_id,
+        "payee_id": payment.payee_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "received_on": payment.received_on.isoformat(),
+        "method": payment.method,
+        "reference": payment.reference,
+    }
+
+
+# -- payments --------------------------------------------------------------------------------
+
+
+class PaymentInput(Schema):
+    amount = fields.Raw(required=True, metadata={"description": 'major units, e.g. "12.34"'})
+    currency = fields.String(load_default=None, allow_none=True)
+    date = fields.Raw(load_default=None, allow_none=True,
+                      metadata={"description": "YYYY-MM-DD, default today"})  # fmt: skip
+    method = fields.String(load_default="bank_transfer", validate=validate.OneOf(PAYMENT_CHANNELS))
+    reference = fields.String(load_default="", validate=validate.Length(max=200))
+    memo = fields.String(load_default="", validate=validate.Length(max=500))
+    invoice_ids = fields.List(fields.Integer(), load_default=None, allow_none=True,
+                              metadata={"description": "allocate to these, in this order; "
+                                        "default: open invoices oldest first"})  # fmt: skip
+    payee_id = fields.Integer(load_default=None, allow_none=True)
+
+
+def _chosen_invoices(account: Account, ids, currency: str) -> list[Invoice]:
+    chosen, errors = [], []
+    for invoice_id in ids or []:
+        inv = Invoice.get_or_none((Invoice.id == invoice_id) & (Invoice.account == account.id))
+        if inv is None or inv.kind != "invoice":
+            errors.append(f"{invoice_id}: not an invoice of {account.name}")
+        elif inv.currency != currency:
+            errors.append(f"{inv.number}: is in {inv.currency}, the payment in {currency}")
+        elif inv.status != "issued" or ledger.open_amount(inv) <= 0:
+            errors.append(f"{inv.number}: nothing is due on it ({inv.status})")
+        elif inv in chosen:
+            errors.append(f"{inv.number}: named twice")
+        else:
+            chosen.append(inv)
+    if errors:
+        raise ValidationFailed("invoice_ids: " + "; ".join(errors), {"invoice_ids": errors})
+    return chosen
+
+
+def record_payment(actor, account: Account, payload) -> Payment:
+    """Record money received from ``account`` and allocate it: to ``invoice_ids`` in that
+    order when given, else to its open invoices with the payee, oldest first. An invoice is
+    paid when nothing is due on it any more; what is left over is credit."""
+    _require(actor, "payments.record", account)
+    data = _load(PaymentInput(), payload)
+    currency = _currency(data["currency"], account)
+    amount = _money(data["amount"], currency)
+    on = _date(data["date"])
+    refuse_pan(data, ("reference", "memo"))
+    with lifecycle.write_transaction():
+        ledger.lock_account(account.id)
+        chosen = _chosen_invoices(account, data["invoice_ids"], currency)
+        payee = _payee(actor, account, data["payee_id"], chosen)
+        if chosen and any(inv.issuer_id != payee.id for inv in chosen):
+            raise ValidationFailed.field("invoice_ids", f"not all are invoices of {payee.name}")
+        payment = ledger.create_payment(
+            account.id, payee.id, amount, currency, on, method=data["method"],
+            reference=data["reference"], memo=data["memo"], actor=actor,
+        )  # fmt: skip
+        targets = (
+            [(inv, ledger.open_amount(inv)) for inv in chosen]
+            if chosen
+            else ledger.open_invoices(account, payee, currency)
+        )
+        left = amount
+        for inv, due in targets:
+            if left == 0:
+                break
+            take = min(left, due)
+            ledger.allocate(account.id, take, payment=payment, invoice=inv)
+            left -= take
+            ledger.settle(inv, actor)
+        audit.record(actor, "payment.record", payment, account=account.id,
+                     after={**payment_snapshot(payment), "unallocated": left})  # fmt: skip
+    return payment
+
+
+def allocations_of(payment: Payment) -> list[dict]:
+    from core.billing.models import Allocation
+
+    rows = Allocation.select().where(
+        (Allocation.payment == payment.id) | (Allocation.refund == payment.id)
+    )
+    out = []
+    for a in rows.order_by(Allocation.id):
+        if a.invoice_id:
+            inv = Invoice.get_by_id(a.invoice_id)
+            out.append({"invoice_id": inv.id, "number": inv.number, "amount": a.amount})
+        elif a.refund_id and a.payment_id == payment.id:
+            out.append({"refund_id": a.refund_id, "amount": a.amount})
+        elif a.refund_id == payment.id:
+            source = a.payment_id or a.credit_note_id
+            out.append({"source": "payment" if a.payment_id else "credit_note",
+                        "source_id": source, "amount": a.amount})  # fmt: skip
+    return out
+
+
+def unallocated_of(payment: Payment) -> int:
+    if payment.kind != "payment":
+        return 0
+    for kind, row, left in ledger.credit_sources(payment.account_id, payment.payee_id,
+                                                 payment.currency):  # fmt: skip
+        if kind == "payment" and row.id == payment.id:
+            return left
+    return 0
+
+
+# -- refunds ---------------------------------------------------------------------------------
+
+
+class RefundInput(Schema):
+    amount = fields.Raw(required=True)
+    currency = fields.String(load_default=None, allow_none=True)
+    date = fields.Raw(load_default=None, allow_none=True)
+    method = fields.String(load_default="bank_transfer", validate=validate.OneOf(PAYMENT_CHANNELS))
+    reference = fields.String(load_default="", validate=validate.Length(max=200))
+    memo = fields.String(load_default="", validate=validate.Length(max=500))
+    payment_id = fields.Integer(load_default=None, allow_none=True,
+                                metadata={"description": "refund this payment's credit first"})  # fmt: skip
+    payee_id = fields.Integer(load_default=None, allow_none=True)
+
+
+def record_refund(actor, account: Account, payload) -> Payment:
+    """Pay credit back to ``account``: at most its unallocated credit with the payee (money
+    that settled an invoice is refunded after a credit note turned it into credit)."""
+    _require(actor, "payments.record", account)
+    data = _load(RefundInput(), payload)
+    currency = _currency(data["currency"], account)
+    amount = _money(data["amount"], currency)
+    on = _date(data["date"])
+    refuse_pan(data, ("reference", "memo"))
+    with lifecycle.write_transaction():
+        ledger.lock_account(account.id)
+        first = None
+        if data["payment_id"]:
+            first = Payment.get_or_none((Payment.id == data["payment_id"])
+                                        & (Payment.account == account.id)
+                                        & (Payment.kind == "payment"))  # fmt: skip
+            if first is None:
+                raise ValidationFailed.field("payment_id", "not a payment of this account")
+        payee_id = data["payee_id"] or (first.payee_id if first else None)
+        payee = _payee(actor, account, payee_id, [])
+        sources = ledger.credit_sources(account.id, payee.id, currency)
+        if first is not None:
+            mine = [s for s in sources if s[0] == "payment" and s[1].id == first.id]
+            if not mine:
+                raise ValidationFailed.field("payment_id", f"payment {first.id} has no credit left")
+            sources = mine + [s for s in sources if s not in mine]
+        available = sum(left for _, _, left in sources)
+        if amount > available:
+            raise ValidationFailed.field(
+                "amount",
+                f"only {format_money(available, currency)} of credit with {payee.name} can be "
+                "refunded (money that settled invoices needs a credit note first)",
+            )
+        refund = ledger.create_payment(
+            account.id, payee.id, amount, currency, on, kind="refund", method=data["method"],
+            reference=data["reference"], memo=data["memo"], actor=actor,
+        )  # fmt: skip
+        left = amount
+        for kind, source, free in sources:
+            take = min(left, free)
+            ledger.allocate(account.id, take, refund=refund, **{kind: source})
+            left -= take
+            if left == 0:
+                break
+        audit.record(actor, "refund.record", refund, object_type="payment", account=account.id,
+                     after=payment_snapshot(refund))  # fmt: skip
+    return refund
+
+
+# -- reversals -------------------------------------------------------------------------------
+
+
+def reverse_entry(actor, account: Account, entry_id, memo: str = "") -> LedgerEntry:
+    """Correct a mistaken payment or refund with a reversing entry."""
+    _require(actor, "payments.record", account)
+    entry = LedgerEntry.get_or_none((LedgerEntry.id == entry_id)
+                                    & (LedgerEntry.account == account.id))  # fmt: skip
+    if entry is None:
+        raise NotFound(f"ledger entry {entry_id} not found")
+    if actor is not None and not entry.seller.is_within(actor.account):
+        raise Forbidden(f"entries with {entry.seller.name} are corrected by {entry.seller.name}")
+    if len(memo or "") > 500:
+        raise ValidationFailed.field("memo", "at most 500 characters")
+    refuse_pan({"memo": memo}, ("memo",))
+    with lifecycle.write_transaction():
+        reversal = ledger.reverse(entry, actor, memo)
+        audit.record(actor, "ledger.reverse", reversal, object_type="ledgerentry",
+                     account=account.id, after={"reverses": entry.id, "amount": reversal.amount,
+                                                "currency": reversal.currency})  # fmt: skip
+    return reversal
+
+
+# -- prepaid top-ups -------------------------------------------------------------------------
+
+
+class TopupInput(Schema):
+    amount = fields.Raw(required=True, metadata={"description": "credit to buy, major units"})
+    currency = fields.String(load_default=None, allow_none=True)
+    description = fields.String(load_default="Prepaid credit",
+                                validate=validate.Length(min=1, max=200))  # fmt: skip
+
+
+def create_topup(actor, account: Account, payload) -> Invoice:
+    """Issue a prepaid top-up invoice from the caller's account to ``account``. Tax is not
+    charged on it (the invoices the credit pays carry the tax); its total becomes prepaid
+    credit once it is paid."""
+    _require(actor, "invoices.issue", account)
+    data = _load(TopupInput(), payload)
+    currency = _currency(data["currency"], account)
+    amount = _money(data["amount"], currency)
+    refuse_pan(data, ("description",))
+    issuer = actor.account if actor is not None else account.parent
+    if issuer is None or account.id == issuer.id or not account.is_within(issuer):
+        raise Forbidden("a top-up invoice is issued by the account that bills this one")
+    value = ledger_exact(amount, currency)
+    with lifecycle.write_transaction():
+        invoice = Invoice.create(account=account.id, issuer=issuer.id, kind="invoice",
+                                 status="draft", currency=currency, tax_rate="0")  # fmt: skip
+        lifecycle.add_line(invoice, {"description": data["description"], "quantity": "1",
+                                     "unit_price": value, "product_code": "PREPAID"})  # fmt: skip
+        lifecycle.recompute_totals(invoice)
+        invoice.save()
+        PrepaidTopup.create(invoice=invoice.id, account=account.id, created_by=actor)
+        audit.record(actor, "invoice.draft", invoice, account=account.id,
+                     after={**lifecycle.snapshot(invoice), "prepaid": True})  # fmt: skip
+    return lifecycle.issue(invoice, actor)
+
+
+def topups(account: Account) -> list[Invoice]:
+    return list(
+        Invoice.select()
+        .join(PrepaidTopup, on=(PrepaidTopup.invoice == Invoice.id))
+        .where(Invoice.account == account.id)
+        .order_by(Invoice.id.desc())
+    )
+
+
+# -- payment settings ------------------------------------------------------------------------
+
+
+class SettingsInput(Schema):
+    contact_name = fields.String(load_default="", validate=validate.Length(max=200))
+    contact_email = fields.String(load_default="", validate=validate.Length(max=254))
+    contact_phone = fields.String(load_default="", validate=validate.Length(max=40))
+    invoice_email = fields.String(load_default="", validate=validate.Length(max=254))
+    payment_terms_days = fields.Raw(load_default=None, allow_none=True,
+                                    metadata={"description": "net days; empty = default (14)"})  # fmt: skip
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def settings_of(account: Account) -> BillingSettings:
+    found = BillingSettings.get_or_none(BillingSettings.account == account.id)
+    return found or BillingSettings(account=account.id)
+
+
+def update_settings(actor, account: Account, payload) -> BillingSettings:
+    _require(actor, "billing.edit", account)
+    data = _load(SettingsInput(), payload)
+    errors: dict[str, list[str]] = {}
+    for name in ("contact_name", "contact_email", "contact_phone", "invoice_email"):
+        data[name] = (data[name] or "").strip()
+    for name in ("contact_email", "invoice_email"):
+        if data[name] and not _EMAIL.match(data[name]):
+            errors[name] = ["must be an e-mail address like billing@example.com"]
+    terms = data["payment_terms_days"]
+    if terms in ("", None):
+        data["payment_terms_days"] = None
+    else:
+        text = str(terms).strip()
+        if isinstance(terms, bool) or not text.isdigit() or int(text) > MAX_TERMS_DAYS:
+            errors["payment_terms_days"] = [f"must be a whole number of days, 0-{MAX_TERMS_DAYS}"]
+        else:
+            data["payment_terms_days"] = int(text)
+    if errors:
+        raise ValidationFailed(
+            "invalid input — " + ", ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors
+        )
+    refuse_pan(data, ("contact_name", "contact_phone"))
+    with database.atomic():
+        settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
+        before = _settings_snapshot(settings) if settings else None
+        if settings is None:
+            settings = BillingSettings(account=account.id)
+        for key, value in data.items():
+            setattr(settings, key, value)
+        settings.updated_by, settings.updated_at = actor, utcnow()
+        settings.save()
+        audit.record(actor, "billing.settings", settings, object_type="billingsettings",
+                     account=account.id, before=before, after=_settings_snapshot(settings))  # fmt: skip
+    return settings
+
+
+def _settings_snapshot(s: BillingSettings) -> dict:
+    return {
+        "contact_name": s.contact_name,
+        "contact_email": s.contact_email,
+        "contact_phone": s.contact_phone,
+        "invoice_email": s.invoice_email,
+        "payment_terms_days": s.payment_terms_days,
+    }
+
+
+# -- payment methods -------------------------------------------------------------------------
+
+
+class MethodInput(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(METHOD_TYPES))
+    description = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    is_default = fields.Boolean(load_default=False)
+
+
+def methods_of(account: Account) -> list[PaymentMethod]:
+    return list(
+        PaymentMethod.select()
+        .where(PaymentMethod.account == account.id)
+        .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
+    )
+
+
+def add_method(actor, account: Account, payload) -> PaymentMethod:
+    _require(actor, "billing.edit", account)
+    data = _load(MethodInput(), payload)
+    data["description"] = data["description"].strip()
+    if not data["description"]:
+        raise ValidationFailed.field("description", "must not be empty")
+    refuse_pan(data, ("description",))
+    with database.atomic():
+        first = not PaymentMethod.select().where(PaymentMethod.account == account.id).exists()
+        if data["is_default"]:
+            PaymentMethod.update(is_default=False).where(
+                PaymentMethod.account == account.id
+            ).execute()
+        method = PaymentMethod.create(account=account.id, type=data["type"],
+                                      description=data["description"],
+                                      is_default=data["is_default"] or first,
+                                      created_by=actor)  # fmt: skip
+        audit.record(actor, "payment_method.add", method, object_type="paymentmethod",
+                     account=account.id, after={"type": method.type,
+                                                "description": method.description})  # fmt: skip
+    return method
+
+
+def remove_method(actor, account: Account, method_id) -> None:
+    _require(actor, "billing.edit", account)
+    method = PaymentMethod.get_or_none((PaymentMethod.id == method_id)
+                                       & (PaymentMethod.account == account.id))  # fmt: skip
+    if method is None:
+        raise NotFound(f"payment method {method_id} not found")
+    with database.atomic():
+        audit.record(actor, "payment_method.remove", method, object_type="paymentmethod",
+                     account=account.id, before={"type": method.type,
+                                                 "description": method.description})  # fmt: skip
+        method.delete_instance()
+
+
+# -- idempotency -----------------------------------------------------------------------------
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def fingerprint(method: str, path: str, body) -> str:
+    canonical = json.dumps([method.upper(), path, body], sort_keys=True, separators=(",", ":"),
+                           default=str)  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotent(account: Account, key: str | None, digest: str, produce) -> tuple[int, dict, bool]:
+    """Run ``produce() -> (status, body)`` once per (account, key); see the module doc.
+    Returns ``(status, body, replayed)``."""
+    if key is None:
+        status, body = produce()
+        return status, body, False
+    if not _KEY.match(key):
+        raise ValidationFailed.field(
+            "Idempotency-Key", "must be 1-255 printable characters without spaces"
+        )
+    with lifecycle.write_transaction():
+        try:
+            with database.atomic():
+                row = IdempotencyKey.create(account=account.id, key=key, request_hash=digest)
+        except pw.IntegrityError:
+            row = None
+        if row is None:
+            first = IdempotencyKey.get((IdempotencyKey.account == account.id)
+                                       & (IdempotencyKey.key == key))  # fmt: skip
+            if first.request_hash != digest:
+                raise ValidationFailed(
+                    f"Idempotency-Key '{key}' was already used with a different request; "
+                    "use a new key for a new payment",
+                    {"Idempotency-Key": ["already used with a different request body"]},
+                )
+            if first.status_code is None:  # pragma: no cover - written in one transaction
+                raise Conflict(f"a request with Idempotency-Key '{key}' is still running")
+            return first.status_code, first.response, True
+        status, body = produce()
+        IdempotencyKey.update(status_code=status, response=body).where(
+            IdempotencyKey.id == row.id
+        ).execute()
+    return status, body, False
