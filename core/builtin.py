@@ -121,6 +121,9 @@ def register_menu_items():
         MenuItem("Audit log", "panel.audit", "audit.view", order=95),
         MenuItem("Overview", "panel.account", None, where="account", order=0),
         MenuItem("Users", "panel.account_users", "users.view", where="account", order=10),
+        MenuItem(
+            "Billing", "billing_account.my_account", "billing.edit", where="account", order=45
+        ),
     ]
 
 

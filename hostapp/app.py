@@ -69,9 +69,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     from core.panel import jinja
 
     app.register_blueprint(panel_bp)
+    from core.billing.account_views import blueprint as billing_account_bp
     from core.billing.views import blueprint as billing_bp
 
     app.register_blueprint(billing_bp)
+    app.register_blueprint(billing_account_bp)
     jinja.init_app(app)
 
     for plugin, bp in host.blueprints():

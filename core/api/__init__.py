@@ -16,8 +16,9 @@ def create_api(app, csrf) -> Api:
     api = Api(app)
     from core.api import resources
     from core.billing import api as billing_api
+    from core.billing import ledger_api
 
-    for bp in resources.blueprints() + billing_api.blueprints():
+    for bp in resources.blueprints() + billing_api.blueprints() + ledger_api.blueprints():
         csrf.exempt(bp)
         api.register_blueprint(bp)
     return api

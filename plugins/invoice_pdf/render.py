@@ -67,10 +67,13 @@ def render_invoice_html(doc: dict[str, Any]) -> str:
 
 
 def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
-    """Render an invoice or credit note document dict to PDF bytes.
+    """Render an invoice or credit note document dict to PDF bytes (a statement document,
+    ``kind == "statement"``, is rendered by :func:`render_statement_pdf`).
 
     Raises RuntimeError if xhtml2pdf reports errors.
     """
+    if doc.get("kind") == "statement":
+        return render_statement_pdf(doc)
     html = render_invoice_html(doc)
     out = BytesIO()
     result = pisa.CreatePDF(html, dest=out, encoding="utf-8")
@@ -78,4 +81,25 @@ def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
         raise RuntimeError(
             f"xhtml2pdf failed to render {doc.get('number', 'document')}: {result.err} error(s)"
         )
+    return out.getvalue()
+
+
+STATEMENT_TEMPLATE = "invoice_pdf/statement.html"
+
+
+def render_statement_html(doc: dict[str, Any]) -> str:
+    """The XHTML of an account statement (see core.billing.statements for the keys)."""
+    template = _environment().get_template(STATEMENT_TEMPLATE)
+    return template.render(doc=doc, account=doc.get("account") or {})
+
+
+def render_statement_pdf(doc: dict[str, Any]) -> bytes:
+    """Render an account statement document dict to PDF bytes.
+
+    Raises RuntimeError if xhtml2pdf reports errors.
+    """
+    out = BytesIO()
+    result = pisa.CreatePDF(render_statement_html(doc), dest=out, encoding="utf-8")
+    if result.err:
+        raise RuntimeError(f"xhtml2pdf failed to render the statement: {result.err} error(s)")
     return out.getvalue()

@@ -1,0 +1,442 @@
+"""REST API of the Billing page: balance, ledger, payments (with ``Idempotency-Key``),
+refunds, reversals, prepaid top-ups, payment settings and methods, statements, activity
+reports. Every route takes an account in the caller's subtree (404 otherwise)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from flask import Response, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from core import rbac
+from core.auth import api_login_required, api_user
+from core.billing import ledger, payments, reports, statements
+from core.billing.api import InvoiceOut
+from core.billing.models import LedgerEntry, Payment
+from core.billing.money import format_money
+from core.billing.periods import PeriodError, parse_date
+from core.errors import NotFound, ValidationFailed
+from core.models import Account
+
+blp = Blueprint("billing_ledger", __name__, url_prefix="/api/v1",
+                description="Billing page: balance, ledger, payments, refunds, prepaid "
+                            "credit, payment settings and methods, statements, reports")  # fmt: skip
+
+
+def blueprints():
+    return [blp]
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+class BalanceRow(Schema):
+    currency = fields.String()
+    balance_minor = fields.Integer(attribute="balance")
+    balance = fields.Method("_balance")
+    amount_due_minor = fields.Integer(attribute="amount_due")
+    prepaid_credit_minor = fields.Integer(attribute="prepaid_credit")
+    prepaid_credit = fields.Method("_prepaid")
+    unallocated_credit_minor = fields.Integer(attribute="unallocated_credit")
+    open_invoices = fields.Integer()
+
+    def _balance(self, row):
+        return format_money(row["balance"], row["currency"])
+
+    def _prepaid(self, row):
+        return format_money(row["prepaid_credit"], row["currency"])
+
+
+class BalanceOut(Schema):
+    account_id = fields.Integer()
+    balances = fields.List(fields.Nested(BalanceRow))
+
+
+class EntryOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    seller_id = fields.Integer()
+    kind = fields.String()
+    amount_minor = fields.Integer(attribute="amount")
+    amount = fields.Method("_amount")
+    currency = fields.String()
+    occurred_on = fields.Date()
+    invoice_id = fields.Integer(allow_none=True)
+    payment_id = fields.Integer(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    memo = fields.String()
+    created_at = fields.DateTime()
+
+    def _amount(self, e):
+        return format_money(e.amount, e.currency)
+
+
+class LedgerQuery(Schema):
+    currency = fields.String(load_default=None)
+    kind = fields.String(load_default=None)
+    page = fields.Integer(load_default=1)
+    per_page = fields.Integer(load_default=100)
+
+
+class PaymentOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    account_id = fields.Integer()
+    payee_id = fields.Integer()
+    amount_minor = fields.Integer(attribute="amount")
+    amount = fields.Method("_amount")
+    currency = fields.String()
+    date = fields.Date(attribute="received_on")
+    method = fields.String()
+    reference = fields.String()
+    memo = fields.String()
+    ledger_entry_id = fields.Method("_entry")
+    reversed = fields.Method("_reversed")
+    allocations = fields.Method("_allocations")
+    unallocated_minor = fields.Method("_unallocated")
+
+    def _amount(self, p):
+        return format_money(p.amount, p.currency)
+
+    def _entry(self, p):
+        return ledger.entry_of_payment(p).id
+
+    def _reversed(self, p):
+        return ledger.is_reversed(ledger.entry_of_payment(p))
+
+    def _allocations(self, p):
+        return payments.allocations_of(p)
+
+    def _unallocated(self, p):
+        return payments.unallocated_of(p)
+
+
+class ReverseIn(Schema):
+    memo = fields.String(load_default="")
+
+
+class OpenInvoiceOut(InvoiceOut):
+    amount_due_minor = fields.Method("_due")
+
+    def _due(self, inv):
+        return ledger.open_amount(inv)
+
+
+class PrepaidRow(Schema):
+    seller_id = fields.Integer()
+    currency = fields.String()
+    available_minor = fields.Integer()
+    available = fields.String()
+
+
+class PrepaidOut(Schema):
+    credit = fields.List(fields.Nested(PrepaidRow))
+    topups = fields.List(fields.Nested(InvoiceOut))
+
+
+class SettingsOut(Schema):
+    contact_name = fields.String()
+    contact_email = fields.String()
+    contact_phone = fields.String()
+    invoice_email = fields.String()
+    payment_terms_days = fields.Integer(allow_none=True)
+    effective_terms_days = fields.Method("_effective")
+
+    def _effective(self, s):
+        from core.billing.invoices import PAYMENT_TERMS_DAYS
+
+        return PAYMENT_TERMS_DAYS if s.payment_terms_days is None else s.payment_terms_days
+
+
+class MethodOut(Schema):
+    id = fields.Integer()
+    type = fields.String()
+    description = fields.String()
+    is_default = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class PeriodQuery(Schema):
+    from_ = fields.String(data_key="from", load_default=None,
+                          metadata={"description": "YYYY-MM-DD (statement) or YYYY-MM (report)"})  # fmt: skip
+    to = fields.String(load_default=None)
+    currency = fields.String(load_default=None)
+    format = fields.String(load_default="json", metadata={"description": "json, csv or pdf"})
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _account(account_id, privilege: str) -> tuple:
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    rbac.require(user, privilege, account)
+    return user, account
+
+
+def _json(status: int, body, replayed: bool = False) -> Response:
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _money_post(account_id, make):
+    """Run ``make(user, account, payload) -> Payment`` once per Idempotency-Key."""
+    user, account = _account(account_id, "billing.view")
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationFailed.field("_schema", "send a JSON object")
+    key = request.headers.get("Idempotency-Key")
+    digest = payments.fingerprint(request.method, request.path, payload)
+
+    def produce():
+        payment = make(user, account, payload)
+        return 201, PaymentOut().dump(payment)
+
+    status, body, replayed = payments.idempotent(account, key, digest, produce)
+    return _json(status, body, replayed)
+
+
+def _statement_period(args) -> tuple[date, date]:
+    today = date.today()
+    try:
+        start = parse_date(args["from_"], "from") if args["from_"] else today.replace(day=1)
+        end = parse_date(args["to"], "to") if args["to"] else today
+    except PeriodError as exc:
+        raise ValidationFailed.field(getattr(exc, "field", None) or "from", str(exc)) from None
+    return start, end
+
+
+# -- balance and ledger ----------------------------------------------------------------------
+
+
+@blp.route("/accounts/<int:account_id>/balance", methods=["GET"])
+@blp.response(200, BalanceOut)
+@api_login_required
+def get_balance(account_id):
+    """Balance per currency (the SUM of the ledger), amount due, prepaid and other credit."""
+    _, account = _account(account_id, "billing.view")
+    return {"account_id": account.id, "balances": ledger.summary(account)}
+
+
+@blp.route("/accounts/<int:account_id>/ledger", methods=["GET"])
+@blp.arguments(LedgerQuery, location="query")
+@blp.response(200, EntryOut(many=True))
+@api_login_required
+def list_ledger(args, account_id):
+    """The account's transactions, newest first."""
+    _, account = _account(account_id, "billing.view")
+    query = LedgerEntry.select().where(LedgerEntry.account == account.id)
+    if args["currency"]:
+        query = query.where(LedgerEntry.currency == args["currency"].upper())
+    if args["kind"]:
+        query = query.where(LedgerEntry.kind == args["kind"])
+    per_page = max(1, min(args["per_page"], 500))
+    return query.order_by(LedgerEntry.occurred_on.desc(), LedgerEntry.id.desc()).paginate(
+        max(args["page"], 1), per_page
+    )
+
+
+@blp.route("/accounts/<int:account_id>/ledger/<int:entry_id>/reverse", methods=["POST"])
+@blp.arguments(ReverseIn)
+@blp.response(201, EntryOut)
+@api_login_required
+def reverse_entry(data, account_id, entry_id):
+    """Correct a mistaken payment or refund with a reversing entry."""
+    user, account = _account(account_id, "billing.view")
+    return payments.reverse_entry(user, account, entry_id, data["memo"])
+
+
+@blp.route("/accounts/<int:account_id>/open-invoices", methods=["GET"])
+@blp.response(200, OpenInvoiceOut(many=True))
+@api_login_required
+def open_invoices(account_id):
+    """Issued invoices with something still due, oldest first."""
+    _, account = _account(account_id, "billing.view")
+    return [inv for inv, _ in ledger.open_invoices(account)]
+
+
+# -- payments and refunds --------------------------------------------------------------------
+
+
+@blp.route("/accounts/<int:account_id>/payments", methods=["GET"])
+@blp.response(200, PaymentOut(many=True))
+@api_login_required
+def list_payments(account_id):
+    _, account = _account(account_id, "billing.view")
+    return Payment.select().where(Payment.account == account.id).order_by(Payment.id.desc())
+
+
+@blp.route("/accounts/<int:account_id>/payments", methods=["POST"])
+@blp.arguments(payments.PaymentInput)
+@blp.response(201, PaymentOut)
+@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
+                      "schema": {"type": "string", "maxLength": 255},
+                      "description": "a retry with the same key and body returns the first "
+                                     "answer and records nothing"}])  # fmt: skip
+@api_login_required
+def post_payment(_data, account_id):
+    """Record a payment: allocated to ``invoice_ids`` in order, else to open invoices oldest
+    first; fully allocated invoices become paid, the rest is credit."""
+    return _money_post(account_id, payments.record_payment)
+
+
+@blp.route("/accounts/<int:account_id>/payments/<int:payment_id>", methods=["GET"])
+@blp.response(200, PaymentOut)
+@api_login_required
+def get_payment(account_id, payment_id):
+    _, account = _account(account_id, "billing.view")
+    payment = Payment.get_or_none((Payment.id == payment_id) & (Payment.account == account.id))
+    if payment is None:
+        raise NotFound(f"payment {payment_id} not found")
+    return payment
+
+
+@blp.route("/accounts/<int:account_id>/refunds", methods=["POST"])
+@blp.arguments(payments.RefundInput)
+@blp.response(201, PaymentOut)
+@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
+                      "schema": {"type": "string", "maxLength": 255}}])  # fmt: skip
+@api_login_required
+def post_refund(_data, account_id):
+    """Pay credit back to the account (at most its unallocated credit)."""
+    return _money_post(account_id, payments.record_refund)
+
+
+# -- prepaid ---------------------------------------------------------------------------------
+
+
+def prepaid_rows(account: Account) -> list[dict]:
+    pairs = {(e.seller_id, e.currency) for e in LedgerEntry.select(
+        LedgerEntry.seller, LedgerEntry.currency).where(
+        (LedgerEntry.account == account.id) & (LedgerEntry.kind == "prepaid_topup")).distinct()}  # fmt: skip
+    rows = []
+    for seller, currency in sorted(pairs):
+        left = ledger.prepaid_available(account.id, seller, currency)
+        rows.append({"seller_id": seller, "currency": currency, "available_minor": left,
+                     "available": format_money(left, currency)})  # fmt: skip
+    return rows
+
+
+@blp.route("/accounts/<int:account_id>/prepaid", methods=["GET"])
+@blp.response(200, PrepaidOut)
+@api_login_required
+def get_prepaid(account_id):
+    """Prepaid credit left per seller and currency, and the top-up invoices."""
+    _, account = _account(account_id, "billing.view")
+    return {"credit": prepaid_rows(account), "topups": payments.topups(account)}
+
+
+@blp.route("/accounts/<int:account_id>/prepaid-topups", methods=["POST"])
+@blp.arguments(payments.TopupInput)
+@blp.response(201, InvoiceOut)
+@api_login_required
+def post_topup(data, account_id):
+    """Issue a prepaid top-up invoice (from your account); paid, it becomes prepaid credit."""
+    user, account = _account(account_id, "billing.view")
+    return payments.create_topup(user, account, request.get_json(silent=True) or {})
+
+
+# -- settings and methods --------------------------------------------------------------------
+
+
+@blp.route("/accounts/<int:account_id>/billing-settings", methods=["GET"])
+@blp.response(200, SettingsOut)
+@api_login_required
+def get_settings(account_id):
+    _, account = _account(account_id, "billing.view")
+    return payments.settings_of(account)
+
+
+@blp.route("/accounts/<int:account_id>/billing-settings", methods=["PUT"])
+@blp.arguments(payments.SettingsInput)
+@blp.response(200, SettingsOut)
+@api_login_required
+def put_settings(_data, account_id):
+    """Billing contact, invoice delivery e-mail, payment terms (net days)."""
+    user, account = _account(account_id, "billing.view")
+    return payments.update_settings(user, account, request.get_json(silent=True) or {})
+
+
+@blp.route("/accounts/<int:account_id>/payment-methods", methods=["GET"])
+@blp.response(200, MethodOut(many=True))
+@api_login_required
+def list_methods(account_id):
+    _, account = _account(account_id, "billing.view")
+    return payments.methods_of(account)
+
+
+@blp.route("/accounts/<int:account_id>/payment-methods", methods=["POST"])
+@blp.arguments(payments.MethodInput)
+@blp.response(201, MethodOut)
+@api_login_required
+def post_method(_data, account_id):
+    """A payment method DESCRIPTION; anything that looks like a card number is refused."""
+    user, account = _account(account_id, "billing.view")
+    return payments.add_method(user, account, request.get_json(silent=True) or {})
+
+
+@blp.route("/accounts/<int:account_id>/payment-methods/<int:method_id>", methods=["DELETE"])
+@blp.response(204)
+@api_login_required
+def delete_method(account_id, method_id):
+    user, account = _account(account_id, "billing.view")
+    payments.remove_method(user, account, method_id)
+
+
+# -- statements and reports ------------------------------------------------------------------
+
+
+def _file(data, mimetype: str, name: str) -> Response:
+    return Response(data, mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+
+@blp.route("/accounts/<int:account_id>/statement", methods=["GET"])
+@blp.arguments(PeriodQuery, location="query")
+@blp.response(200)
+@api_login_required
+def get_statement(args, account_id):
+    """Opening balance, every transaction, closing balance for ``from``..``to`` (days
+    included; default: this month so far); ``format=csv`` or ``pdf`` for a file."""
+    _, account = _account(account_id, "billing.view")
+    start, end = _statement_period(args)
+    currency = args["currency"].upper() if args["currency"] else None
+    statement = statements.build(account, start, end, currency)
+    kind = (args["format"] or "json").lower()
+    if kind == "csv":
+        return _file(statements.to_csv(statement), "text/csv",
+                     statements.filename(account, statement, "csv"))  # fmt: skip
+    if kind == "pdf":
+        return _file(statements.to_pdf(statement), "application/pdf",
+                     statements.filename(account, statement, "pdf"))  # fmt: skip
+    if kind != "json":
+        raise ValidationFailed.field("format", "must be json, csv or pdf")
+    return _json(200, statement)
+
+
+@blp.route("/accounts/<int:account_id>/activity", methods=["GET"])
+@blp.arguments(PeriodQuery, location="query")
+@blp.response(200)
+@api_login_required
+def get_activity(args, account_id):
+    """Usage and charges by product and month (``from``/``to`` as YYYY-MM; default: the
+    last 12 months), per child account for providers and resellers; ``format=csv``."""
+    _, account = _account(account_id, "billing.view")
+    start, end = reports.default_range()
+    if args["from_"]:
+        start = reports.parse_month(args["from_"], "from")
+    if args["to"]:
+        end = reports.parse_month(args["to"], "to")
+    report = reports.activity(account, start, end)
+    kind = (args["format"] or "json").lower()
+    if kind == "csv":
+        return _file(reports.to_csv(report), "text/csv",
+                     f"activity-A{account.id}-{report['from']}-{report['to']}.csv")  # fmt: skip
+    if kind != "json":
+        raise ValidationFailed.field("format", "must be json or csv")
+    return _json(200, report)
