@@ -349,7 +349,8 @@ def summary(account) -> list[dict]:
     for currency in sorted(sellers):
         prepaid = sum(prepaid_available(account, s, currency) for s in sellers[currency])
         credit = sum(unallocated_credit(account, s, currency) for s in sellers[currency])
-        due = sum(amount for _, amount in open_invoices(account, currency=currency))
+        opened = open_invoices(account, currency=currency)
+        due = sum(amount for _, amount in opened)
         out.append(
             {
                 "currency": currency,
@@ -357,7 +358,7 @@ def summary(account) -> list[dict]:
                 "prepaid_credit": prepaid,
                 "unallocated_credit": credit,
                 "amount_due": due,
-                "open_invoices": len(open_invoices(account, currency=currency)),
+                "open_invoices": len(opened),
             }
         )
     return out
@@ -612,3 +613,51 @@ def reverse(entry: LedgerEntry, actor=None, memo: str = "", on: date | None = No
     else:
         Allocation.delete().where(Allocation.refund == payment.id).execute()
     return _post_reversal(entry, actor, memo or f"reversal of {entry.kind} {payment.id}", on)
+
+
+# -- documents issued before the ledger existed ----------------------------------------------
+
+
+def backfill(actor=None) -> int:
+    """Post the entries of invoices issued before the ledger existed (an upgrade step, run
+    once; idempotent: an invoice with its entry is skipped). Each issued document gets its
+    entry on its issue date; a credit note settles what it credits; a paid invoice gets a
+    payment ("paid before the ledger") on its payment date for what was due; a void one a
+    reversal on its void date. Returns the number of documents posted."""
+    from core.billing import invoices as lifecycle
+
+    posted = 0
+    query = Invoice.select().where(
+        (Invoice.status != "draft")
+        & Invoice.id.not_in(
+            LedgerEntry.select(LedgerEntry.invoice).where(
+                LedgerEntry.posting_key.startswith("doc:") & LedgerEntry.invoice.is_null(False)
+            )
+        )
+    )
+    for invoice in query.order_by(Invoice.issued_at, Invoice.id):
+        with lifecycle.write_transaction():
+            kind = "credit_note" if invoice.kind == "credit_note" else "invoice"
+            if kind == "invoice" and is_topup(invoice):
+                kind = "prepaid_topup"
+            entry = post(invoice.account_id, invoice.issuer_id, kind, invoice.total,
+                         invoice.currency, _issue_date(invoice), invoice=invoice, actor=actor,
+                         posting_key=f"doc:{invoice.id}",
+                         memo=f"{kind.replace('_', ' ')} {invoice.number}")  # fmt: skip
+            if invoice.kind == "credit_note" and invoice.status != "void":
+                _apply_credit_note(invoice, actor)
+            if invoice.status == "paid":
+                due = open_amount(invoice)
+                if due > 0:
+                    on = invoice.paid_at.date() if invoice.paid_at else _issue_date(invoice)
+                    payment = create_payment(
+                        invoice.account_id, invoice.issuer_id, due, invoice.currency, on,
+                        method="other", reference=f"paid before the ledger: {invoice.number}",
+                        actor=actor,
+                    )  # fmt: skip
+                    allocate(invoice.account_id, due, payment=payment, invoice=invoice)
+            elif invoice.status == "void":
+                on = invoice.voided_at.date() if invoice.voided_at else None
+                _post_reversal(entry, actor, f"{invoice.number} voided", on)
+        posted += 1
+    return posted
