@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import pytest
 from pypdf import PdfReader
 
+from core import roles
 from core.billing import engine, ledger, payments
 from core.billing import invoices as lifecycle
 from core.billing.models import IdempotencyKey, Invoice, Payment, PaymentMethod
@@ -64,6 +65,8 @@ def test_payment_through_the_api_allocates_and_reports_the_balance(world, api):
     open_ = api(world.user_a).get(url(a, "open-invoices")).get_json()
     assert [(i["number"], i["amount_due_minor"]) for i in open_] == [(new.number, 4000)]
     # bad input is named, nothing written
+    resp = op.post(url(a, "payments"), json={"amount": "1.00", "reference": "4242424242424242"})
+    assert resp.status_code == 422 and "reference" in resp.get_json()["errors"]
     resp = op.post(url(a, "payments"), json={"amount": "abc"})
     assert resp.status_code == 422 and "amount" in resp.get_json()["errors"]
     assert Payment.select().count() == 1
@@ -99,6 +102,12 @@ def test_same_key_with_another_body_is_refused(world, api):
     assert "already used with a different request" in resp.get_json()["message"]
     assert "Idempotency-Key" in resp.get_json()["errors"]
     assert Payment.select().count() == 1
+    # a replay answers only a user who may record payments
+    role = roles.create_role(None, world.customer_a, {"name": "Viewer", "description": "v",
+                                                      "privileges": ["billing.view"]})  # fmt: skip
+    viewer = world.add_user(world.customer_a, "viewer@a.example", role_code=None, roles=[role])
+    resp = api(viewer).post(url(a, "payments"), json={"amount": "10.00"}, headers=headers)
+    assert resp.status_code == 403
 
 
 def test_a_failed_request_stores_no_key(world, api):

@@ -50,6 +50,10 @@ Rules (the exact ones; the panel's Billing page and the API show these figures):
   amount still due ("marked paid"), so the balance keeps matching the ledger.
 * **Voiding** an issued invoice posts a reversal of its entry (and of prepaid credit applied
   to it) and releases the payments allocated to it, which become credit again.
+* **Taking prepaid credit back**: a credit note on a paid top-up turns its value into account
+  credit (refundable) and removes it from the prepaid credit; it is refused when less
+  prepaid credit is left than it would take back (credit notes mirror whole lines, so a
+  partly used top-up cannot be credited).
 """
 
 from __future__ import annotations

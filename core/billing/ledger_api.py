@@ -185,8 +185,9 @@ def _json(status: int, body, replayed: bool = False) -> Response:
 
 
 def _money_post(account_id, make):
-    """Run ``make(user, account, payload) -> Payment`` once per Idempotency-Key."""
-    user, account = _account(account_id, "billing.view")
+    """Run ``make(user, account, payload) -> Payment`` once per Idempotency-Key (the
+    privilege is checked first: a replay answers only whoever may record the money)."""
+    user, account = _account(account_id, "payments.record")
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise ValidationFailed.field("_schema", "send a JSON object")
