@@ -259,17 +259,21 @@ def test_accounts_outside_the_subtree_answer_404(world, api):
 def test_openapi_lists_the_billing_page_resources(ctx):
     spec = ctx.test_client().get("/api/v1/openapi.json").get_json()
     for path in ("balance", "ledger", "payments", "refunds", "prepaid-topups", "statement",
-                 "activity", "payment-methods", "billing-settings"):  # fmt: skip
+                 "statement.csv", "statement.pdf", "activity", "activity.csv",
+                 "payment-methods", "billing-settings"):  # fmt: skip
         assert f"/api/v1/accounts/{{account_id}}/{path}" in spec["paths"], path
     params = spec["paths"]["/api/v1/accounts/{account_id}/payments"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" for p in params)
+    csv_doc = spec["paths"]["/api/v1/accounts/{account_id}/statement.csv"]["get"]
+    assert "text/csv" in csv_doc["responses"]["200"]["content"]
 
 
 # -- statements ------------------------------------------------------------------------------
 
 
 def statement(client, account, start, end, fmt="json"):
-    return client.get(url(account, f"statement?from={start}&to={end}&format={fmt}"))
+    name = "statement" if fmt == "json" else f"statement.{fmt}"
+    return client.get(url(account, f"{name}?from={start}&to={end}"))
 
 
 def test_statement_balances_across_periods_csv_and_pdf(world, api, pdf_on):
@@ -310,6 +314,10 @@ def test_statement_balances_across_periods_csv_and_pdf(world, api, pdf_on):
     assert "Closing balance" in text and inv.number in text and "later" in text
     bad = statement(client, a, p2[1], p2[0])
     assert bad.status_code == 422 and "to" in bad.get_json()["errors"]
+    bad = client.get(url(a, "statement?currency=XYZ"))
+    assert bad.status_code == 422 and "currency" in bad.get_json()["errors"]
+    usd = client.get(url(a, "statement?currency=usd")).get_json()["currencies"]
+    assert [(c["currency"], c["lines"]) for c in usd] == [("USD", [])]
 
 
 def test_no_statement_pdf_while_invoice_pdf_is_disabled(world, api):
@@ -351,7 +359,7 @@ def test_activity_report_by_month_and_product_and_per_child(world, api):
     ]
     csv_text = (
         api(world.operator)
-        .get(url(world.provider, "activity?from=2026-01&to=2026-03&format=csv"))
+        .get(url(world.provider, "activity.csv?from=2026-01&to=2026-03"))
         .get_data(as_text=True)
     )
     lines = csv_text.splitlines()

@@ -5,11 +5,11 @@ reports. Every route takes an account in the caller's subtree (404 otherwise).""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date
 
 from flask import Response, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from core import rbac
 from core.auth import api_login_required, api_user
@@ -28,6 +28,15 @@ blp = Blueprint("billing_ledger", __name__, url_prefix="/api/v1",
 
 def blueprints():
     return [blp]
+
+
+class UtcDateTime(fields.DateTime):
+    """A stored naive-UTC timestamp answered with its offset (RFC 3339 ``date-time``)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -68,7 +77,7 @@ class EntryOut(Schema):
     payment_id = fields.Integer(allow_none=True)
     reverses_id = fields.Integer(allow_none=True)
     memo = fields.String()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
     def _amount(self, e):
         return format_money(e.amount, e.currency)
@@ -77,8 +86,8 @@ class EntryOut(Schema):
 class LedgerQuery(Schema):
     currency = fields.String(load_default=None)
     kind = fields.String(load_default=None)
-    page = fields.Integer(load_default=1)
-    per_page = fields.Integer(load_default=100)
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
 class PaymentOut(Schema):
@@ -137,7 +146,7 @@ class PrepaidOut(Schema):
     topups = fields.List(fields.Nested(InvoiceOut))
 
 
-class SettingsOut(Schema):
+class BillingSettingsOut(Schema):
     contact_name = fields.String()
     contact_email = fields.String()
     contact_phone = fields.String()
@@ -156,15 +165,85 @@ class MethodOut(Schema):
     type = fields.String()
     description = fields.String()
     is_default = fields.Boolean()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
-class PeriodQuery(Schema):
-    from_ = fields.String(data_key="from", load_default=None,
-                          metadata={"description": "YYYY-MM-DD (statement) or YYYY-MM (report)"})  # fmt: skip
-    to = fields.String(load_default=None)
-    currency = fields.String(load_default=None)
-    format = fields.String(load_default="json", metadata={"description": "json, csv or pdf"})
+class StatementQuery(Schema):
+    from_ = fields.String(
+        data_key="from",
+        load_default=None,
+        metadata={"description": "YYYY-MM-DD, default: the 1st of this month"},
+    )
+    to = fields.String(load_default=None, metadata={"description": "YYYY-MM-DD, included"})
+    currency = fields.String(load_default=None, metadata={"description": "one currency only"})
+
+
+class ReportQuery(Schema):
+    from_ = fields.String(data_key="from", load_default=None, metadata={"description": "YYYY-MM"})
+    to = fields.String(load_default=None, metadata={"description": "YYYY-MM, included"})
+
+
+class StatementLine(Schema):
+    id = fields.Integer()
+    date = fields.String()
+    kind = fields.String()
+    type = fields.String()
+    reference = fields.String()
+    description = fields.String()
+    debit = fields.String()
+    credit = fields.String()
+    balance = fields.String()
+    amount_minor = fields.Integer()
+    balance_minor = fields.Integer()
+
+
+class StatementBlock(Schema):
+    currency = fields.String()
+    opening_minor = fields.Integer()
+    closing_minor = fields.Integer()
+    debits_minor = fields.Integer()
+    credits_minor = fields.Integer()
+    opening = fields.String()
+    closing = fields.String()
+    debits = fields.String()
+    credits = fields.String()
+    lines = fields.List(fields.Nested(StatementLine))
+
+
+class StatementOut(Schema):
+    kind = fields.String()
+    title = fields.String()
+    account = fields.Dict()
+    start = fields.String()
+    end = fields.String()
+    generated_on = fields.String()
+    currencies = fields.List(fields.Nested(StatementBlock))
+
+
+class ActivityRow(Schema):
+    account_id = fields.Integer()
+    account = fields.String()
+    month = fields.String()
+    product = fields.String()
+    product_name = fields.String()
+    unit = fields.String()
+    usage = fields.String()
+    currency = fields.String()
+    charges_minor = fields.Integer()
+    charges = fields.String()
+
+
+class ActivityOut(Schema):
+    account_id = fields.Integer()
+    account = fields.String()
+    from_ = fields.String(data_key="from")
+    to = fields.String()
+    months = fields.List(fields.String())
+    rows = fields.List(fields.Nested(ActivityRow))
+    by_month = fields.Dict()
+    children_by_month = fields.Dict()
+    totals = fields.List(fields.Dict())
+    children = fields.List(fields.Dict())
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -236,9 +315,8 @@ def list_ledger(args, account_id):
         query = query.where(LedgerEntry.currency == args["currency"].upper())
     if args["kind"]:
         query = query.where(LedgerEntry.kind == args["kind"])
-    per_page = max(1, min(args["per_page"], 500))
     return query.order_by(LedgerEntry.occurred_on.desc(), LedgerEntry.id.desc()).paginate(
-        max(args["page"], 1), per_page
+        args["page"], args["per_page"]
     )
 
 
@@ -346,7 +424,7 @@ def post_topup(data, account_id):
 
 
 @blp.route("/accounts/<int:account_id>/billing-settings", methods=["GET"])
-@blp.response(200, SettingsOut)
+@blp.response(200, BillingSettingsOut)
 @api_login_required
 def get_settings(account_id):
     _, account = _account(account_id, "billing.view")
@@ -354,8 +432,8 @@ def get_settings(account_id):
 
 
 @blp.route("/accounts/<int:account_id>/billing-settings", methods=["PUT"])
-@blp.arguments(payments.SettingsInput)
-@blp.response(200, SettingsOut)
+@blp.arguments(payments.BillingSettingsInput)
+@blp.response(200, BillingSettingsOut)
 @api_login_required
 def put_settings(_data, account_id):
     """Billing contact, invoice delivery e-mail, payment terms (net days)."""
@@ -392,52 +470,82 @@ def delete_method(account_id, method_id):
 # -- statements and reports ------------------------------------------------------------------
 
 
+FILE = {"type": "string", "format": "binary"}
+
+
 def _file(data, mimetype: str, name: str) -> Response:
     return Response(data, mimetype=mimetype,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
-@blp.route("/accounts/<int:account_id>/statement", methods=["GET"])
-@blp.arguments(PeriodQuery, location="query")
-@blp.response(200)
-@api_login_required
-def get_statement(args, account_id):
-    """Opening balance, every transaction, closing balance for ``from``..``to`` (days
-    included; default: this month so far); ``format=csv`` or ``pdf`` for a file."""
+def _statement(args, account_id):
     _, account = _account(account_id, "billing.view")
     start, end = _statement_period(args)
-    currency = args["currency"].upper() if args["currency"] else None
-    statement = statements.build(account, start, end, currency)
-    kind = (args["format"] or "json").lower()
-    if kind == "csv":
-        return _file(statements.to_csv(statement), "text/csv",
-                     statements.filename(account, statement, "csv"))  # fmt: skip
-    if kind == "pdf":
-        return _file(statements.to_pdf(statement), "application/pdf",
-                     statements.filename(account, statement, "pdf"))  # fmt: skip
-    if kind != "json":
-        raise ValidationFailed.field("format", "must be json, csv or pdf")
-    return _json(200, statement)
+    currency = args["currency"] or None
+    return account, statements.build(account, start, end, currency)
 
 
-@blp.route("/accounts/<int:account_id>/activity", methods=["GET"])
-@blp.arguments(PeriodQuery, location="query")
-@blp.response(200)
+@blp.route("/accounts/<int:account_id>/statement", methods=["GET"])
+@blp.arguments(StatementQuery, location="query")
+@blp.response(200, StatementOut)
 @api_login_required
-def get_activity(args, account_id):
-    """Usage and charges by product and month (``from``/``to`` as YYYY-MM; default: the
-    last 12 months), per child account for providers and resellers; ``format=csv``."""
+def get_statement(args, account_id):
+    """Opening balance, every transaction, closing balance per currency for ``from``..``to``
+    (both days included; default: this month so far). The closing balance of a period is the
+    opening balance of the period starting the next day."""
+    return _json(200, _statement(args, account_id)[1])
+
+
+@blp.route("/accounts/<int:account_id>/statement.csv", methods=["GET"])
+@blp.arguments(StatementQuery, location="query")
+@blp.response(200, FILE, content_type="text/csv")
+@api_login_required
+def get_statement_csv(args, account_id):
+    """The statement as CSV (an opening and a closing balance row per currency)."""
+    account, statement = _statement(args, account_id)
+    return _file(statements.to_csv(statement), "text/csv",
+                 statements.filename(account, statement, "csv"))  # fmt: skip
+
+
+@blp.route("/accounts/<int:account_id>/statement.pdf", methods=["GET"])
+@blp.arguments(StatementQuery, location="query")
+@blp.response(200, FILE, content_type="application/pdf")
+@api_login_required
+def get_statement_pdf(args, account_id):
+    """The statement as PDF, rendered by the enabled PDF invoice format (the invoice_pdf
+    plugin); 404 while there is none."""
+    statements.pdf_format_or_404()
+    account, statement = _statement(args, account_id)
+    return _file(statements.to_pdf(statement), "application/pdf",
+                 statements.filename(account, statement, "pdf"))  # fmt: skip
+
+
+def _activity(args, account_id):
     _, account = _account(account_id, "billing.view")
     start, end = reports.default_range()
     if args["from_"]:
         start = reports.parse_month(args["from_"], "from")
     if args["to"]:
         end = reports.parse_month(args["to"], "to")
-    report = reports.activity(account, start, end)
-    kind = (args["format"] or "json").lower()
-    if kind == "csv":
-        return _file(reports.to_csv(report), "text/csv",
-                     f"activity-A{account.id}-{report['from']}-{report['to']}.csv")  # fmt: skip
-    if kind != "json":
-        raise ValidationFailed.field("format", "must be json or csv")
-    return _json(200, report)
+    return account, reports.activity(account, start, end)
+
+
+@blp.route("/accounts/<int:account_id>/activity", methods=["GET"])
+@blp.arguments(ReportQuery, location="query")
+@blp.response(200, ActivityOut)
+@api_login_required
+def get_activity(args, account_id):
+    """Usage and charges by product and month (``from``/``to`` as YYYY-MM, both included;
+    default: the last 12 months) and, for providers and resellers, per child account."""
+    return _json(200, _activity(args, account_id)[1])
+
+
+@blp.route("/accounts/<int:account_id>/activity.csv", methods=["GET"])
+@blp.arguments(ReportQuery, location="query")
+@blp.response(200, FILE, content_type="text/csv")
+@api_login_required
+def get_activity_csv(args, account_id):
+    """The activity report as CSV: one row per account, month and product."""
+    account, report = _activity(args, account_id)
+    return _file(reports.to_csv(report), "text/csv",
+                 f"activity-A{account.id}-{report['from']}-{report['to']}.csv")  # fmt: skip

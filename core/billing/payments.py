@@ -62,6 +62,7 @@ from core.models import Account
 PAYMENT_CHANNELS = ("bank_transfer", "card", "direct_debit", "cash", "cheque", "other")
 METHOD_TYPES = ("card", "bank_account", "direct_debit", "paypal", "other")
 MAX_TERMS_DAYS = 365
+MAX_ID = 2**63 - 1  # ids beyond a 64-bit column name nothing
 
 # -- card numbers ----------------------------------------------------------------------------
 
@@ -213,10 +214,13 @@ class PaymentInput(Schema):
     method = fields.String(load_default="bank_transfer", validate=validate.OneOf(PAYMENT_CHANNELS))
     reference = fields.String(load_default="", validate=validate.Length(max=200))
     memo = fields.String(load_default="", validate=validate.Length(max=500))
-    invoice_ids = fields.List(fields.Integer(), load_default=None, allow_none=True,
+    invoice_ids = fields.List(fields.Integer(validate=validate.Range(1, MAX_ID)),
+                              load_default=None, allow_none=True,
                               metadata={"description": "allocate to these, in this order; "
                                         "default: open invoices oldest first"})  # fmt: skip
-    payee_id = fields.Integer(load_default=None, allow_none=True)
+    payee_id = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(1, MAX_ID)
+    )
 
 
 def _chosen_invoices(account: Account, ids, currency: str) -> list[Invoice]:
@@ -317,8 +321,10 @@ class RefundInput(Schema):
     reference = fields.String(load_default="", validate=validate.Length(max=200))
     memo = fields.String(load_default="", validate=validate.Length(max=500))
     payment_id = fields.Integer(load_default=None, allow_none=True,
-                                metadata={"description": "refund this payment's credit first"})  # fmt: skip
-    payee_id = fields.Integer(load_default=None, allow_none=True)
+                                validate=validate.Range(1, MAX_ID), metadata={"description": "refund this payment's credit first"})  # fmt: skip
+    payee_id = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(1, MAX_ID)
+    )
 
 
 def record_refund(actor, account: Account, payload) -> Payment:
@@ -441,7 +447,7 @@ def topups(account: Account) -> list[Invoice]:
 # -- payment settings ------------------------------------------------------------------------
 
 
-class SettingsInput(Schema):
+class BillingSettingsInput(Schema):
     contact_name = fields.String(load_default="", validate=validate.Length(max=200))
     contact_email = fields.String(load_default="", validate=validate.Length(max=254))
     contact_phone = fields.String(load_default="", validate=validate.Length(max=40))
@@ -460,7 +466,7 @@ def settings_of(account: Account) -> BillingSettings:
 
 def update_settings(actor, account: Account, payload) -> BillingSettings:
     _require(actor, "billing.edit", account)
-    data = _load(SettingsInput(), payload)
+    data = _load(BillingSettingsInput(), payload)
     errors: dict[str, list[str]] = {}
     for name in ("contact_name", "contact_email", "contact_phone", "invoice_email"):
         data[name] = (data[name] or "").strip()

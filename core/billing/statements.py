@@ -26,7 +26,7 @@ import peewee as pw
 from flask import current_app
 
 from core.billing.models import Invoice, LedgerEntry, Payment
-from core.billing.money import format_money, to_decimal
+from core.billing.money import MoneyError, check_currency, format_money, to_decimal
 from core.errors import NotFound, ValidationFailed
 from core.models import Account
 
@@ -109,6 +109,11 @@ def describe(entries: list[LedgerEntry]) -> dict[int, tuple[str, str, str]]:
 def build(account: Account, start: date, end: date, currency: str | None = None) -> dict:
     """The statement of ``account`` for ``[start, end]`` (see the module doc)."""
     check_period(start, end)
+    if currency:
+        try:
+            currency = check_currency(currency)
+        except MoneyError as exc:
+            raise ValidationFailed.field("currency", exc.message) from None
     opening = dict(
         LedgerEntry.select(LedgerEntry.currency, pw.fn.SUM(LedgerEntry.amount))
         .where((LedgerEntry.account == account.id) & (LedgerEntry.occurred_on < start))
@@ -215,11 +220,15 @@ def pdf_format():
     return next((f for f in formats.values() if f.media_type == "application/pdf"), None)
 
 
-def to_pdf(statement: dict) -> bytes:
+def pdf_format_or_404():
     fmt = pdf_format()
     if fmt is None:
         raise NotFound("statements as PDF need the invoice_pdf plugin, which is not enabled")
-    return fmt.render(statement)
+    return fmt
+
+
+def to_pdf(statement: dict) -> bytes:
+    return pdf_format_or_404().render(statement)
 
 
 def filename(account: Account, statement: dict, extension: str) -> str:
