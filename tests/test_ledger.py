@@ -298,3 +298,21 @@ def test_prepaid_topup_paid_then_the_next_bill_run_invoice_draws_the_credit(worl
 def test_only_the_seller_issues_a_topup(world):
     with pytest.raises(Forbidden):
         payments.create_topup(world.user_a, world.customer_a, {"amount": "10.00"})
+
+
+def test_a_topup_paid_late_pays_the_invoices_already_open(world):
+    a = world.customer_a
+    topup = payments.create_topup(world.operator, a, {"amount": "25.00"})
+    first = issue_invoice(world, a, "10.00")  # open: the top-up is not paid yet
+    second = issue_invoice(world, a, "20.00")
+    payment = pay(world, a, "30.00")  # oldest first: the top-up (25.00) ...
+    assert fresh(topup).status == "paid"
+    # ... whose credit at once pays the open invoices oldest first: 10.00 and 15.00 of 20.00;
+    # the payment's last 5.00 then pays the rest of the second invoice
+    assert ledger.credit_applied_to(fresh(first)) == 1000
+    assert ledger.credit_applied_to(fresh(second)) == 1500
+    assert fresh(first).status == fresh(second).status == "paid"
+    assert ledger.prepaid_available(a, world.provider, "EUR") == 0
+    assert payments.unallocated_of(payment) == 0
+    assert ledger.balance(a, "EUR") == 0
+    assert invariant(a, world.provider) == 0

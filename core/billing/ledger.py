@@ -43,7 +43,8 @@ Rules (the exact ones; the panel's Billing page and the API show these figures):
   ``credit_applied`` entry of ``-min(prepaid credit, amount due)``), then from unallocated
   payments and credit notes, oldest first (allocations, no entry: that money is already in
   the ledger). The invoice's total stays as computed; its amount due shows what was drawn,
-  and it is ``paid`` at once when nothing is left to pay.
+  and it is ``paid`` at once when nothing is left to pay. When a top-up becomes paid, its
+  credit likewise pays the invoices already open with that seller, oldest first.
 * **Credit notes** first settle the invoice they credit (what is still due on it); the rest
   becomes credit.
 * **Marking an invoice paid** by hand (``POST /invoices/<id>/pay``) records a payment of the
@@ -392,7 +393,34 @@ def settle(invoice: Invoice, actor=None) -> None:
     fresh = Invoice.get_by_id(invoice.id)
     if fresh.status == "issued":
         lifecycle.mark_paid(fresh, actor)
+        if is_topup(fresh):
+            apply_prepaid(fresh.account_id, fresh.issuer_id, fresh.currency, actor)
     invoice.status, invoice.paid_at = fresh.status, fresh.paid_at
+
+
+def apply_prepaid(account_id: int, seller_id: int, currency: str, actor=None) -> int:
+    """A top-up was just paid: its credit pays what is due on the account's open invoices
+    with that seller, oldest first (one ``credit_applied`` entry each). Returns the amount."""
+    left = prepaid_available(account_id, seller_id, currency)
+    used = 0
+    if left <= 0:
+        return 0
+    topups = {
+        t.invoice_id
+        for t in PrepaidTopup.select(PrepaidTopup.invoice).where(PrepaidTopup.account == account_id)
+    }
+    for inv, due in open_invoices(account_id, seller_id, currency):
+        if inv.id in topups:
+            continue
+        take = min(left, due)
+        post(account_id, seller_id, "credit_applied", -take, currency, date.today(),
+             invoice=inv, actor=actor, memo=f"prepaid credit applied to {inv.number}")  # fmt: skip
+        left -= take
+        used += take
+        settle(inv, actor)
+        if left == 0:
+            break
+    return used
 
 
 def draw_credit(invoice: Invoice, actor=None) -> int:
@@ -561,9 +589,8 @@ def create_payment(account_id: int, payee_id: int, amount: int, currency: str, o
         account=account_id, payee=payee_id, kind=kind, amount=amount, currency=currency,
         received_on=on, method=method, reference=reference, memo=memo, created_by=_id(actor),
     )  # fmt: skip
-    label = "payment" if kind == "payment" else "refund"
     post(account_id, payee_id, kind, -amount if kind == "payment" else amount, currency, on,
-         payment=payment, actor=actor, memo=memo or f"{label} {reference}".strip())  # fmt: skip
+         payment=payment, actor=actor, memo=memo)  # fmt: skip
     return payment
 
 

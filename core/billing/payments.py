@@ -262,15 +262,15 @@ def record_payment(actor, account: Account, payload) -> Payment:
             account.id, payee.id, amount, currency, on, method=data["method"],
             reference=data["reference"], memo=data["memo"], actor=actor,
         )  # fmt: skip
-        targets = (
-            [(inv, ledger.open_amount(inv)) for inv in chosen]
-            if chosen
-            else ledger.open_invoices(account, payee, currency)
-        )
+        targets = chosen or [inv for inv, _ in ledger.open_invoices(account, payee, currency)]
         left = amount
-        for inv, due in targets:
+        for inv in targets:
             if left == 0:
                 break
+            # due now: a top-up paid a moment ago may have paid part of it with its credit
+            due = ledger.open_amount(Invoice.get_by_id(inv.id))
+            if due <= 0:
+                continue
             take = min(left, due)
             ledger.allocate(account.id, take, payment=payment, invoice=inv)
             left -= take

@@ -100,7 +100,7 @@ def describe(entries: list[LedgerEntry]) -> dict[int, tuple[str, str, str]]:
         if e.kind == "reversal":
             what = TYPE_LABELS.get(reversed_kinds.get(e.reverses_id, ""), "entry").lower()
             text = f"reverses {what}" + (f": {e.memo}" if e.memo else "")
-        elif e.memo and e.kind in ("payment", "refund") and e.memo != f"{e.kind} {reference}":
+        elif e.memo and e.kind in ("payment", "refund"):
             text = f"{text}; {e.memo}" if text else e.memo
         out[e.id] = (TYPE_LABELS.get(e.kind, e.kind), reference, text)
     return out
