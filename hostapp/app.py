@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import peewee as pw
 from flask import Flask, abort, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from core import auth, db, migrations
 from core.api import create_api
@@ -36,6 +38,26 @@ def _error_response(status: int, code: str, message: str, errors: dict | None = 
     return render_template("core/error.html", status=status, message=message), status
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in every route: an object id, at most what a 64-bit id column holds. A
+    larger number names no object (404) instead of overflowing the database driver (500)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=2**63 - 1, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def _out_of_range(exc: Exception) -> bool:
+    """A value from a request that does not fit its column: SQLite cannot bind an int beyond
+    64 bits; PostgreSQL refuses a number out of range or a string too long for its column."""
+    if isinstance(exc, OverflowError):
+        return "SQLite INTEGER" in str(exc)
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, pw.DataError) and getattr(cause, "pgcode", None) in (
+        "22003",  # numeric_value_out_of_range
+        "22001",  # string_data_right_truncation
+    )
+
+
 def _guard(host: PluginHost, plugin: str):
     def guard():
         if not host.is_enabled(plugin):
@@ -46,6 +68,7 @@ def _guard(host: PluginHost, plugin: str):
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask("billhive", template_folder="../core/panel/templates")
+    app.url_map.converters["int"] = IdConverter
     app.config.update(config_module.load(test_config))
 
     database = db.open_database(app.config["DATABASE_URL"])
@@ -133,6 +156,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     def _unexpected(exc):
         if isinstance(exc, HTTPException):
             return _http_error(exc)
+        if _out_of_range(exc):
+            return _error_response(
+                422,
+                "validation_error",
+                "invalid input — a value is out of range (a number too large or a text too long)",
+                {"_schema": ["a value is out of range"]},
+            )
         current_app.logger.exception("unexpected error")
         return _error_response(500, "internal_error", "internal error: the change was not saved")
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
+from core.api.schemas import ErrorOut
+
+
+class BillhiveApi(Api):
+    """Documents the error body every API error has (``hostapp.app._error_response``)."""
+
+    ERROR_SCHEMA = ErrorOut
+
 
 def create_api(app, csrf) -> Api:
     app.config.setdefault("API_SPEC_OPTIONS", {})
@@ -13,7 +21,7 @@ def create_api(app, csrf) -> Api:
             "security": [{"bearer": []}],
         }
     )
-    api = Api(app)
+    api = BillhiveApi(app)
     from core.api import resources
     from core.billing import api as billing_api
     from core.billing import ledger_api

@@ -1,6 +1,27 @@
 """What the API sends back. Input schemas live beside the services that validate them."""
 
-from marshmallow import Schema, fields
+from datetime import UTC
+
+from marshmallow import Schema, fields, validate
+
+
+class UtcDateTime(fields.DateTime):
+    """A stored timestamp (naive UTC, ``core.db.utcnow``) answered as RFC 3339 with its offset,
+    as the document's ``date-time`` format requires: ``2026-02-01T09:30:00+00:00``."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+class ErrorOut(Schema):
+    """Every API error: ``code`` names the kind (``not_found``, ``validation_error``, ...),
+    ``message`` says what is wrong, ``errors`` maps each field to its messages."""
+
+    code = fields.String(required=True, metadata={"example": "validation_error"})
+    message = fields.String(required=True)
+    errors = fields.Dict(required=True, metadata={"description": "field -> messages"})
 
 
 class TokenRequest(Schema):
@@ -26,7 +47,7 @@ class AccountOut(Schema):
     invoice_prefix = fields.String()
     profile = fields.Dict()
     depth = fields.Integer()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 class UserOut(Schema):
@@ -110,7 +131,7 @@ class LicenseOut(Schema):
 
 class AuditOut(Schema):
     id = fields.Integer()
-    at = fields.DateTime()
+    at = UtcDateTime()
     actor = fields.String(attribute="actor_label")
     account_id = fields.Integer(allow_none=True)
     action = fields.String()
@@ -121,5 +142,6 @@ class AuditOut(Schema):
 
 
 class ListArgs(Schema):
-    page = fields.Integer(load_default=1, validate=lambda n: n >= 1)
-    per_page = fields.Integer(load_default=50, validate=lambda n: 1 <= n <= 500)
+    # marshmallow 4 ignores a validator's False: ranges must raise, as validate.Range does
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(1, 500))

@@ -8,9 +8,10 @@ from datetime import date
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from core import rbac
+from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.billing import catalog, engine, storage
 from core.billing import invoices as lifecycle
@@ -102,7 +103,7 @@ class InvoiceOut(Schema):
     total_minor = fields.Integer(attribute="total")
     total = fields.Method("_total")
     tax_rate = fields.String()
-    issued_at = fields.DateTime(allow_none=True)
+    issued_at = UtcDateTime(allow_none=True)
     due_date = fields.Date(allow_none=True)
     files = fields.Method("_files")
 
@@ -126,8 +127,8 @@ class InvoiceFilter(Schema):
     status = fields.String(load_default=None)
     account_id = fields.Integer(load_default=None)
     period = fields.String(load_default=None, metadata={"description": "period start YYYY-MM-DD"})
-    page = fields.Integer(load_default=1)
-    per_page = fields.Integer(load_default=100)
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
 class LineIn(Schema):
@@ -166,8 +167,8 @@ class BillRunOut(Schema):
     skipped = fields.Integer()
     failures = fields.Raw()
     summary = fields.Raw(allow_none=True)
-    created_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    finished_at = UtcDateTime(allow_none=True)
 
 
 class UsageResult(Schema):

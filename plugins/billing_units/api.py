@@ -6,6 +6,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
@@ -83,7 +84,7 @@ class CallOut(Schema):
     external_id = fields.String()
     number = fields.Function(lambda c: c.number.e164)
     user_id = fields.Integer(allow_none=True)
-    started_at = fields.DateTime()
+    started_at = UtcDateTime()
     duration_seconds = fields.Integer()
     cost = fields.Function(lambda c: str(svc.to_decimal(c.cost, c.currency)))
     currency = fields.String()

@@ -17,6 +17,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
+from core.api.schemas import UtcDateTime
 from core.db import database, utcnow
 from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
 from core.models import Account
@@ -127,7 +128,7 @@ class ConnectionOut(Schema):
     timeout = fields.Float()
     max_retries = fields.Integer()
     backoff = fields.Float()
-    last_test_at = fields.DateTime(allow_none=True)
+    last_test_at = UtcDateTime(allow_none=True)
     last_test_ok = fields.Boolean(allow_none=True)
     last_test_message = fields.String()
 
@@ -347,7 +348,7 @@ class MappingOut(Schema):
     level = fields.Integer()
     source = fields.String()
     read_only = fields.Boolean()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 def mappings_of(account: Account, product_code: str | None = None) -> list[PsaMapping]:
@@ -461,7 +462,7 @@ class LinkOut(Schema):
     psa_company_identifier = fields.String()
     agreement_id = fields.Integer(allow_none=True)
     agreement_name = fields.String()
-    confirmed_at = fields.DateTime(allow_none=True)
+    confirmed_at = UtcDateTime(allow_none=True)
     confirmed_by = fields.Function(
         lambda link: link.confirmed_by.email if link.confirmed_by else None
     )
@@ -857,7 +858,7 @@ class SyncItemOut(Schema):
     message = fields.String()
     addition_id = fields.Integer(allow_none=True)
     attempts = fields.Integer()
-    updated_at = fields.DateTime()
+    updated_at = UtcDateTime()
 
 
 class SyncRunOut(Schema):
@@ -865,8 +866,8 @@ class SyncRunOut(Schema):
     account_id = fields.Integer()
     trigger = fields.String()
     invoice_id = fields.Integer(allow_none=True)
-    started_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
+    started_at = UtcDateTime()
+    finished_at = UtcDateTime(allow_none=True)
     status = fields.String()
     message = fields.String()
     counts = fields.Dict()
