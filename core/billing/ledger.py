@@ -426,8 +426,7 @@ def apply_prepaid(account_id: int, seller_id: int, currency: str, actor=None) ->
 def draw_credit(invoice: Invoice, actor=None) -> int:
     """Pay what is due on ``invoice`` from prepaid credit, then from unallocated payments and
     credit notes (oldest first); returns the amount drawn. See the module rule."""
-    due = open_amount(invoice)
-    if due <= 0:
+    if invoice.total <= 0:
         return 0
     anything = (
         LedgerEntry.select()
@@ -441,6 +440,9 @@ def draw_credit(invoice: Invoice, actor=None) -> int:
         .exists()
     )
     if not anything:  # the common case in a bill run: nothing to draw from
+        return 0
+    due = open_amount(invoice)
+    if due <= 0:
         return 0
     drawn = 0
     prepaid = prepaid_available(invoice.account_id, invoice.issuer_id, invoice.currency)
