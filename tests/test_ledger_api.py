@@ -63,7 +63,9 @@ def test_payment_through_the_api_allocates_and_reports_the_balance(world, api):
     assert [e["kind"] for e in entries] == ["payment", "invoice", "invoice"]
     assert sum(e["amount_minor"] for e in entries) == 4000
     open_ = api(world.user_a).get(url(a, "open-invoices")).get_json()
-    assert [(i["number"], i["amount_due_minor"]) for i in open_] == [(new.number, 4000)]
+    assert [(i["number"], i["amount_due_minor"], i["overdue"]) for i in open_] == [
+        (new.number, 4000, False)
+    ]
     # bad input is named, nothing written
     resp = op.post(url(a, "payments"), json={"amount": "1.00", "reference": "4242424242424242"})
     assert resp.status_code == 422 and "reference" in resp.get_json()["errors"]

@@ -69,7 +69,10 @@ def test_my_account_shows_balance_open_invoices_and_recent_transactions(world, p
     inv = issue_invoice(world, world.customer_a, "80.00")
     html = panel(world.user_a).get(page(world.customer_a)).get_data(as_text=True)
     assert "80.00 EUR" in html and inv.number in html
-    assert "Nothing is due" not in html
+    assert "Nothing is due" not in html and "overdue" not in html
+    Invoice.update(due_date=date(2020, 1, 1)).where(Invoice.id == inv.id).execute()
+    html = panel(world.user_a).get(page(world.customer_a)).get_data(as_text=True)
+    assert "overdue" in html
 
 
 def test_recording_a_payment_in_the_panel(world, panel):

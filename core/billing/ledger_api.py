@@ -128,10 +128,15 @@ class ReverseIn(Schema):
 
 
 class OpenInvoiceOut(InvoiceOut):
-    amount_due_minor = fields.Method("_due")
+    amount_due_minor = fields.Method("_due", metadata={"type": "integer"})
+    overdue = fields.Method("_overdue", metadata={"type": "boolean",
+                                                  "description": "past its due date"})  # fmt: skip
 
     def _due(self, inv):
         return ledger.open_amount(inv)
+
+    def _overdue(self, inv):
+        return inv.due_date is not None and inv.due_date < date.today()
 
 
 class PrepaidRow(Schema):
