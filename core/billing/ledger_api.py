@@ -5,13 +5,14 @@ reports. Every route takes an account in the caller's subtree (404 otherwise).""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date
+from datetime import date
 
 from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from core import rbac
+from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.billing import ledger, payments, reports, statements
 from core.billing.api import InvoiceOut
@@ -28,15 +29,6 @@ blp = Blueprint("billing_ledger", __name__, url_prefix="/api/v1",
 
 def blueprints():
     return [blp]
-
-
-class UtcDateTime(fields.DateTime):
-    """A stored naive-UTC timestamp answered with its offset (RFC 3339 ``date-time``)."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 # -- schemas ---------------------------------------------------------------------------------
