@@ -118,6 +118,19 @@ def demo():
         click.echo(f"  {level:<10} {email}")
 
 
+def gunicorn_argv(bind_host: str, port: int, workers: int) -> list[str]:
+    """gunicorn serving hostapp.wsgi:app with ``workers`` sync workers. The app is loaded
+    once before forking (--preload: tables are checked by one process, not raced by N);
+    the control socket (gunicorn >= 25) is off so several instances can share a host."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{bind_host}:{port}",
+            "--preload"]  # fmt: skip
+    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+        argv.append("--no-control-socket")
+    return [*argv, "hostapp.wsgi:app"]
+
+
 @main.command()
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -128,20 +141,36 @@ def run(bind_host, port, workers):
     if workers:
         import os
 
-        os.execvp(
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                str(workers),
-                "-b",
-                f"{bind_host}:{port}",
-                "hostapp.wsgi:app",
-            ],
-        )
+        os.execvp(sys.executable, gunicorn_argv(bind_host, port, workers))
     get_app().run(host=bind_host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--workers", default=2, show_default=True, type=int,
+              help="Worker processes (or threads with --threads).")  # fmt: skip
+@click.option("--threads", is_flag=True, help="Thread workers instead of processes.")
+def worker(workers, threads):
+    """Work off queued bill runs and invoice rendering (a huey consumer).
+
+    The queue is BILLHIVE_QUEUE: sqlite (a file in the data dir, this machine) or redis
+    (BILLHIVE_REDIS_URL, any number of machines sharing the database). Start as many workers
+    as you like; a killed one loses nothing (see `billhive bill-run sweep`).
+    """
+    import logging
+
+    from core.billing import queue
+
+    if workers < 1:
+        raise click.BadParameter("at least 1", param_hint="--workers")
+    app = get_app()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s "
+                        "%(levelname)s %(message)s")  # fmt: skip
+    logging.getLogger("huey").setLevel(logging.WARNING)  # one line per task is too much
+    try:
+        queue.run_worker(app, workers=workers, worker_type="thread" if threads else "process",
+                         echo=click.echo)  # fmt: skip
+    except queue.QueueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- plugins ---------------------------------------------------------------------------------

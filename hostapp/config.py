@@ -38,6 +38,15 @@ def load(overrides: dict | None = None) -> dict:
         "PLUGINS": [p for p in plugins_env.split(",") if p] if plugins_env else None,
         "PLUGIN_MODULES": {},
         "STORAGE_DIR": os.environ.get("BILLHIVE_STORAGE_DIR") or str(folder / "storage"),
+        # bill runs: inline (in the process that starts them), sqlite or redis (huey queues
+        # consumed by `billhive worker`); redis is the default when BILLHIVE_REDIS_URL is set
+        "REDIS_URL": os.environ.get("BILLHIVE_REDIS_URL") or None,
+        "QUEUE": os.environ.get("BILLHIVE_QUEUE")
+        or ("redis" if os.environ.get("BILLHIVE_REDIS_URL") else "inline"),
+        "QUEUE_NAME": os.environ.get("BILLHIVE_QUEUE_NAME") or "billhive",
+        "QUEUE_PATH": os.environ.get("BILLHIVE_QUEUE_PATH") or str(folder / "queue.db"),
+        "QUEUE_STALE_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_STALE_SECONDS") or 120),
+        "QUEUE_SWEEP_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_SWEEP_SECONDS") or 30),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,

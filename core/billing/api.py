@@ -15,6 +15,7 @@ from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.billing import catalog, engine, storage
 from core.billing import invoices as lifecycle
+from core.billing import queue as billing_queue
 from core.billing.models import (
     BillRun,
     ImmutableInvoice,
@@ -169,6 +170,10 @@ class BillRunOut(Schema):
     summary = fields.Raw(allow_none=True)
     created_at = UtcDateTime()
     finished_at = UtcDateTime(allow_none=True)
+    queued = fields.Boolean(allow_none=True, metadata={"description": "billed by workers"})
+    pending = fields.Integer(allow_none=True, metadata={"description": "queued: items waiting"})
+    running = fields.Integer(allow_none=True, metadata={"description": "queued: items billing"})
+    failed = fields.Integer(allow_none=True, metadata={"description": "queued: items failed"})
 
 
 class UsageResult(Schema):
@@ -429,9 +434,13 @@ def send_invoice_file(invoice: Invoice, fmt: str) -> Response:
 
 
 def start_bill_run(user, as_of: date) -> BillRun:
-    """Start a bill run in a background thread of this process (scope: the user's subtree)."""
+    """Start a bill run (scope: the user's subtree): queued for the workers when
+    BILLHIVE_QUEUE is sqlite or redis, else in a background thread of this process."""
     rbac.require(user, "billruns.run")
     run = BillRun.create(as_of=as_of, status="queued", scope=user.account_id, started_by=user)
+    if billing_queue.queued_by_default(current_app.config):
+        billing_queue.submit(run)
+        return billing_queue.live(run)
     app = current_app._get_current_object()
     scope_id, user_id = user.account_id, user.id
 
@@ -470,7 +479,8 @@ def post_bill_run(data):
 def list_bill_runs():
     user = api_user()
     rbac.require(user, "billruns.run")
-    return rbac.scoped(BillRun.select(), BillRun.scope, user).order_by(BillRun.id.desc()).limit(50)
+    runs = rbac.scoped(BillRun.select(), BillRun.scope, user).order_by(BillRun.id.desc()).limit(50)
+    return [billing_queue.live(run) for run in runs]
 
 
 @invoices_bp.route("/bill-runs/<int:run_id>", methods=["GET"])
@@ -480,6 +490,6 @@ def get_bill_run(run_id):
     user = api_user()
     rbac.require(user, "billruns.run")
     try:
-        return rbac.get_scoped(BillRun, user, run_id, BillRun.scope)
+        return billing_queue.live(rbac.get_scoped(BillRun, user, run_id, BillRun.scope))
     except NotFound:
         raise NotFound(f"bill run {run_id} not found") from None

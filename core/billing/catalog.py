@@ -3,6 +3,7 @@ is written when anything is wrong). ``actor=None`` is the operator's shell (CLI,
 
 from __future__ import annotations
 
+import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
@@ -242,17 +243,14 @@ def insert_usage(good: list[dict], actor=None, chunk: int = 500, progress=None) 
             seen.add(key)
             part.append(row)
         with database.atomic():
-            existing = set()
-            by_account: dict[int, list[str]] = {}
-            for row in part:
-                by_account.setdefault(row["account"], []).append(row["external_id"])
-            for account_id, ids in by_account.items():
-                existing |= {
-                    (account_id, r.external_id)
-                    for r in UsageRecord.select(UsageRecord.external_id).where(
-                        (UsageRecord.account == account_id) & UsageRecord.external_id.in_(ids)
-                    )
-                }
+            # one query per chunk (not per account): the (account, external_id) pairs present
+            keys = pw.Tuple(UsageRecord.account, UsageRecord.external_id)
+            pairs = [(r["account"], r["external_id"]) for r in part]
+            existing = set(
+                UsageRecord.select(UsageRecord.account, UsageRecord.external_id)
+                .where(keys.in_(pairs))
+                .tuples()
+            ) if pairs else set()  # fmt: skip
             fresh = [r for r in part if (r["account"], r["external_id"]) not in existing]
             if fresh:
                 UsageRecord.insert_many(fresh).on_conflict_ignore().execute()

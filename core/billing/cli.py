@@ -13,24 +13,47 @@ import click
 from hostapp.cli import _parse_day, with_app
 
 
-@click.command("bill-run")
+@click.group("bill-run", invoke_without_command=True)
 @click.option("--date", "day", default=None, help="Bill periods ended by this date (YYYY-MM-DD; "
               "default today).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@with_app
-def bill_run(day, as_json):
+@click.option("--queue/--in-process", "queued", default=None,
+              help="Queue the run for `billhive worker` (default when BILLHIVE_QUEUE is sqlite "
+              "or redis) or bill in this process (default otherwise).")  # fmt: skip
+@click.option("--no-wait", is_flag=True, help="With --queue: print the run id and return.")
+@click.pass_context
+def bill_run(ctx, day, as_json, queued, no_wait):
     """Bill every account whose period ended; exit status 1 when anything failed.
 
     The JSON summary holds invoices_created (count), invoices (list), invoices_skipped (list
     with account and reason), failures (list), render_errors and totals per currency
     ({"EUR": {"minor": 8640, "formatted": "86.40 EUR"}}).
+
+    Queued (--queue), the accounts are billed by workers (`billhive worker`, as many as you
+    start, on any host sharing the database and the queue); this command shows their progress
+    from the database until the run is finished.
     """
+    if ctx.invoked_subcommand is None:
+        _bill_run(day, as_json, queued, no_wait)
+
+
+@with_app
+def _bill_run(day, as_json, queued, no_wait):
+    from flask import current_app
+
     from core.billing import engine
+    from core.billing import queue as billing_queue
     from core.billing.models import BillRun
 
     as_of = _parse_day(day, "--date") if day else date.today()
+    if queued is None:
+        queued = billing_queue.queued_by_default(current_app.config)
     run = BillRun.create(as_of=as_of, status="queued")
-    if as_json:
+    if queued:
+        summary = _queued_run(run, as_json, no_wait)
+        if summary is None:
+            return
+    elif as_json:
         summary = engine.run(as_of, bill_run=run)
     else:
         bar = click.progressbar(length=1, label=f"Bill run {as_of}", file=sys.stderr)
@@ -46,14 +69,18 @@ def bill_run(day, as_json):
     else:
         click.echo(f"Bill run {as_of}: {summary['accounts']} account(s), "
                    f"{summary['invoices_created']} invoice(s) created")  # fmt: skip
-        for inv in summary["invoices"]:
+        listed = summary["invoices"][:LISTED]
+        for inv in listed:
             click.echo(f"  {inv['number']:<16} {inv['account'][:30]:<30} {inv['period']}  "
                        f"{inv['total']:>16}")  # fmt: skip
+        if len(summary["invoices"]) > len(listed):
+            click.echo(f"  ... and {len(summary['invoices']) - len(listed)} more "
+                       "(billhive invoices list)")  # fmt: skip
         for code, total in summary["totals"].items():
             click.echo(f"Total {code}: {total['formatted']}")
         if summary["invoices_skipped"]:
             click.echo(f"Skipped {len(summary['invoices_skipped'])}:")
-            for s in summary["invoices_skipped"]:
+            for s in summary["invoices_skipped"][:LISTED]:
                 click.echo(f"  {s['account']} {s['period']}: {s['reason']}")
         for error in summary["render_errors"]:
             click.echo(f"Render error (retried on download): {error}", err=True)
@@ -62,6 +89,88 @@ def bill_run(day, as_json):
                        err=True)  # fmt: skip
     if summary["failures"]:
         sys.exit(1)
+
+
+LISTED = 200  # invoices / skips listed by the human summary
+
+
+def _queued_run(run, as_json, no_wait):
+    """Queue ``run`` and follow it in the database; returns its summary (None: --no-wait)."""
+    import time
+
+    from flask import current_app
+
+    from core.billing import queue as billing_queue
+    from core.billing.models import BillRun, Invoice
+    from core.billing.money import format_money
+    from core.models import Account
+
+    try:
+        total = billing_queue.submit(run, enqueue_items=True)
+    except billing_queue.QueueError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = billing_queue.describe(current_app.config)
+    click.echo(f"Bill run {run.id} ({run.as_of}): {total} account(s) queued on the {where}",
+               err=True)  # fmt: skip
+    if no_wait:
+        click.echo(json.dumps({"bill_run_id": run.id, "accounts": total}) if as_json
+                   else f"Follow it with the panel's Bill runs page (run {run.id}).")  # fmt: skip
+        return None
+    bar = None if as_json else click.progressbar(length=max(total, 1),
+                                                 label=f"Bill run {run.as_of}",
+                                                 file=sys.stderr)  # fmt: skip
+    shown, idle_since, hinted = 0, time.monotonic(), False
+    try:
+        while True:
+            status = BillRun.select(BillRun.status).where(BillRun.id == run.id).scalar()
+            counts = billing_queue.progress(run.id)
+            if counts["done"] != shown:
+                if bar is not None:
+                    bar.update(counts["done"] - shown)
+                shown, idle_since = counts["done"], time.monotonic()
+            if status not in ("queued", "running"):
+                break
+            if not hinted and time.monotonic() - idle_since > 10 and not counts["running"]:
+                hinted = True
+                click.echo("\nNothing is moving: is a worker running? (billhive worker)",
+                           err=True)  # fmt: skip
+            time.sleep(0.25)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    run = BillRun.get_by_id(run.id)
+    summary = dict(run.summary or {})
+    names = {}
+    invoices = []
+    for inv in Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id):
+        if inv.account_id not in names:
+            names[inv.account_id] = Account.get_by_id(inv.account_id).name
+        invoices.append(
+            {"id": inv.id, "number": inv.number, "account_id": inv.account_id,
+             "account": names[inv.account_id], "period": f"{inv.period_start}/{inv.period_end}",
+             "currency": inv.currency, "total_minor": inv.total,
+             "total": format_money(inv.total, inv.currency)}
+        )  # fmt: skip
+    summary["invoices"] = invoices
+    summary.setdefault("render_errors", [])
+    return summary
+
+
+@bill_run.command("sweep")
+@click.option("--stale-after", type=float, default=None,
+              help="Seconds without a heartbeat after which a running item is taken back "
+              "(default BILLHIVE_QUEUE_STALE_SECONDS, 120).")  # fmt: skip
+@with_app
+def bill_run_sweep(stale_after):
+    """Queue again what queued bill runs left unfinished (workers killed, queue lost)."""
+    from core.billing import queue as billing_queue
+
+    report = billing_queue.sweep(stale_after)
+    click.echo(
+        f"Swept: {report['requeued_stale']} stale item(s) and {report['requeued_pending']} "
+        f"pending item(s) queued again, {report['failed']} failed after too many attempts, "
+        f"{report['finished']} run(s) finished."
+    )
 
 
 @click.group("usage")

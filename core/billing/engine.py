@@ -56,7 +56,7 @@ from core.billing.money import (
     tiered_unit_price,
 )
 from core.billing.periods import closed_periods, overlap_fraction
-from core.db import utcnow
+from core.db import database, utcnow
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
@@ -183,6 +183,10 @@ class AlreadyInvoiced(Exception):
     pass
 
 
+LINE_CHUNK = 500  # invoice lines per INSERT statement (11 columns: well below SQLite's cap)
+_SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
+
+
 def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                   bill_run_id: int | None = None, actor=None) -> Invoice:  # fmt: skip
     """Write, number and issue one bill-run invoice in one transaction.
@@ -195,52 +199,55 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         [line["amount"] for line in lines], Decimal(issuer.tax_rate), currency
     )
     now = utcnow()
+    key = (id(database.obj), issuer.id)
+    if key not in _SEQUENCED:
+        # the issuer's number sequence exists before the issuing transaction, so two workers
+        # issuing its first invoices at once do not both create it
+        lifecycle._ensure_sequence(issuer.id, "invoice")
+        _SEQUENCED.add(key)
     try:
         with lifecycle.write_transaction():
-            invoice = Invoice.create(
-                account=account.id,
-                issuer=issuer.id,
-                kind="invoice",
-                status="draft",
-                period_start=period[0],
-                period_end=period[1],
-                run_period=period[0],
-                currency=currency,
-                subtotal=subtotal,
-                tax=tax,
-                total=total,
-                tax_rate=issuer.tax_rate,
-                bill_run=bill_run_id,
-            )
-            InvoiceLine.insert_many(
-                [
-                    {
-                        "invoice": invoice.id,
-                        "position": position,
-                        "description": line["description"][:500],
-                        "quantity": line["quantity"],
-                        "unit": line["unit"],
-                        "unit_price": line["unit_price"],
-                        "fraction": line["fraction"],
-                        "amount": line["amount"],
-                        "product_code": line["product_code"],
-                        "group": line["group"],
-                        "source": line["source"],
-                    }
-                    for position, line in enumerate(lines, start=1)
-                ]
-            ).execute()
-            number = lifecycle.next_number(issuer, "invoice")
-            due = period[1] + timedelta(days=lifecycle.PAYMENT_TERMS_DAYS)
-            Invoice.update(status="issued", number=number, issued_at=now, due_date=due).where(
-                Invoice.id == invoice.id
-            ).execute()
-            invoice.status, invoice.number, invoice.issued_at, invoice.due_date = (
-                "issued",
-                number,
-                now,
-                due,
-            )
+            # the number is taken first so the invoice is written once, already issued; a
+            # rollback (the unique index said "already invoiced") gives the number back
+            values = {
+                "account": account.id,
+                "issuer": issuer.id,
+                "kind": "invoice",
+                "status": "issued",
+                "number": lifecycle.next_number(issuer, "invoice"),
+                "period_start": period[0],
+                "period_end": period[1],
+                "run_period": period[0],
+                "currency": currency,
+                "subtotal": subtotal,
+                "tax": tax,
+                "total": total,
+                "tax_rate": issuer.tax_rate,
+                "issued_at": now,
+                "due_date": period[1] + timedelta(days=lifecycle.PAYMENT_TERMS_DAYS),
+                "bill_run": bill_run_id,
+                "created_at": now,
+            }
+            invoice = Invoice(id=Invoice.insert(values).execute(), **values)
+            rows = [
+                {
+                    "invoice": invoice.id,
+                    "position": position,
+                    "description": line["description"][:500],
+                    "quantity": line["quantity"],
+                    "unit": line["unit"],
+                    "unit_price": line["unit_price"],
+                    "fraction": line["fraction"],
+                    "amount": line["amount"],
+                    "product_code": line["product_code"],
+                    "group": line["group"],
+                    "source": line["source"],
+                }
+                for position, line in enumerate(lines, start=1)
+            ]
+            # one multi-row INSERT per chunk (SQLite caps the bound variables per statement)
+            for chunk in pw.chunked(rows, LINE_CHUNK):
+                InvoiceLine.insert_many(chunk).execute()
             audit.record(
                 actor,
                 "invoice.issue",
@@ -260,14 +267,55 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
 # -- the run ---------------------------------------------------------------------------------
 
 
-def _accounts(scope: Account | None):
-    """Every account below the root: subscriptions are one source of lines, plugins'
-    ``charges_for_period`` another (billing units, reseller wholesale), so an account with
-    no subscription may still have something to bill."""
-    query = Account.select().where(Account.parent.is_null(False))
+def plan_query(scope: Account | None, *columns) -> pw.ModelSelect:
+    """Planning a run: every account below the root (or below ``scope``) is visited.
+    Subscriptions are one source of lines, plugins' ``charges_for_period`` another (billing
+    units, reseller wholesale), so an account with no subscription may still have something
+    to bill. A queued run (:mod:`core.billing.queue`) makes one item per account of this
+    query (INSERT ... SELECT) and a task per item calls :func:`bill_account`."""
+    query = Account.select(*columns).where(Account.parent.is_null(False))
     if scope is not None:
         query = query.where(Account.path.startswith(scope.path) & (Account.id != scope.id))
-    return list(query.order_by(Account.id))
+    return query.order_by(Account.id)
+
+
+def plan_accounts(scope: Account | None) -> list[Account]:
+    return list(plan_query(scope))
+
+
+_accounts = plan_accounts
+
+
+def new_summary(as_of: date, accounts: int, bill_run_id: int | None = None) -> dict:
+    return {
+        "as_of": as_of.isoformat(),
+        "bill_run_id": bill_run_id,
+        "accounts": accounts,
+        "invoices_created": 0,
+        "invoices": [],
+        "invoices_skipped": [],
+        "failures": [],
+        "render_errors": [],
+        "totals": {},
+    }
+
+
+def finish_summary(summary: dict) -> dict:
+    """Totals per currency and the created count, once every account is billed."""
+    totals: dict[str, int] = defaultdict(int)
+    for inv in summary["invoices"]:
+        totals[inv["currency"]] += inv["total_minor"]
+    summary["totals"] = {
+        code: {"minor": minor, "formatted": format_money(minor, code)}
+        for code, minor in sorted(totals.items())
+    }
+    summary["invoices_created"] = len(summary["invoices"])
+    return summary
+
+
+def render_now(invoice: Invoice) -> list[str]:
+    """In-process runs render every wanted format right after the commit."""
+    return storage.render_all(invoice)
 
 
 def _skip(summary, account, issuer, period, reason):
@@ -283,8 +331,14 @@ def _skip(summary, account, issuer, period, reason):
 
 
 def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
-                 bill_run_id=None, actor=None) -> None:  # fmt: skip
-    """Bill every closed, not yet invoiced period of one account into ``summary``."""
+                 bill_run_id=None, actor=None, issuers: dict | None = None,
+                 render=render_now) -> None:  # fmt: skip
+    """Bill every closed, not yet invoiced period of one account into ``summary``.
+
+    ``issuers`` caches issuing accounts by id across the accounts of one run. ``render``
+    (invoice) -> error messages is called after each commit, before ``invoice_finalized``:
+    in-process runs render the files at once, queued runs enqueue one render task per file.
+    """
     subs = list(
         Subscription.select(Subscription, PricePlan, Product)
         .join(PricePlan)
@@ -299,7 +353,8 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             (Invoice.account == account.id) & Invoice.run_period.is_null(False)
         )
     }
-    issuers: dict[int, Account] = {}
+    if issuers is None:
+        issuers = {}
 
     def issuer_of(issuer_id):
         if issuer_id not in issuers:
@@ -357,7 +412,7 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
                 continue
             done.add((issuer_id, period[0]))
             invoice._formats = options.formats if options is not None else None
-            for error in storage.render_all(invoice):
+            for error in render(invoice) or ():
                 summary["render_errors"].append(error)
             host().call("invoice_finalized", invoice=invoice)
             summary["invoices"].append(
@@ -383,18 +438,9 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     run to the accounts below it, invoiced by issuers within it (a reseller's own run).
     ``bill_run`` is updated as accounts complete so the panel can show progress.
     """
-    accounts = _accounts(scope)
-    summary = {
-        "as_of": as_of.isoformat(),
-        "bill_run_id": bill_run.id if bill_run else None,
-        "accounts": len(accounts),
-        "invoices_created": 0,
-        "invoices": [],
-        "invoices_skipped": [],
-        "failures": [],
-        "render_errors": [],
-        "totals": {},
-    }
+    accounts = plan_accounts(scope)
+    summary = new_summary(as_of, len(accounts), bill_run.id if bill_run else None)
+    issuers: dict[int, Account] = {}
     if bill_run is not None:
         BillRun.update(status="running", total=len(accounts), started_at=utcnow()).where(
             BillRun.id == bill_run.id
@@ -402,7 +448,7 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     last_update = time.monotonic()
     try:
         for index, account in enumerate(accounts, start=1):
-            bill_account(account, as_of, summary, scope=scope,
+            bill_account(account, as_of, summary, scope=scope, issuers=issuers,
                          bill_run_id=bill_run.id if bill_run else None, actor=actor)  # fmt: skip
             if progress is not None:
                 progress(index, len(accounts), account)
@@ -415,14 +461,7 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
             summary["failures"].append({"error": f"{type(exc).__name__}: {exc}"})
             _update_run(bill_run, None, summary, status="failed")
         raise
-    totals: dict[str, int] = defaultdict(int)
-    for inv in summary["invoices"]:
-        totals[inv["currency"]] += inv["total_minor"]
-    summary["totals"] = {
-        code: {"minor": minor, "formatted": format_money(minor, code)}
-        for code, minor in sorted(totals.items())
-    }
-    summary["invoices_created"] = len(summary["invoices"])
+    finish_summary(summary)
     if bill_run is not None:
         _update_run(bill_run, len(accounts), summary,
                     status="failed" if summary["failures"] else "done")  # fmt: skip

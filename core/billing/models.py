@@ -83,7 +83,10 @@ class UsageRecord(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("account", "external_id"), True),)
+        indexes = (
+            (("account", "external_id"), True),
+            (("account", "occurred_at"), False),  # a bill run sums one account's period
+        )
 
 
 class Invoice(BaseModel):
@@ -112,6 +115,8 @@ class Invoice(BaseModel):
         indexes = (
             (("account", "issuer", "run_period", "kind"), True),
             (("issuer", "number"), True),
+            (("account", "issued_at"), False),  # tenant-scoped invoice lists
+            (("bill_run",), False),
         )
 
     def save(self, *args, **kwargs):
@@ -229,6 +234,35 @@ class BillRun(BaseModel):
     finished_at = pw.DateTimeField(null=True)
 
 
+ITEM_STATUSES = ("pending", "running", "done", "failed")
+
+
+class BillRunItem(BaseModel):
+    """One account of a queued bill run (core.billing.queue). The run's state lives here, not
+    in the queue: a task claims its item (running, heartbeat_at), bills the account and marks
+    it done or failed; an item left running with an old heartbeat belongs to a worker that
+    died, and the sweeper puts it back on the queue. Exactly-once still comes from the unique
+    index on Invoice."""
+
+    bill_run = pw.ForeignKeyField(BillRun, backref="items", on_delete="CASCADE", index=False)
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    status = pw.CharField(max_length=10, default="pending")  # ITEM_STATUSES
+    attempts = pw.IntegerField(default=0)
+    error = pw.TextField(null=True)  # the last failure, for people
+    detail = JSONField(null=True)  # {"failures": [...], "skipped": [...]} when not empty
+    created = pw.IntegerField(default=0)  # invoices written by this item
+    skipped = pw.IntegerField(default=0)
+    heartbeat_at = pw.DateTimeField(null=True)  # claimed / last alive / last queued
+    finished_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("bill_run", "account"), True),
+            (("bill_run", "status"), False),
+            (("status", "heartbeat_at"), False),  # the sweeper
+        )
+
+
 BILLING_MODELS = [
     Product,
     PricePlan,
@@ -239,6 +273,7 @@ BILLING_MODELS = [
     InvoiceSequence,
     InvoiceFile,
     BillRun,
+    BillRunItem,
 ]
 
 

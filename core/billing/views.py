@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from core import rbac
 from core.billing import catalog, storage
 from core.billing import invoices as lifecycle
+from core.billing import queue as billing_queue
 from core.billing.api import send_invoice_file, start_bill_run
 from core.billing.models import (
     BillRun,
@@ -181,10 +182,12 @@ def invoice_action(invoice_id, action):
 
 
 def _run_json(run: BillRun) -> dict:
+    run = billing_queue.live(run)  # a queued run counts its items
     return {"id": run.id, "as_of": run.as_of.isoformat() if run.as_of else None,
             "status": run.status, "total": run.total, "done": run.done, "created": run.created,
             "skipped": run.skipped, "failures": run.failures or [],
-            "summary": run.summary}  # fmt: skip
+            "summary": run.summary, "queued": run.queued, "pending": run.pending,
+            "running": run.running, "failed": run.failed}  # fmt: skip
 
 
 @blueprint.route("/runs", methods=["GET", "POST"])
@@ -200,8 +203,9 @@ def runs_page():
         except PeriodError as exc:
             error = str(exc)
     runs = rbac.scoped(BillRun.select(), BillRun.scope, current_user)
-    return render_template("billing/runs.html", runs=list(runs.order_by(BillRun.id.desc())
-                           .limit(50)), error=error, watch=request.args.get("watch"))  # fmt: skip
+    runs = [billing_queue.live(r) for r in runs.order_by(BillRun.id.desc()).limit(50)]
+    return render_template("billing/runs.html", runs=runs, error=error,
+                           watch=request.args.get("watch"))  # fmt: skip
 
 
 @blueprint.route("/runs/<int:run_id>.json")

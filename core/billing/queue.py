@@ -1,0 +1,715 @@
+"""Bill runs on a worker queue (huey); the run's state lives in the database.
+
+Modes, from ``BILLHIVE_QUEUE`` (``QUEUE`` in the app config):
+
+* ``inline`` — the default without Redis: a bill run runs in the process that starts it (the
+  CLI with its progress bar, a thread of the web process for the panel): ``engine.run``.
+* ``sqlite`` — a ``SqliteHuey`` queue in a file of the data dir (``BILLHIVE_QUEUE_PATH``,
+  default ``<data dir>/queue.db``): several worker processes on one machine.
+* ``redis`` — a ``PriorityRedisHuey`` queue on ``BILLHIVE_REDIS_URL`` (the default mode when
+  that URL is set): workers on as many machines as share the database.
+
+``billhive bill-run --queue`` and ``sqlite`` / ``redis`` mode in the panel and the API queue a
+run; ``billhive worker`` consumes it. A queued run goes like this:
+
+1. :func:`submit` makes one :class:`~core.billing.models.BillRunItem` per account
+   (``pending``) with one ``INSERT ... SELECT`` and queues a ``plan`` task, which queues one
+   ``bill`` task per pending item.
+2. A ``bill`` task claims its item with one guarded UPDATE (``pending`` -> ``running``,
+   ``attempts + 1``, ``heartbeat_at``), bills the account with
+   :func:`core.billing.engine.bill_account` (each invoice in its own transaction, exactly once
+   by the unique index), queues one ``render`` task per invoice file, and marks the item
+   ``done`` or ``failed``. The worker that marks the last item finishes the run (totals from
+   the invoices of the run).
+3. While a task runs, a thread of its worker process refreshes ``heartbeat_at``. A worker
+   killed mid-task leaves its item ``running`` with an old heartbeat; nothing is lost.
+4. The sweeper (:func:`sweep`: ``billhive bill-run sweep``, and every
+   ``QUEUE_SWEEP_SECONDS`` in each ``billhive worker``) puts stale items back to ``pending``
+   and queues them again, queues pending items that are on no queue (queue empty, or pending
+   for longer than ``PENDING_REQUEUE_SECONDS``), fails an item whose worker died
+   ``MAX_ATTEMPTS`` times, and finishes runs with nothing left. Queuing an item twice is
+   harmless: only one task can claim it, and the unique index refuses a second invoice.
+
+Progress (:func:`progress`) is counted from the items, so the panel, the API and the CLI show
+the same numbers whatever worker does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import peewee as pw
+from flask import current_app
+from huey import PriorityRedisHuey, SqliteHuey
+from huey.storage import SqliteStorage
+
+from core.billing import engine, storage
+from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
+from core.billing.money import format_money
+from core.db import database, utcnow
+from core.models import Account, User
+
+log = logging.getLogger("billhive.queue")
+
+MODES = ("inline", "sqlite", "redis")
+OPEN = ("pending", "running")
+MAX_ATTEMPTS = 3  # a worker died this many times on one account: the item fails
+PENDING_REQUEUE_SECONDS = 900  # pending this long while the queue is busy: queue it again
+GRACE_SECONDS = 2.0  # a pending item younger than this may be between dequeue and claim
+LIST_LIMIT = 1000  # failures / skipped kept in a finished run's summary
+# higher runs first (SqliteHuey and PriorityRedisHuey order by priority, then FIFO)
+PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "render": 0}
+
+
+class QueueError(Exception):
+    pass
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def mode(config) -> str:
+    value = (config.get("QUEUE") or "inline").lower()
+    if value not in MODES:
+        raise QueueError(f"BILLHIVE_QUEUE must be one of {', '.join(MODES)}, not '{value}'")
+    return value
+
+
+def backend(config) -> str:
+    """The queue a queued run uses: ``redis`` or ``sqlite`` (``inline`` mode queues on
+    Redis when a URL is set, else on the SQLite file)."""
+    value = mode(config)
+    if value == "inline":
+        return "redis" if config.get("REDIS_URL") else "sqlite"
+    if value == "redis" and not config.get("REDIS_URL"):
+        raise QueueError("BILLHIVE_QUEUE=redis needs BILLHIVE_REDIS_URL (redis://host:6379/0)")
+    return value
+
+
+def queued_by_default(config) -> bool:
+    return mode(config) != "inline"
+
+
+def describe(config) -> str:
+    if backend(config) == "redis":
+        return f"redis queue '{queue_name(config)}' at {config['REDIS_URL']}"
+    return f"sqlite queue '{queue_name(config)}' in {queue_path(config)}"
+
+
+def queue_name(config) -> str:
+    return config.get("QUEUE_NAME") or "billhive"
+
+
+def queue_path(config) -> str:
+    return config.get("QUEUE_PATH") or str(Path(config["DATA_DIR"]) / "queue.db")
+
+
+def stale_seconds(config) -> float:
+    return float(config.get("QUEUE_STALE_SECONDS") or 120)
+
+
+class _SqliteStorage(SqliteStorage):
+    """huey's SQLite storage with synchronous=NORMAL: WAL keeps the file consistent, and a
+    message lost to a power cut is found again by the sweeper (the run lives in the
+    database). huey offers FULL (an fsync per message) or OFF only."""
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=1")
+        return conn
+
+
+class _SqliteHuey(SqliteHuey):
+    storage_class = _SqliteStorage
+
+
+class Queue:
+    """One huey instance with Billhive's tasks registered on it."""
+
+    def __init__(self, config):
+        self.backend = backend(config)
+        name = queue_name(config)
+        if self.backend == "redis":
+            self.huey = PriorityRedisHuey(name, url=config["REDIS_URL"], results=False)
+        else:
+            path = queue_path(config)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.huey = _SqliteHuey(name, filename=path, results=False, timeout=30)
+        self.stale_seconds = stale_seconds(config)
+        self.heartbeat_seconds = max(0.2, self.stale_seconds / 6)
+        task = self.huey.task
+        self.plan_task = task(name="billhive_plan", priority=PRIORITY["plan"])(_plan_task)
+        self.bill_task = task(name="billhive_bill", priority=PRIORITY["bill"])(_bill_task)
+        self.render_task = task(name="billhive_render", priority=PRIORITY["render"])(_render_task)
+        self.sweep_task = task(name="billhive_sweep", priority=PRIORITY["sweep"])(_sweep_task)
+
+    def pending_count(self) -> int:
+        return self.huey.pending_count()
+
+    def enqueue_renders(self, invoice: Invoice) -> list[str]:
+        """``engine.bill_account``'s render step for queued runs: one task per file."""
+        for code in storage.wanted_formats(invoice):
+            self.render_task(invoice.id, code)
+        return []
+
+
+def get_queue(app=None) -> Queue:
+    app = app or current_app._get_current_object()
+    state = app.extensions.setdefault("billhive_queue", {})
+    if "queue" not in state:
+        state["queue"] = Queue(app.config)
+    return state["queue"]
+
+
+# -- submitting and planning -----------------------------------------------------------------
+
+
+def submit(run: BillRun, *, enqueue_items: bool = False) -> int:
+    """Make the run's items (one per account, ``pending``) and queue its planning; returns
+    the number of accounts. With ``enqueue_items`` the bill tasks are queued here (the CLI)
+    instead of by a worker's ``plan`` task (the web request returns at once)."""
+    scope = Account.get_by_id(run.scope_id) if run.scope_id else None
+    now = utcnow()
+    with database.atomic():
+        # peewee's defaults are Python-side: an INSERT ... SELECT names every column
+        query = engine.plan_query(
+            scope,
+            pw.Value(run.id),
+            Account.id,
+            pw.Value("pending"),
+            pw.Value(0),
+            pw.Value(0),
+            pw.Value(0),
+            BillRunItem.heartbeat_at.to_value(now),
+        )
+        columns = [BillRunItem.bill_run, BillRunItem.account, BillRunItem.status,
+                   BillRunItem.attempts, BillRunItem.created, BillRunItem.skipped,
+                   BillRunItem.heartbeat_at]  # fmt: skip
+        BillRunItem.insert_from(query, columns).on_conflict_ignore().execute()
+        total = BillRunItem.select().where(BillRunItem.bill_run == run.id).count()
+        BillRun.update(status="running", total=total, started_at=now).where(
+            BillRun.id == run.id
+        ).execute()
+    run.status, run.total, run.started_at = "running", total, now
+    if not total:
+        finish(run.id)
+    elif enqueue_items:
+        plan(run.id)
+    else:
+        get_queue().plan_task(run.id)
+    return total
+
+
+def plan(run_id: int) -> int:
+    """Queue one bill task per pending item of the run; returns how many."""
+    queue = get_queue()
+    ids = [
+        row[0]
+        for row in BillRunItem.select(BillRunItem.id)
+        .where((BillRunItem.bill_run == run_id) & (BillRunItem.status == "pending"))
+        .order_by(BillRunItem.id)
+        .tuples()
+    ]
+    for item_id in ids:
+        queue.bill_task(item_id)
+    return len(ids)
+
+
+# -- billing one item ------------------------------------------------------------------------
+
+
+@dataclass
+class _RunContext:
+    run: BillRun
+    scope: Account | None
+    actor: User | None
+    issuers: dict = field(default_factory=dict)
+
+
+_runs: dict[tuple, _RunContext] = {}  # per worker process: the run being worked on
+
+
+def _run_context(run_id: int) -> _RunContext:
+    key = (id(database.obj), run_id)
+    ctx = _runs.get(key)
+    if ctx is None:
+        run = BillRun.get_by_id(run_id)
+        ctx = _RunContext(
+            run=run,
+            scope=Account.get_by_id(run.scope_id) if run.scope_id else None,
+            actor=User.get_or_none(User.id == run.started_by_id) if run.started_by_id else None,
+        )
+        _runs.clear()  # one run at a time is what a worker caches
+        _runs[key] = ctx
+    return ctx
+
+
+def claim(item_id: int, stale: float) -> BillRunItem | None:
+    """Take the item (pending, or running with a heartbeat older than ``stale`` seconds);
+    returns it with its account (``attempts`` is this attempt's number), None when another
+    worker has it or it is finished."""
+    now = utcnow()
+    taken = (
+        BillRunItem.update(
+            status="running", attempts=BillRunItem.attempts + 1, heartbeat_at=now, error=None
+        )
+        .where(
+            (BillRunItem.id == item_id)
+            & (
+                (BillRunItem.status == "pending")
+                | (
+                    (BillRunItem.status == "running")
+                    & (BillRunItem.heartbeat_at < now - timedelta(seconds=stale))
+                )
+            )
+        )
+        .execute()
+    )
+    if not taken:
+        return None
+    return (
+        BillRunItem.select(BillRunItem, Account)
+        .join(Account)
+        .where(BillRunItem.id == item_id)
+        .get()
+    )
+
+
+def bill_item(item_id: int) -> str:
+    """Bill the account of one item; returns what happened (``done``, ``failed``, ``retry``
+    or ``not claimed``)."""
+    queue = get_queue()
+    item = claim(item_id, queue.stale_seconds)
+    if item is None:
+        return "not claimed"
+    attempt = item.attempts
+    ctx = _run_context(item.bill_run_id)
+    run = ctx.run
+    summary = engine.new_summary(run.as_of, 1, run.id)
+    with _heartbeat(item_id, queue.heartbeat_seconds):
+        try:
+            engine.bill_account(item.account, run.as_of, summary, scope=ctx.scope,
+                                bill_run_id=run.id, actor=ctx.actor, issuers=ctx.issuers,
+                                render=queue.enqueue_renders)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - not a rating failure: the item is retried
+            log.exception("bill run %s: account %s failed", run.id, item.account_id)
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt < MAX_ATTEMPTS:
+                _release(item_id, attempt, error)
+                queue.bill_task.schedule((item_id,), delay=attempt)
+                return "retry"
+            summary["failures"].append(
+                {"account_id": item.account_id, "account": "", "error": error}
+            )
+    failures = summary["failures"]
+    detail = {
+        key: summary[key]
+        for key in ("failures", "invoices_skipped", "render_errors")
+        if summary[key]
+    }  # fmt: skip
+    status = "failed" if failures else "done"
+    now = utcnow()
+    BillRunItem.update(
+        status=status,
+        error=failures[0]["error"] if failures else None,
+        detail=detail or None,
+        created=len(summary["invoices"]),
+        skipped=len(summary["invoices_skipped"]),
+        heartbeat_at=now,
+        finished_at=now,
+    ).where(
+        (BillRunItem.id == item_id)
+        & (BillRunItem.status == "running")
+        & (BillRunItem.attempts == attempt)
+    ).execute()
+    finish_if_complete(run.id)
+    return status
+
+
+def _release(item_id: int, attempt: int, error: str) -> None:
+    BillRunItem.update(status="pending", error=error, heartbeat_at=utcnow()).where(
+        (BillRunItem.id == item_id)
+        & (BillRunItem.status == "running")
+        & (BillRunItem.attempts == attempt)
+    ).execute()
+
+
+class _Beats:
+    """The items this process is working on, and a thread refreshing their heartbeat."""
+
+    def __init__(self):
+        self.items: set[int] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.pid = None
+        self.interval = 10.0
+
+    def start(self, app, interval: float) -> None:
+        self.interval = interval
+        if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+            return
+        self.pid = os.getpid()  # after a fork the thread is gone: start one in this process
+        self.thread = threading.Thread(
+            target=self._run, args=(app,), name="billhive-heartbeat", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, app) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                ids = list(self.items)
+            if not ids:
+                continue
+            try:
+                with database.connection_context():  # this thread's own connection
+                    BillRunItem.update(heartbeat_at=utcnow()).where(
+                        BillRunItem.id.in_(ids) & (BillRunItem.status == "running")
+                    ).execute()
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.warning("heartbeat of items %s failed", ids, exc_info=True)
+
+
+_beats = _Beats()
+
+
+@contextmanager
+def _heartbeat(item_id: int, interval: float):
+    _beats.start(current_app._get_current_object(), interval)
+    with _beats.lock:
+        _beats.items.add(item_id)
+    try:
+        yield
+    finally:
+        with _beats.lock:
+            _beats.items.discard(item_id)
+
+
+# -- finishing a run -------------------------------------------------------------------------
+
+
+def finish_if_complete(run_id: int) -> bool:
+    """Finish the run when none of its items is pending or running. Called after the
+    caller's item is committed, so the worker finishing the last item sees every other."""
+    left = BillRunItem.select().where(
+        (BillRunItem.bill_run == run_id) & BillRunItem.status.in_(OPEN)
+    )
+    if left.exists():
+        return False
+    return finish(run_id)
+
+
+def finish(run_id: int) -> bool:
+    """Mark a queued run done (failed when an item failed) with its summary; once."""
+    run = BillRun.get_or_none(BillRun.id == run_id)
+    if run is None or run.status not in ("queued", "running"):
+        return False
+    counts = progress(run_id)
+    failures, skipped, render_errors = [], [], []
+    details = (
+        BillRunItem.select(BillRunItem.detail)
+        .where((BillRunItem.bill_run == run_id) & BillRunItem.detail.is_null(False))
+        .order_by(BillRunItem.id)
+        .tuples()
+    )
+    for (detail,) in details:
+        failures += detail.get("failures", [])
+        skipped += detail.get("invoices_skipped", [])
+        render_errors += detail.get("render_errors", [])
+    totals, created = {}, 0
+    rows = (
+        Invoice.select(Invoice.currency, pw.fn.SUM(Invoice.total), pw.fn.COUNT(Invoice.id))
+        .where(Invoice.bill_run == run_id)
+        .group_by(Invoice.currency)
+        .order_by(Invoice.currency)
+        .tuples()
+    )
+    for currency, minor, count in rows:
+        minor = int(minor or 0)
+        totals[currency] = {"minor": minor, "formatted": format_money(minor, currency)}
+        created += count
+    summary = {
+        "as_of": run.as_of.isoformat(),
+        "bill_run_id": run.id,
+        "queued": True,
+        "accounts": counts["total"],
+        "invoices_created": created,
+        "invoices_skipped": skipped[:LIST_LIMIT],
+        "failures": failures[:LIST_LIMIT],
+        "render_errors": render_errors[:LIST_LIMIT],
+        "totals": totals,
+    }
+    return bool(
+        BillRun.update(
+            status="failed" if failures or counts["failed"] else "done",
+            done=counts["done"],
+            total=counts["total"],
+            created=created,
+            skipped=counts["skipped"],
+            failures=failures[:LIST_LIMIT],
+            summary=summary,
+            finished_at=utcnow(),
+        )
+        .where((BillRun.id == run_id) & BillRun.status.in_(["queued", "running"]))
+        .execute()
+    )
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def progress(run_id: int) -> dict:
+    """Counts of the run's items: total, pending, running, done (finished: done + failed),
+    failed, created (invoices), skipped."""
+    out = dict.fromkeys(("total", "pending", "running", "done", "failed", "created", "skipped"), 0)
+    rows = (
+        BillRunItem.select(
+            BillRunItem.status,
+            pw.fn.COUNT(BillRunItem.id),
+            pw.fn.SUM(BillRunItem.created),
+            pw.fn.SUM(BillRunItem.skipped),
+        )
+        .where(BillRunItem.bill_run == run_id)
+        .group_by(BillRunItem.status)
+        .tuples()
+    )
+    for status, count, created, skipped in rows:
+        out[status] = out.get(status, 0) + count
+        out["total"] += count
+        out["created"] += int(created or 0)
+        out["skipped"] += int(skipped or 0)
+    out["done"] += out["failed"]
+    return out
+
+
+def live(run: BillRun) -> BillRun:
+    """The run with its counters taken from its items while it is queued or running (the
+    row's own counters are written when it finishes). Adds ``pending``, ``running``,
+    ``failed`` and ``queued`` attributes for the API and the panel."""
+    run.queued = run.pending = run.running = run.failed = None
+    if run.status not in ("queued", "running"):
+        summary = run.summary or {}
+        run.queued = bool(summary.get("queued"))
+        return run
+    counts = progress(run.id)
+    if not counts["total"]:
+        return run  # an in-process run: engine.run keeps the row's counters up to date
+    run.queued = True
+    run.total, run.done = counts["total"], counts["done"]
+    run.created, run.skipped = counts["created"], counts["skipped"]
+    run.pending, run.running, run.failed = counts["pending"], counts["running"], counts["failed"]
+    failed = (
+        BillRunItem.select(BillRunItem.account, BillRunItem.error, BillRunItem.detail)
+        .where((BillRunItem.bill_run == run.id) & (BillRunItem.status == "failed"))
+        .order_by(BillRunItem.id)
+        .limit(50)
+    )
+    run.failures = [
+        f
+        for item in failed
+        for f in (item.detail or {}).get("failures")
+        or [{"account_id": item.account_id, "error": item.error}]
+    ]
+    return run
+
+
+# -- the sweeper -----------------------------------------------------------------------------
+
+
+def sweep(stale: float | None = None, *, now=None) -> dict:
+    """Put lost work back on the queue (see the module doc); returns counts of what it did."""
+    queue = get_queue()
+    stale = queue.stale_seconds if stale is None else stale
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=stale)
+    report = {"requeued_stale": 0, "requeued_pending": 0, "failed": 0, "finished": 0}
+    empty = queue.pending_count() == 0  # before this sweep queues anything
+
+    # 1. running items whose worker stopped beating
+    lost = (
+        BillRunItem.select(BillRunItem.id, BillRunItem.attempts, BillRunItem.heartbeat_at)
+        .where((BillRunItem.status == "running") & (BillRunItem.heartbeat_at < cutoff))
+        .tuples()
+    )
+    for item_id, attempts, beat in list(lost):
+        guard = (
+            (BillRunItem.id == item_id)
+            & (BillRunItem.status == "running")
+            & (BillRunItem.attempts == attempts)
+            & (BillRunItem.heartbeat_at < cutoff)
+        )
+        if attempts >= MAX_ATTEMPTS:
+            error = f"its worker stopped {attempts} times on this account (last beat {beat})"
+            detail = {"failures": [{"account_id": None, "error": error}]}
+            if BillRunItem.update(status="failed", error=error, detail=detail,
+                                  finished_at=now).where(guard).execute():  # fmt: skip
+                report["failed"] += 1
+            continue
+        error = f"requeued: its worker stopped (last heartbeat {beat})"
+        if (
+            BillRunItem.update(status="pending", error=error, heartbeat_at=now)
+            .where(guard)
+            .execute()
+        ):
+            queue.bill_task(item_id)
+            report["requeued_stale"] += 1
+
+    # 2. pending items on no queue: all of them when the queue is empty, else the old ones
+    older = now - timedelta(seconds=GRACE_SECONDS if empty else max(PENDING_REQUEUE_SECONDS, stale))
+    waiting = [
+        row[0]
+        for row in BillRunItem.select(BillRunItem.id)
+        .where((BillRunItem.status == "pending") & (BillRunItem.heartbeat_at < older))
+        .order_by(BillRunItem.id)
+        .tuples()
+    ]
+    for chunk in pw.chunked(waiting, 500):
+        BillRunItem.update(heartbeat_at=now).where(
+            BillRunItem.id.in_(chunk) & (BillRunItem.status == "pending")
+        ).execute()
+        for item_id in chunk:
+            queue.bill_task(item_id)
+        report["requeued_pending"] += len(chunk)
+
+    # 3. runs whose items are all finished (the last worker died before finishing the run)
+    has_items = BillRunItem.select(BillRunItem.id).where(BillRunItem.bill_run == BillRun.id)
+    running = BillRun.select(BillRun.id).where(
+        BillRun.status.in_(["queued", "running"]) & pw.fn.EXISTS(has_items)
+    )
+    for (run_id,) in running.tuples():
+        report["finished"] += finish_if_complete(run_id)
+    if any(report.values()):
+        log.info("sweep: %s", report)
+    return report
+
+
+# -- tasks (run by `billhive worker`) --------------------------------------------------------
+
+_app = None  # the application a worker process serves (set by run_worker)
+_refreshed = [0.0]  # when this process last looked for plugins enabled or disabled
+REFRESH_SECONDS = 1.0
+
+
+def bind(app) -> None:
+    global _app
+    _app = app
+    _runs.clear()
+    _refreshed[0] = 0.0
+
+
+@contextmanager
+def _task_context():
+    app = _app
+    if app is None:
+        raise QueueError("queue tasks run in a worker: start one with `billhive worker`")
+    db = app.extensions["billhive"].database
+    with app.app_context():
+        db.connect(reuse_if_open=True)  # one connection per worker, kept between tasks
+        try:
+            if time.monotonic() - _refreshed[0] > REFRESH_SECONDS:
+                app.extensions["billhive"].host.refresh()  # a query: once a second is enough
+                _refreshed[0] = time.monotonic()
+            yield app
+        except (pw.OperationalError, pw.InterfaceError):
+            # the connection may be broken (database restarted): the next task opens anew
+            if not db.is_closed() and not db.in_transaction():
+                db.close()
+            raise
+
+
+def _plan_task(run_id: int) -> None:
+    with _task_context():
+        plan(run_id)
+
+
+def _bill_task(item_id: int) -> None:
+    with _task_context():
+        bill_item(item_id)
+
+
+def render_file(invoice_id: int, code: str) -> bool:
+    """Render and store one file of an invoice unless it is there already; a failure is
+    logged and the file is rendered on its first download instead."""
+    invoice = Invoice.get_or_none(Invoice.id == invoice_id)
+    if invoice is None or invoice.status == "draft":
+        return False
+    if (
+        InvoiceFile.select()
+        .where((InvoiceFile.invoice == invoice_id) & (InvoiceFile.format == code))
+        .exists()
+    ):
+        return False
+    try:
+        storage.render_one(invoice, code)
+    except Exception:  # noqa: BLE001 - rendered again on download
+        log.exception("rendering %s of invoice %s failed", code, invoice_id)
+        return False
+    return True
+
+
+def _render_task(invoice_id: int, code: str) -> None:
+    with _task_context():
+        render_file(invoice_id, code)
+
+
+def _sweep_task() -> None:
+    with _task_context():
+        sweep()
+
+
+def drain(app, limit: int | None = None) -> int:
+    """Run queued tasks in this process until the queue is empty (tests, tools); returns
+    how many ran."""
+    bind(app)
+    queue = get_queue(app)
+    ran = 0
+    while limit is None or ran < limit:
+        task = queue.huey.dequeue()
+        if task is None:
+            break
+        queue.huey.execute(task)
+        ran += 1
+    return ran
+
+
+def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) -> None:
+    """``billhive worker``: a huey consumer with ``workers`` workers, and a thread queuing a
+    sweep every ``QUEUE_SWEEP_SECONDS``."""
+    bind(app)
+    queue = get_queue(app)
+    every = float(app.config.get("QUEUE_SWEEP_SECONDS") or 30)
+    consumer = queue.huey.create_consumer(
+        workers=workers,
+        worker_type=worker_type,
+        periodic=False,
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=0.5,
+        check_worker_health=True,
+    )
+    stop = threading.Event()
+
+    def sweeper():  # only queues the sweep: this process never opens the database
+        while not stop.wait(every):
+            try:
+                queue.sweep_task()
+            except Exception:  # noqa: BLE001 - the queue may be down for a moment
+                log.warning("could not queue a sweep", exc_info=True)
+
+    echo(
+        f"Billhive worker: {workers} {worker_type} worker(s) on the {describe(app.config)}; "
+        f"sweeping every {every:g}s, stale after {queue.stale_seconds:g}s (Ctrl+C stops)"
+    )
+    queue.sweep_task()  # pick up what a previous worker left at once
+    threading.Thread(target=sweeper, name="billhive-sweeper", daemon=True).start()
+    try:
+        consumer.run()
+    finally:
+        stop.set()
