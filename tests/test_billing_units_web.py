@@ -161,7 +161,7 @@ def test_panel_units_table_form_and_report(world, units, panel):
     client = panel(world.user_a)
     acc = world.customer_a.id
     page = client.get(f"/accounts/{acc}").get_data(as_text=True)
-    assert f'href="/accounts/{acc}/billing"' in page  # the Billing tab
+    assert f'href="/accounts/{acc}/billing"' in page  # the Billing units tab
     resp = client.post(
         f"/accounts/{acc}/billing/units/new",
         data={"name": "Sales", "user_ids": [str(world.user_a.id)], "number_ids": [str(n1.id)]},
@@ -216,7 +216,7 @@ def test_browser_add_billing_unit_with_manage_panels(world, units, live_server, 
     page.fill("input[name=password]", "secret-pass-1")
     page.click("button[type=submit]")
     page.goto(f"{live_server}/accounts/{acc.id}")
-    page.click(".tabs >> text=Billing")
+    page.click(".tabs >> text='Billing units'")
     page.click("text=Add billing unit")
     page.fill("#f-name", "Sales")
 

@@ -53,7 +53,7 @@ def register_blueprints():
 def register_menu_items():
     # The Billing page needs "Edit Billing"; its Billing units tab also a unit privilege.
     return [
-        MenuItem("Billing", "billing_units.units", "billing.edit", where="account", order=50),
+        MenuItem("Billing units", "billing_units.units", "billing.edit", where="account", order=50),
     ]
 
 
