@@ -29,7 +29,7 @@ from core.billing.ledger_api import prepaid_rows
 from core.billing.models import LEDGER_KINDS, LedgerEntry
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
-from core.errors import BillhiveError, ValidationFailed
+from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
 
 blueprint = Blueprint("billing_account", __name__)
@@ -279,6 +279,8 @@ def delete_method(account_id, method_id):
     try:
         payments.remove_method(current_user, account, method_id)
         flash("Payment method removed.")
+    except NotFound:
+        raise  # not the account's: 404, as if it did not exist
     except BillhiveError as exc:
         flash(exc.message, "error")
     return redirect(url_for("billing_account.methods_page", account_id=account.id))
@@ -381,6 +383,8 @@ def reverse(account_id, entry_id):
     try:
         payments.reverse_entry(current_user, account, entry_id, request.form.get("memo", ""))
         flash("Reversal posted.")
+    except NotFound:
+        raise  # not the account's: 404, as if it did not exist
     except BillhiveError as exc:
         flash(exc.message, "error")
     return redirect(url_for("billing_account.transactions_page", account_id=account.id))

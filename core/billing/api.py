@@ -488,8 +488,9 @@ def list_bill_runs():
 @api_login_required
 def get_bill_run(run_id):
     user = api_user()
-    rbac.require(user, "billruns.run")
-    try:
-        return billing_queue.live(rbac.get_scoped(BillRun, user, run_id, BillRun.scope))
+    try:  # outside the subtree: 404 before any privilege is looked at
+        run = rbac.get_scoped(BillRun, user, run_id, BillRun.scope)
     except NotFound:
         raise NotFound(f"bill run {run_id} not found") from None
+    rbac.require(user, "billruns.run")
+    return billing_queue.live(run)

@@ -211,5 +211,6 @@ def runs_page():
 @blueprint.route("/runs/<int:run_id>.json")
 @login_required
 def run_status(run_id):
+    run = rbac.get_scoped(BillRun, current_user, run_id, BillRun.scope)  # 404 outside first
     rbac.require(current_user, "billruns.run")
-    return jsonify(_run_json(rbac.get_scoped(BillRun, current_user, run_id, BillRun.scope)))
+    return jsonify(_run_json(run))
