@@ -1,62 +1,48 @@
-"""Benchmark: bill-run throughput in invoices per second.
+"""Benchmark: bill-run throughput in invoices per second, against a raw-SQL baseline.
 
 Run from the repository root:
 
-    python -m bench.billrun [--customers N] [--lines M]
+    python -m bench.billrun [--customers N] [--lines M] [--workers 0,1,2]
 
 Builds a throwaway SQLite instance with N customers, each holding M subscriptions (one
-invoice line each), times ``core.billing.engine.run`` for one closed period (rating, one
-transaction per invoice with gap-free numbering and audit, RAW file rendered and stored), and
-in the same run a baseline: plain ``sqlite3`` writing the same invoice and line rows, one
-transaction per invoice. Prints invoices/s for both and their ratio. Asserts nothing.
+invoice line each), and bills one closed period (rating, one transaction per invoice with
+gap-free numbering, audit and ledger entry, RAW file rendered and stored):
+
+* ``0`` workers: in this process (``engine.run``, what ``billhive bill-run`` does);
+* ``K`` workers: queued (``billhive bill-run --queue``) and worked off by ``billhive worker
+  --workers K`` in a subprocess, timed from the submission until every item is done and every
+  file is stored.
+
+Each variant bills its own copy of the same instance. In the same run, a baseline: plain
+``sqlite3`` writing the same invoice and line rows, one transaction per invoice. Prints
+invoices/s and the ratio to the baseline. Asserts nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sqlite3
-import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
-
-def build(app, customers: int, lines: int):
-    from core.billing.models import PricePlan, Product, Subscription
-    from core.bootstrap import initialise
-    from core.db import database
-    from core.models import Account
-
-    provider, _, _ = initialise("Bench Provider", "bench@example.com", "bench-pass-1")
-    with database.atomic():
-        products = [
-            Product.create(account=provider, code=f"P{i}", name=f"Product {i}", unit="seat")
-            for i in range(lines)
-        ]
-        plans = [
-            PricePlan.create(
-                account=provider,
-                product=p,
-                name=f"Plan {i}",
-                currency="EUR",
-                recurring_price=f"{i + 1}.99",
-            )  # fmt: skip
-            for i, p in enumerate(products)
-        ]
-        for n in range(customers):
-            acc = Account.create(parent=provider, type="customer", name=f"Customer {n}",
-                                 currency="EUR", bill_cycle_day=1)  # fmt: skip
-            acc.path = f"{provider.path}{acc.id}/"
-            acc.save()
-            Subscription.insert_many(
-                [
-                    {"account": acc.id, "plan": plan.id, "quantity": "3", "start": date(2026, 1, 1)}
-                    for plan in plans
-                ]  # fmt: skip
-            ).execute()
+from bench.common import (
+    AS_OF,
+    Report,
+    build_customers,
+    config_for,
+    copy_instance,
+    in_app,
+    make_app,
+    spawn_cli,
+    stop,
+    temp_root,
+    wait_for_line,
+)
 
 
 def baseline(path: Path, customers: int, lines: int) -> float:
+    """Seconds for raw sqlite3 to write the same invoices and lines (one transaction per
+    invoice, numbered from a sequence row)."""
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=wal")
     con.execute("PRAGMA synchronous=normal")
@@ -98,40 +84,123 @@ def baseline(path: Path, customers: int, lines: int) -> float:
     return elapsed
 
 
-def main() -> None:
+def build_template(root: Path, customers: int, lines: int, users: int = 0) -> tuple[Path, dict]:
+    folder = root / f"template-{customers}x{lines}"
+    folder.mkdir(parents=True, exist_ok=True)
+    app = make_app(config_for(folder))
+    started = time.perf_counter()
+    with in_app(app):
+        info = build_customers(customers, lines, users=users)
+    app.extensions["billhive"].database.close()
+    print(f"  setup: {customers:,} customers x {lines} subscriptions in "
+          f"{time.perf_counter() - started:.1f}s", flush=True)  # fmt: skip
+    return folder, info
+
+
+def run_inline(template: Path, root: Path, name: str) -> dict:
+    """``engine.run`` in this process on a copy of the template."""
+    from core.billing import engine
+
+    folder = copy_instance(template, root / name)
+    app = make_app(config_for(folder))
+    with in_app(app):
+        started = time.perf_counter()
+        summary = engine.run(AS_OF)
+        elapsed = time.perf_counter() - started
+    if summary["failures"]:
+        raise RuntimeError(f"bill run failed: {summary['failures'][:3]}")
+    return {"seconds": elapsed, "invoices": summary["invoices_created"], "folder": folder}
+
+
+def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url=None) -> dict:
+    """A queued run on a copy of the template, worked off by ``billhive worker --workers K``
+    (a subprocess, started and ready before the clock starts)."""
+    from core.billing import queue
+    from core.billing.models import BillRun, Invoice, InvoiceFile
+
+    folder = copy_instance(template, root / name)
+    extra = {"QUEUE": "redis", "REDIS_URL": redis_url} if redis_url else {}
+    config = config_for(folder, **extra)
+    app = make_app(config)
+    worker = spawn_cli(config, "worker", "--workers", str(workers))
+    try:
+        wait_for_line(worker, "Billhive worker:")
+        with in_app(app):
+            queue.get_queue(app).huey.flush()
+            started = time.perf_counter()
+            run = BillRun.create(as_of=AS_OF, status="queued")
+            total = queue.submit(run, enqueue_items=True)
+            billed = None
+            while True:
+                status = BillRun.select(BillRun.status).where(BillRun.id == run.id).scalar()
+                if billed is None and status not in ("queued", "running"):
+                    billed = time.perf_counter() - started
+                if billed is not None:
+                    files = InvoiceFile.select().count()
+                    if files >= Invoice.select().count():
+                        break
+                if worker.poll() is not None:
+                    raise RuntimeError("the worker stopped:\n" + worker.stdout.read()[-3000:])
+                time.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            run = BillRun.get_by_id(run.id)
+            if run.status != "done":
+                raise RuntimeError(f"queued run {run.status}: {run.failures[:3]}")
+            invoices = run.created
+    finally:
+        stop(worker)
+        with in_app(app):
+            queue.get_queue(app).huey.flush()
+        app.extensions["billhive"].database.close()
+    return {"seconds": elapsed, "billed_seconds": billed, "invoices": invoices,
+            "accounts": total, "folder": folder}  # fmt: skip
+
+
+def bench(report: Report, root: Path, customers: int, lines: int, workers: list[int], *,
+          redis_url=None, template=None) -> dict:  # fmt: skip
+    """Every variant and the baseline; adds the figures to ``report``; returns the results
+    by variant name (their folders hold the billed instances)."""
+    if template is None:
+        template, _ = build_template(root, customers, lines)
+    base = baseline(root / f"baseline-{customers}.db", customers, lines)
+    raw = customers / base
+    results = {}
+    for k in workers:
+        name = f"inline-{customers}" if k == 0 else f"queued-{customers}-w{k}"
+        if k == 0:
+            result = run_inline(template, root, name)
+            what = "in-process (billhive bill-run)"
+        else:
+            result = run_queued(template, root, name, k, redis_url=redis_url)
+            what = f"queued, {k} worker{'s' if k > 1 else ''}"
+        if result["invoices"] != customers:
+            raise RuntimeError(f"{name}: {result['invoices']} invoices for {customers} customers")
+        rate = result["invoices"] / result["seconds"]
+        note = ""
+        if "billed_seconds" in result:
+            note = f"run done at {result['billed_seconds']:.1f}s, files at {result['seconds']:.1f}s"
+        report.add("bill run", f"{customers:,} x {lines} lines, {what}", rate, "invoices/s",
+                   "raw sqlite3, same rows", raw, note)  # fmt: skip
+        results[name] = result
+    return results
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--lines", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--workers", default="0",
+                        help="comma-separated: 0 = in-process, K = queued with K workers")  # fmt: skip
+    parser.add_argument("--redis-url", default=None, help="queue on Redis instead of SQLite")
+    args = parser.parse_args(argv)
+    root = temp_root()
+    try:
+        bench(Report(), root, args.customers, args.lines,
+              [int(w) for w in args.workers.split(",")], redis_url=args.redis_url)  # fmt: skip
+    finally:
+        import shutil
 
-    from hostapp.app import create_app
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        app = create_app({"DATA_DIR": str(folder), "DATABASE_URL": f"sqlite:///{folder / 'b.db'}",
-                          "SECRET_KEY": "bench", "PLUGINS": []})  # fmt: skip
-        database = app.extensions["billhive"].database
-        with app.app_context(), database.connection_context():
-            app.extensions["billhive"].host.refresh()
-            t0 = time.perf_counter()
-            build(app, args.customers, args.lines)
-            print(f"setup: {args.customers} customers x {args.lines} subscriptions "
-                  f"in {time.perf_counter() - t0:.1f}s")  # fmt: skip
-            from core.billing import engine
-
-            started = time.perf_counter()
-            summary = engine.run(date(2026, 2, 1))
-            elapsed = time.perf_counter() - started
-        created = summary["invoices_created"]
-        assert created == args.customers, summary["failures"][:3]
-        base = baseline(folder / "baseline.db", args.customers, args.lines)
-    ours = created / elapsed
-    raw = args.customers / base
-    print(f"bill run : {created} invoices x {args.lines} lines in {elapsed:.2f}s "
-          f"= {ours:,.0f} invoices/s (rating, numbering, audit, RAW file stored)")  # fmt: skip
-    print(f"baseline : raw sqlite3, same rows, one transaction per invoice, {base:.2f}s "
-          f"= {raw:,.0f} invoices/s")  # fmt: skip
-    print(f"ratio    : {ours / raw:.3f} of the raw sqlite3 baseline ({raw / ours:.1f}x slower)")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
