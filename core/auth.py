@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import request
+from flask import current_app, request
 from flask_login import LoginManager, current_user
 
 from core import users
@@ -23,6 +23,14 @@ def init_app(app) -> None:
     manager.session_protection = "basic"
     manager.user_loader(users.load_session)
     manager.init_app(app)
+
+
+def authenticate_api_call() -> None:
+    """Run before the view (and before its request body is parsed): an API call to a view
+    that needs a login is answered 401 for an unknown or revoked token, whatever it sends."""
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "requires_api_login", False):
+        api_user()
 
 
 _API_USER = "billhive.api_user"
@@ -49,6 +57,7 @@ def api_login_required(view):
         api_user()
         return view(*args, **kwargs)
 
+    wrapper.requires_api_login = True  # carried up by the decorators' functools.wraps
     return wrapper
 
 

@@ -105,10 +105,11 @@ def authenticate(email: str, password: str) -> User:
             {"password": ["too many failed logins: try again in a few minutes"]},
         )
     if not check_password_hash(user.password_hash, password or ""):
-        failed = user.failed_logins + 1
-        locked = now + LOCKOUT if failed >= MAX_FAILED_LOGINS else None
-        User.update(failed_logins=0 if locked else failed, locked_until=locked).where(
-            User.id == user.id
+        # counted in the database, not from what this request read: guesses sent in parallel
+        # must lock the account as surely as guesses sent one after the other
+        User.update(failed_logins=User.failed_logins + 1).where(User.id == user.id).execute()
+        User.update(failed_logins=0, locked_until=now + LOCKOUT).where(
+            (User.id == user.id) & (User.failed_logins >= MAX_FAILED_LOGINS)
         ).execute()
         raise refused
     User.update(failed_logins=0, locked_until=None, last_login_at=now).where(

@@ -118,6 +118,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         for key in ("_billhive_privs", "_login_user"):
             g.pop(key, None)
         host.refresh()
+        auth.authenticate_api_call()
 
     @app.teardown_request
     def _close_db(exc):

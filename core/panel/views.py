@@ -42,6 +42,8 @@ def login():
         except ValidationFailed as exc:
             error = exc.message
         else:
+            if current_user.is_authenticated:  # whoever was logged in here: that session ends
+                users.end_session(current_user.session_token)
             login_user(users.start_session(user))
             target = request.args.get("next") or ""
             if not target.startswith("/") or target.startswith("//"):
