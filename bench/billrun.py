@@ -31,11 +31,14 @@ from bench.common import (
     build_customers,
     config_for,
     copy_instance,
+    drop_databases,
     in_app,
     make_app,
+    pg_url,
     spawn_cli,
     stop,
     temp_root,
+    use_postgres,
     wait_for_line,
 )
 
@@ -84,9 +87,59 @@ def baseline(path: Path, customers: int, lines: int) -> float:
     return elapsed
 
 
-def build_template(root: Path, customers: int, lines: int, users: int = 0) -> tuple[Path, dict]:
+def baseline_pg(url: str, customers: int, lines: int) -> float:
+    """The same baseline with psycopg2 on a PostgreSQL database."""
+    import psycopg2
+
+    con = psycopg2.connect(url)
+    cur = con.cursor()
+    cur.execute(
+        """
+        CREATE TABLE invoice (id SERIAL PRIMARY KEY, account INTEGER, issuer INTEGER,
+            run_period TEXT, kind TEXT, status TEXT, number TEXT, currency TEXT,
+            subtotal INTEGER, tax INTEGER, total INTEGER,
+            UNIQUE (account, issuer, run_period, kind));
+        CREATE TABLE line (id SERIAL PRIMARY KEY, invoice INTEGER, position INTEGER,
+            description TEXT, quantity TEXT, unit_price TEXT, amount INTEGER);
+        CREATE TABLE seq (issuer INTEGER PRIMARY KEY, next INTEGER);
+        INSERT INTO seq VALUES (1, 1);
+        """
+    )
+    con.commit()
+    started = time.perf_counter()
+    for n in range(customers):
+        rows = [(f"Product {i}", "3", f"{i + 1}.99", 3 * (100 * i + 199)) for i in range(lines)]
+        total = sum(r[3] for r in rows)
+        cur.execute(
+            "INSERT INTO invoice (account, issuer, run_period, kind, status, currency, subtotal,"
+            " tax, total) VALUES (%s, 1, '2026-01-01', 'invoice', 'draft', 'EUR', %s, 0, %s)"
+            " RETURNING id",
+            (n, total, total),
+        )
+        invoice_id = cur.fetchone()[0]
+        cur.executemany(
+            "INSERT INTO line (invoice, position, description, quantity, unit_price, amount)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(invoice_id, pos, *r) for pos, r in enumerate(rows, start=1)],
+        )
+        cur.execute("UPDATE seq SET next = next + 1 WHERE issuer = 1 RETURNING next - 1")
+        number = cur.fetchone()[0]
+        cur.execute("UPDATE invoice SET status = 'issued', number = %s WHERE id = %s",
+                    (f"INV-{number:06d}", invoice_id))  # fmt: skip
+        con.commit()
+    elapsed = time.perf_counter() - started
+    con.close()
+    return elapsed
+
+
+def build_template(root: Path, customers: int, lines: int, users: int = 0,
+                   postgres: str | None = None) -> tuple[Path, dict]:  # fmt: skip
+    """An instance to copy for each variant: SQLite in the folder, or a PostgreSQL database
+    when ``postgres`` (an admin URL) is given."""
     folder = root / f"template-{customers}x{lines}"
     folder.mkdir(parents=True, exist_ok=True)
+    if postgres:
+        use_postgres(folder, postgres)
     app = make_app(config_for(folder))
     started = time.perf_counter()
     with in_app(app):
@@ -157,12 +210,17 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
 
 
 def bench(report: Report, root: Path, customers: int, lines: int, workers: list[int], *,
-          redis_url=None, template=None) -> dict:  # fmt: skip
+          redis_url=None, template=None, postgres=None) -> dict:  # fmt: skip
     """Every variant and the baseline; adds the figures to ``report``; returns the results
     by variant name (their folders hold the billed instances)."""
     if template is None:
-        template, _ = build_template(root, customers, lines)
-    base = baseline(root / f"baseline-{customers}.db", customers, lines)
+        template, _ = build_template(root, customers, lines, postgres=postgres)
+    if postgres:
+        base = baseline_pg(pg_url(f"baseline_{customers}"), customers, lines)
+        raw_what, db = "raw psycopg2, same rows", "PostgreSQL"
+    else:
+        base = baseline(root / f"baseline-{customers}.db", customers, lines)
+        raw_what, db = "raw sqlite3, same rows", "SQLite"
     raw = customers / base
     results = {}
     for k in workers:
@@ -179,8 +237,8 @@ def bench(report: Report, root: Path, customers: int, lines: int, workers: list[
         note = ""
         if "billed_seconds" in result:
             note = f"run done at {result['billed_seconds']:.1f}s, files at {result['seconds']:.1f}s"
-        report.add("bill run", f"{customers:,} x {lines} lines, {what}", rate, "invoices/s",
-                   "raw sqlite3, same rows", raw, note)  # fmt: skip
+        report.add("bill run", f"{customers:,} x {lines} lines, {db}, {what}", rate,
+                   "invoices/s", raw_what, raw, note)  # fmt: skip
         results[name] = result
     return results
 
@@ -192,14 +250,18 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", default="0",
                         help="comma-separated: 0 = in-process, K = queued with K workers")  # fmt: skip
     parser.add_argument("--redis-url", default=None, help="queue on Redis instead of SQLite")
+    parser.add_argument("--postgres", default=None, metavar="ADMIN_URL",
+                        help="bill on PostgreSQL databases made through this admin URL")  # fmt: skip
     args = parser.parse_args(argv)
     root = temp_root()
     try:
         bench(Report(), root, args.customers, args.lines,
-              [int(w) for w in args.workers.split(",")], redis_url=args.redis_url)  # fmt: skip
+              [int(w) for w in args.workers.split(",")], redis_url=args.redis_url,
+              postgres=args.postgres)  # fmt: skip
     finally:
         import shutil
 
+        drop_databases()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -105,6 +105,11 @@ def machine() -> str:
 
 
 def config_for(folder: Path, database_url: str | None = None, **extra) -> dict:
+    """An instance's config; its database is the SQLite file in ``folder`` unless the folder
+    names a PostgreSQL database (``database_url``, see :func:`use_postgres`)."""
+    marker = folder / "database_url"
+    if database_url is None and marker.exists():
+        database_url = marker.read_text().strip()
     return {
         "DATA_DIR": str(folder),
         "DATABASE_URL": database_url or f"sqlite:///{folder / 'billhive.db'}",
@@ -216,12 +221,73 @@ def chunked(iterable, size):
 
 
 def copy_instance(source: Path, target: Path) -> Path:
-    """A copy of an instance folder (the SQLite database checkpointed and closed)."""
+    """A copy of an instance folder: the SQLite file (checkpointed and closed), or a new
+    PostgreSQL database made from the source's as a template."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("billhive.db", "secret_key"):
         if (source / name).exists():
             shutil.copy2(source / name, target / name)
+    marker = source / "database_url"
+    if marker.exists():
+        template = marker.read_text().strip().rsplit("/", 1)[1]
+        (target / "database_url").write_text(_pg_create(target.name, template))
     return target
+
+
+# -- PostgreSQL instances (--postgres ADMIN_URL) ----------------------------------------------
+
+_PG: dict = {"admin": None, "created": []}
+
+
+def use_postgres(folder: Path, admin_url: str) -> None:
+    """Make the instance in ``folder`` live in a new PostgreSQL database (dropped by
+    :func:`drop_databases`)."""
+    _PG["admin"] = admin_url
+    (folder / "database_url").write_text(_pg_create(folder.name))
+
+
+def _pg_admin():
+    import psycopg2
+
+    conn = psycopg2.connect(_PG["admin"])
+    conn.autocommit = True
+    return conn
+
+
+def _pg_create(name: str, template: str | None = None) -> str:
+    from urllib.parse import urlparse
+
+    db = f"bh_bench_{os.getpid()}_{name}".replace("-", "_").lower()[:63]
+    conn = _pg_admin()
+    try:
+        conn.cursor().execute(
+            f'CREATE DATABASE "{db}"' + (f' TEMPLATE "{template}"' if template else "")
+        )
+    finally:
+        conn.close()
+    _PG["created"].append(db)
+    return urlparse(_PG["admin"])._replace(path=f"/{db}").geturl()
+
+
+def pg_url(name: str) -> str:
+    """A new empty database (for baselines)."""
+    return _pg_create(name)
+
+
+def drop_databases() -> None:
+    if not _PG["created"]:
+        return
+    conn = _pg_admin()
+    try:
+        cur = conn.cursor()
+        for db in reversed(_PG["created"]):
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db,)
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
+        _PG["created"].clear()
+    finally:
+        conn.close()
 
 
 def temp_root() -> Path:

@@ -184,6 +184,40 @@ class AlreadyInvoiced(Exception):
 
 
 LINE_CHUNK = 500  # invoice lines per INSERT statement (11 columns: well below SQLite's cap)
+_NO_INVOICE = -1  # stands for the invoice id while the lines' SQL is built
+
+
+def _line_statements(lines: list[dict]) -> list[tuple[str, list, int]]:
+    """The lines' multi-row INSERTs (peewee's insert_many, one per chunk) as (sql, params,
+    params per row), built before the issuing transaction: on SQLite every writer waits for
+    the one holding the write lock, so SQL is not generated while holding it. The invoice id
+    is the first column of each row; :func:`write_invoice` binds it once known."""
+    rows = [
+        {
+            "invoice": _NO_INVOICE,
+            "position": position,
+            "description": line["description"][:500],
+            "quantity": line["quantity"],
+            "unit": line["unit"],
+            "unit_price": line["unit_price"],
+            "fraction": line["fraction"],
+            "amount": line["amount"],
+            "product_code": line["product_code"],
+            "group": line["group"],
+            "source": line["source"],
+        }
+        for position, line in enumerate(lines, start=1)
+    ]
+    statements = []
+    for chunk in pw.chunked(rows, LINE_CHUNK):
+        sql, params = InvoiceLine.insert_many(chunk).sql()
+        width = len(params) // len(chunk)
+        if len(params) != width * len(chunk) or any(p != _NO_INVOICE for p in params[0::width]):
+            raise RuntimeError("unexpected INSERT layout for invoice lines")  # peewee changed
+        statements.append((sql, list(params), width))
+    return statements
+
+
 _SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
 
 
@@ -205,49 +239,35 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         # issuing its first invoices at once do not both create it
         lifecycle._ensure_sequence(issuer.id, "invoice")
         _SEQUENCED.add(key)
+    values = {
+        "account": account.id,
+        "issuer": issuer.id,
+        "kind": "invoice",
+        "status": "issued",
+        "period_start": period[0],
+        "period_end": period[1],
+        "run_period": period[0],
+        "currency": currency,
+        "subtotal": subtotal,
+        "tax": tax,
+        "total": total,
+        "tax_rate": issuer.tax_rate,
+        "issued_at": now,
+        "due_date": period[1] + timedelta(days=lifecycle.PAYMENT_TERMS_DAYS),
+        "bill_run": bill_run_id,
+        "created_at": now,
+    }
+    statements = _line_statements(lines)  # SQL built before the write lock is taken
     try:
         with lifecycle.write_transaction():
-            # the number is taken first so the invoice is written once, already issued; a
-            # rollback (the unique index said "already invoiced") gives the number back
-            values = {
-                "account": account.id,
-                "issuer": issuer.id,
-                "kind": "invoice",
-                "status": "issued",
-                "number": lifecycle.next_number(issuer, "invoice"),
-                "period_start": period[0],
-                "period_end": period[1],
-                "run_period": period[0],
-                "currency": currency,
-                "subtotal": subtotal,
-                "tax": tax,
-                "total": total,
-                "tax_rate": issuer.tax_rate,
-                "issued_at": now,
-                "due_date": period[1] + timedelta(days=lifecycle.PAYMENT_TERMS_DAYS),
-                "bill_run": bill_run_id,
-                "created_at": now,
-            }
             invoice = Invoice(id=Invoice.insert(values).execute(), **values)
-            rows = [
-                {
-                    "invoice": invoice.id,
-                    "position": position,
-                    "description": line["description"][:500],
-                    "quantity": line["quantity"],
-                    "unit": line["unit"],
-                    "unit_price": line["unit_price"],
-                    "fraction": line["fraction"],
-                    "amount": line["amount"],
-                    "product_code": line["product_code"],
-                    "group": line["group"],
-                    "source": line["source"],
-                }
-                for position, line in enumerate(lines, start=1)
-            ]
-            # one multi-row INSERT per chunk (SQLite caps the bound variables per statement)
-            for chunk in pw.chunked(rows, LINE_CHUNK):
-                InvoiceLine.insert_many(chunk).execute()
+            for sql, params, width in statements:
+                params[0::width] = [invoice.id] * (len(params) // width)
+                database.execute_sql(sql, params)
+            # numbered last: the issuer's number sequence stays locked (until the commit)
+            # for as short a time as possible; a rollback gives the number back
+            invoice.number = lifecycle.next_number(issuer, "invoice")
+            Invoice.update(number=invoice.number).where(Invoice.id == invoice.id).execute()
             audit.record(
                 actor,
                 "invoice.issue",

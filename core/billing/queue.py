@@ -693,13 +693,25 @@ def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) 
         backoff=1.5,
         max_delay=0.5,
         check_worker_health=True,
+        graceful_signal="TERM",  # SIGTERM lets the tasks at hand finish; SIGINT stops at once
     )
     stop = threading.Event()
+    master = os.getpid()
+    sql_storage = isinstance(queue.huey.storage, SqliteStorage)
+
+    @queue.huey.on_startup("billhive-own-connection")
+    def own_connection():
+        # a worker process forked (or re-forked after dying) while this process held the
+        # SQLite queue file open must not share that connection
+        if sql_storage and os.getpid() != master:
+            queue.huey.storage._conn = None
 
     def sweeper():  # only queues the sweep: this process never opens the database
         while not stop.wait(every):
             try:
                 queue.sweep_task()
+                if sql_storage:
+                    queue.huey.storage.close()  # not held open across a fork
             except Exception:  # noqa: BLE001 - the queue may be down for a moment
                 log.warning("could not queue a sweep", exc_info=True)
 
