@@ -122,7 +122,8 @@ def register_menu_items():
 
     :return: a list of :class:`core.registry.MenuItem`. ``where="main"`` for the top
         navigation; ``where="account"`` for a tab on an account's page (the endpoint then
-        receives ``account_id``). Items whose privilege the user lacks are hidden.
+        receives ``account_id``). Items whose privilege the user lacks are hidden; a tuple
+        of privileges shows the item to a holder of any of them.
 
     Since API 1.
     """

@@ -83,12 +83,34 @@ class DefaultRole:
 
 @dataclass(frozen=True)
 class MenuItem:
+    """An entry of the panel's navigation (see the ``register_menu_items`` hook).
+
+    ``privilege`` is who sees it: ``None`` for every logged-in user, a code such as
+    ``"users.view"`` for the holders of that privilege, or a tuple of codes such as
+    ``("users.view", "roles.manage")`` meaning *any of these* (the holder of either sees it).
+    Hiding an entry is only a convenience: the page behind it checks privileges itself.
+    """
+
     label: str
     endpoint: str
-    privilege: str | None = None
+    privilege: str | tuple[str, ...] | None = None
     where: str = "main"  # "main" navigation or "account" tab
     order: int = 100
     levels: tuple[str, ...] = LEVELS  # account levels where an account tab applies
+
+    @property
+    def privileges(self) -> tuple[str, ...]:
+        """The codes that show the entry (any one suffices); empty: no privilege needed."""
+        if self.privilege is None:
+            return ()
+        if isinstance(self.privilege, str):
+            return (self.privilege,)
+        return tuple(self.privilege)
+
+    def visible_with(self, has: Callable[[str], bool]) -> bool:
+        """Whether a user for whom ``has(code)`` tells what they hold sees the entry."""
+        codes = self.privileges
+        return not codes or any(has(code) for code in codes)
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,56 @@ def test_roles_tab_answers_404_while_the_plugin_is_disabled(tree, panel, host):
     )
 
 
+def test_menu_item_privilege_tuple_means_any_of_them():
+    from core.registry import MenuItem
+
+    either = MenuItem("Roles", "role_wizard.roles", ("users.view", "roles.manage"))
+    assert either.privileges == ("users.view", "roles.manage")
+    assert either.visible_with({"roles.manage"}.__contains__)
+    assert either.visible_with({"users.view"}.__contains__)
+    assert not either.visible_with({"billing.view"}.__contains__)
+    one = MenuItem("Users", "panel.account_users", "users.view")
+    assert one.privileges == ("users.view",)
+    assert one.visible_with({"users.view"}.__contains__)
+    assert not one.visible_with({"roles.manage"}.__contains__)
+    assert MenuItem("Overview", "panel.account").visible_with(lambda code: False)
+
+
+@pytest.mark.parametrize(
+    ("privileges", "sees"),
+    [(["roles.manage"], True), (["users.view"], True), (["billing.view"], False)],
+    ids=["roles.manage-only", "users.view-only", "neither"],
+)
+def test_roles_tab_and_pages_open_with_users_view_or_roles_manage(tree, panel, privileges, sees):
+    from core import roles
+
+    only = roles.create_role(
+        None, tree.customer_a, {"name": "Only", "description": "d", "privileges": privileges}
+    )
+    user = tree.add_user(tree.customer_a, "only@a.example.com", None, [only])
+    client = panel(user)
+    acc = tree.customer_a.id
+    overview = html(client.get(f"/accounts/{acc}"))
+    tabs = re.findall(r'<a href="([^"]+)" class="[^"]*">([^<]+)</a>', overview)
+    assert ((f"/accounts/{acc}/roles", "Roles") in tabs) == sees, tabs
+    assert ((f"/accounts/{acc}/users", "Users") in tabs) == ("users.view" in privileges)
+    for path in ("roles", "roles/privileges", f"roles/{tree.narrow_role.id}"):
+        assert client.get(f"/accounts/{acc}/{path}").status_code == (200 if sees else 403), path
+    # outside the subtree it stays 404 whatever the user holds
+    assert client.get(f"/accounts/{tree.customer_b.id}/roles").status_code == 404
+    if privileges == ["roles.manage"]:
+        # a role manager without users.view manages roles but is not shown the user list
+        page = html(client.get(f"/accounts/{acc}/roles"))
+        assert "Add New Role" in page
+        assert client.get(f"/accounts/{acc}/roles/new").status_code == 200
+        page = html(client.get(f"/accounts/{acc}/roles/{tree.narrow_role.id}"))
+        assert 'id="role-users"' not in page and "Clone" in page
+        assert client.get(f"/accounts/{acc}/users").status_code == 403
+    if privileges == ["users.view"]:
+        assert "Add New Role" not in html(client.get(f"/accounts/{acc}/roles"))
+        assert client.get(f"/accounts/{acc}/roles/new").status_code == 403
+
+
 def test_privileges_tab_lists_every_enabled_privilege(tree, panel):
     page = html(panel(tree.user_a).get(f"/accounts/{tree.customer_a.id}/roles/privileges"))
     for code in ("accounts.view", "catalog.manage", "plugins.manage", "extra.use", "extra.admin"):

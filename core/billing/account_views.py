@@ -63,7 +63,7 @@ def subtabs(account: Account) -> list[tuple[str, str, str]]:
              for key, label, endpoint, order in SUBTABS]  # fmt: skip
     host = current_app.extensions["billhive"].host
     for item in host.menu_items("billing"):
-        if item.privilege and not rbac.has(current_user, item.privilege):
+        if not item.visible_with(lambda code: rbac.has(current_user, code)):
             continue
         if rbac.level_of(account) not in item.levels:
             continue

@@ -15,7 +15,7 @@ def _visible(item, account=None) -> bool:
         return False
     if account is not None and rbac.level_of(account) not in item.levels:
         return False
-    return item.privilege is None or rbac.has(current_user, item.privilege)
+    return item.visible_with(lambda code: rbac.has(current_user, code))
 
 
 def main_menu():

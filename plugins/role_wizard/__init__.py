@@ -22,5 +22,10 @@ def register_blueprints():
 @hookimpl
 def register_menu_items():
     # A tab on every account page (provider: the security settings; resellers and customers
-    # on their own account pages). Listing needs users.view; changes need roles.manage.
-    return [MenuItem("Roles", "role_wizard.roles", "users.view", where="account", order=20)]
+    # on their own account pages). Listing needs users.view or roles.manage (either one: a
+    # role manager without users.view still finds the tab); changes need roles.manage.
+    return [
+        MenuItem(
+            "Roles", "role_wizard.roles", ("users.view", "roles.manage"), where="account", order=20
+        )
+    ]

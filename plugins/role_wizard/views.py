@@ -13,13 +13,16 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required
 
 from core import rbac, roles
-from core.errors import BillhiveError, Conflict, NotFound
+from core.errors import BillhiveError, Conflict, Forbidden, NotFound
 from core.models import Account, Role, User
 
 blueprint = Blueprint("role_wizard", __name__, template_folder="templates")
 
 TAB = "role_wizard.roles"
 STEPS = ("Name and Description", "Privileges", "Review")
+# Who may look at the Roles tab, its Privileges tab and a role: either privilege suffices
+# (the menu item says the same). Changes still need roles.manage, assignments users.manage.
+VIEW = ("users.view", "roles.manage")
 
 
 def host():
@@ -28,6 +31,14 @@ def host():
 
 def _account(account_id: int) -> Account:
     return rbac.get_account(current_user, account_id)
+
+
+def _require_view(account: Account) -> None:
+    """Any of ``VIEW`` opens the read-only pages (404 outside the subtree, 403 without)."""
+    if not account.is_within(current_user.account):
+        raise NotFound(f"account {account.id} not found")
+    if not any(rbac.has(current_user, code) for code in VIEW):
+        raise Forbidden("you lack the privilege 'users.view' or 'roles.manage'")
 
 
 def _role(account: Account, role_id: int) -> Role:
@@ -97,7 +108,7 @@ def role_rows(role: Role, account: Account) -> list[dict]:
 @login_required
 def roles_tab(account_id):
     account = _account(account_id)
-    rbac.require(current_user, "users.view", account)
+    _require_view(account)
     rows = []
     for role in (
         Role.select()
@@ -120,7 +131,7 @@ def roles_tab(account_id):
 @login_required
 def privileges_tab(account_id):
     account = _account(account_id)
-    rbac.require(current_user, "users.view", account)
+    _require_view(account)
     catalog = host().catalog.privileges
     privs = [
         {"p": p, "plugin": catalog[code].plugin} for code, p in sorted(host().privileges().items())
@@ -267,7 +278,9 @@ def edit_role(account_id, role_id):
 
 
 def _render_role(account: Account, role: Role, error: str | None = None, status: int = 200):
-    people = list(User.select().where(User.account == account).order_by(User.email))
+    people = []  # the account's users are listed to users.view only (roles.manage may not)
+    if rbac.has(current_user, "users.view"):
+        people = list(User.select().where(User.account == account).order_by(User.email))
     holders = {u.id for u in rbac.users_holding(role)}
     return render_template(
         "role_wizard/role.html",
@@ -285,7 +298,7 @@ def _render_role(account: Account, role: Role, error: str | None = None, status:
 @login_required
 def role(account_id, role_id):
     account = _account(account_id)
-    rbac.require(current_user, "users.view", account)
+    _require_view(account)
     return _render_role(account, _role(account, role_id))
 
 
@@ -313,7 +326,7 @@ def delete_role(account_id, role_id):
     try:
         roles.delete_role(current_user, target)
     except Conflict as exc:
-        rbac.require(current_user, "users.view", account)
+        _require_view(account)
         return _render_role(account, target, exc.message, 409)
     flash(f"Role '{target.name}' deleted.")
     return redirect(url_for("role_wizard.roles", account_id=account.id))
