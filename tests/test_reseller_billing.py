@@ -222,3 +222,115 @@ def test_wholesale_links_through_the_api_and_the_catalog_on_the_reseller_page(
     page = panel(world.operator).get(f"/resellers/{s.reseller.id}").get_data(as_text=True)
     assert 'id="reseller-catalog"' in page
     assert re.search(r"Standard \(6(\.00)? / 0\.05\)", page), page
+
+
+def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
+    """provider (sub-resellers allowed) -> R1 (own cycle day 1, profile PDF) -> R2 (own cycle
+    day 5, profile RAW, cycle 20) -> D1 (2 seats), D2 (1 seat) on R2's plan (10.00/seat,
+    0.10/min), sold on R1's plan (7.00, 0.05), itself sold on the provider's (4.00, 0.02).
+    Subscriptions from 2024-01-20; usage D1 100 on 01-25, D2 50 on 02-10."""
+    from core.billing import engine
+    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service import set_allow_sub_resellers
+
+    set_allow_sub_resellers(None, world.provider, True)
+    r1 = world.add_account(
+        world.provider,
+        "R1",
+        "reseller",
+        bill_cycle_day=1,
+        invoice_prefix="R1-",
+        profile={
+            "customer_invoice_creation": True,
+            "customer_invoice_type": "PDF",
+            "customer_billing_cycle_day": 10,
+        },
+    )
+    r2 = world.add_account(
+        r1,
+        "R2",
+        "reseller",
+        bill_cycle_day=5,
+        invoice_prefix="R2-",
+        profile={
+            "customer_invoice_creation": True,
+            "customer_invoice_type": "RAW",
+            "customer_billing_cycle_day": 20,
+        },
+    )
+    assert r2.bill_cycle_day == 5  # a sub-reseller keeps its own day
+    _, provider_plan = setup_catalog(world.provider, price="4.00", rate="0.02", code="VOICE")
+    _, r1_plan = setup_catalog(r1, price="7.00", rate="0.05", code="VOICE")
+    _, r2_plan = setup_catalog(r2, price="10.00", rate="0.10", code="VOICE")
+    d1 = world.add_account(r2, "D1", bill_cycle_day=3)
+    d2 = world.add_account(r2, "D2")
+    assert (d1.bill_cycle_day, d2.bill_cycle_day) == (20, 20)  # R2's profile
+    s1 = subscribe(d1, r2_plan, start="2024-01-20", quantity="2")
+    s2 = subscribe(d2, r2_plan, start="2024-01-20", quantity="1")
+    usage(s1, "100", "2024-01-25", "d1-jan")
+    usage(s2, "50", "2024-02-10", "d2-feb")
+    # the upper link first: R1 is billed from D1's and D2's start once R2's plan is linked
+    link_wholesale(None, r1_plan, provider_plan)
+    link_wholesale(None, r2_plan, r1_plan)
+
+    summary = engine.run(date(2024, 2, 20))
+    assert not summary["failures"] and not summary["render_errors"], summary
+
+    # retail: R2 invoices D1 and D2 for [01-20, 02-20), R2's numbering, RAW
+    retail = invoices(issuer=r2.id)
+    assert [(i.account_id, i.number) for i in retail] == [
+        (d1.id, "R2-000001"),
+        (d2.id, "R2-000002"),
+    ]
+    assert all(
+        (i.period_start, i.period_end) == (date(2024, 1, 20), date(2024, 2, 20)) for i in retail
+    )
+    assert all(files_of(i) == ["RAW"] for i in retail)
+    assert [i.total for i in retail] == [
+        cents("20.00") + cents("10.00"),  # 2 x 10.00 + 100 x 0.10
+        cents("10.00") + cents("5.00"),  # 1 x 10.00 + 50 x 0.10
+    ]
+
+    # wholesale one level down: R1 invoices R2 on R2's own day 5 for [01-05, 02-05) at R1's
+    # plan (7.00, 0.05), R1's numbering, in R1's Customer Invoice Type (PDF)
+    (mid,) = invoices(issuer=r1.id)
+    assert (mid.account_id, mid.number) == (r2.id, "R1-000001")
+    assert (mid.period_start, mid.period_end) == (date(2024, 1, 5), date(2024, 2, 5))
+    assert files_of(mid) == ["PDF"]
+    assert [(line.description, line.amount) for line in mid.lines] == [
+        ("D1: Hosting — Standard", cents(Decimal(14) * 16 / 31)),  # 16 of 31 days, 2 seats
+        ("D1: Hosting usage", cents("5.00")),  # 100 x 0.05
+        ("D2: Hosting — Standard", cents(Decimal(7) * 16 / 31)),  # D2's usage is on 02-10
+    ]
+    assert mid.total == 723 + 500 + 361
+
+    # wholesale at the top: the provider invoices R1 on R1's day 1 for [01-01, 02-01) at the
+    # provider's plan (4.00, 0.02) for what R2's customers consumed
+    (top,) = invoices(issuer=world.provider.id, account=r1.id)
+    assert (top.number, top.period_start, top.period_end) == (
+        "INV-000001",
+        date(2024, 1, 1),
+        date(2024, 2, 1),
+    )
+    assert [(line.description, line.amount) for line in top.lines] == [
+        ("R2 / D1: Hosting — Standard", cents(Decimal(8) * 12 / 31)),  # 12 of 31 days
+        ("R2 / D1: Hosting usage", cents("2.00")),  # 100 x 0.02
+        ("R2 / D2: Hosting — Standard", cents(Decimal(4) * 12 / 31)),
+    ]
+    assert top.total == 310 + 200 + 155
+    assert invoices(issuer=world.provider.id, account=r2.id) == []  # R2 is R1's to invoice
+    assert summary["invoices_created"] == 4
+
+    # the next full periods: R1 -> R2 [02-05, 03-05), provider -> R1 [02-01, 03-01)
+    summary = engine.run(date(2024, 3, 5))
+    assert not summary["failures"], summary
+    assert summary["invoices_created"] == 2
+    later = invoices(issuer=r1.id)[1]
+    assert (later.period_start, later.number) == (date(2024, 2, 5), "R1-000002")
+    assert later.total == cents("14.00") + cents("7.00") + cents("2.50")  # D2: 50 x 0.05
+    later = invoices(issuer=world.provider.id, account=r1.id)[1]
+    assert (later.period_start, later.number) == (date(2024, 2, 1), "INV-000002")
+    assert later.total == cents("8.00") + cents("4.00") + cents("1.00")  # D2: 50 x 0.02
+    for inv in invoices():
+        assert inv.total == sum(line.amount for line in inv.lines)  # tax rate 0
+    assert engine.run(date(2024, 3, 5))["invoices_created"] == 0  # exactly once

@@ -14,11 +14,19 @@ One bill run does both:
   priced at the wholesale plan: recurring price x quantity x the active share of the period,
   and the usage in the period at the wholesale usage rate (or tier). The engine puts plugin
   charges on an invoice from the billed account's parent: the provider's wholesale invoice.
+* **One level down** — with sub-resellers allowed, a sub-reseller's plan is linked to a plan
+  of its reseller, which may itself be linked to the provider's. The reseller then invoices
+  the sub-reseller wholesale (its own numbering, the formats of its profile's Customer Invoice
+  Type, on the sub-reseller's bill cycle day; Customer Invoice Creation off skips it too, as
+  for its other children), and the provider invoices the reseller for the
+  same consumption at the plan its chain of links ends on (:func:`wholesale_prices`), the
+  lines named "Sub-reseller / Customer".
 
 The engine bills only accounts that hold a subscription, and a reseller holds none of its
 own; so linking a plan gives the reseller one *anchor* subscription to the wholesale plan
 whose start and end are the same day (active no day, so it never adds a line of its own):
-it only makes the reseller a billed account from that day on.
+it only makes the reseller a billed account from that day on. Linking a sub-reseller's plan
+moves the anchors of every reseller up the chain back to the first day its customers consume.
 
 Disabled plugin: neither hook runs; the engine reports the reseller's customer invoices as
 skipped ("plugin 'reseller_accounts' ... disabled" / "needs licence feature FT-3001.007") and
@@ -42,6 +50,7 @@ from core.registry import Charge, InvoiceOptions
 from plugins.reseller_accounts.profile import formats_for
 
 ANCHOR = "reseller-wholesale-anchor"
+_NOT_ANCHOR = (Subscription.external_id != ANCHOR) | Subscription.external_id.is_null()
 
 
 def options_for(issuer: Account) -> InvoiceOptions | None:
@@ -83,14 +92,6 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, sin
         rbac.require(actor, "catalog.manage", wholesale_plan.account)
         rbac.require(actor, "resellers.manage", reseller)
     rbac.host().require_licensed("reseller_accounts")
-    if since is None:
-        starts = [
-            s.start
-            for s in Subscription.select(Subscription.start).where(
-                Subscription.plan == retail_plan.id
-            )
-        ]
-        since = min(starts) if starts else date.today()
     with database.atomic():
         link = WholesaleLink.get_or_none(WholesaleLink.retail_plan == retail_plan.id)
         if link is None:
@@ -100,7 +101,19 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, sin
         else:
             link.wholesale_plan = wholesale_plan
             link.save()
-        _ensure_anchor(reseller, wholesale_plan, since)
+        if since is None:
+            since = _first_start(retail_plan.id) or date.today()
+        # every reseller up the chain is billed from then on: a sub-reseller's plan linked to
+        # a reseller plan that is itself sold on the provider's plan moves both anchors
+        plan, seen = wholesale_plan, set()
+        _ensure_anchor(reseller, plan, since)
+        while plan.id not in seen:
+            seen.add(plan.id)
+            upper = WholesaleLink.get_or_none(WholesaleLink.retail_plan == plan.id)
+            if upper is None:
+                break
+            plan = upper.wholesale_plan
+            _ensure_anchor(upper.reseller, plan, since)
         audit.record(
             actor,
             "reseller.wholesale.link",
@@ -110,6 +123,33 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, sin
             after={"retail_plan_id": retail_plan.id, "wholesale_plan_id": wholesale_plan.id},
         )
     return link
+
+
+def _downstream_plans(plan_id: int) -> set[int]:
+    """``plan_id`` and every plan sold on it, directly or through sub-resellers' links."""
+    from plugins.reseller_accounts.models import WholesaleLink
+
+    plans, frontier = {plan_id}, {plan_id}
+    while frontier:
+        frontier = {
+            link.retail_plan_id
+            for link in WholesaleLink.select(WholesaleLink.retail_plan).where(
+                WholesaleLink.wholesale_plan.in_(list(frontier))
+            )
+        } - plans
+        plans |= frontier
+    return plans
+
+
+def _first_start(plan_id: int) -> date | None:
+    """The first day anyone below consumes ``plan_id`` (anchors left out)."""
+    first = (
+        Subscription.select(Subscription.start)
+        .where(Subscription.plan.in_(list(_downstream_plans(plan_id))) & _NOT_ANCHOR)
+        .order_by(Subscription.start)
+        .first()
+    )
+    return first.start if first else None
 
 
 def _ensure_anchor(reseller: Account, wholesale_plan: PricePlan, since: date) -> None:
@@ -133,15 +173,36 @@ def _ensure_anchor(reseller: Account, wholesale_plan: PricePlan, since: date) ->
 # -- wholesale charges -----------------------------------------------------------------------
 
 
-def wholesale_charges(reseller: Account, period) -> list[Charge]:
+def wholesale_prices(reseller: Account) -> dict[int, PricePlan]:
+    """Plan id -> the parent's plan ``reseller`` pays for what is consumed on it: the
+    reseller's own linked plans and, one level down and further, its sub-resellers' plans
+    linked (through their chain of links) to one of them."""
     from plugins.reseller_accounts.models import WholesaleLink
 
-    links = {
-        link.retail_plan_id: link.wholesale_plan
-        for link in WholesaleLink.select(WholesaleLink, PricePlan)
-        .join(PricePlan, on=(WholesaleLink.wholesale_plan == PricePlan.id))
-        .where(WholesaleLink.reseller == reseller.id)
+    below = {
+        link.retail_plan_id: link
+        for link in WholesaleLink.select(WholesaleLink, Account)
+        .join(Account, on=(WholesaleLink.reseller == Account.id))
+        .where(Account.path.startswith(reseller.path))
     }
+    resolved: dict[int, int] = {}
+    for plan_id in below:
+        current, seen = plan_id, set()
+        while current in below and current not in seen:
+            seen.add(current)
+            link = below[current]
+            if link.reseller_id == reseller.id:
+                resolved[plan_id] = link.wholesale_plan_id
+                break
+            current = link.wholesale_plan_id
+    if not resolved:
+        return {}
+    plans = {p.id: p for p in PricePlan.select().where(PricePlan.id.in_(set(resolved.values())))}
+    return {plan_id: plans[wholesale_id] for plan_id, wholesale_id in resolved.items()}
+
+
+def wholesale_charges(reseller: Account, period) -> list[Charge]:
+    links = wholesale_prices(reseller)
     if not links:
         return []
     subs = list(
@@ -149,13 +210,20 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         .join(Account, on=(Subscription.account == Account.id))
         .where(
             Subscription.plan.in_(list(links))
+            & _NOT_ANCHOR
             & (Account.path.startswith(reseller.path))
             & (Account.id != reseller.id)
             & (Subscription.start < period[1])
             & (Subscription.end.is_null() | (Subscription.end > period[0]))
         )
-        .order_by(Account.name, Subscription.id)
+        .order_by(Account.path, Subscription.id)
     )
+    # a sub-reseller's customer is named with its reseller: "Sub / Customer"
+    between = {s.account.parent_id for s in subs} - {reseller.id}
+    names = {
+        a.id: a.name
+        for a in Account.select(Account.id, Account.name).where(Account.id.in_(list(between)))
+    } if between else {}  # fmt: skip
     usage: dict[int, Decimal] = defaultdict(Decimal)
     if subs:
         for rec in UsageRecord.select(UsageRecord.subscription, UsageRecord.quantity).where(
@@ -169,6 +237,8 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         plan = links[sub.plan_id]
         product = plan.product
         who = sub.account.name
+        if sub.account.parent_id in names:
+            who = f"{names[sub.account.parent_id]} / {who}"
         if product.kind == "one_off":
             if period[0] <= sub.start < period[1] and plan.recurring_price:
                 charges.append(
