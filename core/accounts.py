@@ -203,4 +203,5 @@ def update_account(actor, account: Account, payload: dict) -> Account:
             before=before,
             after=snapshot(account),
         )
+        rbac.host().call("account_updated", account=account, actor=actor, before=before)
     return account

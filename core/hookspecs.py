@@ -155,6 +155,19 @@ def account_created(account, actor):
 
 
 @hookspec
+def account_updated(account, actor, before):
+    """Event: an account's fields or profile were edited (inside the editing transaction).
+
+    :param account: the edited :class:`core.models.Account`, with its new values.
+    :param actor: the :class:`core.models.User` who edited it, or ``None`` from the CLI.
+    :param before: the account's values before the edit, as the audit log records them
+        (``core.accounts.snapshot``: name, email, currency, bill_cycle_day, profile, ...).
+
+    Since API 1.
+    """
+
+
+@hookspec
 def invoice_finalized(invoice):
     """Event: an invoice was issued (after its transaction committed).
 

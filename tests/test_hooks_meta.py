@@ -156,6 +156,13 @@ def test_every_hook_is_called_through_the_host(make_app):
         account = world.add_account(world.provider, "Evented")
         assert ("account_created", {"account": account, "actor": None}) in notes.CALLS
         exercised.add("account_created")
+        from core import accounts
+
+        accounts.update_account(None, account, {"name": "Evented again"})
+        ((hook, kwargs),) = [c for c in notes.CALLS if c[0] == "account_updated"]
+        assert kwargs["account"].name == "Evented again" and kwargs["actor"] is None
+        assert kwargs["before"]["name"] == "Evented"
+        exercised.add("account_updated")
         host.call("invoice_finalized", invoice="INV-1")
         assert ("invoice_finalized", {"invoice": "INV-1"}) in notes.CALLS
         exercised.add("invoice_finalized")

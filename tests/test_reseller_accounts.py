@@ -178,6 +178,55 @@ def test_customers_follow_the_profile_billing_cycle(enabled, world, api):
     assert type(reseller).get_by_id(reseller.id).bill_cycle_day == 1
 
 
+def test_the_core_account_edit_moves_customers_to_a_new_billing_cycle(enabled, world, api, panel):
+    from core.models import Account, AuditEntry
+    from plugins.reseller_accounts.service import set_allow_sub_resellers
+
+    set_allow_sub_resellers(None, world.provider, True)
+    reseller = make_reseller(world, customer_billing_cycle_day=15, account={"bill_cycle_day": 1})
+    first, second = world.add_account(reseller, "C1"), world.add_account(reseller, "C2")
+    sub = make_reseller(world, "Sub", parent=reseller, account={"bill_cycle_day": 9})
+
+    def days():
+        return {
+            a.name: a.bill_cycle_day for a in Account.select().where(Account.parent == reseller)
+        }
+
+    assert days() == {"C1": 15, "C2": 15, "Sub": 9}
+    # the API's generic PATCH with a profile
+    resp = api(world.operator).patch(
+        f"/api/v1/accounts/{reseller.id}", json={"profile": {"customer_billing_cycle_day": 20}}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    assert days() == {"C1": 20, "C2": 20, "Sub": 9}  # a sub-reseller keeps its own day
+    assert Account.get_by_id(reseller.id).bill_cycle_day == 1
+    moved = AuditEntry.select().where(AuditEntry.action == "reseller.customers.cycle")
+    assert [e.after["customers_moved"] for e in moved] == [2]
+    # an edit that leaves the Billing Cycle alone moves nobody
+    Account.update(bill_cycle_day=3).where(Account.id == second.id).execute()
+    resp = api(world.operator).patch(f"/api/v1/accounts/{reseller.id}", json={"name": "Renamed"})
+    assert resp.status_code == 200 and days()["C2"] == 3
+    # the panel's Edit form
+    resp = panel(world.operator).post(
+        f"/accounts/{reseller.id}/edit",
+        data={
+            "type": "reseller",
+            "name": "Renamed",
+            "currency": "EUR",
+            "bill_cycle_day": "1",
+            "tax_rate": "0",
+            "invoice_prefix": "INV-",
+            "profile.customer_invoice_creation": "on",
+            "profile.customer_invoice_type": "PDF",
+            "profile.customer_billing_cycle_day": "7",
+        },
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    assert days() == {"C1": 7, "C2": 7, "Sub": 9}
+    assert Account.get_by_id(first.id).bill_cycle_day == 7
+    assert Account.get_by_id(sub.id).bill_cycle_day == 9
+
+
 # -- sub-resellers ---------------------------------------------------------------------------
 
 

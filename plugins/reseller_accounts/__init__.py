@@ -9,11 +9,11 @@ What the plugin adds (licence feature FT-3001.007):
   default), under another reseller; it owns customers (and allowed sub-resellers).
 * Billing Cycle: a customer created under a reseller gets the profile's Billing Cycle as its
   bill cycle day, whatever was asked; when the profile's day changes through the reseller
-  pages or ``PATCH /api/v1/resellers/<id>/profile``, the reseller's existing customers follow
-  (sub-resellers keep their own day). The core's generic account edit
-  (``PATCH /api/v1/accounts/<id>``, the panel's Edit) fires no update event, so a Billing
-  Cycle changed there reaches the customers only at the next edit through the reseller pages
-  or API (``service.follow_cycle_day``).
+  pages, ``PATCH /api/v1/resellers/<id>/profile`` or the core's generic account edit
+  (``PATCH /api/v1/accounts/<id>``, the panel's Edit), the reseller's existing customers
+  follow (sub-resellers keep their own day): every one of those edits fires the core's
+  ``account_updated`` event and the plugin's hook moves the customers
+  (``service.profile_updated``).
 * privileges ``resellers.view``, ``resellers.manage`` (create resellers, the sub-reseller
   setting) and ``resellers.profile`` (edit a reseller's profile), at provider and reseller
   level; panel pages (Resellers list, reseller detail with profile, customers, catalog) and
@@ -125,6 +125,17 @@ def account_created(account, actor):
     if day and account.bill_cycle_day != int(day):
         account.bill_cycle_day = int(day)
         account.save()
+
+
+@hookimpl
+def account_updated(account, actor, before):
+    """A reseller's customers follow its profile's Billing Cycle day, however it was edited
+    (the reseller pages and API, the core's account edit in the panel and the API)."""
+    if account.type != "reseller":
+        return
+    from plugins.reseller_accounts.service import profile_updated
+
+    profile_updated(actor, account, before)
 
 
 @hookimpl

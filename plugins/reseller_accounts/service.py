@@ -130,7 +130,9 @@ def customers_of(reseller: Account) -> list[Account]:
 
 def update_profile(actor, reseller: Account, changes: dict) -> Account:
     """Edit a reseller's profile (validated by the type's schema); a reseller's own users do
-    not edit their own profile — the account above does. Customers follow the Billing Cycle."""
+    not edit their own profile — the account above does. It is an account edit like the
+    core's: ``account_updated`` is called, and the hook moves the customers to a new Billing
+    Cycle (:func:`follow_cycle_day`), whichever way the profile was edited."""
     if actor is not None:
         rbac.require(actor, "resellers.profile", reseller)
         if reseller.id == actor.account_id:
@@ -143,16 +145,35 @@ def update_profile(actor, reseller: Account, changes: dict) -> Account:
         before = account_service.snapshot(reseller)
         reseller.profile = profile
         reseller.save()
-        moved = follow_cycle_day(reseller)
         audit.record(
             actor,
             "reseller.profile.update",
             reseller,
             account=reseller,
             before=before,
-            after=account_service.snapshot(reseller) | {"customers_moved": moved},
+            after=account_service.snapshot(reseller),
         )
+        rbac.host().call("account_updated", account=reseller, actor=actor, before=before)
     return reseller
+
+
+def profile_updated(actor, reseller: Account, before: dict) -> int:
+    """``account_updated`` of a reseller: when the profile's Billing Cycle day changed, its
+    customers follow (audited with how many moved). Returns how many accounts changed."""
+    day = (reseller.profile or {}).get(CYCLE_KEY)
+    if day == ((before or {}).get("profile") or {}).get(CYCLE_KEY):
+        return 0
+    moved = follow_cycle_day(reseller)
+    if moved:
+        audit.record(
+            actor,
+            "reseller.customers.cycle",
+            object_type="account",
+            object_id=reseller.id,
+            account=reseller,
+            after={CYCLE_KEY: day, "customers_moved": moved},
+        )
+    return moved
 
 
 def follow_cycle_day(reseller: Account) -> int:

@@ -129,6 +129,11 @@ def account_created(account, actor):
 
 
 @hookimpl
+def account_updated(account, actor, before):
+    CALLS.append(("account_updated", {"account": account, "actor": actor, "before": before}))
+
+
+@hookimpl
 def invoice_finalized(invoice):
     CALLS.append(("invoice_finalized", {"invoice": invoice}))
 
