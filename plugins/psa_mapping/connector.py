@@ -25,6 +25,7 @@ from plugins.psa_mapping.service import (
     ConnectionSettingsSchema,
     external_key,
     quantity_for,
+    require_licensed,
     run_test,
 )
 
@@ -58,6 +59,7 @@ def test(settings: dict) -> str:
 
 
 def push(settings: dict, invoice_document: dict) -> list[dict]:
+    require_licensed()  # a push is a sync: refused without BH-PSA (LicenseRequired)
     cw = _settings(settings)
     lines = [
         SimpleNamespace(

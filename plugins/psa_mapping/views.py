@@ -72,6 +72,7 @@ def add_mapping(account_id, code):
     """Add Billing Mapping: Select Type → Product/Services → Unique ID/Plan and Level →
     Confirm. Each step is a GET carrying the earlier answers; Confirm is the only POST."""
     account = _acc(account_id, "psa.edit")
+    svc.require_licensed()  # a new mapping is new work: refused (403) naming BH-PSA
     product = svc.service(account, code)
     values = (request.form if request.method == "POST" else request.args).to_dict()
     values.pop("csrf_token", None)
