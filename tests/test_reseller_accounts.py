@@ -521,3 +521,76 @@ def test_a_reseller_admin_sees_its_own_page_but_cannot_edit_its_profile(enabled,
     assert web.get(f"/resellers/{r1.id}/profile").status_code in (403, 404)
     new = web.get(f"/accounts/{r1.id}/new").get_data(as_text=True)
     assert ">Standard<" in new and ">Reseller<" not in new  # sub-resellers are off
+
+
+def test_the_reseller_page_links_plans_to_wholesale_plans(enabled, world, panel):
+    import re
+
+    from plugins.reseller_accounts.models import WholesaleLink
+    from tests.billing_support import setup_catalog
+
+    r1, r2 = make_reseller(world, "R1"), make_reseller(world, "R2")
+    _, wholesale = setup_catalog(world.provider, price="6.00", rate="0.05", code="W")
+    _, dollars = setup_catalog(world.provider, currency="USD", code="USD")
+    _, retail = setup_catalog(r1, price="10.00", rate="0.10", code="R")
+    _, foreign = setup_catalog(r2, price="9.00", code="R2")
+    web = panel(world.operator)
+    page = web.get(f"/resellers/{r1.id}").get_data(as_text=True)
+    form = re.search(r'<form[^>]*id="wholesale-link-form".*?</form>', page, re.S).group(0)
+    assert f'action="/resellers/{r1.id}/wholesale-links"' in form
+    assert f'<option value="{retail.id}"' in form and f'<option value="{wholesale.id}"' in form
+    assert f'<option value="{foreign.id}"' not in form  # neither R2's plans...
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+
+    enabled.config["WTF_CSRF_ENABLED"] = True
+    url = f"/resellers/{r1.id}/wholesale-links"
+    good = {"retail_plan_id": str(retail.id), "wholesale_plan_id": str(wholesale.id)}
+    assert web.post(url, data=good).status_code == 400  # no token
+    assert WholesaleLink.select().count() == 0
+
+    def errors_of(data):
+        resp = web.post(url, data={**data, "csrf_token": token})
+        assert resp.status_code == 422, resp.get_data(as_text=True)
+        html = resp.get_data(as_text=True)
+        return dict(re.findall(r'class="field-error" data-field="(\w+)">([^<]*)<', html))
+
+    assert set(errors_of({"retail_plan_id": "", "wholesale_plan_id": ""})) == {
+        "retail_plan_id",
+        "wholesale_plan_id",
+    }
+    got = errors_of({"retail_plan_id": str(retail.id), "wholesale_plan_id": str(dollars.id)})
+    assert list(got) == ["wholesale_plan_id"] and "USD" in got["wholesale_plan_id"]
+    got = errors_of({"retail_plan_id": str(retail.id), "wholesale_plan_id": str(foreign.id)})
+    assert (
+        list(got) == ["wholesale_plan_id"]
+        and "does not belong to Provider" in got["wholesale_plan_id"]
+    )
+    got = errors_of({"retail_plan_id": str(foreign.id), "wholesale_plan_id": str(wholesale.id)})
+    assert list(got) == ["retail_plan_id"]  # ...nor, posted, another reseller's plan
+    got = errors_of({"retail_plan_id": "x", "wholesale_plan_id": str(10**30)})
+    assert set(got) == {"retail_plan_id", "wholesale_plan_id"}
+    assert WholesaleLink.select().count() == 0
+
+    resp = web.post(url, data={**good, "csrf_token": token})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    link = WholesaleLink.get()
+    assert (link.retail_plan_id, link.wholesale_plan_id, link.reseller_id) == (
+        retail.id,
+        wholesale.id,
+        r1.id,
+    )
+    page = web.get(f"/resellers/{r1.id}").get_data(as_text=True)
+    assert re.search(r"Standard \(6(\.00)? / 0\.05\)", page), page
+
+    # the reseller's own admin sees its page without the form and cannot post it
+    admin = world.add_user(r1, "r1@example.com")
+    enabled.config["WTF_CSRF_ENABLED"] = False
+    own = panel(admin)
+    assert 'id="wholesale-link-form"' not in own.get(f"/resellers/{r1.id}").get_data(as_text=True)
+    resp = own.post(
+        url, data={"retail_plan_id": str(retail.id), "wholesale_plan_id": str(dollars.id)}
+    )
+    # the provider's plans are outside its subtree: answered like a missing plan
+    assert resp.status_code == 422
+    assert f"price plan {dollars.id} not found" in resp.get_data(as_text=True)
+    assert WholesaleLink.get().wholesale_plan_id == wholesale.id

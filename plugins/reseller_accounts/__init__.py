@@ -16,7 +16,8 @@ What the plugin adds (licence feature FT-3001.007):
   (``service.profile_updated``).
 * privileges ``resellers.view``, ``resellers.manage`` (create resellers, the sub-reseller
   setting) and ``resellers.profile`` (edit a reseller's profile), at provider and reseller
-  level; panel pages (Resellers list, reseller detail with profile, customers, catalog) and
+  level; panel pages (Resellers list, reseller detail with profile, customers, catalog and the
+  wholesale link form) and
   the API ``/api/v1/resellers``.
 * cascading billing through ``invoice_options`` and ``charges_for_period`` (``billing.py``).
 

@@ -124,25 +124,12 @@ def make_api_blueprint() -> Blueprint:
         """Sell a reseller plan on a wholesale plan of the reseller's parent: the parent then
         invoices the reseller, at that plan's prices, what its customers consume. Needs
         ``resellers.manage`` and ``catalog.manage`` on the parent."""
-        from core.billing.models import PricePlan
-        from core.errors import ValidationFailed
-        from plugins.reseller_accounts.billing import link_wholesale
+        from plugins.reseller_accounts.billing import link_by_ids
 
         user = api_user()
         reseller = service.get_reseller(user, account_id, "resellers.manage")
-        retail = PricePlan.get_or_none(
-            (PricePlan.id == data["retail_plan_id"]) & (PricePlan.account == reseller.id)
-        )
-        if retail is None:
-            raise ValidationFailed.field(
-                "retail_plan_id", f"{reseller.name} has no price plan {data['retail_plan_id']}"
-            )
-        wholesale = PricePlan.get_or_none(PricePlan.id == data["wholesale_plan_id"])
-        if wholesale is None or not wholesale.account.is_within(user.account):
-            raise ValidationFailed.field(
-                "wholesale_plan_id", f"price plan {data['wholesale_plan_id']} not found"
-            )
-        return _link_out(link_wholesale(user, retail, wholesale))
+        link = link_by_ids(user, reseller, data["retail_plan_id"], data["wholesale_plan_id"])
+        return _link_out(link)
 
     @blp.route("/settings", methods=["GET"])
     @blp.response(200, SettingsSchema)

@@ -125,6 +125,32 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, sin
     return link
 
 
+def link_by_ids(actor, reseller: Account, retail_plan_id, wholesale_plan_id):
+    """:func:`link_wholesale` from submitted ids (the API and the panel form): a plan that is
+    not the reseller's, or not one the actor can see, is a field error, never a 404."""
+
+    def plan(value, *where):
+        try:
+            plan_id = int(value)
+        except (TypeError, ValueError):
+            return None
+        if not 0 < plan_id < 2**63:
+            return None
+        return PricePlan.get_or_none(PricePlan.id == plan_id, *where)
+
+    errors = {}
+    retail = plan(retail_plan_id, PricePlan.account == reseller.id)
+    if retail is None:
+        errors["retail_plan_id"] = [f"{reseller.name} has no price plan {retail_plan_id!s}"]
+    wholesale = plan(wholesale_plan_id)
+    if wholesale is None or (actor is not None and not wholesale.account.is_within(actor.account)):
+        errors["wholesale_plan_id"] = [f"price plan {wholesale_plan_id!s} not found"]
+    if errors:
+        field, msgs = next(iter(errors.items()))
+        raise ValidationFailed(f"{field}: {msgs[0]}", errors)
+    return link_wholesale(actor, retail, wholesale)
+
+
 def _downstream_plans(plan_id: int) -> set[int]:
     """``plan_id`` and every plan sold on it, directly or through sub-resellers' links."""
     from plugins.reseller_accounts.models import WholesaleLink

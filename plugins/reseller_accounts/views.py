@@ -1,5 +1,6 @@
 """Panel pages: Resellers list (with the provider's sub-reseller setting), reseller detail
-with its profile, customers and catalog, and the profile edit form."""
+with its profile, customers and catalog (with the wholesale link form: one of the reseller's
+plans sold on one of its parent's), and the profile edit form."""
 
 from __future__ import annotations
 
@@ -41,6 +42,30 @@ def _catalog_of(reseller) -> list[dict]:
     return [{"plan": p, "wholesale": links.get(p.id)} for p in plans]
 
 
+def _can_link(reseller) -> bool:
+    """Whether the viewer may sell the reseller's plans on its parent's: the parent is in the
+    viewer's subtree (a reseller's own users do not link their plans to their seller's)."""
+    parent = reseller.parent
+    return (
+        parent is not None
+        and parent.is_within(current_user.account)
+        and rbac.has(current_user, "resellers.manage")
+        and rbac.has(current_user, "catalog.manage")
+    )
+
+
+def _wholesale_choices(reseller) -> list:
+    """The parent's price plans, to sell the reseller's plans on."""
+    from core.billing.models import PricePlan, Product
+
+    return list(
+        PricePlan.select(PricePlan, Product)
+        .join(Product)
+        .where(PricePlan.account == reseller.parent_id)
+        .order_by(Product.name, PricePlan.name, PricePlan.id)
+    )
+
+
 def make_panel_blueprint() -> Blueprint:
     bp = Blueprint(
         "reseller_accounts", __name__, template_folder="templates", url_prefix="/resellers"
@@ -75,10 +100,8 @@ def make_panel_blueprint() -> Blueprint:
             flash("Reseller settings saved.")
         return redirect(url_for("reseller_accounts.resellers"))
 
-    @bp.route("/<int:account_id>", methods=["GET"])
-    @login_required
-    def detail(account_id):
-        reseller = service.get_reseller(current_user, account_id)
+    def render_detail(reseller, link_errors=None, link_values=None):
+        can_link = _can_link(reseller)
         return render_template(
             "reseller_accounts/detail.html",
             account=reseller,
@@ -88,8 +111,37 @@ def make_panel_blueprint() -> Blueprint:
             catalog=_catalog_of(reseller),
             can_edit=rbac.has(current_user, "resellers.profile")
             and reseller.id != current_user.account_id,
+            can_link=can_link,
+            wholesale_choices=_wholesale_choices(reseller) if can_link else [],
+            link_errors=link_errors or {},
+            link_values=link_values or {},
             tab="reseller_accounts.detail",
-        )
+        ), (422 if link_errors else 200)
+
+    @bp.route("/<int:account_id>", methods=["GET"])
+    @login_required
+    def detail(account_id):
+        return render_detail(service.get_reseller(current_user, account_id))
+
+    @bp.route("/<int:account_id>/wholesale-links", methods=["POST"])
+    @login_required
+    def link(account_id):
+        """The wholesale link form of the reseller page: one of the reseller's plans sold on
+        one of its parent's plans (``resellers.manage``, ``catalog.manage`` on the parent)."""
+        from plugins.reseller_accounts.billing import link_by_ids
+
+        reseller = service.get_reseller(current_user, account_id, "resellers.manage")
+        values = {k: request.form.get(k, "") for k in ("retail_plan_id", "wholesale_plan_id")}
+        try:
+            link_by_ids(
+                current_user, reseller, values["retail_plan_id"], values["wholesale_plan_id"]
+            )
+        except BillhiveError as exc:
+            if exc.status == 404:
+                raise
+            return render_detail(reseller, _form_errors(exc), values)
+        flash("Wholesale link saved: the parent invoices this plan's consumption at its plan.")
+        return redirect(url_for("reseller_accounts.detail", account_id=reseller.id))
 
     @bp.route("/<int:account_id>/profile", methods=["GET", "POST"])
     @login_required
