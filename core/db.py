@@ -1,7 +1,8 @@
 """The database: one peewee proxy the models bind to, opened from a URL per application.
 
-SQLite runs in WAL mode with a busy timeout so concurrent writers wait instead of failing
-with "database is locked"; PostgreSQL is accepted as ``postgresql://user@host:port/name``.
+SQLite runs in WAL mode with a busy timeout, and every transaction begins IMMEDIATE, so
+concurrent writers queue instead of failing with "database is locked"; PostgreSQL is accepted
+as ``postgresql://user@host:port/name``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class JSONField(pw.TextField):
 def open_database(url: str) -> pw.Database:
     scheme = urlparse(url).scheme
     if scheme.startswith("sqlite"):
-        db = url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30)
+        # BEGIN IMMEDIATE: a write transaction takes the write lock when it starts. A deferred
+        # one that read first and then writes cannot wait for another writer (its snapshot is
+        # stale): SQLite fails it at once with "database is locked", busy timeout or not.
+        db = url_connect(url, pragmas=SQLITE_PRAGMAS, timeout=30, lock_type="IMMEDIATE")
     elif scheme in ("postgres", "postgresql"):
         db = url_connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
     else:

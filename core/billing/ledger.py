@@ -105,7 +105,11 @@ def lock_account(account_id: int) -> None:
     (held until the transaction ends); SQLite's write transactions (BEGIN IMMEDIATE, see
     :func:`core.billing.invoices.write_transaction`) are serialised already."""
     if is_postgres():
-        list(Account.select(Account.id).where(Account.id == account_id).for_update())
+        # NO KEY UPDATE: it serialises the account's money operations like FOR UPDATE, but
+        # does not conflict with the KEY SHARE lock every insert referencing the account
+        # takes (an invoice, a credit note), so two issuers cannot deadlock on it
+        query = Account.select(Account.id).where(Account.id == account_id)
+        list(query.for_update("FOR NO KEY UPDATE"))
 
 
 def post(account, seller, kind: str, amount: int, currency: str, occurred_on: date, *,
