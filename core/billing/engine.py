@@ -434,7 +434,7 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             invoice._formats = options.formats if options is not None else None
             for error in render(invoice) or ():
                 summary["render_errors"].append(error)
-            host().call("invoice_finalized", invoice=invoice)
+            lifecycle.notify_finalized(invoice)  # a plugin's failure is logged, not fatal
             summary["invoices"].append(
                 {
                     "id": invoice.id,

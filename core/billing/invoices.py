@@ -9,6 +9,7 @@ is the issuer's ``invoice_prefix``. Every change is audited in its own transacti
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -24,6 +25,8 @@ from core.billing.money import MoneyError, invoice_totals, line_amount, parse_de
 from core.db import database, is_postgres, utcnow
 from core.errors import Conflict, ValidationFailed
 from core.models import Account
+
+log = logging.getLogger("billhive.billing")
 
 NUMBER_DIGITS = 6
 PAYMENT_TERMS_DAYS = 14
@@ -272,4 +275,16 @@ def finalize(invoice: Invoice) -> None:
     from core.billing import storage
 
     storage.render_all(invoice)
-    storage.host().call("invoice_finalized", invoice=invoice)
+    notify_finalized(invoice)
+
+
+def notify_finalized(invoice: Invoice) -> None:
+    """Tell plugins (``invoice_finalized``) about an invoice committed as issued. It is issued
+    whatever a plugin does with the news: a plugin that raises is logged, and neither turns
+    the issue into an error (the change was saved) nor stops a bill run."""
+    from core.billing import storage
+
+    try:
+        storage.host().call("invoice_finalized", invoice=invoice)
+    except Exception:  # noqa: BLE001 - a plugin's failure, after the commit
+        log.exception("a plugin failed on invoice_finalized of %s", invoice.number or invoice.id)
