@@ -372,9 +372,17 @@ def update_invoice(data, invoice_id):
 @invoices_bp.response(204)
 @api_login_required
 def delete_invoice(invoice_id):
+    """Delete a draft (an issued invoice answers 409: void it or issue a credit note)."""
     invoice = _invoice(invoice_id)
-    _as_issuer(invoice, "invoices.issue")
-    invoice.delete_instance(recursive=True)
+    user = _as_issuer(invoice, "invoices.issue")
+    with lifecycle.write_transaction():
+        before = lifecycle.snapshot(invoice)
+        # not recursive: that would also try to update the (append-only) ledger rows that
+        # could point at it; a draft's lines and files go with it (ON DELETE CASCADE)
+        invoice.delete_instance()
+        lifecycle.audit.record(user, "invoice.delete", object_type="invoice",
+                               object_id=invoice_id, account=invoice.account_id,
+                               before=before)  # fmt: skip
 
 
 @invoices_bp.route("/invoices/<int:invoice_id>/issue", methods=["POST"])
