@@ -26,6 +26,7 @@ only: nothing is asserted about speed. Benchmarks are not tests (pytest never co
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -56,6 +57,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections of {', '.join(SECTIONS)}")  # fmt: skip
     parser.add_argument("--redis-url", default=None, help="queue on Redis instead of SQLite")
+    parser.add_argument("--postgres", default=None, metavar="ADMIN_URL",
+                        help="bill runs, API and hooks on PostgreSQL databases made through "
+                        "this admin URL (dropped at the end); usage stays on SQLite")  # fmt: skip
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway folders")
     args = parser.parse_args(argv)
@@ -80,16 +84,18 @@ def main(argv=None) -> int:
         template = None
         if {"billrun", "growth", "api"} & set(only):
             print(f"\n[bill run] {customers:,} customers x {lines} lines", flush=True)
-            template, _ = billrun.build_template(root, customers, lines, users=20)
+            template, _ = billrun.build_template(root, customers, lines, users=20,
+                                                 postgres=args.postgres)  # fmt: skip
         if "billrun" in only:
             results = billrun.bench(report, root, customers, lines, [0, 1, 2],
-                                    redis_url=args.redis_url, template=template)  # fmt: skip
+                                    redis_url=args.redis_url, template=template,
+                                    postgres=args.postgres)  # fmt: skip
         if "growth" in only:
             print(f"\n[growth] {customers:,} vs {big:,} customers, queued, 2 workers", flush=True)
             small = results.get(f"queued-{customers}-w2") or billrun.run_queued(
                 template, root, f"queued-{customers}-w2", 2, redis_url=args.redis_url
             )
-            big_template, _ = billrun.build_template(root, big, lines)
+            big_template, _ = billrun.build_template(root, big, lines, postgres=args.postgres)
             large = billrun.run_queued(big_template, root, f"queued-{big}-w2", 2,
                                        redis_url=args.redis_url)  # fmt: skip
             shutil.rmtree(big_template, ignore_errors=True)
@@ -116,7 +122,7 @@ def main(argv=None) -> int:
 
             n = 2000 // scale
             print(f"\n[hooks] {n:,} customers x {lines} lines, in-process", flush=True)
-            hook_template, _ = billrun.build_template(root, n, lines)
+            hook_template, _ = billrun.build_template(root, n, lines, postgres=args.postgres)
             hooks.bench(report, root, hook_template, n)
         if "usage" in only:
             from bench import usage
@@ -125,6 +131,9 @@ def main(argv=None) -> int:
             print(f"\n[usage] {records:,} records", flush=True)
             usage.bench(report, root, records)
     finally:
+        from bench.common import drop_databases
+
+        drop_databases()
         if args.keep:
             print(f"\nkept {root}")
         else:
@@ -132,9 +141,11 @@ def main(argv=None) -> int:
 
     table = report.markdown()
     took = time.perf_counter() - started
-    print(f"\n{header}\n\n{table}\n\n(suite took {took / 60:.1f} min)")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    footer = f"Suite took {took / 60:.1f} min; load average at the end {load}."
+    print(f"\n{header}\n\n{table}\n\n{footer}")
     if args.markdown:
-        Path(args.markdown).write_text(f"{header}\n\n{table}\n")
+        Path(args.markdown).write_text(f"{header}\n\n{table}\n\n{footer}\n")
     return 0
 
 

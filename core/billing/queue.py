@@ -256,7 +256,19 @@ def claim(item_id: int, stale: float) -> BillRunItem | None:
     returns it with its account (``attempts`` is this attempt's number), None when another
     worker has it or it is finished."""
     now = utcnow()
-    taken = (
+    taken = _claim(item_id, now, stale)
+    if not taken:
+        return None
+    return (
+        BillRunItem.select(BillRunItem, Account)
+        .join(Account)
+        .where(BillRunItem.id == item_id)
+        .get()
+    )
+
+
+def _claim(item_id: int, now, stale: float) -> int:
+    return (
         BillRunItem.update(
             status="running", attempts=BillRunItem.attempts + 1, heartbeat_at=now, error=None
         )
@@ -271,14 +283,6 @@ def claim(item_id: int, stale: float) -> BillRunItem | None:
             )
         )
         .execute()
-    )
-    if not taken:
-        return None
-    return (
-        BillRunItem.select(BillRunItem, Account)
-        .join(Account)
-        .where(BillRunItem.id == item_id)
-        .get()
     )
 
 
