@@ -35,6 +35,7 @@ from bench.common import (
     in_app,
     make_app,
     pg_url,
+    session_cpu,
     spawn_cli,
     stop,
     temp_root,
@@ -157,12 +158,13 @@ def run_inline(template: Path, root: Path, name: str) -> dict:
     folder = copy_instance(template, root / name)
     app = make_app(config_for(folder))
     with in_app(app):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = engine.run(AS_OF)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if summary["failures"]:
         raise RuntimeError(f"bill run failed: {summary['failures'][:3]}")
-    return {"seconds": elapsed, "invoices": summary["invoices_created"], "folder": folder}
+    return {"seconds": elapsed, "cpu": cpu, "invoices": summary["invoices_created"],
+            "folder": folder}  # fmt: skip
 
 
 def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url=None) -> dict:
@@ -178,8 +180,10 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
     worker = spawn_cli(config, "worker", "--workers", str(workers))
     try:
         wait_for_line(worker, "Billhive worker:")
+        time.sleep(1)  # the forked workers are up
         with in_app(app):
             queue.get_queue(app).huey.flush()
+            cpu = session_cpu(worker.pid)
             started = time.perf_counter()
             run = BillRun.create(as_of=AS_OF, status="queued")
             total = queue.submit(run, enqueue_items=True)
@@ -196,6 +200,7 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
                     raise RuntimeError("the worker stopped:\n" + worker.stdout.read()[-3000:])
                 time.sleep(0.1)
             elapsed = time.perf_counter() - started
+            cpu = session_cpu(worker.pid) - cpu
             run = BillRun.get_by_id(run.id)
             if run.status != "done":
                 raise RuntimeError(f"queued run {run.status}: {run.failures[:3]}")
@@ -205,7 +210,7 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
         with in_app(app):
             queue.get_queue(app).huey.flush()
         app.extensions["billhive"].database.close()
-    return {"seconds": elapsed, "billed_seconds": billed, "invoices": invoices,
+    return {"seconds": elapsed, "billed_seconds": billed, "invoices": invoices, "cpu": cpu,
             "accounts": total, "folder": folder}  # fmt: skip
 
 
@@ -234,9 +239,10 @@ def bench(report: Report, root: Path, customers: int, lines: int, workers: list[
         if result["invoices"] != customers:
             raise RuntimeError(f"{name}: {result['invoices']} invoices for {customers} customers")
         rate = result["invoices"] / result["seconds"]
-        note = ""
+        note = f"CPU {1000 * result['cpu'] / result['invoices']:.1f} ms/invoice"
         if "billed_seconds" in result:
-            note = f"run done at {result['billed_seconds']:.1f}s, files at {result['seconds']:.1f}s"
+            note += (f", run done at {result['billed_seconds']:.1f}s, files at "
+                     f"{result['seconds']:.1f}s")  # fmt: skip
         report.add("bill run", f"{customers:,} x {lines} lines, {db}, {what}", rate,
                    "invoices/s", raw_what, raw, note)  # fmt: skip
         results[name] = result
