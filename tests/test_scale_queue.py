@@ -211,3 +211,19 @@ def test_queue_configuration_is_checked(ctx):
         queue.backend({"QUEUE": "redis"})
     with pytest.raises(queue.QueueError, match="inline, sqlite, redis"):
         queue.mode({"QUEUE": "rabbit"})
+
+
+def test_a_run_submitted_while_the_queue_is_down_waits_safely_in_the_database(make_app):
+    nothing_listens = "redis://127.0.0.1:1/0"
+    app = make_app(plugins=PLUGINS, modules=MODULES, QUEUE="redis", REDIS_URL=nothing_listens)
+    database = app.extensions["billhive"].database
+    with app.app_context(), database.connection_context():
+        app.extensions["billhive"].host.refresh()
+        from tests.conftest import World
+
+        world = World()
+        run = BillRun.create(as_of=AS_OF, status="queued", scope=world.provider.id)
+        assert queue.submit(run) == 2  # the plan task could not be queued: logged, not raised
+        items = BillRunItem.select().where(BillRunItem.bill_run == run.id)
+        assert {i.status for i in items} == {"pending"}
+        assert queue.live(BillRun.get_by_id(run.id)).pending == 2

@@ -203,7 +203,11 @@ def submit(run: BillRun, *, enqueue_items: bool = False) -> int:
     elif enqueue_items:
         plan(run.id)
     else:
-        get_queue().plan_task(run.id)
+        try:
+            get_queue().plan_task(run.id)
+        except Exception:  # noqa: BLE001 - the run is safe in the database: a sweep queues it
+            log.warning("bill run %s: the queue is unreachable; the sweeper will queue its "
+                        "items", run.id, exc_info=True)  # fmt: skip
     return total
 
 
