@@ -77,9 +77,16 @@ def has(user: User | None, code: str) -> bool:
 # -- scoping ---------------------------------------------------------------------------------
 
 
+def in_subtree(account: Account, *, strict: bool = False) -> pw.Expression:
+    """The condition "an account at or below ``account``" (strictly below with ``strict``):
+    the single definition of a subtree, for tenant visibility and for billing alike."""
+    condition = Account.path.startswith(account.path)
+    return condition & (Account.id != account.id) if strict else condition
+
+
 def visible_accounts(user: User) -> pw.ModelSelect:
     """The caller's subtree: the single definition of tenant visibility."""
-    return Account.select().where(Account.path.startswith(user.account.path))
+    return Account.select().where(in_subtree(user.account))
 
 
 def scoped(query: pw.ModelSelect, account_field: pw.Field, user: User) -> pw.ModelSelect:

@@ -36,7 +36,7 @@ from decimal import Decimal
 import peewee as pw
 from flask import current_app
 
-from core import audit
+from core import audit, rbac
 from core.billing import invoices as lifecycle
 from core.billing import ledger, storage
 from core.billing.models import (
@@ -295,7 +295,7 @@ def plan_query(scope: Account | None, *columns) -> pw.ModelSelect:
     query (INSERT ... SELECT) and a task per item calls :func:`bill_account`."""
     query = Account.select(*columns).where(Account.parent.is_null(False))
     if scope is not None:
-        query = query.where(Account.path.startswith(scope.path) & (Account.id != scope.id))
+        query = query.where(rbac.in_subtree(scope, strict=True))
     return query.order_by(Account.id)
 
 

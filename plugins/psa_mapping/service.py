@@ -471,9 +471,7 @@ class LinkOut(Schema):
 def customers_of(account: Account) -> list[Account]:
     """Customer accounts whose invoices this integration pushes: the customers in the
     account's subtree that no nearer integration owns."""
-    below = Account.select().where(
-        Account.path.startswith(account.path) & (Account.id != account.id)
-    )
+    below = Account.select().where(rbac.in_subtree(account, strict=True))
     out = []
     for acc in below.order_by(Account.name):
         if rbac.level_of(acc) != "customer":

@@ -209,7 +209,7 @@ def wholesale_prices(reseller: Account) -> dict[int, PricePlan]:
         link.retail_plan_id: link
         for link in WholesaleLink.select(WholesaleLink, Account)
         .join(Account, on=(WholesaleLink.reseller == Account.id))
-        .where(Account.path.startswith(reseller.path))
+        .where(rbac.in_subtree(reseller))
     }
     resolved: dict[int, int] = {}
     for plan_id in below:
@@ -237,8 +237,7 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         .where(
             Subscription.plan.in_(list(links))
             & _NOT_ANCHOR
-            & (Account.path.startswith(reseller.path))
-            & (Account.id != reseller.id)
+            & rbac.in_subtree(reseller, strict=True)
             & (Subscription.start < period[1])
             & (Subscription.end.is_null() | (Subscription.end > period[0]))
         )
