@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.db import insert_row
 from core.models import AuditEntry
 
 
@@ -26,13 +27,14 @@ def record(
     if obj is not None:
         object_type = object_type or type(obj).__name__.lower()
         object_id = getattr(obj, "id", None) or getattr(obj, "name", "") or object_id
-    return AuditEntry.create(
-        actor=actor,
-        actor_label=actor_label(actor),
-        account=account,
-        action=action,
-        object_type=object_type or "",
-        object_id=str(object_id),
-        before=before,
-        after=after,
-    )
+    values = {
+        "actor": actor,
+        "actor_label": actor_label(actor),
+        "account": account,
+        "action": action,
+        "object_type": object_type or "",
+        "object_id": str(object_id),
+        "before": before,
+        "after": after,
+    }
+    return insert_row(AuditEntry, values)  # on the hot path of every bill-run invoice

@@ -67,3 +67,58 @@ def bind(db: pw.Database) -> None:
 
 def is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
+
+
+# -- hot-path inserts ------------------------------------------------------------------------
+
+INSERT_CHUNK = 500  # rows per statement: SQLite allows 32,766 parameters, rows have < 20 columns
+_INSERT_SQL: dict[tuple, str] = {}
+
+
+def _insert(model, rows: list[dict]):
+    """INSERT ``rows`` in one statement; returns (cursor, the first row with its defaults)."""
+    meta = model._meta
+    names = tuple(rows[0])
+    fields = [meta.fields[name] for name in names]
+    defaults = [(f, d) for f, d in meta.defaults.items() if f.name not in names]
+    fields += [f for f, _ in defaults]
+    full = [
+        [row[name] for name in names] + [d() if callable(d) else d for _, d in defaults]
+        for row in rows
+    ]
+    params = [f.db_value(v) for values in full for f, v in zip(fields, values, strict=True)]
+    key = (type(database.obj), model, names, len(rows))
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        query = model.insert_many(full, fields=fields)
+        if database.obj.returning_clause:  # PostgreSQL: the new ids come back as rows
+            query = query.returning(meta.primary_key)
+        sql, expected = query.sql()
+        if list(expected) != params:  # peewee converts differently: the shortcut is wrong
+            raise RuntimeError(f"insert_rows({model.__name__}): unexpected INSERT layout")
+        _INSERT_SQL[key] = sql
+    cursor = database.execute_sql(sql, params)
+    return cursor, dict(zip((f.name for f in fields), full[0], strict=True))
+
+
+def insert_rows(model, rows: list[dict]) -> None:
+    """INSERT ``rows`` (dicts of field name -> Python value, every row with the same keys),
+    ``INSERT_CHUNK`` rows a statement, exactly as ``model.insert_many(rows).execute()`` would
+    (same columns, Python-side defaults and ``db_value`` conversions, checked against peewee's
+    own statement the first time) but with the SQL text built once per (database kind, model,
+    columns, row count): generating SQL was most of a bill run's CPU time. For hot paths (a
+    bill run's invoices, lines, ledger and audit entries); model methods such as ``save`` are
+    not called."""
+    for chunk in pw.chunked(rows, INSERT_CHUNK):
+        _insert(model, chunk)
+
+
+def insert_row(model, values: dict):
+    """One row as :func:`insert_rows` writes it; returns the instance with its id and
+    defaults, as ``model.create(**values)`` would."""
+    cursor, stored = _insert(model, [values])
+    new_id = cursor.fetchone()[0] if database.obj.returning_clause else cursor.lastrowid
+    instance = model(**stored)
+    instance.id = new_id
+    instance._dirty.clear()
+    return instance

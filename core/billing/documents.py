@@ -36,28 +36,32 @@ def _party(account: Account) -> dict:
     }
 
 
-def build(invoice: Invoice) -> dict:
+def build(invoice: Invoice, lines: list[dict] | None = None) -> dict:
+    """The document of ``invoice``; ``lines`` are its line rows (field name -> value) in
+    position order when the caller has them, else they are read."""
     currency = invoice.currency
-    issuer = Account.get_by_id(invoice.issuer_id)
-    recipient = Account.get_by_id(invoice.account_id)
-    lines = []
+    issuer, recipient = invoice.issuer, invoice.account  # loaded unless the caller set them
+    if lines is None:
+        lines = invoice.lines.order_by(InvoiceLine.position).dicts()
+    out = []
     groups: dict[str, int] = {}
-    for line in invoice.lines.order_by(InvoiceLine.position):
-        lines.append(
+    for line in lines:
+        amount, group = line["amount"], line["group"]
+        out.append(
             {
-                "position": line.position,
-                "description": line.description,
-                "quantity": canonical_decimal_text(line.quantity),
-                "unit": line.unit,
-                "unit_price": canonical_decimal_text(line.unit_price),
-                "amount": _amount(line.amount, currency),
-                "amount_minor": line.amount,
-                "product_code": line.product_code,
-                "group": line.group,
+                "position": line["position"],
+                "description": line["description"],
+                "quantity": canonical_decimal_text(line["quantity"]),
+                "unit": line["unit"],
+                "unit_price": canonical_decimal_text(line["unit_price"]),
+                "amount": _amount(amount, currency),
+                "amount_minor": amount,
+                "product_code": line["product_code"],
+                "group": group,
             }
         )
-        if line.group:
-            groups[line.group] = groups.get(line.group, 0) + line.amount
+        if group:
+            groups[group] = groups.get(group, 0) + amount
     credited = invoice.credit_for
     return {
         "kind": invoice.kind,
@@ -70,7 +74,7 @@ def build(invoice: Invoice) -> dict:
         "period_end": invoice.period_end.isoformat() if invoice.period_end else None,
         "issuer": _party(issuer),
         "recipient": _party(recipient),
-        "lines": lines,
+        "lines": out,
         "groups": [
             {"name": name, "subtotal": _amount(total, currency), "subtotal_minor": total}
             for name, total in groups.items()

@@ -37,8 +37,8 @@ import peewee as pw
 from flask import current_app
 
 from core import audit, rbac
+from core.billing import documents, ledger, storage
 from core.billing import invoices as lifecycle
-from core.billing import ledger, storage
 from core.billing.models import (
     BillRun,
     Invoice,
@@ -56,7 +56,7 @@ from core.billing.money import (
     tiered_unit_price,
 )
 from core.billing.periods import closed_periods, overlap_fraction
-from core.db import database, utcnow
+from core.db import database, insert_row, insert_rows, utcnow
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
@@ -183,18 +183,11 @@ class AlreadyInvoiced(Exception):
     pass
 
 
-LINE_CHUNK = 500  # invoice lines per INSERT statement (11 columns: well below SQLite's cap)
-_NO_INVOICE = -1  # stands for the invoice id while the lines' SQL is built
-
-
-def _line_statements(lines: list[dict]) -> list[tuple[str, list, int]]:
-    """The lines' multi-row INSERTs (peewee's insert_many, one per chunk) as (sql, params,
-    params per row), built before the issuing transaction: on SQLite every writer waits for
-    the one holding the write lock, so SQL is not generated while holding it. The invoice id
-    is the first column of each row; :func:`write_invoice` binds it once known."""
-    rows = [
+def line_rows(lines: list[dict]) -> list[dict]:
+    """The rows of ``lines`` for the ``invoiceline`` table (without the invoice id), in
+    position order; also what :func:`core.billing.documents.build` reads lines from."""
+    return [
         {
-            "invoice": _NO_INVOICE,
             "position": position,
             "description": line["description"][:500],
             "quantity": line["quantity"],
@@ -208,14 +201,6 @@ def _line_statements(lines: list[dict]) -> list[tuple[str, list, int]]:
         }
         for position, line in enumerate(lines, start=1)
     ]
-    statements = []
-    for chunk in pw.chunked(rows, LINE_CHUNK):
-        sql, params = InvoiceLine.insert_many(chunk).sql()
-        width = len(params) // len(chunk)
-        if len(params) != width * len(chunk) or any(p != _NO_INVOICE for p in params[0::width]):
-            raise RuntimeError("unexpected INSERT layout for invoice lines")  # peewee changed
-        statements.append((sql, list(params), width))
-    return statements
 
 
 _SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
@@ -227,6 +212,8 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
 
     Raises :class:`AlreadyInvoiced` when the unique index says this (account, issuer,
     period) has its invoice already (another run, another process); nothing is left behind.
+    The invoice returned holds its account and issuer, and ``written_lines``: the line rows
+    as written (what :func:`render_now` builds the document from, reading nothing back).
     """
     currency = account.currency
     subtotal, tax, total = invoice_totals(
@@ -257,13 +244,12 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         "bill_run": bill_run_id,
         "created_at": now,
     }
-    statements = _line_statements(lines)  # SQL built before the write lock is taken
+    rows = line_rows(lines)
     try:
         with lifecycle.write_transaction():
-            invoice = Invoice(id=Invoice.insert(values).execute(), **values)
-            for sql, params, width in statements:
-                params[0::width] = [invoice.id] * (len(params) // width)
-                database.execute_sql(sql, params)
+            # the hot path's statements have their SQL built once (core.db.insert_rows)
+            invoice = insert_row(Invoice, values)
+            insert_rows(InvoiceLine, [{"invoice": invoice.id, **row} for row in rows])
             # numbered last: the issuer's number sequence stays locked (until the commit)
             # for as short a time as possible; a rollback gives the number back
             invoice.number = lifecycle.next_number(issuer, "invoice")
@@ -281,6 +267,8 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                                kind="invoice") is None:  # fmt: skip
             raise
         raise AlreadyInvoiced() from None
+    invoice.account, invoice.issuer = account, issuer  # known: documents need not load them
+    invoice.written_lines = rows
     return invoice
 
 
@@ -334,8 +322,9 @@ def finish_summary(summary: dict) -> dict:
 
 
 def render_now(invoice: Invoice) -> list[str]:
-    """In-process runs render every wanted format right after the commit."""
-    return storage.render_all(invoice)
+    """In-process runs render every wanted format right after the commit, from what
+    :func:`write_invoice` wrote (nothing is read back)."""
+    return storage.render_all(invoice, documents.build(invoice, lines=invoice.written_lines))
 
 
 def _skip(summary, account, issuer, period, reason):

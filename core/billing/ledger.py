@@ -73,7 +73,7 @@ from core.billing.models import (
     Payment,
     PrepaidTopup,
 )
-from core.db import is_postgres
+from core.db import insert_row, is_postgres
 from core.errors import Conflict
 from core.models import Account
 
@@ -116,20 +116,21 @@ def post(account, seller, kind: str, amount: int, currency: str, occurred_on: da
          invoice=None, payment=None, reverses=None, memo: str = "", actor=None,
          posting_key: str | None = None) -> LedgerEntry:  # fmt: skip
     """Append one entry (call inside the transaction of the event it records)."""
-    return LedgerEntry.create(
-        account=_id(account),
-        seller=_id(seller),
-        kind=kind,
-        amount=amount,
-        currency=currency,
-        occurred_on=occurred_on,
-        invoice=_id(invoice),
-        payment=_id(payment),
-        reverses=_id(reverses),
-        posting_key=posting_key,
-        memo=memo[:500],
-        created_by=_id(actor),
-    )
+    values = {
+        "account": _id(account),
+        "seller": _id(seller),
+        "kind": kind,
+        "amount": amount,
+        "currency": currency,
+        "occurred_on": occurred_on,
+        "invoice": _id(invoice),
+        "payment": _id(payment),
+        "reverses": _id(reverses),
+        "posting_key": posting_key,
+        "memo": memo[:500],
+        "created_by": _id(actor),
+    }
+    return insert_row(LedgerEntry, values)  # every bill-run invoice posts one
 
 
 # -- reading ---------------------------------------------------------------------------------

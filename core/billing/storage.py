@@ -54,30 +54,31 @@ def render_one(invoice: Invoice, code: str, document: dict | None = None) -> Inv
     tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, target)
-    record = InvoiceFile.get_or_none(invoice=invoice.id, format=code)
-    digest = hashlib.sha256(data).hexdigest()
-    if record is None:
-        try:
-            record = InvoiceFile.create(
-                invoice=invoice.id, format=code, path=str(relative), size=len(data), sha256=digest
-            )
-        except Exception:  # noqa: BLE001 - another process recorded it meanwhile
-            record = InvoiceFile.get(invoice=invoice.id, format=code)
-    else:
-        record.path, record.size, record.sha256 = str(relative), len(data), digest
-        record.save()
-    return record
+    values = {"path": str(relative), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    # one statement whether or not a record exists (re-rendered, or another process's)
+    InvoiceFile.insert(invoice=invoice.id, format=code, **values).on_conflict(
+        conflict_target=[InvoiceFile.invoice, InvoiceFile.format], update=values
+    ).execute()
+    return InvoiceFile(invoice=invoice.id, format=code, **values)
 
 
-def render_all(invoice: Invoice) -> list[str]:
-    """Render every wanted format once; returns error messages (empty when all went well)."""
+def render_all(invoice: Invoice, document: dict | None = None) -> list[str]:
+    """Render every wanted format not stored yet; returns error messages (empty when all
+    went well). ``document`` is the invoice's (:func:`documents.build`) when the caller has
+    it."""
     if invoice.status == "draft":
         return []
     errors = []
-    document = documents.build(invoice)
-    for code in wanted_formats(invoice):
-        if InvoiceFile.get_or_none(invoice=invoice.id, format=code) is not None:
-            continue
+    stored = {
+        code
+        for (code,) in InvoiceFile.select(InvoiceFile.format)
+        .where(InvoiceFile.invoice == invoice.id)
+        .tuples()
+    }
+    wanted = [code for code in wanted_formats(invoice) if code not in stored]
+    if wanted and document is None:
+        document = documents.build(invoice)
+    for code in wanted:
         try:
             render_one(invoice, code, document)
         except Exception as exc:  # noqa: BLE001 - recorded; rendered again on download
