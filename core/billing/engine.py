@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -56,7 +57,7 @@ from core.billing.money import (
     tiered_unit_price,
 )
 from core.billing.periods import closed_periods, overlap_fraction
-from core.db import database, insert_row, insert_rows, utcnow
+from core.db import Prepared, database, insert_row, insert_rows, utcnow
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
@@ -203,6 +204,9 @@ def line_rows(lines: list[dict]) -> list[dict]:
     ]
 
 
+_set_number = Prepared(
+    lambda number, invoice: Invoice.update(number=number).where(Invoice.id == invoice)
+)
 _SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
 
 
@@ -253,7 +257,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
             # numbered last: the issuer's number sequence stays locked (until the commit)
             # for as short a time as possible; a rollback gives the number back
             invoice.number = lifecycle.next_number(issuer, "invoice")
-            Invoice.update(number=invoice.number).where(Invoice.id == invoice.id).execute()
+            _set_number.execute(invoice.number, invoice.id)
             audit.record(
                 actor,
                 "invoice.issue",
@@ -339,21 +343,43 @@ def _skip(summary, account, issuer, period, reason):
     )
 
 
+@dataclass
+class RunCache:
+    """What one bill run reads once, by id: issuing accounts and price plans (with their
+    product). A plan edited while a run is under way is billed as the run first read it."""
+
+    issuers: dict[int, Account] = field(default_factory=dict)
+    plans: dict[int, PricePlan] = field(default_factory=dict)
+
+    def issuer(self, issuer_id: int) -> Account:
+        if issuer_id not in self.issuers:
+            self.issuers[issuer_id] = Account.get_by_id(issuer_id)
+        return self.issuers[issuer_id]
+
+    def subscriptions(self, account: Account) -> list[Subscription]:
+        """The account's subscriptions, each with its plan and product."""
+        subs = list(Subscription.select().where(Subscription.account == account.id))
+        missing = {s.plan_id for s in subs} - self.plans.keys()
+        if missing:
+            query = PricePlan.select(PricePlan, Product).join(Product)
+            self.plans.update((p.id, p) for p in query.where(PricePlan.id.in_(missing)))
+        for sub in subs:
+            sub.plan = self.plans[sub.plan_id]
+        return subs
+
+
 def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
-                 bill_run_id=None, actor=None, issuers: dict | None = None,
+                 bill_run_id=None, actor=None, cache: RunCache | None = None,
                  render=render_now) -> None:  # fmt: skip
     """Bill every closed, not yet invoiced period of one account into ``summary``.
 
-    ``issuers`` caches issuing accounts by id across the accounts of one run. ``render``
-    (invoice) -> error messages is called after each commit, before ``invoice_finalized``:
-    in-process runs render the files at once, queued runs enqueue one render task per file.
+    ``cache`` holds what the accounts of one run share. ``render`` (invoice) -> error
+    messages is called after each commit, before ``invoice_finalized``: in-process runs
+    render the files at once, queued runs enqueue one render task per file.
     """
-    subs = list(
-        Subscription.select(Subscription, PricePlan, Product)
-        .join(PricePlan)
-        .join(Product)
-        .where(Subscription.account == account.id)
-    )
+    if cache is None:
+        cache = RunCache()
+    subs = cache.subscriptions(account)
     # without subscriptions only plugins can add lines, from the account's creation on
     since = min([s.start for s in subs] + [account.created_at.date()])
     done = {
@@ -362,14 +388,7 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             (Invoice.account == account.id) & Invoice.run_period.is_null(False)
         )
     }
-    if issuers is None:
-        issuers = {}
-
-    def issuer_of(issuer_id):
-        if issuer_id not in issuers:
-            issuers[issuer_id] = Account.get_by_id(issuer_id)
-        return issuers[issuer_id]
-
+    issuer_of = cache.issuer
     for period in closed_periods(since, as_of, account.bill_cycle_day):
         candidates = {s.plan.account_id for s in subs if _active(s, period)}
         if account.parent_id:
@@ -449,7 +468,7 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     """
     accounts = plan_accounts(scope)
     summary = new_summary(as_of, len(accounts), bill_run.id if bill_run else None)
-    issuers: dict[int, Account] = {}
+    cache = RunCache()
     if bill_run is not None:
         BillRun.update(status="running", total=len(accounts), started_at=utcnow()).where(
             BillRun.id == bill_run.id
@@ -457,7 +476,7 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     last_update = time.monotonic()
     try:
         for index, account in enumerate(accounts, start=1):
-            bill_account(account, as_of, summary, scope=scope, issuers=issuers,
+            bill_account(account, as_of, summary, scope=scope, cache=cache,
                          bill_run_id=bill_run.id if bill_run else None, actor=actor)  # fmt: skip
             if progress is not None:
                 progress(index, len(accounts), account)

@@ -22,7 +22,7 @@ from core.billing.models import (
     InvoiceSequence,
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
-from core.db import database, is_postgres, utcnow
+from core.db import Prepared, database, is_postgres, utcnow
 from core.errors import Conflict, ValidationFailed
 from core.models import Account
 
@@ -63,21 +63,25 @@ def _ensure_sequence(issuer_id: int, kind: str) -> None:
                 raise
 
 
+_take_number = Prepared(
+    lambda issuer, kind: InvoiceSequence.update(next_number=InvoiceSequence.next_number + 1).where(
+        (InvoiceSequence.issuer == issuer) & (InvoiceSequence.kind == kind)
+    )
+)
+_taken_number = Prepared(
+    lambda issuer, kind: InvoiceSequence.select(InvoiceSequence.next_number - 1).where(
+        (InvoiceSequence.issuer == issuer) & (InvoiceSequence.kind == kind)
+    )
+)
+
+
 def next_number(issuer: Account, kind: str) -> str:
     """Take the next number of ``issuer`` for ``kind``; call inside the issuing transaction."""
-    query = InvoiceSequence.update(next_number=InvoiceSequence.next_number + 1).where(
-        (InvoiceSequence.issuer == issuer.id) & (InvoiceSequence.kind == kind)
-    )
-    if not query.execute():
+    if not _take_number.rowcount(issuer.id, kind):
         InvoiceSequence.create(issuer=issuer.id, kind=kind, next_number=2)
         taken = 1
     else:
-        taken = (
-            InvoiceSequence.select(InvoiceSequence.next_number)
-            .where((InvoiceSequence.issuer == issuer.id) & (InvoiceSequence.kind == kind))
-            .scalar()
-            - 1
-        )
+        taken = _taken_number.scalar(issuer.id, kind)
     infix = "CN" if kind == "credit_note" else ""
     return f"{issuer.invoice_prefix}{infix}{taken:0{NUMBER_DIGITS}d}"
 

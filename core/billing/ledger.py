@@ -73,7 +73,7 @@ from core.billing.models import (
     Payment,
     PrepaidTopup,
 )
-from core.db import insert_row, is_postgres
+from core.db import Prepared, insert_row, is_postgres
 from core.errors import Conflict
 from core.models import Account
 
@@ -105,11 +105,17 @@ def lock_account(account_id: int) -> None:
     (held until the transaction ends); SQLite's write transactions (BEGIN IMMEDIATE, see
     :func:`core.billing.invoices.write_transaction`) are serialised already."""
     if is_postgres():
-        # NO KEY UPDATE: it serialises the account's money operations like FOR UPDATE, but
-        # does not conflict with the KEY SHARE lock every insert referencing the account
-        # takes (an invoice, a credit note), so two issuers cannot deadlock on it
-        query = Account.select(Account.id).where(Account.id == account_id)
-        list(query.for_update("FOR NO KEY UPDATE"))
+        _lock_account.execute(account_id).fetchall()
+
+
+# NO KEY UPDATE: it serialises the account's money operations like FOR UPDATE, but does not
+# conflict with the KEY SHARE lock every insert referencing the account takes (an invoice, a
+# credit note), so two issuers cannot deadlock on it
+_lock_account = Prepared(
+    lambda account: (
+        Account.select(Account.id).where(Account.id == account).for_update("FOR NO KEY UPDATE")
+    )
+)
 
 
 def post(account, seller, kind: str, amount: int, currency: str, occurred_on: date, *,
@@ -161,8 +167,13 @@ def balances_by_seller(account) -> dict[tuple[int, str], int]:
     return {(seller, currency): int(total or 0) for seller, currency, total in rows}
 
 
+_is_topup = Prepared(
+    lambda invoice: PrepaidTopup.select(pw.SQL("1")).where(PrepaidTopup.invoice == invoice).limit(1)
+)
+
+
 def is_topup(invoice) -> bool:
-    return PrepaidTopup.select().where(PrepaidTopup.invoice == _id(invoice)).exists()
+    return _is_topup.scalar(_id(invoice)) is not None
 
 
 def _allocated_to(invoice_id: int) -> int:
@@ -428,23 +439,30 @@ def apply_prepaid(account_id: int, seller_id: int, currency: str, actor=None) ->
     return used
 
 
+_any_credit = Prepared(
+    lambda account, seller, currency, invoice: (
+        LedgerEntry.select(pw.SQL("1"))
+        .where(
+            (LedgerEntry.account == account)
+            & (LedgerEntry.seller == seller)
+            & (LedgerEntry.currency == currency)
+            & LedgerEntry.kind.in_(CREDIT_KINDS)
+            & ((LedgerEntry.invoice.is_null()) | (LedgerEntry.invoice != invoice))
+        )
+        .limit(1)
+    )
+)
+
+
 def draw_credit(invoice: Invoice, actor=None) -> int:
     """Pay what is due on ``invoice`` from prepaid credit, then from unallocated payments and
     credit notes (oldest first); returns the amount drawn. See the module rule."""
     if invoice.total <= 0:
         return 0
-    anything = (
-        LedgerEntry.select()
-        .where(
-            (LedgerEntry.account == invoice.account_id)
-            & (LedgerEntry.seller == invoice.issuer_id)
-            & (LedgerEntry.currency == invoice.currency)
-            & LedgerEntry.kind.in_(CREDIT_KINDS)
-            & ((LedgerEntry.invoice.is_null()) | (LedgerEntry.invoice != invoice.id))
-        )
-        .exists()
+    anything = _any_credit.scalar(
+        invoice.account_id, invoice.issuer_id, invoice.currency, invoice.id
     )
-    if not anything:  # the common case in a bill run: nothing to draw from
+    if anything is None:  # the common case in a bill run: nothing to draw from
         return 0
     due = open_amount(invoice)
     if due <= 0:
@@ -478,16 +496,19 @@ def _issue_date(invoice: Invoice) -> date:
     return invoice.issued_at.date() if invoice.issued_at else date.today()
 
 
+_payment_terms = Prepared(
+    lambda account: BillingSettings.select(BillingSettings.payment_terms_days).where(
+        BillingSettings.account == account
+    )
+)
+
+
 def _apply_payment_terms(invoice: Invoice) -> None:
     """The account's payment terms (net days, Payment settings) set the due date: from the
     period end for bill-run invoices, from the issue date otherwise."""
     if invoice.kind != "invoice":
         return
-    terms = (
-        BillingSettings.select(BillingSettings.payment_terms_days)
-        .where(BillingSettings.account == invoice.account_id)
-        .scalar()
-    )
+    terms = _payment_terms.scalar(invoice.account_id)
     if terms is None:
         return
     base = invoice.period_end if invoice.run_period and invoice.period_end else _issue_date(invoice)

@@ -234,7 +234,7 @@ class _RunContext:
     run: BillRun
     scope: Account | None
     actor: User | None
-    issuers: dict = field(default_factory=dict)
+    cache: engine.RunCache = field(default_factory=engine.RunCache)
 
 
 _runs: dict[tuple, _RunContext] = {}  # per worker process: the run being worked on
@@ -304,7 +304,7 @@ def bill_item(item_id: int) -> str:
     with _heartbeat(item_id, queue.heartbeat_seconds):
         try:
             engine.bill_account(item.account, run.as_of, summary, scope=ctx.scope,
-                                bill_run_id=run.id, actor=ctx.actor, issuers=ctx.issuers,
+                                bill_run_id=run.id, actor=ctx.actor, cache=ctx.cache,
                                 render=queue.enqueue_renders)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - not a rating failure: the item is retried
             log.exception("bill run %s: account %s failed", run.id, item.account_id)
