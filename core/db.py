@@ -162,6 +162,7 @@ class Prepared:
         self.build = build
         self.arity = build.__code__.co_argcount
         self._compiled: dict[type, tuple[str, list]] = {}
+        self.model = None  # set when the query selects a whole model (see instance())
 
     def execute(self, *args):
         """Run with ``args``; returns the cursor."""
@@ -169,11 +170,27 @@ class Prepared:
             raise TypeError(f"expected {self.arity} argument(s), got {len(args)}")
         compiled = self._compiled.get(type(database.obj))
         if compiled is None:
-            compiled = self.build(*map(Param, range(self.arity))).sql()
-            self._compiled[type(database.obj)] = compiled
+            query = self.build(*map(Param, range(self.arity)))
+            if isinstance(query, pw.ModelSelect) and query._is_default:
+                self.model = query.model
+            compiled = self._compiled[type(database.obj)] = query.sql()
         sql, template = compiled
         params = [args[p] if type(p) is _Slot else p for p in template]
         return database.execute_sql(sql, params)
+
+    def instance(self, *args):
+        """The first row as an instance of the model a ``Model.select()`` query selects, as
+        ``query.get()`` would make it, or None."""
+        row = self.execute(*args).fetchone()
+        if self.model is None:
+            raise TypeError("instance() needs a query selecting one whole model")
+        if row is None:
+            return None
+        fields = self.model._meta.sorted_fields
+        values = {f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)}
+        instance = self.model(__no_default__=1, **values)
+        instance._dirty.clear()
+        return instance
 
     def scalar(self, *args):
         """The first column of the first row, or None."""

@@ -53,7 +53,7 @@ from huey.storage import SqliteStorage
 from core.billing import engine, storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
 from core.billing.money import format_money
-from core.db import database, utcnow
+from core.db import Prepared, database, utcnow
 from core.models import Account, User
 
 log = logging.getLogger("billhive.queue")
@@ -255,39 +255,62 @@ def _run_context(run_id: int) -> _RunContext:
     return ctx
 
 
+# the statements every task runs (SQL generated once: see core.db.Prepared)
+_take_item = Prepared(
+    lambda item, now, cutoff: BillRunItem.update(
+        status="running", attempts=BillRunItem.attempts + 1, heartbeat_at=now, error=None
+    ).where(
+        (BillRunItem.id == item)
+        & (
+            (BillRunItem.status == "pending")
+            | ((BillRunItem.status == "running") & (BillRunItem.heartbeat_at < cutoff))
+        )
+    )
+)
+_item = Prepared(lambda item: BillRunItem.select().where(BillRunItem.id == item))
+_account = Prepared(lambda account: Account.select().where(Account.id == account))
+_invoice = Prepared(lambda invoice: Invoice.select().where(Invoice.id == invoice))
+_finish_item = Prepared(
+    lambda item, attempt, status, error, detail, created, skipped, now: BillRunItem.update(
+        status=status,
+        error=error,
+        detail=detail,
+        created=created,
+        skipped=skipped,
+        heartbeat_at=now,
+        finished_at=now,
+    ).where(
+        (BillRunItem.id == item)
+        & (BillRunItem.status == "running")
+        & (BillRunItem.attempts == attempt)
+    )
+)
+_item_open = Prepared(
+    lambda run: (
+        BillRunItem.select(pw.SQL("1"))
+        .where((BillRunItem.bill_run == run) & BillRunItem.status.in_(OPEN))
+        .limit(1)
+    )
+)
+_file_stored = Prepared(
+    lambda invoice, code: (
+        InvoiceFile.select(pw.SQL("1"))
+        .where((InvoiceFile.invoice == invoice) & (InvoiceFile.format == code))
+        .limit(1)
+    )
+)
+
+
 def claim(item_id: int, stale: float) -> BillRunItem | None:
     """Take the item (pending, or running with a heartbeat older than ``stale`` seconds);
     returns it with its account (``attempts`` is this attempt's number), None when another
     worker has it or it is finished."""
     now = utcnow()
-    taken = _claim(item_id, now, stale)
-    if not taken:
+    if not _take_item.rowcount(item_id, now, now - timedelta(seconds=stale)):
         return None
-    return (
-        BillRunItem.select(BillRunItem, Account)
-        .join(Account)
-        .where(BillRunItem.id == item_id)
-        .get()
-    )
-
-
-def _claim(item_id: int, now, stale: float) -> int:
-    return (
-        BillRunItem.update(
-            status="running", attempts=BillRunItem.attempts + 1, heartbeat_at=now, error=None
-        )
-        .where(
-            (BillRunItem.id == item_id)
-            & (
-                (BillRunItem.status == "pending")
-                | (
-                    (BillRunItem.status == "running")
-                    & (BillRunItem.heartbeat_at < now - timedelta(seconds=stale))
-                )
-            )
-        )
-        .execute()
-    )
+    item = _item.instance(item_id)
+    item.account = _account.instance(item.account_id)
+    return item
 
 
 def bill_item(item_id: int) -> str:
@@ -323,20 +346,16 @@ def bill_item(item_id: int) -> str:
         if summary[key]
     }  # fmt: skip
     status = "failed" if failures else "done"
-    now = utcnow()
-    BillRunItem.update(
-        status=status,
-        error=failures[0]["error"] if failures else None,
-        detail=detail or None,
-        created=len(summary["invoices"]),
-        skipped=len(summary["invoices_skipped"]),
-        heartbeat_at=now,
-        finished_at=now,
-    ).where(
-        (BillRunItem.id == item_id)
-        & (BillRunItem.status == "running")
-        & (BillRunItem.attempts == attempt)
-    ).execute()
+    _finish_item.execute(
+        item_id,
+        attempt,
+        status,
+        failures[0]["error"] if failures else None,
+        BillRunItem.detail.db_value(detail or None),
+        len(summary["invoices"]),
+        len(summary["invoices_skipped"]),
+        utcnow(),
+    )
     finish_if_complete(run.id)
     return status
 
@@ -406,10 +425,7 @@ def _heartbeat(item_id: int, interval: float):
 def finish_if_complete(run_id: int) -> bool:
     """Finish the run when none of its items is pending or running. Called after the
     caller's item is committed, so the worker finishing the last item sees every other."""
-    left = BillRunItem.select().where(
-        (BillRunItem.bill_run == run_id) & BillRunItem.status.in_(OPEN)
-    )
-    if left.exists():
+    if _item_open.scalar(run_id) is not None:
         return False
     return finish(run_id)
 
@@ -645,15 +661,13 @@ def _bill_task(item_id: int) -> None:
 def render_file(invoice_id: int, code: str) -> bool:
     """Render and store one file of an invoice unless it is there already; a failure is
     logged and the file is rendered on its first download instead."""
-    invoice = Invoice.get_or_none(Invoice.id == invoice_id)
+    invoice = _invoice.instance(invoice_id)
     if invoice is None or invoice.status == "draft":
         return False
-    if (
-        InvoiceFile.select()
-        .where((InvoiceFile.invoice == invoice_id) & (InvoiceFile.format == code))
-        .exists()
-    ):
+    if _file_stored.scalar(invoice_id, code) is not None:
         return False
+    invoice.account = _account.instance(invoice.account_id)
+    invoice.issuer = _account.instance(invoice.issuer_id)
     try:
         storage.render_one(invoice, code)
     except Exception:  # noqa: BLE001 - rendered again on download
