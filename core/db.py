@@ -75,7 +75,7 @@ INSERT_CHUNK = 500  # rows per statement: SQLite allows 32,766 parameters, rows 
 _INSERT_SQL: dict[tuple, str] = {}
 
 
-def _insert(model, rows: list[dict]):
+def _insert(model, rows: list[dict], ignore_conflicts: bool = False):
     """INSERT ``rows`` in one statement; returns (cursor, the first row with its defaults)."""
     meta = model._meta
     names = tuple(rows[0])
@@ -87,10 +87,12 @@ def _insert(model, rows: list[dict]):
         for row in rows
     ]
     params = [f.db_value(v) for values in full for f, v in zip(fields, values, strict=True)]
-    key = (type(database.obj), model, names, len(rows))
+    key = (type(database.obj), model, names, len(rows), ignore_conflicts)
     sql = _INSERT_SQL.get(key)
     if sql is None:
         query = model.insert_many(full, fields=fields)
+        if ignore_conflicts:
+            query = query.on_conflict_ignore()
         if database.obj.returning_clause:  # PostgreSQL: the new ids come back as rows
             query = query.returning(meta.primary_key)
         sql, expected = query.sql()
@@ -101,16 +103,19 @@ def _insert(model, rows: list[dict]):
     return cursor, dict(zip((f.name for f in fields), full[0], strict=True))
 
 
-def insert_rows(model, rows: list[dict]) -> None:
+def insert_rows(model, rows: list[dict], *, ignore_conflicts: bool = False) -> int:
     """INSERT ``rows`` (dicts of field name -> Python value, every row with the same keys),
     ``INSERT_CHUNK`` rows a statement, exactly as ``model.insert_many(rows).execute()`` would
     (same columns, Python-side defaults and ``db_value`` conversions, checked against peewee's
     own statement the first time) but with the SQL text built once per (database kind, model,
     columns, row count): generating SQL was most of a bill run's CPU time. For hot paths (a
-    bill run's invoices, lines, ledger and audit entries); model methods such as ``save`` are
-    not called."""
+    bill run's invoices, lines, ledger and audit entries, usage imports); model methods such
+    as ``save`` are not called. ``ignore_conflicts`` skips rows a unique index refuses
+    (``.on_conflict_ignore()``). Returns how many rows were inserted."""
+    inserted = 0
     for chunk in pw.chunked(rows, INSERT_CHUNK):
-        _insert(model, chunk)
+        inserted += _insert(model, chunk, ignore_conflicts)[0].rowcount
+    return inserted
 
 
 def insert_row(model, values: dict):

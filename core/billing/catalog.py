@@ -3,14 +3,13 @@ is written when anything is wrong). ``actor=None`` is the operator's shell (CLI,
 
 from __future__ import annotations
 
-import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
 from core.billing.models import PRODUCT_KINDS, PricePlan, Product, Subscription, UsageRecord
 from core.billing.money import MoneyError, check_currency, parse_decimal, tiered_unit_price
 from core.billing.periods import PeriodError, parse_date
-from core.db import database
+from core.db import database, insert_rows
 from core.errors import ValidationFailed, marshmallow_errors
 from core.models import Account
 
@@ -190,10 +189,11 @@ def check_usage(rows: list, actor=None) -> tuple[list[dict], dict[int, dict]]:
     """Validate usage rows: (good rows ready to insert, {row index: field errors})."""
     good, bad = [], {}
     subs: dict = {}
+    schema = UsageInput()
     for index, raw in enumerate(rows):
         errors: dict[str, list[str]] = {}
         try:
-            row = UsageInput().load(raw or {})
+            row = schema.load(raw or {})
         except ValidationError as err:
             bad[index] = err.messages if isinstance(err.messages, dict) else {"_": err.messages}
             continue
@@ -243,20 +243,13 @@ def insert_usage(good: list[dict], actor=None, chunk: int = 500, progress=None) 
             seen.add(key)
             part.append(row)
         with database.atomic():
-            # one query per chunk (not per account): the (account, external_id) pairs present
-            keys = pw.Tuple(UsageRecord.account, UsageRecord.external_id)
-            pairs = [(r["account"], r["external_id"]) for r in part]
-            existing = set(
-                UsageRecord.select(UsageRecord.account, UsageRecord.external_id)
-                .where(keys.in_(pairs))
-                .tuples()
-            ) if pairs else set()  # fmt: skip
-            fresh = [r for r in part if (r["account"], r["external_id"]) not in existing]
+            # the unique (account, external_id) index skips what is there already: the rows
+            # the INSERT reports are the new ones
+            fresh = insert_rows(UsageRecord, part, ignore_conflicts=True) if part else 0
             if fresh:
-                UsageRecord.insert_many(fresh).on_conflict_ignore().execute()
                 audit.record(actor, "usage.import", object_type="usage",
-                             object_id=f"{len(fresh)} records")  # fmt: skip
-            inserted += len(fresh)
+                             object_id=f"{fresh} records")  # fmt: skip
+            inserted += fresh
         if progress is not None:
             progress(len(good[start : start + chunk]))
     return inserted, len(good) - inserted
