@@ -38,8 +38,8 @@ import peewee as pw
 from flask import current_app
 
 from core import audit, rbac
-from core.billing import documents, ledger, storage
 from core.billing import invoices as lifecycle
+from core.billing import ledger, storage
 from core.billing.models import (
     BillRun,
     Invoice,
@@ -328,7 +328,7 @@ def finish_summary(summary: dict) -> dict:
 def render_now(invoice: Invoice) -> list[str]:
     """In-process runs render every wanted format right after the commit, from what
     :func:`write_invoice` wrote (nothing is read back)."""
-    return storage.render_all(invoice, documents.build(invoice, lines=invoice.written_lines))
+    return storage.render_all(invoice, lines=invoice.written_lines)
 
 
 def _skip(summary, account, issuer, period, reason):

@@ -62,10 +62,10 @@ def render_one(invoice: Invoice, code: str, document: dict | None = None) -> Inv
     return InvoiceFile(invoice=invoice.id, format=code, **values)
 
 
-def render_all(invoice: Invoice, document: dict | None = None) -> list[str]:
+def render_all(invoice: Invoice, lines: list[dict] | None = None) -> list[str]:
     """Render every wanted format not stored yet; returns error messages (empty when all
-    went well). ``document`` is the invoice's (:func:`documents.build`) when the caller has
-    it."""
+    went well). ``lines``: the invoice's line rows when the caller has them (see
+    :func:`documents.build`)."""
     if invoice.status == "draft":
         return []
     errors = []
@@ -76,8 +76,7 @@ def render_all(invoice: Invoice, document: dict | None = None) -> list[str]:
         .tuples()
     }
     wanted = [code for code in wanted_formats(invoice) if code not in stored]
-    if wanted and document is None:
-        document = documents.build(invoice)
+    document = documents.build(invoice, lines) if wanted else None
     for code in wanted:
         try:
             render_one(invoice, code, document)
