@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from core.db import BaseModel, JSONField, utcnow
+from core.db import BaseModel, JSONField, database, is_postgres, utcnow
 
 
 class Account(BaseModel):
@@ -162,3 +162,14 @@ CORE_MODELS = [
     LicenseRecord,
     AuditEntry,
 ]
+
+
+def create_core_tables() -> None:
+    """The core's tables and indexes, where missing (every start)."""
+    database.create_tables(CORE_MODELS, safe=True)
+    if is_postgres():
+        # rbac.in_subtree compares paths byte by byte (COLLATE "C"); the column's own index
+        # follows the database's collation, which may be a locale's
+        database.execute_sql(
+            'CREATE INDEX IF NOT EXISTS "account_path_bytes" ON "account" ("path" COLLATE "C")'
+        )

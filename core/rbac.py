@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import peewee as pw
 from flask import current_app, g, has_app_context, has_request_context, request
 
+from core.db import is_postgres
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.models import Account, Role, RolePrivilege, User, UserRole
 from core.registry import ALL
@@ -79,8 +80,16 @@ def has(user: User | None, code: str) -> bool:
 
 def in_subtree(account: Account, *, strict: bool = False) -> pw.Expression:
     """The condition "an account at or below ``account``" (strictly below with ``strict``):
-    the single definition of a subtree, for tenant visibility and for billing alike."""
-    condition = Account.path.startswith(account.path)
+    the single definition of a subtree, for tenant visibility and for billing alike.
+
+    A range on the materialized path, from ``/1/4/`` up to ``/1/40`` ('0' sorts right after
+    '/'), compared byte by byte so an index serves it: SQLite's default collation, and
+    ``COLLATE "C"`` on PostgreSQL (whose locale collations ignore punctuation), matched by
+    the index :func:`core.models.create_core_tables` makes there."""
+    low = account.path
+    high = low[:-1] + chr(ord(low[-1]) + 1)
+    path = Account.path.collate('"C"') if is_postgres() else Account.path
+    condition = (path >= low) & (path < high)
     return condition & (Account.id != account.id) if strict else condition
 
 

@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 from core import auth, db, migrations
 from core.api import create_api
 from core.errors import BillhiveError
-from core.models import CORE_MODELS, StateVersion
+from core.models import StateVersion, create_core_tables
 from core.plugins import PluginHost, discover
 from hostapp import config as config_module
 
@@ -78,7 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["LICENSE_KEY_PATHS"],
     )
     with database.connection_context():
-        database.create_tables(CORE_MODELS, safe=True)
+        create_core_tables()
         StateVersion.get_or_create(key="plugins", defaults={"value": 0})
         host.refresh(force=True)
         migrations.start(host)  # tables of enabled plugins; pending migrations are logged
