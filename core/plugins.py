@@ -23,7 +23,7 @@ from types import ModuleType
 import pluggy
 
 from core import HOOK_API_VERSION, PROJECT, hookspecs, migrations
-from core.db import database
+from core.db import Prepared, database
 from core.errors import LicenseRequired, NotFound
 from core.registry import Catalog, Declared, PluginMeta, merge
 
@@ -126,6 +126,15 @@ def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> 
     if failures:
         raise PluginLoadError("cannot start: " + "; ".join(failures))
     return found
+
+
+def _version_query(key):
+    from core.models import StateVersion
+
+    return StateVersion.select(StateVersion.value).where(StateVersion.key == key)
+
+
+_plugins_version = Prepared(_version_query)  # every request and task: SQL generated once
 
 
 class PluginHost:
@@ -264,10 +273,9 @@ class PluginHost:
 
     def refresh(self, force: bool = False) -> None:
         """Reload the enabled set when another process changed it (one small query)."""
-        from core.models import PluginState, StateVersion
+        from core.models import PluginState
 
-        row = StateVersion.get_or_none(StateVersion.key == "plugins")
-        version = row.value if row else 0
+        version = _plugins_version.scalar("plugins") or 0
         if not force and version == self.version:
             return
         names = {p.name for p in PluginState.select().where(PluginState.enabled)}

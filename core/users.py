@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core import audit, rbac
-from core.db import database, utcnow
+from core.db import Prepared, database, utcnow
 from core.errors import Conflict, ValidationFailed, marshmallow_errors
 from core.models import ApiToken, LoginSession, Role, User, UserRole
 
@@ -157,14 +157,18 @@ def issue_token(user: User, name: str = "api") -> str:
     return token
 
 
-def user_for_token(token: str) -> User | None:
-    row = (
-        ApiToken.select(ApiToken, User)
-        .join(User)
-        .where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_null(), User.is_active)
-        .first()
+_token_user = Prepared(  # every API call: its SQL is generated once
+    lambda digest: (
+        User.select()
+        .join(ApiToken)
+        .where((ApiToken.token_hash == digest) & ApiToken.revoked_at.is_null() & User.is_active)
+        .limit(1)
     )
-    return row.user if row else None
+)
+
+
+def user_for_token(token: str) -> User | None:
+    return _token_user.instance(_digest(token))
 
 
 def revoke_token(user: User, prefix: str) -> int:
