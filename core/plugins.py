@@ -128,13 +128,13 @@ def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> 
     return found
 
 
-def _version_query(key):
+def _plugins_version_query():
     from core.models import StateVersion
 
-    return StateVersion.select(StateVersion.value).where(StateVersion.key == key)
+    return StateVersion.select(StateVersion.value).where(StateVersion.key == "plugins")
 
 
-_plugins_version = Prepared(_version_query)  # every request and task: SQL generated once
+_plugins_version = Prepared(_plugins_version_query)  # every request and task: SQL built once
 
 
 class PluginHost:
@@ -275,7 +275,7 @@ class PluginHost:
         """Reload the enabled set when another process changed it (one small query)."""
         from core.models import PluginState
 
-        version = _plugins_version.scalar("plugins") or 0
+        version = _plugins_version.scalar() or 0
         if not force and version == self.version:
             return
         names = {p.name for p in PluginState.select().where(PluginState.enabled)}
