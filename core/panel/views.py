@@ -13,6 +13,7 @@ from core.licenses import LicenseError
 from core.models import Account, AuditEntry, Role, User
 from core.panel import blueprint as bp
 from core.plugins import CORE_PLUGIN
+from core.redirects import redirect_next
 
 
 def host():
@@ -45,10 +46,7 @@ def login():
             if current_user.is_authenticated:  # whoever was logged in here: that session ends
                 users.end_session(current_user.session_token)
             login_user(users.start_session(user))
-            target = request.args.get("next") or ""
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("panel.home")
-            return redirect(target)
+            return redirect_next(request.args.get("next"), url_for("panel.home"))
     return render_template("core/login.html", error=error), (401 if error else 200)
 
 
@@ -262,7 +260,9 @@ def user_roles(account_id, user_id):
             flash(f"Role '{role.name}' assigned to {target.email}.")
     except BillhiveError as exc:
         flash(exc.message, "error")
-    return redirect(request.form.get("next") or url_for("panel.account_users", account_id=acc.id))
+    return redirect_next(
+        request.form.get("next"), url_for("panel.account_users", account_id=acc.id)
+    )
 
 
 # -- operations ------------------------------------------------------------------------------
