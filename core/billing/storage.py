@@ -1,7 +1,12 @@
 """Rendered invoice files: written once into STORAGE_DIR, recorded, served from there.
 
+Which formats an invoice has is its issuer's choice, decided in one place
+(:func:`wanted_formats`: the ``invoice_options`` answer, e.g. a reseller profile's Customer
+Invoice Type, else every enabled format). Only those are rendered, stored, listed, offered and
+served; any other format answers 404 and is never rendered.
+
 A render failure never loses an invoice: the invoice is committed before rendering, the failure
-is logged, and :func:`file_for` renders the missing format on the first download.
+is logged, and :func:`file_for` renders the missing (wanted) format on the first download.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ import logging
 import os
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 from core.billing import documents
 from core.billing.models import Invoice, InvoiceFile
 from core.errors import BillhiveError, NotFound
+from core.models import Account
 
 log = logging.getLogger("billhive.billing")
 
@@ -35,11 +41,42 @@ def storage_dir() -> Path:
     return Path(current_app.config["STORAGE_DIR"])
 
 
-def wanted_formats(invoice: Invoice) -> list[str]:
-    """The formats to render: those the invoice_options answer named, else every enabled."""
+_UNSET = object()
+
+
+def _account(account_id: int, accounts: dict | None):
+    """An account by id, read once per request (or per ``accounts`` dict) for lists."""
+    if accounts is None:
+        accounts = g.setdefault("billhive_accounts", {}) if has_request_context() else {}
+    if account_id not in accounts:
+        accounts[account_id] = Account.get_by_id(account_id)
+    return accounts[account_id]
+
+
+def issuer_choice(invoice: Invoice, accounts: dict | None = None) -> tuple[str, ...] | None:
+    """What the issuer's ``invoice_options`` answer names for this invoice (a reseller's
+    profile: Customer Invoice Type RAW / PDF / Both), None when it leaves the default."""
+    rel = invoice.__rel__
+    issuer = rel.get("issuer") or _account(invoice.issuer_id, accounts)
+    account = rel.get("account") or _account(invoice.account_id, accounts)
+    period = (invoice.period_start, invoice.period_end) if invoice.period_start else None
+    options = host().hook("invoice_options")(issuer=issuer, account=account, period=period)
+    return None if options is None else options.formats
+
+
+def wanted_formats(invoice: Invoice, accounts: dict | None = None) -> list[str]:
+    """THE formats of this invoice, the one place that decides them: what its issuer's
+    ``invoice_options`` answer names (a reseller's profile), else every enabled format; only
+    enabled formats. These are rendered, stored, listed in the API's ``files``, offered in the
+    panel and downloadable; any other format answers 404 and is never rendered.
+
+    A bill run sets ``invoice._formats`` from the answer it asked for when it wrote the
+    invoice (the same hook, so the same answer)."""
     enabled = host().invoice_formats()
-    wanted = getattr(invoice, "_formats", None)
-    return [code for code in (wanted or enabled) if code in enabled]
+    formats = getattr(invoice, "_formats", _UNSET)
+    if formats is _UNSET:
+        formats = issuer_choice(invoice, accounts)
+    return [code for code in (enabled if formats is None else formats) if code in enabled]
 
 
 def render_one(invoice: Invoice, code: str, document: dict | None = None) -> InvoiceFile:
@@ -87,7 +124,9 @@ def render_all(invoice: Invoice, lines: list[dict] | None = None) -> list[str]:
 
 
 def file_for(invoice: Invoice, code: str) -> tuple[bytes, object, InvoiceFile]:
-    """(bytes, InvoiceFormat, record) from storage, rendering first if it is missing."""
+    """(bytes, InvoiceFormat, record) from storage. Only the invoice's wanted formats are
+    served (:func:`wanted_formats`); a wanted file that is missing (its render failed) is
+    rendered first; any other format is NotFound and never rendered."""
     code = code.upper()
     fmt = host().invoice_formats().get(code)
     if fmt is None:
@@ -95,6 +134,12 @@ def file_for(invoice: Invoice, code: str) -> tuple[bytes, object, InvoiceFile]:
         raise NotFound(f"invoice format '{code}' is not available (available: {available})")
     if invoice.status == "draft":
         raise NotFound("a draft has no files; issue it first")
+    wanted = wanted_formats(invoice)
+    if code not in wanted:
+        raise NotFound(
+            f"invoice {invoice.number} has no {code} file: its issuer sends "
+            f"{' and '.join(wanted) or 'no file'}"
+        )
     record = InvoiceFile.get_or_none(invoice=invoice.id, format=code)
     path = storage_dir() / record.path if record else None
     if record is None or not path.exists():
