@@ -261,20 +261,22 @@ def _json(status: int, body, replayed: bool = False) -> Response:
 
 
 def _money_post(account_id, make):
-    """Run ``make(user, account, payload) -> Payment`` once per Idempotency-Key (the
-    privilege is checked first: a replay answers only whoever may record the money)."""
+    """Run ``make(user, account, payload) -> Payment`` once per Idempotency-Key of this
+    caller on this account and route (the privilege is checked first, and a key is never
+    shared between callers: a replay answers only the user who sent the first request)."""
     user, account = _account(account_id, "payments.record")
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise ValidationFailed.field("_schema", "send a JSON object")
     key = request.headers.get("Idempotency-Key")
-    digest = payments.fingerprint(request.method, request.path, payload)
 
     def produce():
         payment = make(user, account, payload)
         return 201, PaymentOut().dump(payment)
 
-    status, body, replayed = payments.idempotent(account, key, digest, produce)
+    status, body, replayed = payments.idempotent(
+        user, account, key, request.method, request.path, payload, produce
+    )
     return _json(status, body, replayed)
 
 
@@ -352,8 +354,9 @@ def list_payments(account_id):
 @blp.response(201, PaymentOut)
 @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
                       "schema": {"type": "string", "maxLength": 255},
-                      "description": "a retry with the same key and body returns the first "
-                                     "answer and records nothing"}])  # fmt: skip
+                      "description": "a retry by the same user with the same key and body "
+                                     "returns the first answer and records nothing; keys "
+                                     "are per user, account and route"}])  # fmt: skip
 @api_login_required
 def post_payment(_data, account_id):
     """Record a payment: allocated to ``invoice_ids`` in order, else to open invoices oldest

@@ -21,11 +21,15 @@ PAN (13 to 19 digits, spaces or dashes allowed between them, passing the Luhn ch
 refused with a message saying why, and nothing is written.
 
 **Idempotency.** ``POST`` requests that create money (payments, refunds) accept an
-``Idempotency-Key`` header (1-255 printable characters). The key is stored per account with
-a fingerprint of the request (method, path and JSON body, keys sorted) and the first answer
+``Idempotency-Key`` header (1-255 printable characters). A key belongs to its caller: it is
+stored as a digest of (calling user, method, path, key) beside the account, with a
+fingerprint of the request (method, path and JSON body, keys sorted) and the first answer
 (status and body), in the same transaction as the payment, under a unique (account, key)
-index: a retry with the same key and body gets the first answer again (``Idempotent-
-Replayed: true``) and records nothing; the same key with another body is refused with 422;
+index. So another user, or the same user on another account or route, sending the same key
+is another key and never gets someone else's answer (a caller refused the request itself is
+refused with the key too). A retry by the same caller with the same key and body gets the
+first answer again (``Idempotent-Replayed: true``) and records nothing; the same key with
+another body is refused with 422;
 two concurrent requests with one key record one payment (the second waits on the unique
 index and then replays the first answer). A request that fails (4xx) stores nothing, so it
 can be corrected and retried with the same key.
@@ -57,7 +61,7 @@ from core.billing.money import MoneyError, check_currency, format_money, parse_d
 from core.billing.periods import PeriodError, parse_date
 from core.db import database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
-from core.models import Account
+from core.models import Account, User
 
 PAYMENT_CHANNELS = ("bank_transfer", "card", "direct_debit", "cash", "cheque", "other")
 METHOD_TYPES = ("card", "bank_account", "direct_debit", "paypal", "other")
@@ -575,25 +579,36 @@ def fingerprint(method: str, path: str, body) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def idempotent(account: Account, key: str | None, digest: str, produce) -> tuple[int, dict, bool]:
-    """Run ``produce() -> (status, body)`` once per (account, key); see the module doc.
-    Returns ``(status, body, replayed)``."""
+def idempotency_scope(caller: User, method: str, path: str, key: str) -> str:
+    """What is stored for an ``Idempotency-Key``: a digest of (caller, method, path, key);
+    the account is the row's own column. One caller's key is never another's."""
+    canonical = json.dumps([caller.id, method.upper(), path, key], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotent(caller: User, account: Account, key: str | None, method: str, path: str, body,
+               produce) -> tuple[int, dict, bool]:  # fmt: skip
+    """Run ``produce() -> (status, body)`` once per (caller, account, method, path, key);
+    see the module doc. Returns ``(status, body, replayed)``."""
     if key is None:
-        status, body = produce()
-        return status, body, False
+        status, answer = produce()
+        return status, answer, False
     if not _KEY.match(key):
         raise ValidationFailed.field(
             "Idempotency-Key", "must be 1-255 printable characters without spaces"
         )
+    digest = fingerprint(method, path, body)
+    scoped_key = idempotency_scope(caller, method, path, key)
     with lifecycle.write_transaction():
         try:
             with database.atomic():
-                row = IdempotencyKey.create(account=account.id, key=key, request_hash=digest)
+                row = IdempotencyKey.create(account=account.id, key=scoped_key,
+                                            request_hash=digest)  # fmt: skip
         except pw.IntegrityError:
             row = None
         if row is None:
             first = IdempotencyKey.get((IdempotencyKey.account == account.id)
-                                       & (IdempotencyKey.key == key))  # fmt: skip
+                                       & (IdempotencyKey.key == scoped_key))  # fmt: skip
             if first.request_hash != digest:
                 raise ValidationFailed(
                     f"Idempotency-Key '{key}' was already used with a different request; "
@@ -603,8 +618,8 @@ def idempotent(account: Account, key: str | None, digest: str, produce) -> tuple
             if first.status_code is None:  # pragma: no cover - written in one transaction
                 raise Conflict(f"a request with Idempotency-Key '{key}' is still running")
             return first.status_code, first.response, True
-        status, body = produce()
-        IdempotencyKey.update(status_code=status, response=body).where(
+        status, answer = produce()
+        IdempotencyKey.update(status_code=status, response=answer).where(
             IdempotencyKey.id == row.id
         ).execute()
-    return status, body, False
+    return status, answer, False
