@@ -19,6 +19,14 @@ Layout (UTF-8, ``\\n`` line ends)::
 ``amount_minor`` is the integer amount in the currency's minor units; ``amount`` is the same in
 major units as a plain decimal (no thousands separators). Lines sum to ``subtotal`` exactly.
 Read it by skipping lines starting with ``#`` and feeding the rest to a CSV reader.
+
+**Spreadsheet formulas are neutralised** (``core.csv_export``, the writer of every export): a
+text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or a single
+quote is written with one single quote in front (``'=SUM(A1)``); cells that are plain decimal
+numbers (``-6.66``, ``806``) are written as they are. A header value is split the way a
+spreadsheet splits the line, at commas, and each piece gets the same rule, so
+``# account: x,=cmd`` is written ``# account: x,'=cmd``. To read a file back exactly, take
+one leading single quote off every text cell and header piece (``parse`` does).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import csv
 import io
 
+from core import csv_export
 from core.billing.money import to_decimal
 
 COLUMNS = [
@@ -62,8 +71,8 @@ def render(document: dict) -> bytes:
         header["credit_for"] = document["credit_note_for"]
     out = io.StringIO()
     for key, value in header.items():
-        out.write(f"# {key}: {' '.join(str(value).splitlines())}\n")
-    writer = csv.writer(out, lineterminator="\n")
+        out.write(f"# {key}: {_header_value(value)}\n")
+    writer = csv_export.writer(out)
     writer.writerow(COLUMNS)
     for line in document["lines"]:
         writer.writerow(
@@ -82,13 +91,22 @@ def render(document: dict) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _header_value(value) -> str:
+    """One line; each comma-separated piece neutralised like a cell (see the module doc)."""
+    text = " ".join(str(value).splitlines())
+    return ",".join(csv_export.safe_cell(piece) for piece in text.split(","))
+
+
 def parse(data: bytes) -> tuple[dict, list[dict]]:
-    """Read a RAW file back: (header, lines as dicts of strings)."""
+    """Read a RAW file back: (header, lines as dicts of strings), exactly as rendered."""
     header, body = {}, []
     for text in data.decode("utf-8").splitlines():
         if text.startswith("# "):
             key, _, value = text[2:].partition(": ")
-            header[key] = value
+            header[key] = ",".join(csv_export.unescape_cell(p) for p in value.split(","))
         else:
             body.append(text)
-    return header, list(csv.DictReader(body))
+    lines = [
+        {k: csv_export.unescape_cell(v) for k, v in row.items()} for row in csv.DictReader(body)
+    ]
+    return header, lines

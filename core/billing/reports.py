@@ -16,7 +16,6 @@ Months are ``YYYY-MM``; a report covers ``[from, to]`` months, both included.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from datetime import date
@@ -24,7 +23,7 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
-from core import rbac
+from core import csv_export, rbac
 from core.billing.models import (
     Invoice,
     InvoiceLine,
@@ -229,7 +228,7 @@ def _points(per_currency: dict) -> dict:
 
 def to_csv(report: dict) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_export.writer(out)
     writer.writerow(["account_id", "account", "month", "product", "product_name", "unit",
                      "usage", "currency", "charges"])  # fmt: skip
 

@@ -18,13 +18,13 @@ type, reference, description, debit, credit, balance, amount_minor, balance_mino
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date
 
 import peewee as pw
 from flask import current_app
 
+from core import csv_export
 from core.billing.models import Invoice, LedgerEntry, Payment
 from core.billing.money import MoneyError, check_currency, format_money, to_decimal
 from core.errors import NotFound, ValidationFailed
@@ -196,7 +196,7 @@ def build(account: Account, start: date, end: date, currency: str | None = None)
 
 def to_csv(statement: dict) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_export.writer(out)
     writer.writerow(["currency", "date", "type", "reference", "description", "debit", "credit",
                      "balance"])  # fmt: skip
     for block in statement["currencies"]:

@@ -896,11 +896,12 @@ def report(actor, account: Account, period: tuple[date, date]) -> dict:
 
 
 def report_csv(data: dict) -> str:
-    import csv
     import io
 
+    from core import csv_export
+
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_export.writer(buf)
     cur = data["currency"]
     writer.writerow(
         [
