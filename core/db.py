@@ -69,6 +69,22 @@ def is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
+def lock_row(model, row_id, *, key: bool = False):
+    """The row ``row_id`` of ``model`` as stored now, locked until the transaction ends (call
+    inside a write transaction), or None when there is none. The guard of a read-then-write:
+    whoever holds the lock reads the row, checks it and changes it; a concurrent caller waits
+    and then reads what the first one committed.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` (``key=True``: ``FOR UPDATE``, for a row that
+    may be deleted). NO KEY UPDATE conflicts with other writers of the row but not with the
+    KEY SHARE lock an insert referencing it takes. SQLite: a plain read, since a write
+    transaction there begins IMMEDIATE and so already holds the database's write lock."""
+    query = model.select().where(model._meta.primary_key == row_id)
+    if isinstance(database.obj, pw.PostgresqlDatabase):
+        query = query.for_update("FOR UPDATE" if key else "FOR NO KEY UPDATE")
+    return query.get_or_none()
+
+
 # -- hot-path inserts ------------------------------------------------------------------------
 
 INSERT_CHUNK = 500  # rows per statement: SQLite allows 32,766 parameters, rows have < 20 columns

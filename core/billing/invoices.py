@@ -5,6 +5,16 @@ incremented with an ``UPDATE ... SET next_number = next_number + 1`` inside the 
 transaction, so concurrent issuers queue on that row and a rolled-back issue gives its number
 back. Invoices are ``<prefix><000001>``, credit notes ``<prefix>CN<000001>`` where the prefix
 is the issuer's ``invoice_prefix``. Every change is audited in its own transaction.
+
+**Status changes are guarded rows.** Issuing, paying, voiding and crediting each read the
+invoice *inside* their transaction under a row lock (:func:`lock_invoice`) and change its
+status with a conditional update (:func:`transition`: ``UPDATE ... WHERE status = <what was
+read>``, exactly one row or a refusal), so of N concurrent callers one succeeds and the others
+get a 409 saying what the invoice already is ("invoice INV-000001 is already paid"). Locks are
+always taken in one order, so two of these never deadlock: the issuer's number sequence (when
+a number is taken), then the billed account (:func:`core.billing.ledger.lock_account`, which
+serialises its money operations: payments, refunds, reversals, prepaid credit drawn), then the
+invoice row.
 """
 
 from __future__ import annotations
@@ -22,8 +32,8 @@ from core.billing.models import (
     InvoiceSequence,
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
-from core.db import Prepared, database, is_postgres, utcnow
-from core.errors import Conflict, ValidationFailed
+from core.db import Prepared, database, is_postgres, lock_row, utcnow
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
@@ -51,6 +61,60 @@ def snapshot(invoice: Invoice) -> dict:
         "currency": invoice.currency,
         "total": invoice.total,
     }
+
+
+def lock_invoice(invoice_id: int) -> Invoice:
+    """The invoice as stored now, locked until the transaction ends (call inside a write
+    transaction): first its account's money operations (:func:`ledger.lock_account`), then
+    its row (:func:`core.db.lock_row`). Whoever holds it may check the status and change it;
+    a concurrent caller waits and then reads what the first committed."""
+    account_id = Invoice.select(Invoice.account).where(Invoice.id == invoice_id).scalar()
+    if account_id is None:
+        raise NotFound(f"invoice {invoice_id} not found")
+    ledger.lock_account(account_id)  # the account first: the order every money operation takes
+    stored = lock_row(Invoice, invoice_id)
+    if stored is None:  # deleted (a draft) while we waited
+        raise NotFound(f"invoice {invoice_id} not found")
+    return stored
+
+
+_REFUSALS = {
+    # (status now, status wanted): why not
+    ("issued", "issued"): "is already issued",
+    ("paid", "issued"): "is already issued and paid",
+    ("void", "issued"): "is void: it cannot be issued",
+    ("paid", "paid"): "is already paid",
+    ("void", "paid"): "is void: only an issued invoice can be marked paid",
+    ("draft", "paid"): "is a draft: only an issued invoice can be marked paid",
+    ("void", "void"): "is already void",
+    ("paid", "void"): "is paid: a paid invoice is not voided (issue a credit note instead)",
+}
+
+
+def refusal(stored: Invoice, to: str) -> Conflict:
+    """The 409 for moving ``stored`` (as it is now) to ``to``."""
+    name = stored.number or stored.id
+    why = _REFUSALS.get((stored.status, to), f"is {stored.status}: it cannot become {to}")
+    return Conflict(f"invoice {name} {why}", {"status": [stored.status]})
+
+
+def transition(invoice_id: int, allowed: tuple[str, ...], to: str, **values) -> Invoice:
+    """Move the invoice to status ``to`` if it is in one of ``allowed`` now, guarded: inside
+    the caller's write transaction, lock it (:func:`lock_invoice`), check, then ``UPDATE ...
+    SET status = to WHERE id = ? AND status = <what was read>`` (with ``values``, e.g.
+    ``paid_at``), which must change exactly one row. Returns the invoice *as it was before*
+    (the ledger hooks look at what it was); raises 409 (:func:`refusal`) otherwise."""
+    stored = lock_invoice(invoice_id)
+    if stored.status not in allowed:
+        raise refusal(stored, to)
+    changed = (
+        Invoice.update(status=to, **values)
+        .where((Invoice.id == invoice_id) & (Invoice.status == stored.status))
+        .execute()
+    )
+    if changed != 1:  # pragma: no cover - the row lock makes this unreachable
+        raise refusal(Invoice.get_by_id(invoice_id), to)
+    return stored
 
 
 def _ensure_sequence(issuer_id: int, kind: str) -> None:
@@ -93,10 +157,12 @@ def recompute_totals(invoice: Invoice) -> None:
     )
 
 
-def _issue_in_transaction(invoice: Invoice, actor, when: date | None = None) -> Invoice:
-    issuer = Account.get_by_id(invoice.issuer_id)
+def _issue_in_transaction(invoice: Invoice, actor, when: date | None = None,
+                          number: str | None = None) -> Invoice:  # fmt: skip
+    if number is None:
+        number = next_number(Account.get_by_id(invoice.issuer_id), invoice.kind)
     recompute_totals(invoice)
-    invoice.number = next_number(issuer, invoice.kind)
+    invoice.number = number
     invoice.status = "issued"
     invoice.issued_at = utcnow()
     invoice.due_date = (when or date.today()) + timedelta(days=PAYMENT_TERMS_DAYS)
@@ -121,47 +187,57 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
         )
     if not invoice.lines.count():
         raise ValidationFailed.field("lines", "an invoice needs at least one line to be issued")
+    issuer = Account.get_by_id(invoice.issuer_id)
     _ensure_sequence(invoice.issuer_id, invoice.kind)
     with write_transaction():
-        invoice = Invoice.get_by_id(invoice.id)  # fresh, inside the lock
+        # the number first (the sequence row's lock), then the account and the invoice: the
+        # order a bill run takes too; a refusal rolls back and gives the number back
+        number = next_number(issuer, invoice.kind)
+        invoice = lock_invoice(invoice.id)  # fresh, under its lock
         if invoice.status != "draft":
-            raise ImmutableInvoice(f"invoice {invoice.number} was issued meanwhile")
-        _issue_in_transaction(invoice, actor)
+            raise refusal(invoice, "issued")
+        _issue_in_transaction(invoice, actor, number=number)
     finalize(invoice)
     return invoice
 
 
 def void(invoice: Invoice, actor=None) -> Invoice:
-    if invoice.status not in ("draft", "issued"):
-        raise Conflict(
-            f"invoice {invoice.number or invoice.id} is {invoice.status}: cannot void it"
-        )
+    """Void a draft or an issued invoice (or credit note): its entry is reversed and the money
+    allocated to it released. Guarded (:func:`transition`): a second voider gets 409."""
     with write_transaction():
-        ledger.on_void(invoice, actor)  # reversal entry, allocations released
-        before = snapshot(invoice)
-        invoice.status = "void"
-        invoice.voided_at = utcnow()
-        invoice.save()
-        audit.record(actor, "invoice.void", invoice, account=invoice.account_id, before=before,
-                     after=snapshot(invoice))  # fmt: skip
+        before = transition(invoice.id, ("draft", "issued"), "void", voided_at=utcnow())
+        ledger.on_void(before, actor)  # reversal entry, allocations released
+        after = Invoice.get_by_id(invoice.id)
+        audit.record(actor, "invoice.void", after, account=after.account_id,
+                     before=snapshot(before), after=snapshot(after))  # fmt: skip
+    _refresh(invoice, after)
     return invoice
 
 
 def mark_paid(invoice: Invoice, actor=None) -> Invoice:
-    if invoice.status != "issued" or invoice.kind != "invoice":
+    """Mark an issued invoice paid: what is still due is recorded as a payment ("marked
+    paid"). Guarded (:func:`transition`): of concurrent callers one pays, the others get 409
+    ("already paid") and record nothing."""
+    if invoice.kind != "invoice":
         raise Conflict(
-            f"invoice {invoice.number or invoice.id} is a {invoice.status} {invoice.kind}: "
+            f"{invoice.number or invoice.id} is a {invoice.kind.replace('_', ' ')}: "
             "only an issued invoice can be marked paid"
         )
     with write_transaction():
-        ledger.on_mark_paid(invoice, actor)  # what is still due is recorded as a payment
-        before = snapshot(invoice)
-        invoice.status = "paid"
-        invoice.paid_at = utcnow()
-        invoice.save()
-        audit.record(actor, "invoice.pay", invoice, account=invoice.account_id, before=before,
-                     after=snapshot(invoice))  # fmt: skip
+        before = transition(invoice.id, ("issued",), "paid", paid_at=utcnow())
+        ledger.on_mark_paid(before, actor)  # what is still due is recorded as a payment
+        after = Invoice.get_by_id(invoice.id)
+        audit.record(actor, "invoice.pay", after, account=after.account_id,
+                     before=snapshot(before), after=snapshot(after))  # fmt: skip
+    _refresh(invoice, after)
     return invoice
+
+
+def _refresh(invoice: Invoice, stored: Invoice) -> None:
+    """Give the caller's instance what was committed (status and its timestamps)."""
+    for name in ("status", "paid_at", "voided_at"):
+        setattr(invoice, name, getattr(stored, name))
+    invoice._dirty.clear()
 
 
 def add_line(invoice: Invoice, data: dict) -> InvoiceLine:
@@ -221,29 +297,37 @@ def credit_note(invoice: Invoice, actor=None, positions: list[int] | None = None
     negatives; tax is computed the same way on the (negative) subtotal. A line cannot be
     credited twice.
     """
-    if invoice.kind != "invoice" or invoice.status not in ("issued", "paid"):
-        raise Conflict(
-            f"only an issued or paid invoice can be credited; {invoice.number or invoice.id} "
-            f"is a {invoice.status} {invoice.kind}"
-        )
-    lines = list(invoice.lines.order_by(InvoiceLine.position))
-    if positions:
-        known = {line.position for line in lines}
-        unknown = sorted(set(positions) - known)
-        if unknown:
-            raise ValidationFailed.field("positions", f"no such line position(s): {unknown}")
-        lines = [line for line in lines if line.position in set(positions)]
-    already = {
-        line.source
-        for note in invoice.credit_notes.where(Invoice.status != "void")
-        for line in note.lines
-    }
-    twice = [line.position for line in lines if f"credit:{line.id}" in already]
-    if twice:
-        raise Conflict(f"line(s) {twice} of {invoice.number} were already credited",
-                       {"positions": [f"already credited: {twice}"]})  # fmt: skip
+    if invoice.kind != "invoice":
+        raise Conflict(f"{invoice.number or invoice.id} is a credit note: it is not credited")
+    issuer = Account.get_by_id(invoice.issuer_id)
     _ensure_sequence(invoice.issuer_id, "credit_note")
     with write_transaction():
+        # the number, then the account and the invoice (see the module doc): what is left to
+        # credit is read under the invoice's lock, so two notes never credit one line
+        number = next_number(issuer, "credit_note")
+        invoice = lock_invoice(invoice.id)
+        if invoice.status not in ("issued", "paid"):
+            raise Conflict(
+                f"only an issued or paid invoice can be credited; {invoice.number or invoice.id} "
+                f"is a {invoice.status} {invoice.kind}",
+                {"status": [invoice.status]},
+            )
+        lines = list(invoice.lines.order_by(InvoiceLine.position))
+        if positions:
+            known = {line.position for line in lines}
+            unknown = sorted(set(positions) - known)
+            if unknown:
+                raise ValidationFailed.field("positions", f"no such line position(s): {unknown}")
+            lines = [line for line in lines if line.position in set(positions)]
+        already = {
+            line.source
+            for note in invoice.credit_notes.where(Invoice.status != "void")
+            for line in note.lines
+        }
+        twice = [line.position for line in lines if f"credit:{line.id}" in already]
+        if twice:
+            raise Conflict(f"line(s) {twice} of {invoice.number} were already credited",
+                           {"positions": [f"already credited: {twice}"]})  # fmt: skip
         note = Invoice.create(
             account=invoice.account_id,
             issuer=invoice.issuer_id,
@@ -269,7 +353,7 @@ def credit_note(invoice: Invoice, actor=None, positions: list[int] | None = None
                 group=line.group,
                 source=f"credit:{line.id}",
             )
-        _issue_in_transaction(note, actor)
+        _issue_in_transaction(note, actor, number=number)
     finalize(note)
     return note
 

@@ -406,6 +406,7 @@ def settle(invoice: Invoice, actor=None) -> None:
         return
     from core.billing import invoices as lifecycle
 
+    lock_account(invoice.account_id)  # its callers hold it: the status read here is current
     fresh = Invoice.get_by_id(invoice.id)
     if fresh.status == "issued":
         lifecycle.mark_paid(fresh, actor)
@@ -564,9 +565,9 @@ def _entry_of(invoice: Invoice) -> LedgerEntry | None:
 def on_void(invoice: Invoice, actor=None) -> None:
     """Called in the transaction that voids ``invoice``: reverse its entry and the prepaid
     credit it drew, release the money allocated to it (or from it, for a credit note)."""
-    if invoice.status != "issued":
+    if invoice.status != "issued":  # as it was before the void (a draft has no entry)
         return
-    lock_account(invoice.account_id)
+    lock_account(invoice.account_id)  # held already when called by invoices.void
     entry = _entry_of(invoice)
     if invoice.kind == "credit_note":
         used = list(Allocation.select().where(Allocation.credit_note == invoice.id))
@@ -594,10 +595,10 @@ def on_void(invoice: Invoice, actor=None) -> None:
 def on_mark_paid(invoice: Invoice, actor=None) -> None:
     """Called in the transaction that marks ``invoice`` paid: what is still due is recorded
     as a payment ("marked paid"), so the balance keeps equalling the ledger."""
+    lock_account(invoice.account_id)  # held already when called by invoices.mark_paid
     due = open_amount(invoice)
     if due <= 0:
         return
-    lock_account(invoice.account_id)
     payment = create_payment(
         invoice.account_id, invoice.issuer_id, due, invoice.currency, date.today(),
         method="other", reference=f"marked paid: {invoice.number}", actor=actor,

@@ -10,18 +10,22 @@ import base64
 import difflib
 import hashlib
 import logging
+import os
+import re
 from decimal import Decimal, InvalidOperation
 
 from cryptography.fernet import Fernet, InvalidToken
-from flask import current_app
+from flask import current_app, has_app_context
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, rbac
+from core import audit, outbound, rbac
 from core.api.schemas import UtcDateTime
 from core.db import database, utcnow
 from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
 from core.models import Account
 from plugins.psa_mapping.connectwise import (
+    CONFIRM_WINDOW,
+    RETRY_AFTER_MAX,
     ConnectWiseClient,
     ConnectWiseError,
     ConnectWiseSettings,
@@ -41,6 +45,15 @@ PLUGIN_NAME = "psa_mapping"
 INTEGRATION_LEVELS = ("provider", "reseller")
 SECRET_FIELDS = ("public_key", "private_key", "client_id")
 DONE = ("created", "updated", "unchanged")
+#: Items a sync pushes (again): new ones, failed ones, and uncertain ones (a POST whose
+#: answer was lost and whose addition did not show up in time: resolved by key).
+PUSH_AGAIN = ("pending", "failed", "uncertain")
+#: Operator settings (config key, environment variable, default seconds).
+CLIENT_SETTINGS = {
+    "retry_after_max": ("PSA_RETRY_AFTER_MAX", "BILLHIVE_PSA_RETRY_AFTER_MAX", RETRY_AFTER_MAX),
+    "confirm_window": ("PSA_CONFIRM_SECONDS", "BILLHIVE_PSA_CONFIRM_SECONDS", CONFIRM_WINDOW),
+}
+_VERSION_RE = re.compile(r"v?\d{1,6}(?:\.\d{1,8}){0,4}")
 
 
 class PsaError(BillhiveError):
@@ -51,7 +64,9 @@ class PsaError(BillhiveError):
 
 
 def psa_error(exc: ConnectWiseError) -> PsaError:
-    return PsaError(f"ConnectWise: {exc.message}", {"connectwise": [exc.kind]})
+    # a silent port and a closed one answer alike (core.outbound): one kind for both
+    kind = "connection" if exc.kind == "timeout" else exc.kind
+    return PsaError(f"ConnectWise: {exc.message}", {"connectwise": [kind]})
 
 
 # -- access ------------------------------------------------------------------------------------
@@ -231,8 +246,29 @@ def _jsonable(d: dict | None) -> dict | None:
     return None if d is None else {k: str(v) if v is not None else None for k, v in d.items()}
 
 
+def client_options() -> dict[str, float]:
+    """``retry_after_max`` and ``confirm_window`` from the app config or the environment
+    (docs/operations.md): the longest Retry-After honoured, and how long an addition
+    whose POST timed out is looked for before its item is left uncertain."""
+    out = {}
+    for name, (key, env, default) in CLIENT_SETTINGS.items():
+        value = current_app.config.get(key) if has_app_context() else None
+        if value is None:
+            value = os.environ.get(env) or default
+        try:
+            out[name] = max(0.0, float(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"{env} must be a number of seconds, got {value!r}") from None
+    return out
+
+
+def new_client(settings: ConnectWiseSettings) -> ConnectWiseClient:
+    """A client for tenant-set settings: guarded by core.outbound, operator timings."""
+    return ConnectWiseClient(settings, **client_options())
+
+
 def client_for(conn: PsaConnection) -> ConnectWiseClient:
-    return ConnectWiseClient(settings_of(conn))
+    return new_client(settings_of(conn))
 
 
 def require_connection(account: Account) -> PsaConnection:
@@ -245,14 +281,24 @@ def require_connection(account: Account) -> PsaConnection:
 
 
 def run_test(settings: ConnectWiseSettings) -> tuple[bool, str]:
-    """``(ok, message)`` for a person: what worked, or what to fix."""
+    """``(ok, message)`` for a person: what worked, or what to fix.
+
+    Nothing the remote end said is echoed: ConnectWise's refusals of the keys or the
+    client id give our own sentences, every other failure (refused by the outbound guard,
+    DNS, closed, silent or open port, TLS, not ConnectWise) the one message of
+    ``core.outbound``; a version is shown only when it looks like one."""
     try:
-        with ConnectWiseClient(settings) as client:
+        with new_client(settings) as client:
             info = client.test_connection()
     except ConnectWiseError as exc:
-        return False, f"Connection failed: {exc.message}"
+        if exc.kind in ("auth", "bad_request") and exc.status in (400, 401, 403):
+            return False, f"Connection failed: {exc.plain}"
+        return False, f"Connection failed: {outbound.UNREACHABLE}"
+    version = str(info.get("version") or "")
+    if not _VERSION_RE.fullmatch(version):
+        version = "(unknown version)"
     return True, (
-        f"Connected to ConnectWise Manage {info.get('version') or '(unknown version)'} "
+        f"Connected to ConnectWise Manage {version} "
         f"at {settings.base_url} as company '{settings.company_id}'."
     )
 
@@ -726,7 +772,7 @@ def _superseded(item: SyncItem) -> bool:
             (SyncItem.external_key == item.external_key)
             & (SyncItem.account == item.account_id)
             & (SyncItem.invoice_id > item.invoice_id)
-            & (SyncItem.outcome.in_(DONE + ("pending", "failed")))
+            & (SyncItem.outcome.in_(DONE + PUSH_AGAIN))
         )
         .exists()
     )
@@ -753,7 +799,7 @@ def push_item(client: ConnectWiseClient, item: SyncItem, run: SyncRun | None) ->
                 level=item.level,
             )
         except ConnectWiseError as exc:
-            item.outcome = "failed"
+            item.outcome = "uncertain" if exc.kind == "uncertain" else "failed"
             item.message = exc.message
         except ValueError as exc:
             item.outcome = "failed"
@@ -769,17 +815,88 @@ def push_item(client: ConnectWiseClient, item: SyncItem, run: SyncRun | None) ->
     return item
 
 
+def pending_items(account: Account) -> list[SyncItem]:
+    """What a full sync pushes: every pending, failed or uncertain item of the account."""
+    return list(
+        SyncItem.select()
+        .where((SyncItem.account == account.id) & SyncItem.outcome.in_(PUSH_AGAIN))
+        .order_by(SyncItem.invoice_id, SyncItem.id)
+    )
+
+
+def _keys_by_agreement(account: Account, agreements: set[int] | None) -> dict[int, set[str]]:
+    query = (
+        SyncItem.select(SyncItem.agreement_id, SyncItem.external_key)
+        .where(
+            (SyncItem.account == account.id)
+            & SyncItem.agreement_id.is_null(False)
+            & SyncItem.outcome.in_(DONE + PUSH_AGAIN)
+        )
+        .distinct()
+    )
+    if agreements is not None:
+        query = query.where(SyncItem.agreement_id.in_(sorted(agreements)))
+    out: dict[int, set[str]] = {}
+    for row in query.tuples():
+        out.setdefault(int(row[0]), set()).add(str(row[1]))
+    return out
+
+
+def reconcile(
+    client: ConnectWiseClient, account: Account, items: list, agreements: set[int] | None
+) -> tuple[list[dict], list[str]]:
+    """Cancel, at ConnectWise, every addition beyond the first carrying one of the account's
+    keys (on ``agreements``, or all the account's). The latest item of a key that had
+    duplicates is pushed again (added to ``items``), so the kept addition bills what the
+    latest invoice says. Returns (cancelled, problems)."""
+    cancelled: list[dict] = []
+    problems: list[str] = []
+    for agreement_id, keys in sorted(_keys_by_agreement(account, agreements).items()):
+        try:
+            cancelled += client.cancel_duplicates(agreement_id, keys)
+        except ConnectWiseError as exc:
+            problems.append(f"agreement #{agreement_id}: {exc.message}")
+    queued = {item.id for item in items}
+    for key in sorted({entry["key"] for entry in cancelled}):
+        latest = (
+            SyncItem.select()
+            .where((SyncItem.account == account.id) & (SyncItem.external_key == key))
+            .order_by(SyncItem.invoice_id.desc(), SyncItem.id.desc())
+            .first()
+        )
+        if latest is not None and latest.id not in queued and latest.outcome in DONE:
+            latest.outcome = "pending"
+            latest.message = "pushed again after duplicate additions were cancelled"
+            latest.save()
+            items.append(latest)
+            queued.add(latest.id)
+    return cancelled, problems
+
+
+def _cancelled_text(cancelled: list[dict]) -> str:
+    return f"cancelled {len(cancelled)} duplicate addition(s) at ConnectWise: " + ", ".join(
+        f"#{c['addition_id']} on agreement #{c['agreement_id']} (key {c['key']}, "
+        f"kept #{c['kept_id']})"
+        for c in cancelled
+    )
+
+
 def sync(account: Account, trigger: str, items=None, *, invoice_id=None, progress=None) -> SyncRun:
-    """Push ``items`` (default: every pending or failed item of the account, after recording
-    the latest issued invoice of each linked customer). Never raises for ConnectWise trouble."""
+    """Push ``items`` (default: every pending, failed or uncertain item of the account, after
+    recording the latest issued invoice of each linked customer). Every sync first
+    reconciles: duplicate additions of the account's keys are cancelled at ConnectWise
+    (all agreements on a full sync, the items' agreements when ``items`` are given) and
+    listed in the run's message and counts. Never raises for ConnectWise trouble."""
     if items is None:
         for invoice in _latest_issued_invoices(account):
             record_invoice(invoice)
-        items = list(
-            SyncItem.select()
-            .where((SyncItem.account == account.id) & SyncItem.outcome.in_(("pending", "failed")))
-            .order_by(SyncItem.invoice_id, SyncItem.id)
-        )
+        items = pending_items(account)
+        agreements = None
+    else:
+        items = list(items)
+        agreements = {int(i.agreement_id) for i in items if i.agreement_id is not None}
+        if trigger != "invoice_finalized":
+            agreements = None  # an explicit sync (CLI) reconciles everything
     run = SyncRun.create(account=account, trigger=trigger, invoice_id=invoice_id)
     conn = get_connection(account)
     if conn is None:
@@ -796,29 +913,52 @@ def sync(account: Account, trigger: str, items=None, *, invoice_id=None, progres
         return run
     counts: dict[str, int] = {}
     failed: list[str] = []
+    uncertain: list[str] = []
     with client:
+        _, problems = reconcile(client, account, items, agreements)
         for item in items:
             push_item(client, item, run)
             counts[item.outcome] = counts.get(item.outcome, 0) + 1
             if item.outcome == "failed":
                 failed.append(f"{item.product_code} for {item.customer.name}: {item.message}")
+            elif item.outcome == "uncertain":
+                uncertain.append(f"{item.product_code} for {item.customer.name}")
             if progress is not None:
                 progress(item)
+        cancelled = list(client.cancelled)
     ok = sum(counts.get(k, 0) for k in DONE)
+    notes = []
+    if cancelled:
+        counts["duplicates_cancelled"] = len(cancelled)
+        notes.append(_cancelled_text(cancelled))
+    if problems:
+        notes.append("could not check for duplicate additions on " + "; ".join(problems))
+    if uncertain:
+        notes.append(
+            f"{len(uncertain)} uncertain (ConnectWise did not confirm in time; the next sync "
+            "resolves them by key, never posting twice): " + ", ".join(uncertain)
+        )
     run.counts = counts
     run.finished_at = utcnow()
     if failed:
-        run.status = "partial" if ok or counts.get("superseded") else "failed"
+        run.status = "partial" if ok or counts.get("superseded") or uncertain else "failed"
         run.message = (
             f"{len(failed)} of {len(items)} failed (retried on the next sync): " + "; ".join(failed)
         )
     else:
-        run.status = "ok"
+        run.status = "partial" if uncertain or problems else "ok"
         run.message = (
-            f"{len(items)} item(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            f"{len(items)} item(s): "
+            + ", ".join(
+                f"{n} {k}" for k, n in sorted(counts.items()) if k != "duplicates_cancelled"
+            )
             if items
             else "nothing to push"
         )
+    if notes:
+        run.message += "; " + "; ".join(notes)
+    if cancelled:
+        log.warning("psa sync of account %s: %s", account.id, _cancelled_text(cancelled))
     run.save()
     return run
 
