@@ -107,6 +107,10 @@ def make_app(database_url, tmp_path, license_keys):
                 "PLUGIN_MODULES": modules or {},
                 "WTF_CSRF_ENABLED": csrf,
                 "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",  # fast; production keeps defaults
+                # the fake ConnectWise listens on http://127.0.0.1: only the operator's
+                # outbound allowlist lets a tenant-set URL reach it (core.outbound)
+                "OUTBOUND_ALLOW_HTTP": True,
+                "OUTBOUND_ALLOWLIST": "127.0.0.1",
                 **config,
             }
         )

@@ -24,6 +24,14 @@ from tests.fakes.connectwise import FakeConnectWise, filter_by_conditions
 TIMEOUT = 0.3  # seconds per HTTP call in these tests
 
 
+@pytest.fixture(autouse=True)
+def outbound_allows_the_fake(monkeypatch):
+    """No app here: the operator's outbound settings come from the environment. The fake
+    listens on http://127.0.0.1, which only the allowlist lets through."""
+    monkeypatch.setenv("BILLHIVE_OUTBOUND_ALLOW_HTTP", "1")
+    monkeypatch.setenv("BILLHIVE_OUTBOUND_ALLOWLIST", "127.0.0.1")
+
+
 @pytest.fixture
 def fake():
     with FakeConnectWise() as server:
@@ -108,6 +116,7 @@ def test_unreachable_server_is_a_connection_error():
         ConnectWiseClient(settings).test_connection()
     assert caught.value.kind == "connection"
     assert caught.value.attempts == 2
+    assert str(caught.value) == "The site URL cannot be reached or is not allowed"
 
 
 def test_non_json_answer_points_at_the_site_url(fake):
@@ -124,7 +133,8 @@ def test_non_json_answer_points_at_the_site_url(fake):
     with pytest.raises(ConnectWiseError) as caught:
         ConnectWiseClient(fake.settings(), session=session).test_connection()
     assert caught.value.kind == "connection"
-    assert "site URL" in str(caught.value)
+    # what answered is never echoed: the one message of the outbound guard
+    assert str(caught.value) == "The site URL cannot be reached or is not allowed"
 
 
 # ------------------------------------------------------------- lists & paging
@@ -379,10 +389,11 @@ def test_post_timeout_reported_then_replay_yields_one_addition(fake, world):
     fake.delay_next(path, seconds=1.0, method="GET", skip=1)
     client = client_for(fake, max_retries=0)
 
+    client.confirm_window = 0  # one look-up right after the timeout, no waiting
     with pytest.raises(ConnectWiseError) as caught:
         client.upsert_addition(agreement_id, "M365-BP", Decimal(3), "k")
-    assert caught.value.kind == "timeout"
-    assert "next sync finds it" in str(caught.value)
+    assert caught.value.kind == "uncertain"
+    assert "the next sync looks for its key [bh:k]" in str(caught.value)
     assert [r.method for r in fake.requests_to(path)] == ["GET", "POST", "GET"]
 
     # The server did create it; the replay finds it by its key.
@@ -501,3 +512,160 @@ def test_fake_conditions_parser():
     assert ids(r'name = "Quote \"Q\""') == [3]
     assert ids("id in (1, 3)") == [1, 3]
     assert ids('name not like "acme%"') == [3]
+
+
+# ------------------------------------------- duplicates, Retry-After, precision
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the client sleeps; ``on_sleep`` runs first."""
+
+    def __init__(self, on_sleep=None) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def clocked_client(fake, clock: FakeClock, **overrides) -> ConnectWiseClient:
+    extra = {k: overrides.pop(k) for k in ("retry_after_max", "confirm_window") if k in overrides}
+    values = {"timeout": TIMEOUT, "max_retries": 2, "backoff": 0.5, **overrides}
+    return ConnectWiseClient(
+        fake.settings(**values), sleep=clock.sleep, clock=clock.monotonic, **extra
+    )
+
+
+def test_post_timeout_then_a_late_save_ends_with_exactly_one_addition(fake, world):
+    """Reproduction (issue 15, item 5): the POST times out, ConnectWise stores it a moment
+    later; the client must not post again but find the addition by its key."""
+    agreement_id = world["agreement"]["id"]
+    path = f"agreements/{agreement_id}/additions"
+    held = fake.save_late(path, method="POST")
+    # ConnectWise saves the addition while the client waits before its second look-up
+    clock = FakeClock(on_sleep=lambda n: n == 1 and held.release())
+    client = clocked_client(fake, clock)
+
+    outcome, addition = client.upsert_addition(agreement_id, "M365-BP", Decimal(3), "k")
+
+    assert held.saved.is_set()
+    (only,) = fake.additions_of(agreement_id)
+    assert (outcome, addition["id"], only["quantity"]) == ("created", only["id"], 3)
+    assert len(fake.requests_to(path, method="POST")) == 1
+    # look-up, POST (timed out), look-up at once, then look-ups with backoff until found
+    assert [r.method for r in fake.requests_to(path)] == ["GET", "POST", "GET", "GET"]
+    assert clock.sleeps == [0.5]
+
+
+def test_post_timeout_never_confirmed_leaves_the_item_uncertain_then_resolves_by_key(fake, world):
+    agreement_id = world["agreement"]["id"]
+    path = f"agreements/{agreement_id}/additions"
+    held = fake.save_late(path, method="POST")
+    clock = FakeClock()
+    client = clocked_client(fake, clock, confirm_window=10)
+
+    with pytest.raises(ConnectWiseError) as caught:
+        client.upsert_addition(agreement_id, "M365-BP", Decimal(3), "k")
+
+    err = caught.value
+    assert err.kind == "uncertain" and not err.retryable
+    assert "[bh:k]" in err.message and "next sync" in err.message
+    assert len(fake.requests_to(path, method="POST")) == 1  # never posted blindly again
+    assert sum(clock.sleeps) <= 10  # looked for it for a bounded time, with backoff
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
+    assert fake.additions_of(agreement_id) == []
+
+    assert held.release()  # ConnectWise stored it after all; the next sync finds it
+    assert client.upsert_addition(agreement_id, "M365-BP", Decimal(3), "k")[0] == "unchanged"
+    assert len(fake.additions_of(agreement_id)) == 1
+    assert len(fake.requests_to(path, method="POST")) == 1
+
+
+def test_a_duplicate_addition_is_cancelled_and_reported(fake, world):
+    agreement_id = world["agreement"]["id"]
+    first = fake.add_addition(agreement_id, "M365-BP", 2, invoiceDescription="M365 [bh:k]")
+    dup = fake.add_addition(agreement_id, "M365-BP", 2, invoiceDescription="M365 [bh:k]")
+    other = fake.add_addition(agreement_id, "M365-BP", 1, invoiceDescription="M365 [bh:x]")
+    client = client_for(fake)
+
+    outcome, addition = client.upsert_addition(agreement_id, "M365-BP", Decimal(5), "k")
+
+    assert (outcome, addition["id"]) == ("updated", first["id"])
+    by_id = {a["id"]: a for a in fake.additions_of(agreement_id)}
+    assert by_id[dup["id"]]["cancelledDate"] == date.today().isoformat() + "T00:00:00Z"
+    assert by_id[first["id"]]["cancelledDate"] is None
+    assert by_id[first["id"]]["quantity"] == 5
+    assert by_id[other["id"]]["cancelledDate"] is None
+    assert client.cancelled == [
+        {"agreement_id": agreement_id, "addition_id": dup["id"], "key": "k",
+         "kept_id": first["id"]}
+    ]  # fmt: skip
+    # reconcile a set of keys on its own: nothing more to cancel
+    assert client.cancel_duplicates(agreement_id, {"k", "x"}) == []
+
+
+def test_429_on_post_honours_retry_after(fake, world):
+    agreement_id = world["agreement"]["id"]
+    path = f"agreements/{agreement_id}/additions"
+    fake.fail_next(path, status=429, method="POST", retry_after=7)
+    clock = FakeClock()
+
+    outcome, _ = clocked_client(fake, clock).upsert_addition(agreement_id, "M365-BP", 2, "k")
+
+    assert outcome == "created"
+    assert clock.sleeps == [7.0]
+    assert [r.status for r in fake.requests_to(path, method="POST")] == [429, 201]
+    assert len(fake.additions_of(agreement_id)) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_retry_after_is_honoured_on_get_and_patch_beyond_30s(fake, world, method):
+    agreement_id = world["agreement"]["id"]
+    client = client_for(fake)
+    client.upsert_addition(agreement_id, "M365-BP", Decimal(1), "k")
+    fake.fail_next("/additions", status=429, method=method, retry_after=90)
+    clock = FakeClock()
+
+    outcome, _ = clocked_client(fake, clock).upsert_addition(agreement_id, "M365-BP", 2, "k")
+
+    assert outcome == "updated"
+    assert clock.sleeps == [90.0]
+    assert [r.status for r in fake.requests_to("/additions", method=method)][-2:] == [429, 200]
+
+
+def test_retry_after_beyond_the_ceiling_gives_up_without_calling_early(fake, world):
+    fake.fail_next("system/info", status=429, retry_after=121)
+    clock = FakeClock()
+    with pytest.raises(ConnectWiseError) as caught:
+        clocked_client(fake, clock).test_connection()
+    assert caught.value.kind == "server" and caught.value.status == 429
+    assert "121" in caught.value.message and "120" in caught.value.message
+    assert clock.sleeps == [] and len(fake.requests_to("system/info")) == 1
+    # a configured ceiling: tests and operators may lower it
+    fake.fail_next("system/info", status=429, retry_after=3)
+    with pytest.raises(ConnectWiseError):
+        clocked_client(fake, clock, retry_after_max=2).test_connection()
+    fake.fail_next("system/info", status=429, retry_after=2)
+    assert clocked_client(fake, clock, retry_after_max=2).test_connection()["version"]
+    assert clock.sleeps == [2.0]
+
+
+def test_a_quantity_beyond_double_precision_is_not_patched_again(fake, world):
+    agreement_id = world["agreement"]["id"]
+    client = client_for(fake)
+    quantity = Decimal("2.12345678901234567890")
+
+    assert client.upsert_addition(agreement_id, "M365-BP", quantity, "k")[0] == "created"
+    (stored,) = fake.additions_of(agreement_id)
+    assert stored["quantity"] == Decimal("2.1234567890123457")  # the fake keeps a double
+    assert client.upsert_addition(agreement_id, "M365-BP", quantity, "k")[0] == "unchanged"
+    assert fake.requests_to("/additions/", method="PATCH") == []
+    # a real change is still pushed
+    assert client.upsert_addition(agreement_id, "M365-BP", Decimal("2.5"), "k")[0] == "updated"

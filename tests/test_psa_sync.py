@@ -215,6 +215,86 @@ def test_replay_after_a_timeout_never_adds_twice(setup, world, fake):
     assert len(additions(fake)) == 1 and additions(fake)[0]["quantity"] == Decimal(4)
 
 
+def test_a_post_saved_after_the_timeout_ends_as_one_addition(setup, world, fake):
+    """Reproduction (issue 15, item 5): ConnectWise stores the POST a moment after the
+    client gave up; the sync finds it by its key instead of posting a second one."""
+    from plugins.psa_mapping.models import SyncItem
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    held = fake.save_late("/additions", method="POST", seconds=1.0)  # client timeout: 0.5 s
+    issue_invoice(world.customer_a, world.provider, [("M365", "4")])
+    assert held.saved.is_set()
+    item = SyncItem.get()
+    assert item.outcome == "created", item.message
+    assert [a["quantity"] for a in additions(fake)] == [Decimal(4)]
+    assert len(fake.requests_to("/additions", method="POST")) == 1
+
+
+def test_an_unconfirmed_post_leaves_the_item_uncertain_until_the_next_sync(
+    setup, world, fake, ctx, panel
+):
+    from plugins.psa_mapping import service
+    from plugins.psa_mapping.models import SyncItem, SyncRun
+
+    ctx.config["PSA_CONFIRM_SECONDS"] = 0.3  # operator setting: look for it briefly
+    map_service(world.provider, "M365", "M365-BP", 1)
+    held = fake.save_late("/additions", method="POST")
+    issue_invoice(world.customer_a, world.provider, [("M365", "4")])
+    item = SyncItem.get()
+    assert item.outcome == "uncertain"
+    assert "the next sync looks for its key" in item.message
+    run = SyncRun.get()
+    assert run.status == "partial" and "1 uncertain" in run.message
+    assert additions(fake) == [] and len(fake.requests_to("/additions", method="POST")) == 1
+    log = panel(world.operator).get(f"/accounts/{world.provider.id}/psa/sync")
+    assert "uncertain" in log.get_data(as_text=True)
+
+    assert held.release()  # ConnectWise stored it after all
+    rerun = service.sync(world.provider, "test")
+    assert rerun.status == "ok", rerun.message
+    assert SyncItem.get().outcome == "unchanged"
+    assert [a["quantity"] for a in additions(fake)] == [Decimal(4)]
+    assert len(fake.requests_to("/additions", method="POST")) == 1
+
+
+def test_every_sync_cancels_duplicate_additions_and_logs_them(setup, world, fake, cw, panel):
+    """Reproduction (issue 15, item 5): a duplicate with the same key kept billing; the
+    next sync cancels it at ConnectWise and says so in the sync log."""
+    from datetime import date
+
+    from plugins.psa_mapping import service
+    from plugins.psa_mapping.models import SyncItem
+
+    map_service(world.provider, "M365", "M365-BP", 1)
+    issue_invoice(world.customer_a, world.provider, [("M365", "4")])
+    (kept,) = additions(fake)
+    # what an older client left behind: a second addition carrying the same key
+    dup = fake.add_addition(
+        cw["agreement"]["id"], "M365-BP", 3, invoiceDescription=kept["invoiceDescription"]
+    )
+    assert SyncItem.get().outcome == "created"  # nothing pending: only reconciling finds it
+
+    run = service.sync(world.provider, "test")
+
+    assert run.status == "ok", run.message
+    by_id = {a["id"]: a for a in additions(fake)}
+    assert by_id[dup["id"]]["cancelledDate"] == date.today().isoformat() + "T00:00:00Z"
+    assert by_id[kept["id"]]["cancelledDate"] is None
+    assert by_id[kept["id"]]["quantity"] == Decimal(4)
+    assert run.counts["duplicates_cancelled"] == 1
+    assert (
+        f"cancelled 1 duplicate addition(s) at ConnectWise: #{dup['id']} on agreement "
+        f"#{cw['agreement']['id']}" in run.message
+    )
+    assert f"kept #{kept['id']}" in run.message
+    page = panel(world.operator).get(f"/accounts/{world.provider.id}/psa/sync")
+    assert f"#{dup['id']}" in page.get_data(as_text=True)
+    # the next sync has nothing more to cancel
+    again = service.sync(world.provider, "test")
+    assert "duplicates_cancelled" not in again.counts
+    assert len([a for a in additions(fake) if a["cancelledDate"] is None]) == 1
+
+
 def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, fake, panel):
     from plugins.psa_mapping import service
     from plugins.psa_mapping.models import SyncItem, SyncRun
@@ -257,7 +337,8 @@ def test_an_outage_leaves_items_failed_and_issuing_goes_on(setup, world, fake):
     invoice = issue_invoice(world.customer_a, world.provider, [("M365", "3")])
     assert invoice.status == "issued"
     item = SyncItem.get()
-    assert item.outcome == "failed" and "Could not reach ConnectWise" in item.message
+    assert item.outcome == "failed"
+    assert item.message == "The site URL cannot be reached or is not allowed"
 
 
 def test_cli_sync_with_progress_bar(setup, world, fake, ctx, monkeypatch):

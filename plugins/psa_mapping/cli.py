@@ -49,9 +49,7 @@ def sync_command(account_id):
                 svc.record_invoice(invoice)
             items = list(
                 SyncItem.select()
-                .where(
-                    (SyncItem.account == account.id) & SyncItem.outcome.in_(("pending", "failed"))
-                )
+                .where((SyncItem.account == account.id) & SyncItem.outcome.in_(svc.PUSH_AGAIN))
                 .order_by(SyncItem.invoice_id, SyncItem.id)
             )
             with click.progressbar(

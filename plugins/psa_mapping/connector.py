@@ -20,10 +20,11 @@ from types import SimpleNamespace
 
 from marshmallow import ValidationError, fields
 
-from plugins.psa_mapping.connectwise import ConnectWiseClient, ConnectWiseError, ConnectWiseSettings
+from plugins.psa_mapping.connectwise import ConnectWiseError, ConnectWiseSettings
 from plugins.psa_mapping.service import (
     ConnectionSettingsSchema,
     external_key,
+    new_client,
     quantity_for,
     require_licensed,
     run_test,
@@ -70,7 +71,7 @@ def push(settings: dict, invoice_document: dict) -> list[dict]:
         for line in invoice_document.get("lines", [])
     ]
     outcomes = []
-    with ConnectWiseClient(cw) as client:
+    with new_client(cw) as client:
         for m in settings.get("mappings", []):
             mapping = SimpleNamespace(
                 product_code=m["product_code"],

@@ -12,16 +12,33 @@ Talks to the REST API v3.0 at ``{site_url}/v4_6_release/apis/3.0/``:
 
 Failures surface as :class:`ConnectWiseError` with a ``kind`` that a UI can act
 on. Idempotent calls (GET/PATCH/PUT/DELETE) are retried with exponential backoff
-on timeouts, connection errors, 429 and 5xx. POST is never blindly retried:
-:meth:`ConnectWiseClient.upsert_addition` writes a Billhive key into the
-addition and, when a POST's outcome is unknown, looks for that key before it
-posts again, so a replay never bills a service twice.
+on timeouts, connection errors, 429 and 5xx. A ``Retry-After`` header (seconds
+or an HTTP date) is honoured on every method, POST included, up to a ceiling
+(``retry_after_max``, default 120 s): a server asking for a longer wait is not
+called early, the call fails and the next sync tries again.
+
+POST is never blindly retried: :meth:`ConnectWiseClient.upsert_addition` writes
+a Billhive key into the addition. When a POST was refused (429, 5xx) it may be
+sent again; when its answer was lost (a timeout: ConnectWise may store it a
+moment later) the client only looks for the key, with backoff, for at most
+``confirm_window`` seconds, and otherwise raises ``kind="uncertain"``: the sync
+item stays uncertain until the next sync resolves it by key. Additions beyond the
+first carrying one key (the leftovers of older clients or of a person) are
+cancelled at ConnectWise (``cancelledDate``) and listed in
+:attr:`ConnectWiseClient.cancelled`.
 
 Numbers: every JSON number that ConnectWise returns is parsed as
 :class:`~decimal.Decimal` (never float), and Decimals we send are written as
 JSON number literals from their exact decimal text (``Decimal("12.5")`` is sent
 as ``12.5``), so no binary-float rounding happens on our side. ConnectWise
-stores these fields as doubles, so what it hands back is what it keeps.
+stores these fields as doubles, so ``2.12345678901234567890`` comes back as
+``2.1234567890123457``: quantities and prices are compared at that precision
+(:func:`same_number`), so an unchanged value is never PATCHed again.
+
+Every connection goes through the outbound-URL guard of ``core.outbound`` (the
+site URL is set by an account admin): https only unless the operator allows
+http, no loopback/private/link-local/... addresses, checked for every resolved
+address when connecting, and one message for every way a site cannot be reached.
 """
 
 from __future__ import annotations
@@ -30,14 +47,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+
+from core import outbound
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +71,19 @@ ACCEPT = "application/json"
 MAX_PAGE_SIZE = 1000
 #: Guard against a server that ignores ``page`` and keeps answering full pages.
 MAX_PAGES = 10_000
-#: Largest sleep between retries, whatever ``backoff`` and ``Retry-After`` say.
+#: Largest sleep between retries of our own exponential backoff.
 MAX_RETRY_SLEEP = 30.0
+#: Longest ``Retry-After`` honoured by default; a server asking for more is not called
+#: again by this client (the call fails, the next sync retries).
+RETRY_AFTER_MAX = 120.0
+#: How long, by default, the client looks for an addition whose POST timed out.
+CONFIRM_WINDOW = 30.0
 
-ERROR_KINDS = frozenset({"auth", "not_found", "timeout", "server", "bad_request", "connection"})
+#: ``uncertain``: a POST's answer was lost and the addition did not show up in time;
+#: the next sync looks for it by its key (never retried blindly).
+ERROR_KINDS = frozenset(
+    {"auth", "not_found", "timeout", "server", "bad_request", "connection", "uncertain"}
+)
 RETRYABLE_KINDS = frozenset({"timeout", "server", "connection"})
 
 # Addition field limits (ConnectWise OpenAPI model "Addition").
@@ -97,6 +127,7 @@ class ConnectWiseError(Exception):
         code: str | None = None,
         details: list | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         if kind not in ERROR_KINDS:
             raise ValueError(f"unknown ConnectWiseError kind {kind!r}")
@@ -107,6 +138,9 @@ class ConnectWiseError(Exception):
         self.code = code
         self.details = details or []
         self.attempts = attempts
+        self.retry_after = retry_after  # seconds the server asked us to wait (429/503)
+        #: the message without anything the server said (for the connection test)
+        self.plain = message
 
     @property
     def retryable(self) -> bool:
@@ -197,9 +231,7 @@ class ConnectWiseSettings:
         else:
             parts = urlsplit(url)
             if parts.scheme.lower() not in ("http", "https"):
-                errors["site_url"] = (
-                    "Site URL must start with https:// (or http:// for a test server)"
-                )
+                errors["site_url"] = "Site URL must start with https://"
             elif not parts.hostname:
                 errors["site_url"] = "Site URL has no host name"
             elif parts.username or parts.password:
@@ -215,6 +247,10 @@ class ConnectWiseSettings:
                     parts.port  # noqa: B018 - raises ValueError on a bad port
                 except ValueError:
                     errors["site_url"] = "Site URL has an invalid port"
+                else:
+                    problem = outbound.url_problem(url)
+                    if problem:
+                        errors["site_url"] = problem
 
         def text_field(name: str, label: str, forbidden: str = "") -> None:
             value = getattr(self, name)
@@ -270,6 +306,20 @@ class ConnectWiseSettings:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def same_number(stored: Any, wanted: Decimal) -> bool:
+    """True when ConnectWise, which keeps numbers as doubles, already holds ``wanted``.
+
+    ``stored`` is what ConnectWise answered (a Decimal parsed from its JSON text,
+    e.g. ``2.1234567890123457``); ``wanted`` is our exact value
+    (``2.12345678901234567890``). Both are compared as the double ConnectWise
+    would store, so a value it cannot hold more exactly is never sent again.
+    """
+    try:
+        return float(_to_decimal(stored if stored is not None else 0, "number")) == float(wanted)
+    except (ValueError, OverflowError):
+        return False
 
 
 # ------------------------------------------------------------------------------ JSON
@@ -416,9 +466,12 @@ def _product_identifier(addition: Mapping[str, Any]) -> str:
 class ConnectWiseClient:
     """ConnectWise Manage REST client.
 
-    ``session`` may be any ``requests.Session`` (tests, proxies); the client
-    closes only a session it created itself. ``page_size`` is used for every list
-    call (ConnectWise caps it at 1000). ``sleep`` is injectable for tests.
+    ``session`` may be any ``requests.Session`` (tests, proxies); by default the
+    client makes one guarded by ``core.outbound`` and closes only a session it
+    created itself. ``page_size`` is used for every list call (ConnectWise caps it
+    at 1000). ``sleep`` and ``clock`` are injectable for tests; ``retry_after_max``
+    is the longest ``Retry-After`` honoured and ``confirm_window`` how long an
+    addition whose POST timed out is looked for (seconds).
     """
 
     def __init__(
@@ -428,15 +481,25 @@ class ConnectWiseClient:
         *,
         page_size: int = MAX_PAGE_SIZE,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        retry_after_max: float = RETRY_AFTER_MAX,
+        confirm_window: float = CONFIRM_WINDOW,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         self.settings = settings
         self._own_session = session is None
-        self.session = session if session is not None else requests.Session()
+        # the site URL is tenant-set: every connection goes through the outbound guard
+        self.session = session if session is not None else outbound.guarded_session()
         self.page_size = page_size
         self._sleep = sleep
+        self._clock = clock
+        self.retry_after_max = float(retry_after_max)
+        self.confirm_window = float(confirm_window)
         self._catalog_cache: dict[str, dict] = {}
+        #: Duplicate additions this client cancelled: ``{"agreement_id", "addition_id",
+        #: "key", "kept_id"}`` each, in order (the sync log reports them).
+        self.cancelled: list[dict[str, Any]] = []
 
     @property
     def _site(self) -> str:
@@ -537,17 +600,7 @@ class ConnectWiseClient:
         ``contains``/``like`` into SQL LIKE, where ``[`` and ``]`` are wildcards.
         An agreement has tens of additions, so this costs one or two pages.
         """
-        _validate_key(external_key)
-        today = date.today()
-        matches = [
-            a
-            for a in self.additions(agreement_id)
-            if _is_active(a, today)
-            and _marker_span(str(a.get("invoiceDescription") or ""), external_key)
-        ]
-        if not matches:
-            return None
-        matches.sort(key=lambda a: int(a.get("id") or 0))
+        matches = self._keyed(agreement_id, external_key)
         if len(matches) > 1:
             log.warning(
                 "ConnectWise agreement %s has %d additions with Billhive key %s (ids %s); "
@@ -557,7 +610,62 @@ class ConnectWiseClient:
                 external_key,
                 ", ".join(str(a.get("id")) for a in matches),
             )
-        return matches[0]
+        return matches[0] if matches else None
+
+    def _keyed(
+        self, agreement_id: int, external_key: str, listed: list[dict] | None = None
+    ) -> list[dict]:
+        """The active additions carrying ``external_key``, oldest (lowest id) first."""
+        _validate_key(external_key)
+        today = date.today()
+        if listed is None:
+            listed = self.additions(agreement_id)
+        matches = [
+            a
+            for a in listed
+            if _is_active(a, today)
+            and _marker_span(str(a.get("invoiceDescription") or ""), external_key)
+        ]
+        matches.sort(key=lambda a: int(a.get("id") or 0))
+        return matches
+
+    def cancel_duplicates(self, agreement_id: int, keys: Iterable[str]) -> list[dict]:
+        """Cancel every active addition beyond the first (oldest) carrying one of ``keys``.
+
+        One list call for the agreement, one PATCH (``cancelledDate`` = today) per
+        duplicate. Returns what was cancelled (also appended to :attr:`cancelled`).
+        """
+        listed = self.additions(agreement_id)
+        done: list[dict] = []
+        for key in sorted(set(keys)):
+            matches = self._keyed(agreement_id, key, listed)
+            done += self._cancel_extra(agreement_id, key, matches)
+        return done
+
+    def _cancel_extra(self, agreement_id: int, key: str, matches: list[dict]) -> list[dict]:
+        done = []
+        keeper = matches[0] if matches else None
+        for extra in matches[1:]:
+            endpoint = f"finance/agreements/{int(agreement_id)}/additions/{int(extra['id'])}"
+            ops = [{"op": "replace", "path": "cancelledDate", "value": date.today()}]
+            self._request("PATCH", endpoint, body=ops)
+            entry = {
+                "agreement_id": int(agreement_id),
+                "addition_id": int(extra["id"]),
+                "key": key,
+                "kept_id": int(keeper["id"]) if keeper else None,
+            }
+            log.warning(
+                "cancelled duplicate ConnectWise addition #%s on agreement #%s "
+                "(Billhive key %s; #%s kept)",
+                entry["addition_id"],
+                agreement_id,
+                key,
+                entry["kept_id"],
+            )
+            self.cancelled.append(entry)
+            done.append(entry)
+        return done
 
     def upsert_addition(
         self,
@@ -575,9 +683,15 @@ class ConnectWiseClient:
         addition is found by its ``[bh:KEY]`` marker and only its quantity, unit
         price (when given) and marker level are changed; the effective date is set
         on creation only (``effective_date`` defaults to today). ``unit_price=None``
-        leaves pricing to the catalog item. When a POST times out or fails with
-        5xx/429 we do not know whether ConnectWise created the addition, so the
-        client looks for the key first and posts again only if it is absent.
+        leaves pricing to the catalog item. Quantities and prices are compared as
+        the doubles ConnectWise keeps (:func:`same_number`). Further active additions
+        with the same key are cancelled (see :attr:`cancelled`).
+
+        After a 5xx the client looks for the key and posts again only if it is
+        absent; after a 429 it waits what ``Retry-After`` asks (up to
+        ``retry_after_max``) and posts again. After a timeout it never posts again:
+        it looks for the key with backoff for up to ``confirm_window`` seconds and
+        otherwise raises ``ConnectWiseError(kind="uncertain")``.
         """
         _validate_key(external_key)
         quantity = _to_decimal(quantity, "quantity")
@@ -586,10 +700,11 @@ class ConnectWiseClient:
             raise ValueError(f"level must be an integer or None, got {level!r}")
         agreement_id = int(agreement_id)
 
-        existing = self.find_addition(agreement_id, external_key)
-        if existing is not None:
+        matches = self._keyed(agreement_id, external_key)
+        if matches:
+            self._cancel_extra(agreement_id, external_key, matches)
             return self._reconcile(
-                existing, product_identifier, quantity, external_key, level, price
+                matches[0], product_identifier, quantity, external_key, level, price
             )
 
         product = self.catalog_item(product_identifier)
@@ -611,34 +726,45 @@ class ConnectWiseClient:
         last_error: ConnectWiseError | None = None
         for attempt in range(attempts):
             if attempt:
-                self._sleep(self._backoff(attempt))
+                self._sleep(self._delay(attempt, last_error, f"POST {endpoint}"))
             try:
                 created = self._json(self._request("POST", endpoint, body=body), endpoint)
             except ConnectWiseError as exc:
-                if not exc.retryable:
-                    raise
-                last_error = exc
-                log.warning(
-                    "POST %s failed (%s); checking whether the addition was created anyway",
-                    endpoint,
-                    exc.message,
-                )
-                try:
-                    found = self.find_addition(agreement_id, external_key)
-                except ConnectWiseError as check_exc:
-                    raise ConnectWiseError(
-                        check_exc.kind if check_exc.retryable else exc.kind,
-                        f"{exc.message}; could not check whether ConnectWise created the "
-                        f"addition anyway ({check_exc.message}). Nothing is lost: the next "
-                        f"sync finds it by its key [bh:{external_key}] before creating it.",
-                        exc.status,
-                        attempts=attempt + 1,
-                    ) from check_exc
-                if found is not None:
+                if exc.kind == "timeout":
+                    # The answer was lost: ConnectWise may have stored the addition (even a
+                    # moment from now). Never post again blindly: look for its key.
+                    found = self._await_addition(agreement_id, external_key, exc)
                     _, addition = self._reconcile(
                         found, product_identifier, quantity, external_key, level, price
                     )
                     return "created", addition
+                if not exc.retryable:
+                    raise
+                last_error = exc
+                if exc.status is not None and exc.status >= 500:
+                    # ConnectWise answered with an error: what it stored is visible now.
+                    log.warning(
+                        "POST %s failed (%s); checking whether the addition was created anyway",
+                        endpoint,
+                        exc.message,
+                    )
+                    try:
+                        found = self.find_addition(agreement_id, external_key)
+                    except ConnectWiseError as check_exc:
+                        raise ConnectWiseError(
+                            check_exc.kind if check_exc.retryable else exc.kind,
+                            f"{exc.message}; could not check whether ConnectWise created the "
+                            f"addition anyway ({check_exc.message}). Nothing is lost: the next "
+                            f"sync finds it by its key [bh:{external_key}] before creating it.",
+                            exc.status,
+                            attempts=attempt + 1,
+                        ) from check_exc
+                    if found is not None:
+                        _, addition = self._reconcile(
+                            found, product_identifier, quantity, external_key, level, price
+                        )
+                        return "created", addition
+                # 429 (refused, not stored) or a connection never made: post again
                 continue
             if not isinstance(created, dict):
                 raise ConnectWiseError(
@@ -664,6 +790,38 @@ class ConnectWiseClient:
             attempts=attempts,
         )
 
+    def _await_addition(
+        self, agreement_id: int, external_key: str, error: ConnectWiseError
+    ) -> dict:
+        """The addition a timed-out POST created, looked for at once and then with
+        backoff for at most :attr:`confirm_window` seconds; ``uncertain`` otherwise."""
+        deadline = self._clock() + self.confirm_window
+        delay = max(float(self.settings.backoff), 0.1)
+        looked = 0
+        while True:
+            looked += 1
+            try:
+                matches = self._keyed(agreement_id, external_key)
+            except ConnectWiseError as exc:
+                if not exc.retryable:
+                    raise
+                log.info("look-up of [bh:%s] failed (%s)", external_key, exc.message)
+            else:
+                if matches:
+                    self._cancel_extra(agreement_id, external_key, matches)
+                    return matches[0]
+            if self._clock() + delay > deadline:
+                break
+            self._sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SLEEP)
+        raise ConnectWiseError(
+            "uncertain",
+            f"{error.message}; ConnectWise may still store the addition, and it did not show "
+            f"up in {self.confirm_window:g}s ({looked} look-ups). Not posted again: the next "
+            f"sync looks for its key [bh:{external_key}] and creates it only if it is absent.",
+            error.status,
+        )
+
     # -- upsert helpers
 
     def _reconcile(
@@ -687,9 +845,9 @@ class ConnectWiseClient:
                 "the product mapping",
             )
         ops: list[dict[str, Any]] = []
-        if _to_decimal(existing.get("quantity") or 0, "quantity") != quantity:
+        if not same_number(existing.get("quantity"), quantity):
             ops.append({"op": "replace", "path": "quantity", "value": quantity})
-        if price is not None and _to_decimal(existing.get("unitPrice") or 0, "unitPrice") != price:
+        if price is not None and not same_number(existing.get("unitPrice"), price):
             ops.append({"op": "replace", "path": "unitPrice", "value": price})
         text = str(existing.get("invoiceDescription") or "")
         span = _marker_span(text, external_key)
@@ -708,11 +866,28 @@ class ConnectWiseClient:
 
     # -- HTTP plumbing
 
-    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+    def _backoff(self, attempt: int) -> float:
         delay = float(self.settings.backoff) * (2 ** (attempt - 1))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
         return min(delay, MAX_RETRY_SLEEP)
+
+    def _delay(self, attempt: int, error: ConnectWiseError | None, what: str) -> float:
+        """Seconds to wait before retry ``attempt``: what ``Retry-After`` asked, else our
+        backoff. A wait beyond :attr:`retry_after_max` is not shortened: ``error`` is
+        raised instead (the next sync tries again)."""
+        retry_after = error.retry_after if error is not None else None
+        if retry_after is None:
+            return self._backoff(attempt)
+        if retry_after > self.retry_after_max:
+            assert error is not None
+            error.message = (
+                f"{error.message} ConnectWise asked to wait {retry_after:g}s before {what}, "
+                f"more than the {self.retry_after_max:g}s this instance waits; the next sync "
+                "tries again"
+            )
+            error.args = (error.message,)
+            error.attempts = attempt
+            raise error
+        return retry_after
 
     def _get_json(self, endpoint: str, params: dict | None = None) -> Any:
         return self._json(self._request("GET", endpoint, params=params), endpoint)
@@ -747,13 +922,9 @@ class ConnectWiseClient:
         try:
             return loads(resp.content)
         except ValueError:
-            raise ConnectWiseError(
-                "connection",
-                f"{self._site} answered {endpoint} with something that is not "
-                "JSON: check that the site URL is the ConnectWise API host "
-                "(e.g. https://api-na.myconnectwise.net)",
-                resp.status_code,
-            ) from None
+            # not ConnectWise: say nothing of what answered (see core.outbound)
+            log.warning("%s answered %s with something that is not JSON", self._site, endpoint)
+            raise ConnectWiseError("connection", outbound.UNREACHABLE, resp.status_code) from None
 
     def _request(
         self,
@@ -766,7 +937,12 @@ class ConnectWiseClient:
         """One ConnectWise call, retried when that is safe.
 
         GET/PATCH/PUT/DELETE are retried on timeouts, connection errors, 429 and
-        5xx; POST is tried once (see :meth:`upsert_addition`).
+        5xx, waiting what ``Retry-After`` asks (up to :attr:`retry_after_max`);
+        POST is tried once (see :meth:`upsert_addition`). A site the outbound guard
+        refuses is never retried. Every way of not reaching the site (refused,
+        closed or silent port, DNS, TLS, a redirect, an answer that is not JSON)
+        gives the one message of ``core.outbound``, so that the message tells
+        nothing about the ports of the host.
         """
         method = method.upper()
         endpoint = endpoint.lstrip("/")
@@ -784,15 +960,13 @@ class ConnectWiseClient:
         timeout = float(self.settings.timeout)
 
         last_error: ConnectWiseError | None = None
-        retry_after: float | None = None
         for attempt in range(attempts):
             if attempt:
-                delay = self._backoff(attempt, retry_after)
+                delay = self._delay(attempt, last_error, what)
                 log.info(
                     "retrying %s in %.2fs (%s)", what, delay, last_error and last_error.message
                 )
                 self._sleep(delay)
-            retry_after = None
             try:
                 resp = self.session.request(
                     method,
@@ -804,42 +978,37 @@ class ConnectWiseClient:
                     timeout=timeout,
                     allow_redirects=False,
                 )
-            except requests.exceptions.Timeout:
-                last_error = ConnectWiseError(
-                    "timeout", f"ConnectWise did not answer {what} within {timeout:g}s"
-                )
-                continue
-            except requests.exceptions.ConnectionError as exc:
-                last_error = ConnectWiseError(
-                    "connection",
-                    f"Could not reach ConnectWise at {self._site}: {_root_cause(exc)}",
-                )
-                continue
+            except outbound.OutboundBlocked:
+                log.warning("outbound guard refused %s for %s", what, self._site)
+                raise ConnectWiseError("connection", outbound.UNREACHABLE) from None
             except requests.exceptions.RequestException as exc:
-                raise ConnectWiseError(
-                    "connection",
-                    f"Could not call ConnectWise at {self._site}: {_root_cause(exc)}",
-                ) from exc
+                log.info("%s at %s: %s", what, self._site, type(exc).__name__)
+                if _never_sent(exc):
+                    # never reached the server: nothing was sent, any method may be retried
+                    last_error = ConnectWiseError("connection", outbound.UNREACHABLE)
+                    continue
+                if isinstance(exc, requests.exceptions.ConnectionError | requests.Timeout):
+                    # sent, answer lost (read timeout, reset): "timeout" tells
+                    # upsert_addition that a POST may have been stored
+                    last_error = ConnectWiseError("timeout", outbound.UNREACHABLE)
+                    continue
+                raise ConnectWiseError("connection", outbound.UNREACHABLE) from None
 
             status = resp.status_code
             if status == 429 or status >= 500:
                 last_error = self._http_error(resp, what)
-                retry_after = _retry_after(resp)
+                last_error.retry_after = _retry_after(resp)
                 continue
             if 300 <= status < 400:
-                raise ConnectWiseError(
-                    "connection",
-                    f"ConnectWise redirected {what} to {resp.headers.get('Location')!r}: "
-                    "check the site URL (it should be the API host, with https://)",
-                    status,
-                )
+                log.warning("%s at %s redirected (%s)", what, self._site, status)
+                raise ConnectWiseError("connection", outbound.UNREACHABLE, status)
             if status >= 400:
                 raise self._http_error(resp, what)
             return resp
 
         assert last_error is not None
         last_error.attempts = attempts
-        if attempts > 1:
+        if attempts > 1 and last_error.status is not None:
             last_error.message = f"{last_error.message} (after {attempts} attempts)"
             last_error.args = (last_error.message,)
         raise last_error
@@ -867,7 +1036,17 @@ class ConnectWiseClient:
         suffix = f" ConnectWise said: {said}" if said else ""
 
         def error(kind: str, message: str) -> ConnectWiseError:
-            return ConnectWiseError(kind, message, status, code=code, details=details)
+            exc = ConnectWiseError(kind, message, status, code=code, details=details)
+            exc.plain = message.replace(suffix, "").rstrip() if suffix else message
+            return exc
+
+        shaped = isinstance(payload, dict) and ("code" in payload or "message" in payload)
+        if not shaped and status not in (401, 403):
+            # Not ConnectWise's error shape: whatever answered is not echoed, and the
+            # message is the one for a site that cannot be reached (core.outbound).
+            log.warning("%s answered %s with %s and no ConnectWise error", self._site, what, status)
+            return error("server" if status == 429 or status >= 500 else "connection",
+                         outbound.UNREACHABLE)  # fmt: skip
 
         mentions_client_id = "clientid" in said.replace(" ", "").lower()
         if status == 401 and mentions_client_id:
@@ -905,18 +1084,35 @@ class ConnectWiseClient:
 
 
 def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
+    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = (resp.headers.get("Retry-After") or "").strip()
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _root_cause(exc: BaseException) -> str:
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-    text = str(seen) or type(seen).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+def _never_sent(exc: BaseException) -> bool:
+    """True when a requests error happened before the request reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, urllib3.exceptions.NewConnectionError):
+            return True  # refused, unreachable, DNS (NameResolutionError is a subclass)
+        reason = getattr(seen, "reason", None)
+        if reason is None and seen.args and isinstance(seen.args[0], BaseException):
+            reason = seen.args[0]
+        seen = reason or seen.__cause__ or seen.__context__
+    return False

@@ -25,7 +25,7 @@ MAPPING_TYPES = {
     "per_account": "Per account (1 whenever the service is invoiced)",
 }
 ALL_PLANS = "*"
-OUTCOMES = ("pending", "created", "updated", "unchanged", "failed", "superseded")
+OUTCOMES = ("pending", "created", "updated", "unchanged", "failed", "uncertain", "superseded")
 
 
 class PsaConnection(BaseModel):

@@ -20,10 +20,18 @@ real service where Billhive depends on it:
   paths with or without a leading ``/``), PUT and DELETE.
 * JSON numbers are read as Decimal and written back from their exact text.
 
+Like the real service, numbers of an addition (``quantity``, ``unitPrice``...)
+are stored as doubles: ``2.12345678901234567890`` is kept and answered as
+``2.1234567890123457``.
+
 Fault injection: :meth:`FakeConnectWise.fail_next` answers matching requests
-with an error *without* applying them; :meth:`FakeConnectWise.delay_next`
+with an error *without* applying them (``retry_after=`` adds a ``Retry-After``
+header, e.g. for 429 on any method); :meth:`FakeConnectWise.delay_next`
 applies a matching request first and only then waits before answering, which
-is the "the server committed, the client timed out" case. Every request is
+is the "the server committed, the client timed out" case;
+:meth:`FakeConnectWise.save_late` holds a matching request and applies it only
+later (after ``seconds``, or when the test calls ``release()``), which is the
+"ConnectWise saved it a moment after the client gave up" case. Every request is
 recorded in :attr:`FakeConnectWise.requests_log`.
 
 Not modelled (unknown or not needed): exact ConnectWise error texts, custom
@@ -95,6 +103,11 @@ def _dumps(obj: Any) -> str:
     if isinstance(obj, list | tuple):
         return "[" + ",".join(_dumps(v) for v in obj) + "]"
     raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _double(value: Any) -> Decimal:
+    """``value`` as ConnectWise keeps it: a double, answered with its shortest text."""
+    return Decimal(repr(float(value)))
 
 
 def _now() -> str:
@@ -344,7 +357,7 @@ class LoggedRequest:
     body: Any  # parsed JSON (Decimals for non-integers), or None
     auth_user: str | None
     status: int | None = None
-    fault: str | None = None  # "fail" or "delay" when a fault was injected
+    fault: str | None = None  # "fail", "delay" or "late" when a fault was injected
     delay: float = 0.0
 
 
@@ -358,6 +371,8 @@ class _Fault:
     seconds: float = 0.0
     payload: dict | None = None
     skip: int = 0
+    retry_after: str | None = None
+    held: LateSave | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -365,6 +380,25 @@ class _Fault:
             and self.substring in path
             and (self.method is None or self.method == method)
         )
+
+
+class LateSave:
+    """A request held by :meth:`FakeConnectWise.save_late`.
+
+    The request is applied when :meth:`release` is called (or after the fault's
+    ``seconds``); :attr:`saved` is set once it is stored, :attr:`arrived` once the
+    request reached the fake.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.saved = threading.Event()
+        self._go = threading.Event()
+
+    def release(self, wait: float = 5.0) -> bool:
+        """Let the held request be applied; True once it is stored (waits up to ``wait``)."""
+        self._go.set()
+        return self.saved.wait(wait)
 
 
 @dataclass
@@ -655,12 +689,14 @@ class FakeConnectWise:
         method: str | None = None,
         payload: dict | None = None,
         skip: int = 0,
+        retry_after: float | str | None = None,
     ) -> None:
         """Answer the next ``times`` matching requests with ``status`` (not applied).
 
         ``path_substring`` is matched against the URL path; ``method`` narrows it to
         one HTTP method; ``skip`` lets that many matching requests through first;
-        ``payload`` replaces the ConnectWise-style error body.
+        ``payload`` replaces the ConnectWise-style error body; ``retry_after`` sends a
+        ``Retry-After`` header (seconds, or an HTTP date as text).
         """
         default = {
             401: ("Unauthorized", "Invalid public/private key"),
@@ -676,6 +712,7 @@ class FakeConnectWise:
                     status=status,
                     payload=payload or {"code": default[0], "message": default[1]},
                     skip=skip,
+                    retry_after=None if retry_after is None else str(retry_after),
                 )
             )
 
@@ -705,6 +742,35 @@ class FakeConnectWise:
                     skip=skip,
                 )
             )
+
+    def save_late(
+        self,
+        path_substring: str,
+        *,
+        method: str | None = "POST",
+        seconds: float | None = None,
+    ) -> LateSave:
+        """Hold the next matching request and apply it only later.
+
+        The request is stored when the returned handle's ``release()`` is called, or
+        after ``seconds`` when given, and only then answered: a client whose timeout
+        is shorter has given up by then, yet the record exists (the real
+        ConnectWise under load does this). Without ``seconds`` and without a
+        release, the request is dropped unapplied when the fake stops.
+        """
+        held = LateSave()
+        with self._lock:
+            self._faults.append(
+                _Fault(
+                    "late",
+                    path_substring,
+                    1,
+                    method.upper() if method else None,
+                    seconds=seconds or 0.0,
+                    held=held,
+                )
+            )
+        return held
 
     def _take_fault(self, kind: str, method: str, path: str) -> _Fault | None:
         with self._lock:
@@ -742,10 +808,24 @@ class FakeConnectWise:
             self.requests_log.append(entry)
 
         delay = self._take_fault("delay", method, path)
+        late = self._take_fault("late", method, path)
+        if late is not None and late.held is not None:
+            entry.fault = "late"
+            late.held.arrived.set()
+            waited, step = 0.0, 0.02
+            while not late.held._go.wait(step):
+                waited += step
+                if self._stopping.is_set():
+                    return  # stopped while holding: never applied, nothing answered
+                if late.seconds > 0 and waited >= late.seconds:
+                    break
+        extra_headers: dict[str, str] = {}
         try:
             failure = self._take_fault("fail", method, path)
             if failure is not None:
                 entry.fault = "fail"
+                if failure.retry_after is not None:
+                    extra_headers["Retry-After"] = failure.retry_after
                 raise _PayloadError(failure.status, failure.payload or {})
             if raw:
                 try:
@@ -760,6 +840,9 @@ class FakeConnectWise:
             response = _Response(exc.status, exc.payload)
         except Exception as exc:  # a bug in the fake: answer 500 like a server would
             response = _Response(500, {"code": "UnexpectedError", "message": repr(exc)})
+        response.headers.update(extra_headers)
+        if late is not None and late.held is not None:
+            late.held.saved.set()
 
         entry.status = response.status
         if delay is not None:
@@ -1000,7 +1083,7 @@ class FakeConnectWise:
                 value = fields[name]
                 if isinstance(value, bool) or not isinstance(value, int | Decimal):
                     raise _invalid("addition", name, "InvalidValue", f"{name} must be a number")
-                fields[name] = Decimal(value)
+                fields[name] = _double(value)
         for name, limit in MAX_LENGTHS.items():
             value = fields.get(name)
             if value is not None and (not isinstance(value, str) or len(value) > limit):
