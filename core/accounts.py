@@ -8,7 +8,7 @@ from core import audit, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database
-from core.errors import ValidationFailed, marshmallow_errors
+from core.errors import Forbidden, ValidationFailed, marshmallow_errors
 from core.models import Account, Role
 
 _EMAIL = validate.Email()
@@ -39,6 +39,145 @@ class AccountPatch(AccountUpdate):
     """The editable fields, every one optional (PATCH)."""
 
 
+# -- billing terms: the seller's to set -------------------------------------------------------
+
+TERMS_PRIVILEGE = "accounts.billing_terms"
+#: The account's own fields that are billing terms (``profile`` is one too: the account type's
+#: profile, e.g. the Reseller Profile; ``payment_terms_days`` lives in the billing settings).
+ACCOUNT_TERMS = ("currency", "bill_cycle_day", "tax_rate", "profile")
+#: What users see for each term (the panel's labels), for messages naming them.
+TERM_LABELS = {
+    "currency": "Currency",
+    "bill_cycle_day": "Bill cycle day",
+    "tax_rate": "Tax rate",
+    "payment_terms_days": "Payment terms",
+    "profile": "Profile",
+}
+
+
+def can_edit_billing_terms(actor, account: Account) -> bool:
+    """Whether ``actor`` may set ``account``'s billing terms: only from an account above it,
+    with ``accounts.billing_terms``. ``actor=None`` (the operator's shell) may."""
+    if actor is None:
+        return True
+    return (
+        account.id != actor.account_id
+        and account.is_within(actor.account)
+        and rbac.has(actor, TERMS_PRIVILEGE)
+    )
+
+
+def require_billing_terms(
+    actor, account: Account, changed, attempt: dict | None = None, *, record: bool = True
+) -> None:
+    """The one rule for billing terms (currency, bill cycle day, tax rate, payment terms, the
+    account type's profile), called by every path that changes them: account edits (API,
+    panel, CLI), billing settings and the reseller profile.
+
+    ``changed`` names the terms the request would change. Nobody edits the terms of their own
+    account (the seller above sets them); below it, ``accounts.billing_terms`` is needed. A
+    refusal is a 403 naming each field, audited in its own transaction like other refused
+    escalations (``record=False``: a page that only offers the form, nothing attempted)."""
+    changed = list(changed)
+    if actor is None or not changed:
+        return
+    if account.id == actor.account_id:
+        names = ", ".join(changed)
+        message = (
+            f"{names}: the billing terms of your own account are set by the account above it; "
+            "you can edit your name, contacts and addresses"
+        )
+        per_field = "set by the account above yours; you cannot change it on your own account"
+    elif not rbac.has(actor, TERMS_PRIVILEGE):
+        title = rbac.host().privileges().get(TERMS_PRIVILEGE)
+        label = f" ({title.title})" if title else ""
+        message = f"changing {', '.join(changed)} needs the privilege '{TERMS_PRIVILEGE}'{label}"
+        per_field = f"needs the privilege '{TERMS_PRIVILEGE}'"
+    else:
+        return
+    exc = Forbidden(message, {name: [f"{TERM_LABELS.get(name, name)} is {per_field}"]
+                              for name in changed})  # fmt: skip
+    if not record:
+        raise exc
+    refuse(actor, account, "account.update", exc, attempt)
+
+
+def refuse(actor, account: Account, action: str, exc, attempt: dict | None) -> None:
+    """Record a refused change (``<action>.refused``, with what was asked and why) in its own
+    transaction, then raise ``exc``: nothing of the change itself is written."""
+    with database.atomic():
+        audit.record(
+            actor,
+            f"{action}.refused",
+            account,
+            account=account,
+            after={"attempt": _jsonable(attempt or {}), "errors": exc.errors},
+        )
+    raise exc
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _changed_terms(account: Account, data: dict) -> list[str]:
+    """The billing terms ``data`` (validated) would change; the same value sent back (the
+    panel's form, a client's read-modify-write) is no change."""
+    changed = []
+    for name in ACCOUNT_TERMS:
+        if name not in data:
+            continue
+        current = getattr(account, name)
+        if name == "tax_rate":
+            same = parse_decimal(current or "0", name) == parse_decimal(data[name], name)
+        elif name == "profile":
+            same = (current or {}) == data[name]
+        else:
+            same = current == data[name]
+        if not same:
+            changed.append(name)
+    return changed
+
+
+def currency_uses(account: Account) -> list[str]:
+    """What fixes an account's currency: its subscriptions, invoices, ledger entries and
+    prepaid top-ups (as the billed account). Empty when the currency may still change."""
+    from core.billing.models import Invoice, LedgerEntry, PrepaidTopup, Subscription
+
+    found = []
+    for label, model in (
+        ("subscriptions", Subscription),
+        ("invoices", Invoice),
+        ("ledger entries", LedgerEntry),
+        ("prepaid top-ups", PrepaidTopup),
+    ):
+        if model.select(model.id).where(model.account == account.id).exists():
+            found.append(label)
+    return found
+
+
+def currency_refusal(account: Account, currency: str) -> ValidationFailed | None:
+    """The refusal (422 naming ``currency``) of a new currency for an account already used
+    in its own; None when the change may go ahead. Called inside the edit's transaction."""
+    if currency == account.currency:
+        return None
+    uses = currency_uses(account)
+    if not uses:
+        return None
+    what = uses[0] if len(uses) == 1 else ", ".join(uses[:-1]) + " and " + uses[-1]
+    message = (
+        f"currency cannot change: the account already has {what} in {account.currency}; "
+        "a new currency needs a new account"
+    )
+    return ValidationFailed(f"currency: {message}", {"currency": [message]})
+
+
 def _check_common(data: dict) -> dict:
     """Field rules shared by create and update; all problems reported at once."""
     errors: dict[str, list[str]] = {}
@@ -51,7 +190,7 @@ def _check_common(data: dict) -> dict:
         try:
             data["bill_cycle_day"] = check_cycle_day(data["bill_cycle_day"])
         except PeriodError as exc:
-            errors["bill_cycle_day"] = [str(exc)]
+            errors["bill_cycle_day"] = [_labelled(str(exc), "bill_cycle_day")]
     if "tax_rate" in data:
         try:
             rate = parse_decimal(data["tax_rate"], "tax_rate")
@@ -59,12 +198,19 @@ def _check_common(data: dict) -> dict:
                 raise MoneyError("tax_rate must be a percentage from 0 to 100", field="tax_rate")
             data["tax_rate"] = str(rate)
         except MoneyError as exc:
-            errors["tax_rate"] = [str(exc)]
+            errors["tax_rate"] = [_labelled(str(exc), "tax_rate")]
     if errors:
         raise ValidationFailed(
             "invalid input — " + ", ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors
         )
     return data
+
+
+def _labelled(message: str, name: str) -> str:
+    """A field's message with the label users see ("Bill cycle day must be ...")."""
+    if message.startswith(name):
+        return TERM_LABELS[name] + message[len(name) :]
+    return message
 
 
 def _load(schema: Schema, payload: dict) -> dict:
@@ -140,6 +286,7 @@ def snapshot(account: Account) -> dict:
         "type": account.type,
         "parent_id": account.parent_id,
         "email": account.email,
+        "address": account.address,
         "currency": account.currency,
         "bill_cycle_day": account.bill_cycle_day,
         "tax_rate": account.tax_rate,
@@ -180,28 +327,38 @@ def create_account(actor, payload: dict) -> Account:
 
 
 def update_account(actor, account: Account, payload: dict) -> Account:
+    """Edit an account. Name, e-mail, address and prefix need ``accounts.manage``; billing
+    terms also :func:`require_billing_terms`; a used currency stays (:func:`currency_uses`).
+    Every refusal writes nothing of the change."""
     if actor is not None:
         rbac.require(actor, "accounts.manage", account)
-        if account.id == actor.account_id and "profile" in payload:
-            # a reseller does not edit its own reseller profile: its parent does
-            rbac.require(actor, "accounts.manage", account.parent or account)
     data = _check_common(_load(AccountUpdate(partial=True), payload) if payload else {})
     data = {k: v for k, v in data.items() if k in payload}
     if "profile" in data:
         merged = dict(account.profile or {}) | data["profile"]
+        if actor is not None and account.id == actor.account_id and merged != account.profile:
+            # one's own profile is refused before its content is judged
+            require_billing_terms(actor, account, ["profile"], payload)
         data["profile"] = validate_profile(account.type, merged)
+    require_billing_terms(actor, account, _changed_terms(account, data), payload)
+    refusal = None
     with database.atomic():
-        before = snapshot(account)
-        for key, value in data.items():
-            setattr(account, key, value)
-        account.save()
-        audit.record(
-            actor,
-            "account.update",
-            account,
-            account=account,
-            before=before,
-            after=snapshot(account),
-        )
-        rbac.host().call("account_updated", account=account, actor=actor, before=before)
+        if "currency" in data:
+            refusal = currency_refusal(account, data["currency"])
+        if refusal is None:
+            before = snapshot(account)
+            for key, value in data.items():
+                setattr(account, key, value)
+            account.save()
+            audit.record(
+                actor,
+                "account.update",
+                account,
+                account=account,
+                before=before,
+                after=snapshot(account),
+            )
+            rbac.host().call("account_updated", account=account, actor=actor, before=before)
+    if refusal is not None:  # audited after the edit's transaction ended, writing nothing
+        refuse(actor, account, "account.update", refusal, payload)
     return account

@@ -35,6 +35,14 @@ CORE_PRIVILEGES = [
         (P, R, C),
         "Create and edit child accounts.",
     ),
+    Privilege(
+        "accounts.billing_terms",
+        "Set billing terms",
+        "Accounts",
+        (P, R),
+        "Set currency, bill cycle day, tax rate, payment terms and the reseller profile of "
+        "accounts below yours (never of your own account).",
+    ),
     Privilege("users.view", "View users", "Users", (P, R, C), "See users and their roles."),
     Privilege("users.manage", "Manage users", "Users", (P, R, C), "Create users, assign roles."),
     Privilege("roles.manage", "Manage roles", "Users", (P, R, C), "Create, edit, delete roles."),
@@ -62,6 +70,7 @@ CORE_PRIVILEGES = [
 CUSTOMER_MANAGEMENT = (
     "accounts.view",
     "accounts.manage",
+    "accounts.billing_terms",
     "users.view",
     "users.manage",
     "roles.manage",
@@ -136,6 +145,17 @@ def register_models():
 
 
 @hookimpl
+def billing_coverage(migrator, db):
+    from core.billing.coverage import migrate_coverage
+
+    migrate_coverage(migrator, db)
+
+
+# the core's own schema history (core.migrations): applied at start-up, after the models'
+# missing tables are created; each step also runs (idempotently) on a brand-new database
+MIGRATIONS = [(1, billing_coverage)]
+
+
 def register_invoice_formats():
     from core.billing import raw
     from core.registry import InvoiceFormat

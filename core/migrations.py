@@ -15,7 +15,10 @@ applied_at). Enabling a plugin applies its pending steps inside the enabling tra
 (SQLite and PostgreSQL both have transactional DDL: a failing step leaves the plugin disabled
 and its schema as it was); ``billhive migrate`` applies those of enabled plugins after an
 upgrade. A disabled plugin's tables are not touched until it is enabled again. Start-up never
-migrates (several workers would race); it logs what is pending.
+migrates a plugin (it logs what is pending), with one exception: the core itself (an
+essential plugin, ``core.builtin.MIGRATIONS``) cannot be disabled and every request needs its
+tables, so start-up creates its missing tables and then applies its pending steps, in the
+migrating transaction under the same lock (two workers starting at once apply each step once).
 
 A plugin without ``MIGRATIONS`` keeps the simple rule: its models' tables are created, never
 altered, when it is enabled.
@@ -189,6 +192,13 @@ def start(host) -> None:
     for name, plugin in host.plugins.items():
         if name not in host.enabled:
             continue
+        if plugin.meta.essential and declared(name, plugin.module) is not None:
+            # the core: its tables as the models say, then its steps (which bring tables made
+            # by an older release up to date: new columns, data, constraints)
+            database.create_tables(_models_of(plugin.module), safe=True)
+            if pending(name, plugin.module):
+                _apply_standalone(name, plugin)
+            continue
         if declared(name, plugin.module) is None:
             database.create_tables(_models_of(plugin.module), safe=True)
             continue
@@ -219,7 +229,7 @@ def plan(host) -> list[PluginPlan]:
     out = []
     for name, plugin in sorted(host.plugins.items()):
         steps = declared(name, plugin.module)
-        if steps is None:
+        if steps is None or plugin.meta.essential:  # the core's steps are applied at start
             continue
         rows = history(name)
         done = {r.version for r in rows}
@@ -247,6 +257,8 @@ def migrate_enabled(host) -> dict[str, list[Step]]:
     its own transaction. Disabled plugins are left alone (enabling applies theirs)."""
     applied = {}
     for name, plugin in sorted(host.plugins.items()):
+        if plugin.meta.essential:  # the core's steps are applied at start
+            continue
         if name in host.enabled and pending(name, plugin.module):
             applied[name] = _apply_standalone(name, plugin)
     return applied

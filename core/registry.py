@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -119,6 +120,16 @@ class Charge:
 
     ``unit_price`` is in major units as a Decimal (it may carry more digits than the
     currency); ``group`` puts the line under a heading with a subtotal (billing units).
+
+    Coverage (every day billed once): ``coverage`` names what the line bills days of (a key
+    such as ``"myplugin:<account id>:<thing id>"``, at most 120 characters) and
+    ``service_start``/``service_end`` the days, ``[start, end)`` within the period (default:
+    the whole period). The engine records them in the invoice's transaction and the database
+    refuses days of a key billed already; a charge starting before what its key is billed
+    through (``core.billing.coverage.key_through``) is left out and reported as a failure.
+    Without ``coverage`` the charge counts as a charge for the whole period under the key
+    ``charges:<account>:<source>``, and after a cycle-day change only its share of the days
+    not billed yet is billed.
     """
 
     description: str
@@ -129,6 +140,9 @@ class Charge:
     group: str | None = None
     fraction: Decimal = Decimal(1)
     source: str = ""
+    coverage: str | None = None
+    service_start: date | None = None
+    service_end: date | None = None
 
 
 @dataclass

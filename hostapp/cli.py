@@ -412,6 +412,80 @@ def users_create(account_id, email, password, name, role_names):
     click.echo(f"User {user.email} created (id {user.id}).")
 
 
+# -- accounts --------------------------------------------------------------------------------
+
+
+@main.group("accounts")
+def accounts_group():
+    """List accounts and edit them (billing terms included: the shell is the operator)."""
+
+
+@accounts_group.command("list")
+@with_app
+def accounts_list():
+    """Every account in tree order, with its billing terms."""
+    from core.models import Account
+
+    for a in Account.select().order_by(Account.path):
+        indent = "  " * a.depth
+        click.echo(
+            f"{a.id:>5}  {indent}{a.name} ({a.type})  {a.currency}  day {a.bill_cycle_day}  "
+            f"tax {a.tax_rate}%"
+        )
+
+
+@accounts_group.command("edit")
+@click.argument("account_id", type=int)
+@click.option("--name")
+@click.option("--email")
+@click.option("--address")
+@click.option("--currency", help="ISO 4217; refused once the account has billing in its own.")
+@click.option("--bill-cycle-day", help="1-28.")
+@click.option("--tax-rate", help="Percent, e.g. 19 or 7.5.")
+@click.option("--invoice-prefix")
+@click.option(
+    "--payment-terms-days",
+    type=click.IntRange(0, 365),
+    help="Net days of the account's invoices (0-365).",
+)
+@with_app
+def accounts_edit(account_id, payment_terms_days, **fields):
+    """Edit an account. The operator's shell sets billing terms (currency, bill cycle day, tax
+    rate, payment terms) of any account, the provider's too; the same checks as the API and
+    the panel apply (a used currency stays; nothing is written when one fails)."""
+    from core import accounts
+    from core.billing import payments
+    from core.models import Account
+
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise click.ClickException(f"account {account_id} not found")
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if not changes and payment_terms_days is None:
+        raise click.UsageError("nothing to change: give at least one option")
+    if changes:
+        account = accounts.update_account(None, account, changes)
+    if payment_terms_days is not None:
+        current = payments.settings_of(account)
+        payments.update_settings(
+            None,
+            account,
+            {
+                "contact_name": current.contact_name,
+                "contact_email": current.contact_email,
+                "contact_phone": current.contact_phone,
+                "invoice_email": current.invoice_email,
+                "payment_terms_days": payment_terms_days,
+            },
+        )
+    terms = payments.settings_of(account).payment_terms_days
+    click.echo(
+        f"Account {account.id} {account.name}: {account.currency}, bill cycle day "
+        f"{account.bill_cycle_day}, tax {account.tax_rate}%, payment terms "
+        f"{'default' if terms is None else f'{terms} days'}."
+    )
+
+
 # -- billing (core.billing.cli) --------------------------------------------------------------
 
 from core.billing.cli import bill_run, invoices, usage  # noqa: E402

@@ -58,3 +58,6 @@ def load(overrides: dict | None = None) -> dict:
     }
     config.update(overrides)
     return config
+        # the instance's calendar (core.clock.today): a bill run may not be for a later date
+        "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",
+        **_login_settings(),

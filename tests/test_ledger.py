@@ -244,8 +244,8 @@ def test_payment_rules(world):
 
 def test_payment_terms_set_the_due_date_of_new_invoices(world):
     a = world.customer_a
-    payments.update_settings(world.user_a, a, {"payment_terms_days": "30",
-                                               "invoice_email": "ap@a.example"})  # fmt: skip
+    payments.update_settings(world.operator, a, {"payment_terms_days": "30",
+                                                 "invoice_email": "ap@a.example"})  # fmt: skip
     inv = issue_invoice(world, a, "10.00")
     assert fresh(inv).due_date == TODAY + timedelta(days=30)
     _, plan = setup_catalog(world.provider)
@@ -254,8 +254,8 @@ def test_payment_terms_set_the_due_date_of_new_invoices(world):
     billed = Invoice.get((Invoice.account == a.id) & Invoice.run_period.is_null(False))
     assert billed.due_date == date(2026, 3, 3)  # period end 2026-02-01 + 30 days
     with pytest.raises(ValidationFailed) as err:
-        payments.update_settings(world.user_a, a, {"payment_terms_days": "-1",
-                                                   "contact_email": "nope"})  # fmt: skip
+        payments.update_settings(world.operator, a, {"payment_terms_days": "-1",
+                                                     "contact_email": "nope"})  # fmt: skip
     assert set(err.value.errors) == {"payment_terms_days", "contact_email"}
 
 

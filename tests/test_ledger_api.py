@@ -189,15 +189,21 @@ def test_prepaid_topup_through_the_api(world, api):
 def test_payment_settings_and_methods(world, api):
     a = world.customer_a
     customer = api(world.user_a)
-    resp = customer.put(url(a, "billing-settings"), json={
-        "contact_name": "Ann Payer", "contact_email": "ann@a.example",
-        "invoice_email": "invoices@a.example", "payment_terms_days": 21})  # fmt: skip
+    contacts = {"contact_name": "Ann Payer", "contact_email": "ann@a.example",
+                "invoice_email": "invoices@a.example"}  # fmt: skip
+    resp = customer.put(url(a, "billing-settings"), json=contacts)
     assert resp.status_code == 200, resp.get_json()
-    assert resp.get_json()["effective_terms_days"] == 21
     assert customer.get(url(a, "billing-settings")).get_json()["invoice_email"] == (
         "invoices@a.example"
     )
-    resp = customer.put(url(a, "billing-settings"), json={"payment_terms_days": "soon"})
+    # payment terms are the seller's: the customer cannot set its own, the operator above can
+    resp = customer.put(url(a, "billing-settings"), json=contacts | {"payment_terms_days": 21})
+    assert resp.status_code == 403 and "payment_terms_days" in resp.get_json()["errors"]
+    operator = api(world.operator)
+    resp = operator.put(url(a, "billing-settings"), json=contacts | {"payment_terms_days": 21})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["effective_terms_days"] == 21
+    resp = operator.put(url(a, "billing-settings"), json={"payment_terms_days": "soon"})
     assert resp.status_code == 422 and "payment_terms_days" in resp.get_json()["errors"]
     resp = customer.post(
         url(a, "payment-methods"),

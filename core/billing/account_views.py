@@ -24,6 +24,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from core import rbac
+from core.accounts import can_edit_billing_terms
 from core.billing import ledger, payments, reports, statements
 from core.billing.ledger_api import prepaid_rows
 from core.billing.models import LEDGER_KINDS, LedgerEntry
@@ -201,9 +202,12 @@ def settings_page(account_id):
         "payment_terms_days": "" if settings.payment_terms_days is None
         else settings.payment_terms_days,
     }  # fmt: skip
+    # payment terms are a billing term: read-only unless set from an account above
+    terms_editable = can_edit_billing_terms(current_user, account)
     errors = {}
     if request.method == "POST":
-        values = {k: request.form.get(k, "") for k in values}
+        values = {k: request.form.get(k, "") for k in values if k in request.form
+                  or k != "payment_terms_days"}  # fmt: skip
         try:
             payments.update_settings(current_user, account, values)
         except BillhiveError as exc:
@@ -214,7 +218,8 @@ def settings_page(account_id):
     from core.billing.invoices import PAYMENT_TERMS_DAYS
 
     return _render("settings.html", account, "settings", 422 if errors else 200, values=values,
-                   errors=errors, default_terms=PAYMENT_TERMS_DAYS)  # fmt: skip
+                   errors=errors, default_terms=PAYMENT_TERMS_DAYS, settings=settings,
+                   terms_editable=terms_editable)  # fmt: skip
 
 
 # -- Prepaid invoices ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from core.billing.models import (
     Subscription,
 )
 from core.billing.money import canonical_decimal_text, format_money
-from core.billing.periods import PeriodError, parse_date
+from core.billing.periods import PeriodError, check_run_date, parse_date
 from core.errors import Forbidden, NotFound, ValidationFailed
 
 catalog_bp = Blueprint("billing_catalog", __name__, url_prefix="/api/v1",
@@ -85,6 +85,13 @@ class LineOut(Schema):
     unit_price = DecimalText()
     amount_minor = fields.Integer(attribute="amount")
     product_code = fields.String()
+    billed_through = fields.Date(
+        allow_none=True,
+        metadata={
+            "description": "The first day not billed yet: every day from start up to (not "
+            "including) this date is invoiced, exactly once. null: never billed."
+        },
+    )
     group = fields.String(allow_none=True)
 
 
@@ -96,6 +103,12 @@ class InvoiceOut(Schema):
     account_id = fields.Integer()
     issuer_id = fields.Integer()
     credit_for_id = fields.Integer(allow_none=True)
+    service_start = fields.Date(
+        allow_none=True, metadata={"description": "first day this line bills"}
+    )
+    service_end = fields.Date(
+        allow_none=True, metadata={"description": "first day after what this line bills"}
+    )
     period_start = fields.Date(allow_none=True)
     period_end = fields.Date(allow_none=True)
     currency = fields.String()
@@ -155,7 +168,13 @@ class CreditIn(Schema):
 
 
 class BillRunIn(Schema):
-    date = fields.Raw(required=True)
+    date = fields.Raw(
+        required=True,
+        metadata={
+            "description": "YYYY-MM-DD, no later than today in the instance's time zone "
+            "(TIMEZONE): a later date answers 422 naming date"
+        },
+    )
 
 
 class BillRunOut(Schema):
@@ -474,6 +493,10 @@ def start_bill_run(user, as_of: date) -> BillRun:
 @api_login_required
 def post_bill_run(data):
     """Start a bill run for a date; poll GET /bill-runs/<id> for progress."""
+    try:  # every holder of billruns.run, resellers too: never for a day not ended yet
+        as_of = check_run_date(as_of, "date")
+    except PeriodError as exc:
+        raise ValidationFailed.field("date", str(exc)) from None
     try:
         as_of = parse_date(data["date"], "date")
     except PeriodError as exc:

@@ -1,15 +1,22 @@
 """Rating and bill runs.
 
-A bill run for ``as_of`` takes every account holding a subscription and, for each billing
-period of that account (its ``bill_cycle_day``) that ended on or before ``as_of`` and is not
-invoiced yet, rates:
+Every day of a subscription's service is billed exactly once (DESIGN.md "Coverage
+invariant"). A bill run for ``as_of`` (never after today, :func:`core.clock.today`) takes every
+account below the root and, for each billing period of that account (its ``bill_cycle_day``
+as it is now) that ended on or before ``as_of``, rates what is not billed yet:
 
-* one **recurring** line per subscription: quantity x the plan's recurring price x the share
-  of the period the subscription was active (``overlap_fraction``, exact, rounded once);
-* one **usage** line per subscription with usage in the period: the summed quantity x the
+* one **recurring** line per subscription for the days from its ``billed_through`` (or its
+  start) to the period's end (or its own end): quantity x the plan's recurring price x those
+  days / the period's days (exact, rounded once); "(14 of 30 days)" when not the whole period.
+  After a cycle-day change the first period bills one short stretch up to the new anchor;
+* one **usage** line per subscription with usage on those same days: the summed quantity x the
   plan's usage rate, or the volume-tier price the total falls in (``tiered_unit_price``);
 * **one-off** products: quantity x price once, in the period containing the start;
-* the :class:`~core.registry.Charge` lines plugins return from ``charges_for_period``.
+* the :class:`~core.registry.Charge` lines plugins return from ``charges_for_period``, each
+  billing the days of its coverage key (see :func:`plugin_charges`).
+
+A subscription on a plan priced in another currency than the account's is never billed: it
+is reported in ``invoices_skipped`` with the reason.
 
 Lines are grouped per **issuer**: the account owning the price plan (the seller) — the
 provider for its customers, a reseller for the customers it sells its own plans to. Plugin
@@ -18,10 +25,12 @@ charges go to the billed account's parent (the account that sells to it).
 Tax: once per invoice, on the subtotal, at the **issuer's** ``tax_rate`` (the seller charges
 the tax; DESIGN.md "tax once per invoice from the issuing account's tax rate").
 
-Each (account, issuer, period) invoice is written, numbered and issued in ONE transaction; the
-unique index on ``Invoice(account, issuer, run_period, kind)`` makes a concurrent or repeated
-writer fail with IntegrityError, which is rolled back and reported as skipped "already
-invoiced". Formats are rendered after the commit (:mod:`core.billing.storage`), then
+Each (account, issuer, period) invoice is written, numbered and issued in ONE transaction
+that also records its coverage (:mod:`core.billing.coverage`: the database refuses
+overlapping days of one key) and moves each billed subscription's ``billed_through`` with a
+compare-and-set. A concurrent or repeated writer changes no row or is refused by the
+database: its transaction is rolled back and reported as skipped "already invoiced".
+Formats are rendered after the commit (:mod:`core.billing.storage`), then
 ``invoice_finalized`` is called.
 """
 
@@ -33,15 +42,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import peewee as pw
 from flask import current_app
 
 from core import audit, rbac
+from core.billing import coverage, ledger, storage
 from core.billing import invoices as lifecycle
-from core.billing import ledger, storage
 from core.billing.models import (
     BillRun,
+    Coverage,
     Invoice,
     InvoiceLine,
     PricePlan,
@@ -50,13 +61,14 @@ from core.billing.models import (
     UsageRecord,
 )
 from core.billing.money import (
+    ExactRatio,
     canonical_decimal_text,
     format_money,
     invoice_totals,
     line_amount,
     tiered_unit_price,
 )
-from core.billing.periods import closed_periods, overlap_fraction
+from core.billing.periods import check_run_date, closed_periods
 from core.db import Prepared, database, insert_row, insert_rows, utcnow
 from core.models import Account
 
@@ -71,7 +83,8 @@ def host():
 
 
 def _line(description, quantity, unit_price, currency, *, fraction=Decimal(1), unit="",
-          product_code="", group=None, source="") -> dict:  # fmt: skip
+          product_code="", group=None, source="", service=None, coverage=None,
+          advance=None) -> dict:  # fmt: skip
     return {
         "description": description,
         "quantity": quantity,
@@ -82,6 +95,10 @@ def _line(description, quantity, unit_price, currency, *, fraction=Decimal(1), u
         "product_code": product_code,
         "group": group,
         "source": source,
+        "service_start": service[0] if service else None,
+        "service_end": service[1] if service else None,
+        "coverage": coverage,  # the coverage key whose days the line bills, or None
+        "advance": advance,  # (subscription id, its billed_through as read) or None
     }
 
 
@@ -89,65 +106,161 @@ def _active(sub: Subscription, period: tuple[date, date]) -> bool:
     return sub.start < period[1] and (sub.end is None or sub.end > period[0])
 
 
-def rate_subscriptions(account: Account, period, subs: list, usage: dict) -> dict[int, list]:
+def currency_refusal(account: Account, plan: PricePlan) -> str | None:
+    """Why ``plan`` is never billed to ``account`` (a plan is billed only in its currency)."""
+    if plan.currency != account.currency:
+        return (
+            f"plan '{plan.name}' is priced in {plan.currency} but {account.name} is billed in "
+            f"{account.currency}: the subscription is not billed"
+        )
+    return None
+
+
+def service_range(sub: Subscription, period) -> tuple[date, date] | None:
+    """The days of ``sub`` to bill in ``period``: from its coverage's end (``billed_through``,
+    or its start when never billed) to the period's end or its own end; None when there is
+    nothing to bill in this period. Coverage is contiguous: a subscription whose unbilled
+    days begin before this period (an earlier period's invoice was refused or failed) waits
+    for that period to be billed first, except a usage-only plan, which catches up (it bills
+    no day of its own, only the usage in the range)."""
+    start, end = period
+    begin = sub.billed_through or sub.start
+    if sub.plan.product.kind == "one_off":
+        if sub.billed_through is not None or not start <= sub.start < end:
+            return None
+        until = end if sub.end is None else min(end, sub.end)
+        return (sub.start, until) if sub.start < until else None
+    if begin >= end:
+        return None
+    if begin < start and sub.plan.recurring_price:
+        return None
+    until = end if sub.end is None else min(end, sub.end)
+    return (begin, until) if begin < until else None
+
+
+def rate_subscriptions(account: Account, period, subs: list, usage) -> dict[int, list]:
     """Plan lines of ``account`` for ``period``: ``{issuer_id: [line, ...]}``.
 
-    ``usage`` maps subscription id -> summed usage quantity in the period.
+    Each subscription is billed for :func:`service_range` only (the days not covered yet), its
+    recurring price prorated over the period's days, its usage summed over the same days.
+    ``usage`` is a list of ``(subscription id, day, quantity)`` (or a mapping subscription id
+    -> quantity, taken as the usage of the whole range). Subscriptions on a plan in another
+    currency than the account's are left out (:func:`currency_refusal`).
     """
     currency = account.currency
+    per_day = isinstance(usage, list)
     out: dict[int, list] = defaultdict(list)
+    total_days = (period[1] - period[0]).days
     for sub in subs:
-        if not _active(sub, period):
-            continue
         plan, product = sub.plan, sub.plan.product
+        if currency_refusal(account, plan):
+            continue
+        service = service_range(sub, period)
+        if service is None:
+            continue
         issuer = plan.account_id
         label = f"{product.name} — {plan.name}"
+        key = coverage.subscription_key(sub.id)
+        common = {"unit": product.unit, "product_code": product.code, "service": service,
+                  "coverage": key, "advance": (sub.id, sub.billed_through)}  # fmt: skip
         if product.kind == "one_off":
-            if period[0] <= sub.start < period[1] and plan.recurring_price:
+            if plan.recurring_price:
                 out[issuer].append(_line(label, sub.quantity, plan.recurring_price, currency,
-                                         unit=product.unit, product_code=product.code,
-                                         source=f"subscription:{sub.id}"))  # fmt: skip
+                                         source=f"subscription:{sub.id}", **common))  # fmt: skip
             continue
         if plan.recurring_price:
-            fraction = overlap_fraction(sub.start, sub.end, period)
-            if fraction:
-                days, of = fraction.as_integer_ratio()
-                text = label
-                if fraction != 1:
-                    total_days = (period[1] - period[0]).days
-                    text = f"{label} ({total_days * days // of} of {total_days} days)"
-                out[issuer].append(_line(text, sub.quantity, plan.recurring_price, currency,
-                                         fraction=fraction, unit=product.unit,
-                                         product_code=product.code,
-                                         source=f"subscription:{sub.id}"))  # fmt: skip
-        if sub.id in usage:
-            quantity = usage[sub.id]
+            days = (service[1] - service[0]).days
+            fraction = ExactRatio(days, total_days)
+            text = label if days == total_days else f"{label} ({days} of {total_days} days)"
+            out[issuer].append(_line(text, sub.quantity, plan.recurring_price, currency,
+                                     fraction=fraction, source=f"subscription:{sub.id}",
+                                     **common))  # fmt: skip
+        if per_day:
+            quantity, seen = Decimal(0), False
+            for sub_id, day, amount in usage:
+                if sub_id == sub.id and service[0] <= day < service[1]:
+                    quantity += amount
+                    seen = True
+        else:
+            seen = sub.id in usage
+            quantity = usage.get(sub.id, Decimal(0))
+        if seen:
             price = tiered_unit_price(quantity, plan.tiers) if plan.tiers else plan.usage_rate
             out[issuer].append(_line(f"{product.name} usage", quantity, price, currency,
-                                     unit=product.unit, product_code=product.code,
-                                     source=f"usage:{sub.id}"))  # fmt: skip
+                                     source=f"usage:{sub.id}", **common))  # fmt: skip
     return out
 
 
-def plugin_charges(account: Account, period) -> list[dict]:
+class ChargeError(ValueError):
+    """A plugin's charge the engine cannot bill (its days are billed already, or it bills days
+    outside the period)."""
+
+
+def plugin_charges(account: Account, period, problems: list | None = None) -> list[dict]:
+    """The lines plugins add to ``account``'s invoice for ``period`` (``charges_for_period``).
+
+    A charge with a ``coverage`` key bills its ``service_start``..``service_end`` (default:
+    the period), which must lie in the period and after what the key is billed through. A
+    charge without a key is taken as a charge for the whole period under the key
+    ``charges:<account>:<source>``: only its share of days not covered yet is billed. A
+    charge that breaks these rules is left out and described in ``problems``.
+    """
+    start, end = period
+    total_days = (end - start).days
+    charges = [c for result in host().call("charges_for_period", account=account, period=period)
+               for c in result or ()]  # fmt: skip
+    if not charges:
+        return []
+    keys = {c.coverage or coverage.charges_key(account.id, c.source) for c in charges}
+    through = coverage.billed_through(keys)
     lines = []
-    for charges in host().call("charges_for_period", account=account, period=period):
-        for c in charges or ():
-            lines.append(_line(c.description, c.quantity, c.unit_price, account.currency,
-                               fraction=c.fraction, unit=c.unit, product_code=c.product_code,
-                               group=c.group, source=c.source or "plugin"))  # fmt: skip
+    for c in charges:
+        key = c.coverage or coverage.charges_key(account.id, c.source)
+        fraction, text = c.fraction, c.description
+        if c.coverage:
+            service = (c.service_start or start, c.service_end or end)
+            problem = None
+            if not start <= service[0] < service[1] <= end:
+                problem = f"bills {service[0]}..{service[1]}, outside the period"
+            elif key in through and service[0] < through[key]:
+                problem = f"bills {service[0]}.., but {key} is billed through {through[key]}"
+            if problem:
+                if problems is not None:
+                    problems.append(f"charge '{c.description}' ({key}) {problem}")
+                continue
+        else:
+            begin = max(start, through.get(key, start))
+            if begin >= end:
+                continue  # billed already
+            service = (begin, end)
+            if begin > start:
+                days = (end - begin).days
+                ratio = Fraction(c.fraction) * Fraction(days, total_days)
+                fraction = ExactRatio(ratio.numerator, ratio.denominator)
+                text = f"{c.description} ({days} of {total_days} days)"
+        lines.append(_line(text, c.quantity, c.unit_price, account.currency,
+                           fraction=fraction, unit=c.unit, product_code=c.product_code,
+                           group=c.group, source=c.source or "plugin", service=service,
+                           coverage=key))  # fmt: skip
     return lines
+
+
+def _usage_records(account: Account, since: date, until: date) -> list:
+    """``(subscription id, day, quantity)`` of the account's usage in [since, until)."""
+    query = UsageRecord.select(
+        UsageRecord.subscription, UsageRecord.occurred_at, UsageRecord.quantity
+    ).where(
+        (UsageRecord.account == account.id)
+        & (UsageRecord.occurred_at >= since)
+        & (UsageRecord.occurred_at < until)
+    )
+    return [(rec.subscription_id, rec.occurred_at, rec.quantity) for rec in query]
 
 
 def _usage_sums(account: Account, period) -> dict[int, Decimal]:
     sums: dict[int, Decimal] = defaultdict(Decimal)
-    query = UsageRecord.select(UsageRecord.subscription, UsageRecord.quantity).where(
-        (UsageRecord.account == account.id)
-        & (UsageRecord.occurred_at >= period[0])
-        & (UsageRecord.occurred_at < period[1])
-    )
-    for rec in query:
-        sums[rec.subscription_id] += rec.quantity
+    for sub_id, _day, quantity in _usage_records(account, period[0], period[1]):
+        sums[sub_id] += quantity
     return dict(sums)
 
 
@@ -199,9 +312,37 @@ def line_rows(lines: list[dict]) -> list[dict]:
             "product_code": line["product_code"],
             "group": line["group"],
             "source": line["source"],
+            "service_start": line.get("service_start"),
+            "service_end": line.get("service_end"),
         }
         for position, line in enumerate(lines, start=1)
     ]
+
+
+def coverage_of(lines: list[dict]) -> tuple[dict[str, tuple], dict[int, tuple]]:
+    """What an invoice of ``lines`` covers: ``{key: (start, end)}`` (one range per key: the
+    lines of one key bill the same days) and ``{subscription id: (billed_through read, new
+    billed_through)}``."""
+    ranges: dict[str, tuple] = {}
+    advances: dict[int, tuple] = {}
+    for line in lines:
+        key = line.get("coverage")
+        if key is None:
+            continue
+        start, end = line["service_start"], line["service_end"]
+        if key in ranges:
+            start, end = min(start, ranges[key][0]), max(end, ranges[key][1])
+        ranges[key] = (start, end)
+        if line.get("advance") is not None:
+            sub_id, read = line["advance"]
+            advances[sub_id] = (read, max(end, advances.get(sub_id, (None, end))[1]))
+    return ranges, advances
+
+
+def _is_coverage_conflict(exc: Exception) -> bool:
+    # PostgreSQL: 'conflicting key value violates exclusion constraint
+    # "billing_coverage_no_overlap"'; SQLite: the trigger's RAISE(ABORT, 'billing_coverage: ...')
+    return coverage.TABLE in str(exc)
 
 
 _set_number = Prepared(
@@ -210,19 +351,37 @@ _set_number = Prepared(
 _SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
 
 
+def _advance(sub_id: int, read, new) -> int:
+    """Compare-and-set of one subscription's ``billed_through``: rows changed (0 or 1)."""
+    was = Subscription.billed_through.is_null() if read is None else (
+        Subscription.billed_through == read)  # fmt: skip
+    return (
+        Subscription.update(billed_through=new).where((Subscription.id == sub_id) & was).execute()
+    )
+
+
 def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                   bill_run_id: int | None = None, actor=None) -> Invoice:  # fmt: skip
     """Write, number and issue one bill-run invoice in one transaction.
 
-    Raises :class:`AlreadyInvoiced` when the unique index says this (account, issuer,
-    period) has its invoice already (another run, another process); nothing is left behind.
-    The invoice returned holds its account and issuer, and ``written_lines``: the line rows
-    as written (what :func:`render_now` builds the document from, reading nothing back).
+    The same transaction records the coverage of its lines and moves each billed
+    subscription's ``billed_through`` with a compare-and-set. Raises :class:`AlreadyInvoiced`
+    when another writer (another run, another process) billed any of these days first: a
+    ``billed_through`` that is no longer what rating read, or coverage the database refuses
+    as overlapping; nothing is left behind. The invoice returned holds its account and
+    issuer, and ``written_lines``: the line rows as written (what :func:`render_now` builds
+    the document from, reading nothing back).
     """
     currency = account.currency
     subtotal, tax, total = invoice_totals(
         [line["amount"] for line in lines], Decimal(issuer.tax_rate), currency
     )
+    ranges, advances = coverage_of(lines)
+    for key, (start, end) in ranges.items():
+        if not (period[0] <= start < end <= period[1] or key.startswith("subscription:")):
+            raise ChargeError(f"{key}: {start}..{end} is not within the period {period}")
+        if end > period[1]:
+            raise ChargeError(f"{key}: {start}..{end} bills days after the period's end")
     now = utcnow()
     key = (id(database.obj), issuer.id)
     if key not in _SEQUENCED:
@@ -251,9 +410,18 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     rows = line_rows(lines)
     try:
         with lifecycle.write_transaction():
+            # first: each subscription's billed_through, compare-and-set (in id order, so two
+            # writers lock the rows in one order); a writer that lost waits for the winner's
+            # commit and then changes 0 rows
+            for sub_id in sorted(advances):
+                read, new = advances[sub_id]
+                if _advance(sub_id, read, new) != 1:
+                    raise AlreadyInvoiced()
             # the hot path's statements have their SQL built once (core.db.insert_rows)
             invoice = insert_row(Invoice, values)
             insert_rows(InvoiceLine, [{"invoice": invoice.id, **row} for row in rows])
+            insert_rows(Coverage, [{"key": k, "start": s, "end": e, "invoice": invoice.id}
+                                   for k, (s, e) in sorted(ranges.items())])  # fmt: skip
             # numbered last: the issuer's number sequence stays locked (until the commit)
             # for as short a time as possible; a rollback gives the number back
             invoice.number = lifecycle.next_number(issuer, "invoice")
@@ -266,13 +434,13 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                 after={**lifecycle.snapshot(invoice), "bill_run": bill_run_id},
             )
             ledger.post_issued(invoice, actor)  # its ledger entry; draws prepaid credit
-    except pw.IntegrityError:
-        if Invoice.get_or_none(account=account.id, issuer=issuer.id, run_period=period[0],
-                               kind="invoice") is None:  # fmt: skip
+    except pw.IntegrityError as exc:
+        if not _is_coverage_conflict(exc):
             raise
         raise AlreadyInvoiced() from None
     invoice.account, invoice.issuer = account, issuer  # known: documents need not load them
     invoice.written_lines = rows
+    invoice.covered = advances
     return invoice
 
 
@@ -337,7 +505,7 @@ def _skip(summary, account, issuer, period, reason):
             "account_id": account.id,
             "account": account.name,
             "issuer": issuer.name if issuer else None,
-            "period": f"{period[0]}/{period[1]}",
+            "period": f"{period[0]}/{period[1]}" if period else None,
             "reason": reason,
         }
     )
@@ -371,35 +539,54 @@ class RunCache:
 def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
                  bill_run_id=None, actor=None, cache: RunCache | None = None,
                  render=render_now) -> None:  # fmt: skip
-    """Bill every closed, not yet invoiced period of one account into ``summary``.
+    """Bill the days not billed yet of one account, every closed period, into ``summary``.
 
+    Periods follow the account's bill cycle day as it is now; in each, a subscription bills
+    from its ``billed_through`` (or start), so after a cycle-day change the first period bills
+    one short prorated stretch up to the new anchor and no ended period is billed again.
     ``cache`` holds what the accounts of one run share. ``render`` (invoice) -> error
     messages is called after each commit, before ``invoice_finalized``: in-process runs
     render the files at once, queued runs enqueue one render task per file.
     """
+    check_run_date(as_of)  # never an invoice for days that have not ended
     if cache is None:
         cache = RunCache()
     subs = cache.subscriptions(account)
+    for sub in subs:  # a plan is billed only in its own currency: said once per run
+        reason = currency_refusal(account, sub.plan)
+        if reason and service_range_from(sub) is not None:
+            _skip(summary, account, cache.issuer(sub.plan.account_id), None, reason)
     # without subscriptions only plugins can add lines, from the account's creation on
     since = min([s.start for s in subs] + [account.created_at.date()])
-    done = {
-        (row.issuer_id, row.run_period)
-        for row in Invoice.select(Invoice.issuer, Invoice.run_period).where(
-            (Invoice.account == account.id) & Invoice.run_period.is_null(False)
-        )
-    }
+    done: set[tuple] = set()
+    floor = None  # the end of the latest period a bill run invoiced for this account
+    for row in Invoice.select(Invoice.issuer, Invoice.run_period, Invoice.period_end).where(
+        (Invoice.account == account.id) & Invoice.run_period.is_null(False)
+    ):
+        done.add((row.issuer_id, row.run_period))
+        if row.period_end and (floor is None or row.period_end > floor):
+            floor = row.period_end
     issuer_of = cache.issuer
-    for period in closed_periods(since, as_of, account.bill_cycle_day):
-        candidates = {s.plan.account_id for s in subs if _active(s, period)}
-        if account.parent_id:
-            candidates.add(account.parent_id)
-        if candidates and all((i, period[0]) in done for i in candidates):
-            for i in sorted(candidates):
+    periods = closed_periods(since, as_of, account.bill_cycle_day)
+    first_open = min((d for d in map(service_range_from, subs) if d is not None), default=None)
+    records = None
+    for period in periods:
+        ask_plugins = bool(account.parent_id) and (floor is None or period[1] > floor)
+        billable = [s for s in subs if not currency_refusal(account, s.plan)
+                    and service_range(s, period) is not None]  # fmt: skip
+        if not billable and not ask_plugins:
+            covered = {s.plan.account_id for s in subs if _active(s, period)}
+            covered |= {i for (i, p) in done if p == period[0]}
+            for i in sorted(covered):
                 _skip(summary, account, issuer_of(i), period, "already invoiced")
             continue
+        problems: list[str] = []
         try:
-            by_issuer = rate_subscriptions(account, period, subs, _usage_sums(account, period))
-            extra = plugin_charges(account, period) if account.parent_id else []
+            if records is None and billable:
+                # the usage of every unbilled day up to the last period, read once
+                records = _usage_records(account, first_open, periods[-1][1])
+            by_issuer = rate_subscriptions(account, period, billable, records or [])
+            extra = plugin_charges(account, period, problems) if ask_plugins else []
         except Exception as exc:  # noqa: BLE001 - one account's failure does not stop the run
             log.exception("rating account %s for %s failed", account.id, period)
             summary["failures"].append(
@@ -407,15 +594,17 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
                  "period": f"{period[0]}/{period[1]}", "error": f"{type(exc).__name__}: {exc}"}
             )  # fmt: skip
             continue
+        for problem in problems:
+            summary["failures"].append(
+                {"account_id": account.id, "account": account.name,
+                 "period": f"{period[0]}/{period[1]}", "error": f"ChargeError: {problem}"}
+            )  # fmt: skip
         if extra:
             by_issuer.setdefault(account.parent_id, []).extend(extra)
         for issuer_id, lines in by_issuer.items():
             if not lines:
                 continue
             issuer = issuer_of(issuer_id)
-            if (issuer_id, period[0]) in done:
-                _skip(summary, account, issuer, period, "already invoiced")
-                continue
             if scope is not None and not issuer.is_within(scope):
                 continue
             reason = issuer_refusal(issuer, account, period)
@@ -439,6 +628,9 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
                 )  # fmt: skip
                 continue
             done.add((issuer_id, period[0]))
+            for sub in billable:  # what the next periods bill starts where this one ended
+                if sub.id in invoice.covered:
+                    sub.billed_through = invoice.covered[sub.id][1]
             invoice._formats = options.formats if options is not None else None
             for error in render(invoice) or ():
                 summary["render_errors"].append(error)
@@ -458,6 +650,14 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             )
 
 
+def service_range_from(sub: Subscription) -> date | None:
+    """The first unbilled day of ``sub``, or None when nothing of it is left to bill."""
+    if sub.plan.product.kind == "one_off":
+        return sub.start if sub.billed_through is None and sub.start != sub.end else None
+    begin = sub.billed_through or sub.start
+    return begin if sub.end is None or begin < sub.end else None
+
+
 def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
         bill_run: BillRun | None = None) -> dict:  # fmt: skip
     """Run a bill run for ``as_of``; returns the summary (see module doc).
@@ -465,14 +665,17 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     ``progress(done, total, account)`` is called after each account. ``scope`` restricts the
     run to the accounts below it, invoiced by issuers within it (a reseller's own run).
     ``bill_run`` is updated as accounts complete so the panel can show progress.
+    A date after today raises :class:`~core.billing.periods.PeriodError` (field ``date``)
+    before anything is written.
     """
+    check_run_date(as_of)
     accounts = plan_accounts(scope)
     summary = new_summary(as_of, len(accounts), bill_run.id if bill_run else None)
     cache = RunCache()
     if bill_run is not None:
-        BillRun.update(status="running", total=len(accounts), started_at=utcnow()).where(
-            BillRun.id == bill_run.id
-        ).execute()
+        now = utcnow()  # heartbeat_at: see core.billing.runs (callers also beat from a thread)
+        BillRun.update(status="running", total=len(accounts), started_at=now,
+                       heartbeat_at=now).where(BillRun.id == bill_run.id).execute()  # fmt: skip
     last_update = time.monotonic()
     try:
         for index, account in enumerate(accounts, start=1):

@@ -3,11 +3,16 @@
 Money columns are integer minor units (:class:`MinorUnitsField`); quantities, prices and
 rates are exact decimal text (:class:`DecimalTextField`). Never peewee's DecimalField.
 
-Exactly-once billing lives in the database: ``Invoice.run_period`` is set (to the period's
-start) only on invoices a bill run writes, and the unique index
-``(account, issuer, run_period, kind)`` refuses a second one for the same account, issuer and
-period, whoever tries (a second process, a re-run after a crash). Drafts made by hand and
-credit notes leave ``run_period`` NULL, which a unique index never compares equal.
+Every service day billed exactly once lives in the database (:mod:`core.billing.coverage`):
+each bill-run invoice records what it bills as :class:`Coverage` rows, a half-open date range
+``[start, end)`` per coverage key (``subscription:<id>`` for a subscription, a plugin's own key
+for its charges), and the database refuses two rows of one key that overlap (a PostgreSQL
+exclusion constraint, a SQLite trigger), whoever tries (a second process, a re-run after a
+crash, a cycle-day change). ``Subscription.billed_through`` is the end of its coverage (the
+first day not yet billed; NULL = never billed), advanced by the invoice's own transaction with
+a compare-and-set. Each line that bills a subscription carries its ``service_start`` /
+``service_end``. ``Invoice.run_period`` (the billing period's start, set on bill-run invoices
+only) is indexed for the run's "already invoiced" report; it no longer guards anything.
 
 Issued invoices are immutable: :meth:`Invoice.save` refuses any change but the status moves
 issued -> paid / void, and :class:`InvoiceLine` refuses saving or deleting a line of an
@@ -72,6 +77,9 @@ class Subscription(BaseModel):
     end = pw.DateField(null=True)  # exclusive: first day no longer active
     external_id = pw.CharField(max_length=100, null=True)
     created_at = pw.DateTimeField(default=utcnow)
+    # exclusive end of what is billed (the first day not billed yet); NULL: never billed.
+    # Moved only by a bill-run invoice's transaction, compare-and-set (core.billing.engine)
+    billed_through = pw.DateField(null=True)
 
 
 class UsageRecord(BaseModel):
@@ -98,7 +106,7 @@ class Invoice(BaseModel):
     number = pw.CharField(max_length=40, null=True)
     period_start = pw.DateField(null=True)
     period_end = pw.DateField(null=True)
-    run_period = pw.DateField(null=True)  # set by bill runs only: the exactly-once key
+    run_period = pw.DateField(null=True)  # set by bill runs only: the billing period's start
     currency = pw.CharField(max_length=3)
     subtotal = MinorUnitsField(default=0)
     tax = MinorUnitsField(default=0)
@@ -113,7 +121,7 @@ class Invoice(BaseModel):
 
     class Meta:
         indexes = (
-            (("account", "issuer", "run_period", "kind"), True),
+            (("account", "issuer", "run_period"), False),  # the "already invoiced" report
             (("issuer", "number"), True),
             (("account", "issued_at"), False),  # tenant-scoped invoice lists
             (("bill_run",), False),
@@ -172,6 +180,9 @@ class InvoiceLine(BaseModel):
     product_code = pw.CharField(max_length=60, default="")
     group = pw.CharField(max_length=200, null=True)
     source = pw.CharField(max_length=100, default="")
+    # the days this line bills, [service_start, service_end); NULL on hand-made lines
+    service_start = pw.DateField(null=True)
+    service_end = pw.DateField(null=True)
 
     class Meta:
         indexes = ((("invoice", "position"), True),)
@@ -192,6 +203,23 @@ class InvoiceLine(BaseModel):
     def delete_instance(self, *args, **kwargs):
         self._guard("deleted")
         return super().delete_instance(*args, **kwargs)
+
+
+class Coverage(BaseModel):
+    """Days billed for one coverage key by one invoice: ``[start, end)``. The database refuses
+    a row overlapping another row of the same key (core.billing.coverage installs the
+    constraint); rows are written only inside a bill-run invoice's transaction."""
+
+    key = pw.CharField(max_length=120)
+    start = pw.DateField()
+    end = pw.DateField()
+    invoice = pw.ForeignKeyField(Invoice, backref="+", on_delete="CASCADE")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "billing_coverage"
+        indexes = ((("key", "end"), False),)
+        constraints = [pw.Check('"start" < "end"')]
 
 
 class InvoiceSequence(BaseModel):
@@ -294,6 +322,7 @@ PAYMENT_KINDS = ("payment", "refund")
 class LedgerImmutable(Conflict):
     """A ledger entry or payment was about to be changed or deleted: post a reversal."""
 
+    Coverage,
 
 class _AppendOnly(BaseModel):
     """Rows are inserted, never updated or deleted, through the ORM (instances and queries)."""

@@ -46,6 +46,7 @@ import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
+from core.accounts import require_billing_terms
 from core.billing import invoices as lifecycle
 from core.billing import ledger
 from core.billing.models import (
@@ -478,7 +479,9 @@ def update_settings(actor, account: Account, payload) -> BillingSettings:
         if data[name] and not _EMAIL.match(data[name]):
             errors[name] = ["must be an e-mail address like billing@example.com"]
     terms = data["payment_terms_days"]
-    if terms in ("", None):
+    if "payment_terms_days" not in (payload or {}):  # left out: the terms stay as they are
+        data.pop("payment_terms_days")
+    elif terms in ("", None):
         data["payment_terms_days"] = None
     else:
         text = str(terms).strip()
@@ -491,6 +494,10 @@ def update_settings(actor, account: Account, payload) -> BillingSettings:
             "invalid input — " + ", ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors
         )
     refuse_pan(data, ("contact_name", "contact_phone"))
+    if "payment_terms_days" in data and (
+        data["payment_terms_days"] != settings_of(account).payment_terms_days
+    ):  # payment terms are a billing term: the seller's to set
+        require_billing_terms(actor, account, ["payment_terms_days"], dict(payload))
     with database.atomic():
         settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
         before = _settings_snapshot(settings) if settings else None

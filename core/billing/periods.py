@@ -21,6 +21,7 @@ from core.billing.money import ExactRatio
 __all__ = [
     "PeriodError",
     "check_cycle_day",
+    "check_run_date",
     "closed_periods",
     "overlap_fraction",
     "parse_date",
@@ -79,6 +80,23 @@ def parse_date(value, field: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise PeriodError(f"{field} is not a valid date: {value!r}", field=field) from None
+
+
+def check_run_date(value, field: str = "date") -> date:
+    """A bill run's date: a date (or 'YYYY-MM-DD') no later than today in the instance's time
+    zone (:func:`core.clock.today`). A later date is refused with PeriodError naming
+    ``field``: its periods have not ended, and an issued invoice cannot be taken back."""
+    from core import clock
+
+    day = parse_date(value, field)
+    today = clock.today()
+    if day > today:
+        raise PeriodError(
+            f"{field} {day} is after today ({today}, time zone {clock.timezone_name()}): a bill "
+            "run bills only periods that have ended",
+            field=field,
+        )
+    return day
 
 
 def _require_date(value, field: str) -> date:

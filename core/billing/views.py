@@ -20,7 +20,7 @@ from core.billing.models import (
     Subscription,
 )
 from core.billing.money import format_money
-from core.billing.periods import PeriodError, parse_date
+from core.billing.periods import PeriodError, check_run_date, parse_date
 from core.errors import BillhiveError, Forbidden
 from core.models import Account
 
@@ -197,7 +197,7 @@ def runs_page():
     error = None
     if request.method == "POST":
         try:
-            as_of = parse_date(request.form.get("date", ""), "date")
+            as_of = check_run_date(request.form.get("date", ""), "date")  # not after today
             run = start_bill_run(current_user, as_of)
             return redirect(url_for("billing.runs_page", watch=run.id))
         except PeriodError as exc:

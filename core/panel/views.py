@@ -183,6 +183,7 @@ def edit_account(account_id):
     acc = _account(account_id)
     rbac.require(current_user, "accounts.manage", acc)
     atype = host().catalog.account_types.get(acc.type)
+    terms_editable = account_service.can_edit_billing_terms(current_user, acc)
     errors, values = {}, {**account_service.snapshot(acc)}
     for k, v in (acc.profile or {}).items():
         values[f"profile.{k}"] = v
@@ -191,6 +192,9 @@ def edit_account(account_id):
         types = {acc.type: atype.item} if atype else None
         payload = _account_form_payload(request.form, types)
         payload.pop("type", None)
+        if not terms_editable:
+            # the form shows the terms read-only: an absent checkbox is no "off" here
+            payload.pop("profile", None)
         try:
             account_service.update_account(current_user, acc, payload)
         except BillhiveError as exc:
@@ -205,6 +209,7 @@ def edit_account(account_id):
         types=[atype.item] if atype else [],
         errors=errors,
         values=values,
+        terms_editable=terms_editable,
     ), (422 if errors else 200)
 
 

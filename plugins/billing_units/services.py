@@ -931,17 +931,32 @@ def report_csv(data: dict) -> str:
 
 
 def charges(account: Account, period: tuple[date, date]) -> list:
-    """Invoice lines grouped by unit (``group`` = unit name, Unassigned included)."""
+    """Invoice lines grouped by unit (``group`` = unit name, Unassigned included).
+
+    Coverage key ``billing_units:<account>``: the lines bill the days from what it is billed
+    through (never before the period's start) to the period's end, so after a cycle-day change
+    the first invoice bills a short stretch: calls of those days, numbers and seats prorated
+    to those days ("(14 of 30 days)")."""
     from decimal import Decimal
 
+    from core.billing import coverage
+    from core.billing.money import ExactRatio
     from core.registry import Charge
 
     has_units = BillingUnit.select().where(BillingUnit.account == account).exists()
     has_calls = CallRecord.select().where(CallRecord.account == account).exists()
     if not (has_units or has_calls):
         return []
-    data = compute_report(account, period)
+    key = f"billing_units:{account.id}"
+    begin = max(period[0], coverage.key_through(key) or period[0])
+    if begin >= period[1]:
+        return []  # billed already
+    days, total_days = (period[1] - begin).days, (period[1] - period[0]).days
+    share = ExactRatio(days, total_days)
+    prorated = "" if days == total_days else f" ({days} of {total_days} days)"
+    data = compute_report(account, (begin, period[1]))
     cur = data["currency"]
+    cover = {"coverage": key, "service_start": begin, "service_end": period[1]}
     out = []
     for r in data["units"]:
         group = r["unit"]
@@ -956,30 +971,35 @@ def charges(account: Account, period: tuple[date, date]) -> list:
                     product_code="BU-CALLS",
                     group=group,
                     source="billing_units",
+                    **cover,
                 )
             )
         if r["numbers"] and data["number_rental_price"]:
             out.append(
                 Charge(
-                    description=f"Number rental — {group}",
+                    description=f"Number rental — {group}{prorated}",
                     quantity=Decimal(r["numbers"]),
                     unit_price=data["number_rental_price"],
                     unit="number",
                     product_code="BU-NUMBER",
                     group=group,
+                    fraction=share,
                     source="billing_units",
+                    **cover,
                 )
             )
         if r["users"] and data["seat_price"]:
             out.append(
                 Charge(
-                    description=f"User seats — {group}",
+                    description=f"User seats — {group}{prorated}",
                     quantity=Decimal(r["users"]),
                     unit_price=data["seat_price"],
                     unit="seat",
                     product_code="BU-SEAT",
                     group=group,
+                    fraction=share,
                     source="billing_units",
+                    **cover,
                 )
             )
     return out

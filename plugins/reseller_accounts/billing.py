@@ -40,9 +40,9 @@ from datetime import date
 from decimal import Decimal
 
 from core import audit, rbac
+from core.billing import coverage
 from core.billing.models import PricePlan, Subscription, UsageRecord
-from core.billing.money import tiered_unit_price
-from core.billing.periods import overlap_fraction
+from core.billing.money import ExactRatio, tiered_unit_price
 from core.db import database
 from core.errors import ValidationFailed
 from core.models import Account
@@ -227,8 +227,27 @@ def wholesale_prices(reseller: Account) -> dict[int, PricePlan]:
     return {plan_id: plans[wholesale_id] for plan_id, wholesale_id in resolved.items()}
 
 
+def _wholesale_range(sub, plan, key, through, period):
+    """The days of ``sub`` the reseller pays for in ``period``, or None: from what ``key`` is
+    billed through (or the subscription's start), never before the period's start, to the
+    period's end or the subscription's."""
+    start, end = period
+    until = end if sub.end is None else min(end, sub.end)
+    if plan.product.kind == "one_off":
+        if key in through or not start <= sub.start < end:
+            return None
+        return (sub.start, until) if sub.start < until else None
+    begin = max(start, through.get(key) or sub.start)
+    return (begin, until) if begin < until else None
+
+
 def wholesale_charges(reseller: Account, period) -> list[Charge]:
+    """What ``reseller`` pays its parent for ``period``: per customer subscription on a linked
+    plan, the days not billed yet (coverage key ``wholesale:<reseller>:<subscription>``) at the
+    wholesale plan's prices, and the usage of those days. A wholesale plan in another currency
+    than the reseller's is never billed."""
     links = wholesale_prices(reseller)
+    links = {k: p for k, p in links.items() if p.currency == reseller.currency}
     if not links:
         return []
     subs = list(
@@ -243,6 +262,14 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         )
         .order_by(Account.path, Subscription.id)
     )
+    through = coverage.billed_through(coverage.wholesale_key(reseller.id, s.id) for s in subs)
+    ranges = {}
+    for sub in subs:
+        key = coverage.wholesale_key(reseller.id, sub.id)
+        service = _wholesale_range(sub, links[sub.plan_id], key, through, period)
+        if service is not None:
+            ranges[sub.id] = service
+    subs = [s for s in subs if s.id in ranges]
     # a sub-reseller's customer is named with its reseller: "Sub / Customer"
     between = {s.account.parent_id for s in subs} - {reseller.id}
     names = {
@@ -251,12 +278,17 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
     } if between else {}  # fmt: skip
     usage: dict[int, Decimal] = defaultdict(Decimal)
     if subs:
-        for rec in UsageRecord.select(UsageRecord.subscription, UsageRecord.quantity).where(
+        for rec in UsageRecord.select(
+            UsageRecord.subscription, UsageRecord.occurred_at, UsageRecord.quantity
+        ).where(
             UsageRecord.subscription.in_([s.id for s in subs])
-            & (UsageRecord.occurred_at >= period[0])
+            & (UsageRecord.occurred_at >= min(r[0] for r in ranges.values()))
             & (UsageRecord.occurred_at < period[1])
         ):
-            usage[rec.subscription_id] += rec.quantity
+            first, until = ranges[rec.subscription_id]
+            if first <= rec.occurred_at < until:
+                usage[rec.subscription_id] += rec.quantity
+    total_days = (period[1] - period[0]).days
     charges = []
     for sub in subs:
         plan = links[sub.plan_id]
@@ -264,8 +296,14 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         who = sub.account.name
         if sub.account.parent_id in names:
             who = f"{names[sub.account.parent_id]} / {who}"
+        service = ranges[sub.id]
+        cover = {
+            "coverage": coverage.wholesale_key(reseller.id, sub.id),
+            "service_start": service[0],
+            "service_end": service[1],
+        }
         if product.kind == "one_off":
-            if period[0] <= sub.start < period[1] and plan.recurring_price:
+            if plan.recurring_price:
                 charges.append(
                     Charge(
                         f"{who}: {product.name} — {plan.name}",
@@ -275,24 +313,28 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
                         product_code=product.code,
                         group=who,
                         source=f"wholesale:{sub.id}",
+                        **cover,
                     )  # fmt: skip
                 )
             continue
         if plan.recurring_price:
-            fraction = overlap_fraction(sub.start, sub.end, period)
-            if fraction:
-                charges.append(
-                    Charge(
-                        f"{who}: {product.name} — {plan.name}",
-                        sub.quantity,
-                        plan.recurring_price,
-                        unit=product.unit,
-                        product_code=product.code,
-                        group=who,
-                        fraction=fraction,
-                        source=f"wholesale:{sub.id}",
-                    )  # fmt: skip
-                )
+            days = (service[1] - service[0]).days
+            text = f"{who}: {product.name} — {plan.name}"
+            if service[0] > max(period[0], sub.start):  # after a cycle-day change
+                text = f"{text} ({days} of {total_days} days)"
+            charges.append(
+                Charge(
+                    text,
+                    sub.quantity,
+                    plan.recurring_price,
+                    unit=product.unit,
+                    product_code=product.code,
+                    group=who,
+                    fraction=ExactRatio(days, total_days),
+                    source=f"wholesale:{sub.id}",
+                    **cover,
+                )  # fmt: skip
+            )
         if usage.get(sub.id):
             quantity = usage[sub.id]
             price = tiered_unit_price(quantity, plan.tiers) if plan.tiers else plan.usage_rate
@@ -306,6 +348,7 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
                         product_code=product.code,
                         group=who,
                         source=f"wholesale-usage:{sub.id}",
+                        **cover,
                     )  # fmt: skip
                 )
     return charges

@@ -11,7 +11,7 @@ from flask import has_request_context, request
 from core import accounts as account_service
 from core import audit, rbac
 from core.db import database
-from core.errors import BillhiveError, Forbidden, NotFound
+from core.errors import BillhiveError, NotFound
 from core.models import Account
 
 RESELLER = "reseller"
@@ -130,16 +130,17 @@ def customers_of(reseller: Account) -> list[Account]:
 
 def update_profile(actor, reseller: Account, changes: dict) -> Account:
     """Edit a reseller's profile (validated by the type's schema); a reseller's own users do
-    not edit their own profile — the account above does. It is an account edit like the
+    not edit their own profile — the account above does, with ``resellers.profile`` and
+    ``accounts.billing_terms`` (:func:`core.accounts.require_billing_terms`). It is an account edit like the
     core's: ``account_updated`` is called, and the hook moves the customers to a new Billing
     Cycle (:func:`follow_cycle_day`), whichever way the profile was edited."""
     if actor is not None:
         rbac.require(actor, "resellers.profile", reseller)
-        if reseller.id == actor.account_id:
-            raise Forbidden(
-                "a reseller's profile is edited by the account above it, not by the reseller"
-            )
     merged = dict(reseller.profile or {}) | dict(changes or {})
+    if merged != (reseller.profile or {}):
+        # the profile is a billing term: the core's one rule (never one's own; the seller
+        # above holds accounts.billing_terms), judged before the content is
+        account_service.require_billing_terms(actor, reseller, ["profile"], dict(changes or {}))
     profile = account_service.validate_profile(reseller.type, merged)
     with database.atomic():
         before = account_service.snapshot(reseller)

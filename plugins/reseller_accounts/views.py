@@ -7,8 +7,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from core import accounts as account_service
 from core import rbac
-from core.errors import BillhiveError, Forbidden
+from core.errors import BillhiveError
 from core.panel.jinja import schema_fields
 from plugins.reseller_accounts import service
 from plugins.reseller_accounts.profile import ResellerProfile
@@ -110,7 +111,7 @@ def make_panel_blueprint() -> Blueprint:
             catalog_url=_catalog_url(),
             catalog=_catalog_of(reseller),
             can_edit=rbac.has(current_user, "resellers.profile")
-            and reseller.id != current_user.account_id,
+            and account_service.can_edit_billing_terms(current_user, reseller),
             can_link=can_link,
             wholesale_choices=_wholesale_choices(reseller) if can_link else [],
             link_errors=link_errors or {},
@@ -147,9 +148,11 @@ def make_panel_blueprint() -> Blueprint:
     @login_required
     def edit_profile(account_id):
         reseller = service.get_reseller(current_user, account_id, "resellers.profile")
-        if reseller.id == current_user.account_id:
-            raise Forbidden(
-                "a reseller's profile is edited by the account above it, not by the reseller"
+        if not account_service.can_edit_billing_terms(current_user, reseller):
+            # the form is not offered: its save would be refused by the same rule
+            attempt = {k: v for k, v in request.form.items() if k != "csrf_token"}
+            account_service.require_billing_terms(
+                current_user, reseller, ["profile"], attempt, record=request.method == "POST"
             )
         errors = {}
         values = {f"profile.{k}": v for k, v in (reseller.profile or {}).items()}
