@@ -93,6 +93,15 @@ def get_account(account_id):
 @accounts.response(200, s.AccountOut)
 @api_login_required
 def update_account(data, account_id):
+    """Edit an account (``accounts.manage``). Its **billing terms** (``currency``,
+    ``bill_cycle_day``, ``tax_rate``, ``profile`` such as the Reseller Profile) belong to the
+    seller: they change only with ``accounts.billing_terms``, which applies strictly below
+    your own account; on your own account they are refused with 403 naming each field
+    (values sent back unchanged are no change). Name, e-mail, address and invoice prefix stay
+    yours to edit. ``currency`` cannot change once the account has subscriptions, invoices,
+    ledger entries or prepaid top-ups (422 naming ``currency`` and why). ``bill_cycle_day``
+    is a whole number 1-28. Refused attempts are audited (``account.update.refused``);
+    nothing of a refused edit is written."""
     user = api_user()
     return account_service.update_account(user, rbac.get_account(user, account_id), data)
 

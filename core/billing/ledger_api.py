@@ -436,7 +436,11 @@ def get_settings(account_id):
 @blp.response(200, BillingSettingsOut)
 @api_login_required
 def put_settings(_data, account_id):
-    """Billing contact, invoice delivery e-mail, payment terms (net days)."""
+    """Billing contact, invoice delivery e-mail, payment terms (net days). The contact
+    fields are the account's own (``billing.edit``); ``payment_terms_days`` is a billing
+    term, set only from an account above with ``accounts.billing_terms`` (403 on your own
+    account). Left out, the payment terms stay as they are; ``null`` or ``""`` is the
+    default."""
     user, account = _account(account_id, "billing.view")
     return payments.update_settings(user, account, request.get_json(silent=True) or {})
 

@@ -100,7 +100,9 @@ def make_api_blueprint() -> Blueprint:
     @api_login_required
     def patch_profile(data, account_id):
         """Change Reseller Profile fields; the reseller's customers follow a new Billing
-        Cycle day. Needs ``resellers.profile``; a reseller does not edit its own profile."""
+        Cycle day. The profile is a billing term: it needs ``resellers.profile`` and
+        ``accounts.billing_terms``, from an account above the reseller; a reseller's own
+        users are refused (403 naming ``profile``, audited)."""
         user = api_user()
         reseller = service.get_reseller(user, account_id)
         return service.update_profile(user, reseller, data).profile
