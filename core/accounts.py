@@ -9,25 +9,33 @@ from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database
 from core.errors import Forbidden, ValidationFailed, marshmallow_errors
+from core.fields import Email, Id, Percent, Text
 from core.models import Account, Role
-
-_EMAIL = validate.Email()
 
 
 class AccountInput(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    type = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    parent_id = fields.Integer(load_default=None, allow_none=True)
+    name = Text(200, min_length=1, required=True)
+    type = Text(40, min_length=1, required=True, card_numbers=False)
+    parent_id = Id(load_default=None, allow_none=True)
     # "" (no e-mail) must survive a second load: the API validates once, the service again
-    email = fields.String(load_default="", validate=lambda v: v == "" or _EMAIL(v))
-    address = fields.String(load_default="", validate=validate.Length(max=2000))
-    currency = fields.String(load_default="EUR")
-    bill_cycle_day = fields.Raw(load_default=1)
-    tax_rate = fields.Raw(load_default="0")
+    email = Email(allow_empty=True, load_default="")
+    address = Text(2000, multiline=True, load_default="")
+    currency = Text(10, load_default="EUR", card_numbers=False,
+                    metadata={"description": "ISO 4217 code", "example": "EUR"})  # fmt: skip
+    bill_cycle_day = fields.Raw(load_default=1, metadata={"type": "integer", "minimum": 1,
+                                                          "maximum": 28})  # fmt: skip
+    tax_rate = Percent(load_default="0")
     invoice_prefix = fields.String(
         load_default="INV-", validate=validate.Regexp(r"^[A-Za-z0-9_./-]{0,20}$")
     )
     profile = fields.Dict(load_default=dict)
+
+
+class AccountCreate(AccountInput):
+    """What the API takes to create an account: a child of an account you manage, so
+    ``parent_id`` is required (only the operator's shell creates the root)."""
+
+    parent_id = Id(required=True)
 
 
 class AccountUpdate(AccountInput):

@@ -23,6 +23,8 @@ def init_app(app) -> None:
     manager.session_protection = "basic"
     manager.user_loader(users.load_session)
     manager.init_app(app)
+    with app.app_context():  # unknown e-mails cost one hash check from the first request on
+        users.dummy_hash()
 
 
 def authenticate_api_call() -> None:

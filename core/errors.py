@@ -45,6 +45,13 @@ class Conflict(BillhiveError):
     code = "conflict"
 
 
+class UnsupportedMediaType(BillhiveError):
+    """A write whose body is not JSON (``core.api.require_json_body``)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class LicenseRequired(BillhiveError):
     """New work of an add-on whose licence feature is not (or no longer) covered."""
 
@@ -52,11 +59,46 @@ class LicenseRequired(BillhiveError):
     code = "license_required"
 
 
+def field_messages(messages) -> dict[str, list[str]]:
+    """marshmallow's (possibly nested) messages as ``{field: [message, ...]}``, a nested
+    field named by its dotted path: ``{"lines": {0: {"unit_price": [...]}}}`` becomes
+    ``{"lines.0.unit_price": [...]}``. Messages that name no field are under ``_schema``."""
+    if not isinstance(messages, dict):
+        return {
+            "_schema": [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+        }
+    out: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                name = str(key)
+                if name == "_schema" and prefix:
+                    name = ""
+                walk(f"{prefix}.{name}" if prefix and name else prefix or name, inner)
+        else:
+            items = value if isinstance(value, list) else [value]
+            nested = [m for m in items if isinstance(m, dict)]
+            out.setdefault(prefix or "_schema", []).extend(
+                str(m) for m in items if not isinstance(m, dict)
+            )
+            for m in nested:
+                walk(prefix, m)
+            if not out[prefix or "_schema"]:
+                del out[prefix or "_schema"]
+
+    walk("", messages)
+    return out
+
+
+def describe(messages: dict[str, list[str]]) -> str:
+    """``"invalid input — name: message; message, other: message"``."""
+    return "invalid input — " + ", ".join(
+        f"{name}: {'; '.join(map(str, msgs))}" for name, msgs in messages.items()
+    )
+
+
 def marshmallow_errors(err) -> ValidationFailed:
     """A marshmallow ValidationError as ours, naming each field in the message."""
-    messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
-    flat = []
-    for name, msgs in messages.items():
-        text = "; ".join(str(m) for m in msgs) if isinstance(msgs, list) else str(msgs)
-        flat.append(f"{name}: {text}")
-    return ValidationFailed("invalid input — " + ", ".join(flat), messages)
+    messages = field_messages(err.messages)
+    return ValidationFailed(describe(messages), messages)

@@ -69,6 +69,18 @@ class LoginSession(BaseModel):
     user = pw.ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
     created_at = pw.DateTimeField(default=utcnow)
     revoked_at = pw.DateTimeField(null=True)
+    # last request seen (written at most once a minute): idle expiry, see core.users
+    last_seen_at = pw.DateTimeField(null=True)
+
+
+class LoginThrottle(BaseModel):
+    """Login attempts per e-mail (known or not) and per client address, counted before the
+    password is checked (see core.users.authenticate)."""
+
+    key = pw.CharField(max_length=300, primary_key=True)  # "email:<e-mail>" / "address:<ip>"
+    attempts = pw.IntegerField(default=0)
+    window_start = pw.DateTimeField(default=utcnow)
+    locked_until = pw.DateTimeField(null=True)
 
 
 class ApiToken(BaseModel):
@@ -153,6 +165,7 @@ CORE_MODELS = [
     Account,
     User,
     LoginSession,
+    LoginThrottle,
     ApiToken,
     Role,
     RolePrivilege,
@@ -167,9 +180,35 @@ CORE_MODELS = [
 def create_core_tables() -> None:
     """The core's tables and indexes, where missing (every start)."""
     database.create_tables(CORE_MODELS, safe=True)
+    add_missing_columns(ADDED_COLUMNS)
     if is_postgres():
         # rbac.in_subtree compares paths byte by byte (COLLATE "C"); the column's own index
         # follows the database's collation, which may be a locale's
         database.execute_sql(
             'CREATE INDEX IF NOT EXISTS "account_path_bytes" ON "account" ("path" COLLATE "C")'
         )
+
+
+# Columns added to core tables after their first release: nullable, added at start where
+# missing (an existing database keeps its data; a new one has them from create_tables).
+ADDED_COLUMNS = [(LoginSession, "last_seen_at")]
+
+
+def add_missing_columns(added) -> None:
+    from playhouse.migrate import SchemaMigrator
+
+    for model, name in added:
+        table = model._meta.table_name
+        if any(c.name == name for c in database.get_columns(table)):
+            continue
+        field = model._meta.fields[name]
+        if not field.null:
+            raise ValueError(f"{table}.{name}: only nullable columns can be added at start")
+        with database.atomic():
+            if is_postgres():  # several processes may start at once
+                ctx = database.obj.get_sql_context()
+                column, _ = ctx.sql(field.ddl(ctx)).query()
+                database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS {column}')
+            elif not any(c.name == name for c in database.get_columns(table)):
+                # SQLite: inside the write lock (lock_type IMMEDIATE), checked again
+                SchemaMigrator.from_database(database.obj).add_column(table, name, field).run()

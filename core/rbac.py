@@ -17,7 +17,7 @@ import peewee as pw
 from flask import current_app, g, has_app_context, has_request_context, request
 
 from core.db import is_postgres
-from core.errors import Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, Role, RolePrivilege, User, UserRole
 from core.registry import ALL
 
@@ -213,3 +213,54 @@ def users_holding(role: Role) -> list[User]:
 
 def privilege_rows_for(role: Role) -> list[str]:
     return [rp.code for rp in RolePrivilege.select().where(RolePrivilege.role == role.id)]
+
+
+# -- taking away: the same as granting, and never the last Full Access -----------------------
+
+FULL_ACCESS = "full_access"  # the default role every account level has (core.builtin)
+
+
+def check_removable(actor: User | None, user: User, roles: Iterable[Role], action: str) -> None:
+    """Taking roles away from ``user`` (removing one, deactivating or deleting the user) needs
+    what giving them needs: ``actor`` holds every privilege those roles grant at that level
+    (``grantable_by``). Otherwise a weaker admin could demote a stronger one."""
+    if actor is None:
+        return
+    held = grantable_by(actor)
+    missing = sorted({code for role in roles for code in role_privileges(role)} - held)
+    if missing:
+        names = ", ".join(f"'{r.name}'" for r in roles)
+        raise ValidationFailed(
+            f"you cannot {action} {user.email}: {names} holds privileges you lack "
+            f"({', '.join(missing)})",
+            {"role": [f"holds privileges you lack: {', '.join(missing)}"]},
+        )
+
+
+def roles_of(user: User) -> list[Role]:
+    return list(Role.select().join(UserRole).where(UserRole.user == user.id).order_by(Role.name))
+
+
+def keep_last_full_access(user: User, role: Role | None = None) -> None:
+    """Call inside the write's transaction, before the change: refuse (409) when ``user`` is
+    the last active user holding their account's Full Access role and is about to lose it
+    (``role`` removed; or, without ``role``, the user deactivated or deleted). The role's row
+    is locked first on PostgreSQL (SQLite's write transactions are serial already), so two
+    admins removing each other at once cannot both succeed."""
+    query = Role.select().where(Role.account == user.account_id, Role.default_code == FULL_ACCESS)
+    if is_postgres():
+        query = query.for_update()
+    full = query.first()
+    if full is None or (role is not None and role.id != full.id) or not user.is_active:
+        return
+    holders = (
+        User.select(User.id).join(UserRole).where(UserRole.role == full.id, User.is_active == True)  # noqa: E712
+    )
+    ids = {u.id for u in holders}
+    if ids == {user.id}:
+        raise Conflict(
+            f"{user.email} is the last active user holding '{full.name}' on account "
+            f"'{user.account.name}': an account must keep one; give '{full.name}' to another "
+            "user first",
+            {"user": [f"last active holder of '{full.name}' on this account"]},
+        )

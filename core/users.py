@@ -1,4 +1,4 @@
-"""Users: creation, passwords, login throttling, API tokens."""
+"""Users: creation, passwords, login throttling, sessions, API tokens, deactivation."""
 
 from __future__ import annotations
 
@@ -6,25 +6,72 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app, has_app_context
+import peewee as pw
+from flask import current_app, has_app_context, has_request_context, request
 from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core import audit, rbac
+from core import audit, passwords, rbac
 from core.db import Prepared, database, utcnow
 from core.errors import Conflict, ValidationFailed, marshmallow_errors
-from core.models import ApiToken, LoginSession, Role, User, UserRole
+from core.models import ApiToken, LoginSession, LoginThrottle, Role, User, UserRole
 
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
+# Defaults of the settings an operator can change (hostapp.config, README's table)
+DEFAULTS = {
+    "LOGIN_MAX_FAILURES": 5,  # per e-mail, known or not
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,  # per client address, whatever the e-mail
+    "LOGIN_LOCKOUT_SECONDS": 15 * 60,
+    "SESSION_IDLE_MINUTES": 60,
+    "SESSION_MAX_HOURS": 12,
+    "TOKEN_IDLE_DAYS": 30,
+    "TOKEN_MAX_DAYS": 90,
+}
+
+
+def setting(name: str):
+    if has_app_context():
+        return current_app.config.get(name, DEFAULTS[name])
+    return DEFAULTS[name]
+
+
+def _password_policy(value: str) -> None:
+    message = passwords.problem(value)
+    if message:
+        raise ValidationError(message)
 
 
 class UserInput(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     name = fields.String(load_default="", validate=validate.Length(max=200))
-    password = fields.String(required=True, validate=validate.Length(min=8, max=200))
+    password = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH),
+            _password_policy,
+        ],
+        metadata={"description": "12 characters at least; common passwords are refused"},
+    )
     account_id = fields.Integer(required=True)
     role_ids = fields.List(fields.Integer(), load_default=list)
+
+
+class PasswordChange(Schema):
+    """Change your own password: the current one, and the new one."""
+
+    current_password = fields.String(required=True, validate=validate.Length(max=200))
+    new_password = fields.String(
+        required=True,
+        validate=validate.Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH),
+    )
+
+
+class PasswordReset(Schema):
+    """An administrator sets a new password for a user of their subtree."""
+
+    password = fields.String(
+        required=True,
+        validate=validate.Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH),
+    )
 
 
 def hash_password(password: str) -> str:
@@ -61,6 +108,7 @@ def create_user(actor, payload: dict) -> User:
     if actor is not None:
         rbac.require(actor, "users.manage", account)
     email = data["email"].strip().lower()
+    passwords.check(data["password"], "password", email)
     if User.get_or_none(User.email == email):
         raise Conflict(f"email: a user with e-mail {email} already exists", {"email": ["taken"]})
     roles = _roles_of(account, data["role_ids"])
@@ -88,40 +136,120 @@ def _roles_of(account, role_ids: list[int]) -> list[Role]:
     return roles
 
 
-def authenticate(email: str, password: str) -> User:
-    """The user for these credentials; the same message whether the e-mail exists or not,
-    and a temporary lock after repeated failures."""
-    refused = ValidationFailed(
-        "wrong e-mail or password", {"password": ["wrong e-mail or password"]}
-    )
-    user = User.get_or_none(User.email == (email or "").strip().lower())
-    now = utcnow()
-    if user is None or not user.is_active:
-        check_password_hash(hash_password("x" * 8), password or "")  # same cost either way
-        raise refused
-    if user.locked_until and user.locked_until > now:
-        raise ValidationFailed(
-            "too many failed logins: try again in a few minutes",
-            {"password": ["too many failed logins: try again in a few minutes"]},
+# -- logging in ------------------------------------------------------------------------------
+
+_REFUSED = "wrong e-mail or password"
+_LOCKED = "too many failed logins: try again in a few minutes"
+_dummy_hashes: dict[str, str] = {}
+
+
+def normalize_email(email) -> str:
+    return (email if isinstance(email, str) else "").strip().lower()
+
+
+def dummy_hash() -> str:
+    """A hash made like every stored one, checked when no user can log in with the e-mail so
+    an unknown e-mail costs what a known one costs: one hash check. Made once per process and
+    method (``auth.init_app`` makes it at start)."""
+    method = "scrypt"
+    if has_app_context():
+        method = current_app.config.get("PASSWORD_HASH_METHOD", method)
+    if method not in _dummy_hashes:
+        _dummy_hashes[method] = hash_password(secrets.token_urlsafe(16))
+    return _dummy_hashes[method]
+
+
+def _throttle_keys(email: str, address: str | None) -> list[tuple[str, int]]:
+    digest = hashlib.sha256(email.encode()).hexdigest()  # unknown e-mails are not stored
+    keys = [(f"email:{digest}", setting("LOGIN_MAX_FAILURES"))]
+    if address:
+        keys.insert(0, (f"address:{address[:250]}", setting("LOGIN_MAX_FAILURES_PER_ADDRESS")))
+    return keys
+
+
+def _count_attempt(key: str, limit: int, now) -> bool:
+    """Count one attempt for ``key`` before any password is checked: one conditional UPDATE,
+    so parallel attempts each get their own count. False when ``key`` is locked. The attempt
+    that reaches ``limit`` still goes on (``limit`` guesses are checked, never more) and
+    locks ``key`` in the same statement; a window older than the lockout starts again."""
+    T = LoginThrottle
+    lockout = timedelta(seconds=setting("LOGIN_LOCKOUT_SECONDS"))
+    stamp = pw.Value(now, converter=T.window_start.db_value)
+    restart = T.window_start < pw.Value(now - lockout, converter=T.window_start.db_value)
+    attempts = pw.Case(None, [(restart, 1)], T.attempts + 1)
+    with database.atomic():
+        T.insert(key=key, attempts=0, window_start=now).on_conflict_ignore().execute()
+        counted = (
+            T.update(
+                attempts=attempts,
+                window_start=pw.Case(None, [(restart, stamp)], T.window_start),
+                locked_until=pw.Case(
+                    None,
+                    [
+                        (
+                            attempts >= limit,
+                            pw.Value(now + lockout, converter=T.window_start.db_value),
+                        )
+                    ],
+                ),
+            )
+            .where((T.key == key) & (T.locked_until.is_null() | (T.locked_until <= stamp)))
+            .execute()
         )
-    if not check_password_hash(user.password_hash, password or ""):
-        # counted in the database, not from what this request read: guesses sent in parallel
-        # must lock the account as surely as guesses sent one after the other
-        User.update(failed_logins=User.failed_logins + 1).where(User.id == user.id).execute()
-        User.update(failed_logins=0, locked_until=now + LOCKOUT).where(
-            (User.id == user.id) & (User.failed_logins >= MAX_FAILED_LOGINS)
-        ).execute()
-        raise refused
-    User.update(failed_logins=0, locked_until=None, last_login_at=now).where(
-        User.id == user.id
-    ).execute()
+    return counted == 1
+
+
+def _succeeded(keys: list[tuple[str, int]]) -> None:
+    """A right password: the e-mail's count starts again; the address gives back the attempt
+    it counted (a success of one's own account never clears guesses at other accounts)."""
+    T = LoginThrottle
+    with database.atomic():
+        for key, _ in keys:
+            if key.startswith("email:"):
+                T.update(attempts=0, locked_until=None).where(T.key == key).execute()
+            else:
+                T.update(attempts=pw.Case(None, [(T.attempts > 0, T.attempts - 1)], 0)).where(
+                    T.key == key
+                ).execute()
+
+
+def authenticate(email: str, password: str, address: str | None = None) -> User:
+    """The user for these credentials. Each attempt is counted, per e-mail (known or not) and
+    per client address, before the password is checked; a locked e-mail or address is
+    refused without checking anything. Known, unknown and deactivated e-mails get the same
+    messages, the same lock and the same cost (exactly one hash check)."""
+    email = normalize_email(email)
+    password = password if isinstance(password, str) else ""
+    if address is None and has_request_context():
+        address = request.remote_addr or ""
+    now = utcnow()
+    keys = _throttle_keys(email, address)
+    for key, limit in keys:
+        if not _count_attempt(key, limit, now):
+            raise ValidationFailed(_LOCKED, {"password": [_LOCKED]})
+    user = User.get_or_none(User.email == email) if email else None
+    usable = user is not None and user.is_active
+    matches = check_password_hash(user.password_hash if usable else dummy_hash(), password)
+    if not (usable and matches):
+        raise ValidationFailed(_REFUSED, {"password": [_REFUSED]})
+    _succeeded(keys)
+    User.update(last_login_at=now).where(User.id == user.id).execute()
     return user
+
+
+# -- panel sessions --------------------------------------------------------------------------
+
+TOUCH_EVERY = timedelta(seconds=60)  # last-seen times are written at most this often
+
+
+def _touch_every(idle: timedelta) -> timedelta:
+    return min(TOUCH_EVERY, idle / 4)
 
 
 def start_session(user: User) -> User:
     """A fresh login session: a new id on every login (no fixation)."""
     token = secrets.token_urlsafe(32)
-    LoginSession.create(token=token, user=user)
+    LoginSession.create(token=token, user=user, last_seen_at=utcnow())
     user.session_token = token
     return user
 
@@ -132,14 +260,28 @@ def end_session(token: str | None) -> None:
 
 
 def load_session(token: str) -> User | None:
+    """The user of a live panel session: not revoked, not older than SESSION_MAX_HOURS, used
+    within SESSION_IDLE_MINUTES, its user active. Checked on the server on every request."""
+    now = utcnow()
+    idle = timedelta(minutes=setting("SESSION_IDLE_MINUTES"))
+    oldest = now - timedelta(hours=setting("SESSION_MAX_HOURS"))
     row = (
         LoginSession.select(LoginSession, User)
         .join(User)
-        .where(LoginSession.token == token, LoginSession.revoked_at.is_null(), User.is_active)
+        .where(
+            LoginSession.token == token,
+            LoginSession.revoked_at.is_null(),
+            User.is_active,
+            LoginSession.created_at > oldest,
+            pw.fn.COALESCE(LoginSession.last_seen_at, LoginSession.created_at) > now - idle,
+        )
         .first()
     )
     if row is None:
         return None
+    seen = row.last_seen_at or row.created_at
+    if seen < now - _touch_every(idle):
+        LoginSession.update(last_seen_at=now).where(LoginSession.id == row.id).execute()
     user = row.user
     user.session_token = token
     return user
@@ -157,18 +299,49 @@ def issue_token(user: User, name: str = "api") -> str:
     return token
 
 
+_USER_FIELDS = User._meta.sorted_fields
 _token_user = Prepared(  # every API call: its SQL is generated once
-    lambda digest: (
-        User.select()
+    lambda digest, born_after, used_after: (
+        User.select(*_USER_FIELDS, ApiToken.id, ApiToken.last_used_at, ApiToken.created_at)
         .join(ApiToken)
-        .where((ApiToken.token_hash == digest) & ApiToken.revoked_at.is_null() & User.is_active)
+        .where(
+            (ApiToken.token_hash == digest)
+            & ApiToken.revoked_at.is_null()
+            & User.is_active
+            & (ApiToken.created_at > born_after)
+            & (pw.fn.COALESCE(ApiToken.last_used_at, ApiToken.created_at) > used_after)
+        )
         .limit(1)
     )
+)
+_touch_token = Prepared(
+    lambda now, token_id: ApiToken.update(last_used_at=now).where(ApiToken.id == token_id)
 )
 
 
 def user_for_token(token: str) -> User | None:
-    return _token_user.instance(_digest(token))
+    """The user of a live API token: not revoked, not older than TOKEN_MAX_DAYS, used within
+    TOKEN_IDLE_DAYS, its user active."""
+    now = utcnow()
+    idle = timedelta(days=setting("TOKEN_IDLE_DAYS"))
+    oldest = now - timedelta(days=setting("TOKEN_MAX_DAYS"))
+    field = ApiToken.created_at
+    row = _token_user.execute(
+        _digest(token), field.db_value(oldest), field.db_value(now - idle)
+    ).fetchone()
+    if row is None:
+        return None
+    n = len(_USER_FIELDS)
+    user = User(
+        __no_default__=1,
+        **{f.name: f.python_value(v) for f, v in zip(_USER_FIELDS, row[:n], strict=True)},
+    )
+    user._dirty.clear()
+    token_id, last_used, created = row[n], field.python_value(row[n + 1]), row[n + 2]
+    seen = last_used or field.python_value(created)
+    if seen < now - _touch_every(idle):
+        _touch_token.execute(field.db_value(now), token_id)
+    return user
 
 
 def revoke_token(user: User, prefix: str) -> int:
@@ -181,3 +354,169 @@ def revoke_token(user: User, prefix: str) -> int:
         if n:
             audit.record(user, "token.revoke", object_type="api_token", object_id=prefix)
     return n
+
+
+# -- changing passwords, deactivating, deleting ----------------------------------------------
+
+
+def _revoke_access(user: User, keep_session: str | None = None) -> dict:
+    """End the user's panel sessions (but ``keep_session``) and, without ``keep_session``,
+    revoke their API tokens. Returns how many of each, for the audit entry."""
+    now = utcnow()
+    sessions = LoginSession.update(revoked_at=now).where(
+        LoginSession.user == user.id, LoginSession.revoked_at.is_null()
+    )
+    if keep_session:
+        sessions = sessions.where(LoginSession.token != keep_session)
+    ended = {"sessions_ended": sessions.execute()}
+    if keep_session is None:
+        ended["tokens_revoked"] = (
+            ApiToken.update(revoked_at=now)
+            .where(ApiToken.user == user.id, ApiToken.revoked_at.is_null())
+            .execute()
+        )
+    return ended
+
+
+def _refuse(actor, user: User, action: str, exc: ValidationFailed):
+    with database.atomic():
+        audit.record(
+            actor,
+            f"{action}.refused",
+            object_type="user",
+            object_id=user.id,
+            account=user.account,
+            after={"user": user.email, "errors": exc.errors},
+        )
+    raise exc
+
+
+def _may_take_away(actor, user: User, action: str, verb: str) -> None:
+    """Deactivating, deleting or setting the password of ``user`` needs users.manage on their
+    account and every privilege their roles grant (no weaker admin takes over a stronger
+    one); nobody does it to themselves here."""
+    if actor is None:
+        return
+    rbac.require(actor, "users.manage", user.account)
+    if actor.id == user.id:
+        raise Conflict(f"you cannot {verb} your own user", {"user": [f"cannot {verb} yourself"]})
+    try:
+        rbac.check_removable(actor, user, rbac.roles_of(user), verb)
+    except ValidationFailed as exc:
+        _refuse(actor, user, action, exc)
+
+
+def deactivate(actor, user: User) -> User:
+    """The user can no longer log in; their sessions end and their tokens are revoked at once.
+    An account keeps its last active Full Access holder (409)."""
+    _may_take_away(actor, user, "user.deactivate", "deactivate")
+    with database.atomic():
+        rbac.keep_last_full_access(user)
+        if not user.is_active:
+            return user
+        before = snapshot(user)
+        User.update(is_active=False).where(User.id == user.id).execute()
+        user.is_active = False
+        ended = _revoke_access(user)
+        audit.record(
+            actor,
+            "user.deactivate",
+            user,
+            account=user.account,
+            before=before,
+            after={**snapshot(user), **ended},
+        )
+    return user
+
+
+def activate(actor, user: User) -> User:
+    """Give a deactivated user their login back: that grants their roles again, so it needs
+    what assigning them needs."""
+    if actor is not None:
+        rbac.require(actor, "users.manage", user.account)
+        for role in rbac.roles_of(user):
+            rbac.check_assignable(actor, role, user)
+    with database.atomic():
+        if user.is_active:
+            return user
+        before = snapshot(user)
+        User.update(is_active=True).where(User.id == user.id).execute()
+        user.is_active = True
+        audit.record(
+            actor, "user.activate", user, account=user.account, before=before, after=snapshot(user)
+        )
+    return user
+
+
+def delete_user(actor, user: User) -> None:
+    """Delete the user with their role links, sessions and tokens; what they did stays in the
+    audit log under their e-mail. The same rules as deactivating."""
+    _may_take_away(actor, user, "user.delete", "delete")
+    with database.atomic():
+        rbac.keep_last_full_access(user)
+        before = snapshot(user)
+        user_id, account = user.id, user.account
+        UserRole.delete().where(UserRole.user == user_id).execute()
+        LoginSession.delete().where(LoginSession.user == user_id).execute()
+        ApiToken.delete().where(ApiToken.user == user_id).execute()
+        try:
+            with database.atomic():
+                User.delete().where(User.id == user_id).execute()
+        except pw.IntegrityError:
+            raise Conflict(
+                f"{user.email} is still referenced by records that must keep them; "
+                "deactivate the user instead"
+            ) from None
+        audit.record(
+            actor, "user.delete", object_type="user", object_id=user_id, account=account,
+            before=before,
+        )  # fmt: skip
+
+
+def _load(schema: Schema, payload) -> dict:
+    try:
+        return schema.load(payload or {})
+    except ValidationError as err:
+        raise marshmallow_errors(err) from None
+
+
+def change_password(user: User, payload: dict, keep_session: str | None = None) -> None:
+    """Change your own password: the current one is checked like a login (counted, locked
+    after repeated failures). Your other panel sessions end; ``keep_session`` (the one
+    asking) stays, and so do your API tokens."""
+    data = _load(PasswordChange(), payload)
+    try:
+        authenticate(user.email, data["current_password"])
+    except ValidationFailed as exc:
+        raise ValidationFailed(
+            f"current_password: {exc.message}", {"current_password": [exc.message]}
+        ) from None
+    passwords.check(data["new_password"], "new_password", user.email)
+    if data["new_password"] == data["current_password"]:
+        raise ValidationFailed.field("new_password", "must differ from the current password")
+    with database.atomic():
+        User.update(password_hash=hash_password(data["new_password"])).where(
+            User.id == user.id
+        ).execute()
+        # the panel session asking stays; an API caller ("") keeps no panel session
+        ended = _revoke_access(user, keep_session=keep_session or "")
+        audit.record(user, "user.password.change", user, account=user.account_id, after=ended)
+
+
+def reset_password(actor, user: User, payload: dict) -> None:
+    """An administrator sets a new password for a user of their subtree (users.manage, and
+    every privilege of the user's roles). All the user's sessions and tokens end, and a lock
+    on their e-mail is lifted."""
+    _may_take_away(actor, user, "user.password.reset", "reset the password of")
+    data = _load(PasswordReset(), payload)
+    passwords.check(data["password"], "password", user.email)
+    with database.atomic():
+        User.update(password_hash=hash_password(data["password"])).where(
+            User.id == user.id
+        ).execute()
+        key = _throttle_keys(user.email, None)[0][0]
+        LoginThrottle.update(attempts=0, locked_until=None).where(
+            LoginThrottle.key == key
+        ).execute()
+        ended = _revoke_access(user)
+        audit.record(actor, "user.password.reset", user, account=user.account_id, after=ended)

@@ -12,7 +12,7 @@ from werkzeug.routing import IntegerConverter
 
 from core import auth, db, migrations
 from core.api import create_api
-from core.errors import BillhiveError
+from core.errors import BillhiveError, describe, field_messages
 from core.models import StateVersion, create_core_tables
 from core.plugins import PluginHost, discover
 from hostapp import config as config_module
@@ -140,14 +140,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         messages = data.get("messages") or data.get("errors") or {}
         if isinstance(messages, dict) and len(messages) == 1 and "json" in messages:
             messages = messages["json"]  # webargs nests by location; callers want fields
-        if not isinstance(messages, dict):  # e.g. ["Invalid JSON body."]
-            messages = {"_schema": messages if isinstance(messages, list) else [messages]}
+        # nested fields by their dotted path ("lines.0.unit_price"); ["Invalid JSON body."]
+        # and other messages that name no field under "_schema"
+        messages = field_messages(messages) if messages else {}
         message = exc.description or exc.name
         if messages:
-            message = "invalid input — " + ", ".join(
-                f"{k}: {'; '.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in messages.items()
-            )
+            message = describe(messages)
         code = exc.name.lower().replace(" ", "_")
         return _error_response(exc.code or 500, code, message, messages)
 

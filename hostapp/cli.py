@@ -88,7 +88,7 @@ def main():
     prompt=True,
     hide_input=True,
     confirmation_prompt=True,
-    help="Password of the first operator (8 characters at least).",
+    help="Password of the first operator (12 characters at least; common ones refused).",
 )
 @click.option("--provider-name", default="Provider", show_default=True)
 @click.option("--currency", default="EUR", show_default=True)
@@ -110,10 +110,10 @@ def init(operator_email, operator_password, provider_name, currency):
 @with_app
 def demo():
     """Fill an instance with demo data (idempotent) and print the logins."""
-    from hostapp.demo import load_demo
+    from hostapp.demo import PASSWORD, load_demo
 
     logins = load_demo(get_app(), click.echo)
-    click.echo("\nDemo logins (password for all: demo1234):")
+    click.echo(f"\nDemo logins (password for all: {PASSWORD}):")
     for level, email in logins:
         click.echo(f"  {level:<10} {email}")
 

@@ -21,6 +21,31 @@ def _secret_key(folder: Path) -> str:
     return path.read_text().strip()
 
 
+# logins, panel sessions and API tokens (core.users); the README's configuration table
+LOGIN_SETTINGS = {
+    "LOGIN_MAX_FAILURES": ("BILLHIVE_LOGIN_MAX_FAILURES", 5),
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": ("BILLHIVE_LOGIN_MAX_FAILURES_PER_ADDRESS", 30),
+    "LOGIN_LOCKOUT_SECONDS": ("BILLHIVE_LOGIN_LOCKOUT_SECONDS", 900),
+    "SESSION_IDLE_MINUTES": ("BILLHIVE_SESSION_IDLE_MINUTES", 60),
+    "SESSION_MAX_HOURS": ("BILLHIVE_SESSION_MAX_HOURS", 12),
+    "TOKEN_IDLE_DAYS": ("BILLHIVE_TOKEN_IDLE_DAYS", 30),
+    "TOKEN_MAX_DAYS": ("BILLHIVE_TOKEN_MAX_DAYS", 90),
+}
+
+
+def _login_settings() -> dict:
+    out = {}
+    for key, (env, default) in LOGIN_SETTINGS.items():
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            out[key] = default
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{env} must be a whole number of at least 1, got {raw!r}")
+        out[key] = int(raw)
+    return out
+
+
 def load(overrides: dict | None = None) -> dict:
     overrides = overrides or {}
     folder = Path(overrides.get("DATA_DIR") or data_dir())
@@ -47,6 +72,9 @@ def load(overrides: dict | None = None) -> dict:
         "QUEUE_PATH": os.environ.get("BILLHIVE_QUEUE_PATH") or str(folder / "queue.db"),
         "QUEUE_STALE_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_STALE_SECONDS") or 120),
         "QUEUE_SWEEP_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_SWEEP_SECONDS") or 30),
+        # the instance's calendar (core.clock.today): a bill run may not be for a later date
+        "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",
+        **_login_settings(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
@@ -58,6 +86,3 @@ def load(overrides: dict | None = None) -> dict:
     }
     config.update(overrides)
     return config
-        # the instance's calendar (core.clock.today): a bill run may not be for a later date
-        "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",
-        **_login_settings(),

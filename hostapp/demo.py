@@ -13,7 +13,7 @@ from core.bootstrap import initialise
 from core.licenses import generate_keypair, issue_license, verify_license
 from core.models import Account, Role, User
 
-PASSWORD = "demo1234"
+PASSWORD = "billhive-demo-2026"  # meets the password policy (core.passwords)
 OPERATOR = "operator@demo.billhive.test"
 
 

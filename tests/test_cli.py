@@ -76,7 +76,9 @@ def cli(database_url, tmp_path, monkeypatch):
 
 
 def test_init_creates_the_provider_and_operator_without_prompts(cli):
-    out = cli.ok("init", "--operator-email", "Boss@Example.com", "--operator-password", "s3cret-pw")
+    out = cli.ok(
+        "init", "--operator-email", "Boss@Example.com", "--operator-password", "s3cret-pass-12"
+    )
     assert "operator boss@example.com" in out
     again = cli.ok("init", "--operator-email", "boss@example.com", "--operator-password", "x" * 8)
     assert "Already initialised" in again
@@ -225,7 +227,7 @@ def test_every_command_has_help(cli):
 def test_the_installed_billhive_command_changes_what_a_running_app_serves(cli, make_app):
     """A real second process (the console script) enables a plugin; the running app sees it on
     its next request without a restart."""
-    cli.ok("init", "--operator-email", "op@example.com", "--operator-password", "s3cret-pw")
+    cli.ok("init", "--operator-email", "op@example.com", "--operator-password", "s3cret-pass-12")
     cli.ok("license", "install", str(cli.licence_file("FT-3001.007")))
     app = make_app(
         plugins=["reseller_accounts"],
@@ -234,7 +236,7 @@ def test_the_installed_billhive_command_changes_what_a_running_app_serves(cli, m
     )
     client = app.test_client()
     token = client.post(
-        "/api/v1/tokens", json={"email": "op@example.com", "password": "s3cret-pw"}
+        "/api/v1/tokens", json={"email": "op@example.com", "password": "s3cret-pass-12"}
     ).get_json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
 

@@ -134,7 +134,7 @@ def test_default_roles_exist_for_provider_and_customer(world, api):
 
 def test_users_are_created_and_a_duplicate_email_is_a_409(world, api):
     client = api(world.operator)
-    payload = {"email": "New.User@Example.com", "password": "long-enough", "name": "New",
+    payload = {"email": "New.User@Example.com", "password": "long-enough-1", "name": "New",
                "account_id": world.customer_a.id}  # fmt: skip
     resp = client.post("/api/v1/users", json=payload)
     assert resp.status_code == 201, resp.get_json()
@@ -153,7 +153,7 @@ def test_a_customer_user_cannot_create_users_in_another_customer(world, api):
         "/api/v1/users",
         json={
             "email": "x@example.com",
-            "password": "long-enough",
+            "password": "long-enough-1",
             "account_id": world.customer_b.id,
         },
     )

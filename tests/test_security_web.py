@@ -320,23 +320,24 @@ def test_the_api_token_endpoint_is_throttled_like_the_panel(site):
 
 def test_the_lock_ends_after_its_time_and_a_success_resets_the_count(site):
     from core.db import utcnow
-    from core.models import User
+    from core.models import LoginThrottle
 
     client = site.app.test_client()
     for _ in range(5):
         login(client, "a@example.com", "wrong-guess")
     assert login(client, "a@example.com").status_code == 401
     with site.context():  # the lockout's time passes
-        User.update(locked_until=utcnow() - timedelta(seconds=1)).where(
-            User.email == "a@example.com"
+        LoginThrottle.update(
+            locked_until=utcnow() - timedelta(seconds=1),
+            window_start=utcnow() - timedelta(hours=1),
         ).execute()
     assert login(client, "a@example.com").status_code == 302
     for _ in range(4):  # a success reset the count: four more failures do not lock
         login(site.app.test_client(), "a@example.com", "wrong-guess")
     assert login(site.app.test_client(), "a@example.com").status_code == 302
     with site.context():
-        user = User.get(User.email == "a@example.com")
-        assert user.locked_until is None and user.failed_logins == 0
+        rows = list(LoginThrottle.select().where(LoginThrottle.key.startswith("email:")))
+        assert [(r.attempts, r.locked_until) for r in rows] == [(0, None)]
 
 
 def test_parallel_guesses_cannot_outrun_the_lock(site):

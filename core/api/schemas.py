@@ -4,6 +4,8 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
+from core.fields import Id, Secret, Text
+
 
 class UtcDateTime(fields.DateTime):
     """A stored timestamp (naive UTC, ``core.db.utcnow``) answered as RFC 3339 with its offset,
@@ -25,8 +27,8 @@ class ErrorOut(Schema):
 
 
 class TokenRequest(Schema):
-    email = fields.String(required=True)
-    password = fields.String(required=True)
+    email = Text(254, required=True, card_numbers=False)
+    password = Secret(required=True)
 
 
 class TokenOut(Schema):
@@ -92,7 +94,7 @@ class RoleOut(Schema):
 
 
 class RoleAssignment(Schema):
-    user_id = fields.Integer(required=True)
+    user_id = Id(required=True)
 
 
 class PrivilegeOut(Schema):
@@ -116,7 +118,7 @@ class PluginOut(Schema):
 
 
 class LicenseIn(Schema):
-    text = fields.String(required=True)
+    text = Text(20_000, required=True, multiline=True, card_numbers=False)
 
 
 class LicenseOut(Schema):

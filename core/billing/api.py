@@ -275,6 +275,20 @@ _USAGE = {
             "application/json": {"schema": {"oneOf": [_USAGE, {"type": "array", "items": _USAGE}]}}
         }
     }
+@catalog_bp.route("/subscriptions/<int:subscription_id>", methods=["GET"])
+@catalog_bp.response(200, SubscriptionOut)
+@api_login_required
+def get_subscription(subscription_id):
+    """One subscription, with ``billed_through``: what is invoiced of it so far."""
+    user = api_user()
+    try:  # outside the subtree: 404 before any privilege is looked at
+        sub = rbac.get_scoped(Subscription, user, subscription_id, Subscription.account)
+    except NotFound:
+        raise NotFound(f"subscription {subscription_id} not found") from None
+    rbac.require(user, "billing.view")
+    return sub
+
+
 )
 @api_login_required
 def post_usage():

@@ -11,42 +11,48 @@ from core.billing.money import MoneyError, check_currency, parse_decimal, tiered
 from core.billing.periods import PeriodError, parse_date
 from core.db import database, insert_rows
 from core.errors import ValidationFailed, marshmallow_errors
+from core.fields import Id, Price, Quantity, Text
 from core.models import Account
 
 
 class ProductInput(Schema):
-    account_id = fields.Integer(load_default=None, allow_none=True)
+    account_id = Id(load_default=None, allow_none=True)
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,60}$"))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    unit = fields.String(load_default="", validate=validate.Length(max=40))
+    name = Text(200, min_length=1, required=True)
+    unit = Text(40, load_default="")
     kind = fields.String(load_default="recurring", validate=validate.OneOf(PRODUCT_KINDS))
 
 
 class PlanInput(Schema):
-    product_id = fields.Integer(required=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    currency = fields.String(required=True)
-    recurring_price = fields.Raw(load_default="0")
-    usage_rate = fields.Raw(load_default="0")
-    tiers = fields.List(fields.List(fields.Raw(allow_none=True)), load_default=None,
-                        allow_none=True)  # fmt: skip
+    product_id = Id(required=True)
+    name = Text(200, min_length=1, required=True)
+    currency = Text(10, required=True, card_numbers=False,
+                    metadata={"description": "ISO 4217 code", "example": "EUR"})  # fmt: skip
+    recurring_price = Price(load_default="0")
+    usage_rate = Price(load_default="0")
+    tiers = fields.List(
+        fields.Tuple((Quantity(allow_none=True), Price())),
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "volume tiers: [[up_to, unit_price], ...], the last up_to null"},
+    )
 
 
 class SubscriptionInput(Schema):
-    account_id = fields.Integer(required=True)
-    plan_id = fields.Integer(required=True)
-    quantity = fields.Raw(load_default="1")
-    start = fields.Raw(required=True)
-    end = fields.Raw(load_default=None, allow_none=True)
-    external_id = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Length(max=100))  # fmt: skip
+    account_id = Id(required=True)
+    plan_id = Id(required=True)
+    quantity = Quantity(load_default="1")
+    start = fields.Raw(required=True, metadata={"type": "string", "format": "date"})
+    end = fields.Raw(load_default=None, allow_none=True,
+                     metadata={"type": "string", "format": "date"})  # fmt: skip
+    external_id = Text(100, load_default=None, allow_none=True, card_numbers=False)
 
 
 class UsageInput(Schema):
     subscription_id = fields.Raw(required=True)
-    quantity = fields.Raw(required=True)
+    quantity = Quantity(required=True)
     date = fields.Raw(required=True)
-    external_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    external_id = Text(100, min_length=1, required=True, card_numbers=False)
 
 
 def _load(schema: Schema, payload) -> dict:

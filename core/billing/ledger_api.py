@@ -20,6 +20,7 @@ from core.billing.models import LedgerEntry, Payment
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
 from core.errors import NotFound, ValidationFailed
+from core.fields import Text
 from core.models import Account
 
 blp = Blueprint("billing_ledger", __name__, url_prefix="/api/v1",
@@ -76,8 +77,8 @@ class EntryOut(Schema):
 
 
 class LedgerQuery(Schema):
-    currency = fields.String(load_default=None)
-    kind = fields.String(load_default=None)
+    currency = Text(10, load_default=None, card_numbers=False)
+    kind = Text(40, load_default=None, card_numbers=False)
     page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
     per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
@@ -116,7 +117,7 @@ class PaymentOut(Schema):
 
 
 class ReverseIn(Schema):
-    memo = fields.String(load_default="")
+    memo = Text(500, load_default="", multiline=True)
 
 
 class OpenInvoiceOut(InvoiceOut):
@@ -166,18 +167,24 @@ class MethodOut(Schema):
 
 
 class StatementQuery(Schema):
-    from_ = fields.String(
+    from_ = Text(
+        40,
+        card_numbers=False,
         data_key="from",
         load_default=None,
         metadata={"description": "YYYY-MM-DD, default: the 1st of this month"},
     )
-    to = fields.String(load_default=None, metadata={"description": "YYYY-MM-DD, included"})
-    currency = fields.String(load_default=None, metadata={"description": "one currency only"})
+    to = Text(40, card_numbers=False, load_default=None,
+              metadata={"description": "YYYY-MM-DD, included"})  # fmt: skip
+    currency = Text(10, card_numbers=False, load_default=None,
+                    metadata={"description": "one currency only"})  # fmt: skip
 
 
 class ReportQuery(Schema):
-    from_ = fields.String(data_key="from", load_default=None, metadata={"description": "YYYY-MM"})
-    to = fields.String(load_default=None, metadata={"description": "YYYY-MM, included"})
+    from_ = Text(40, card_numbers=False, data_key="from", load_default=None,
+                 metadata={"description": "YYYY-MM"})  # fmt: skip
+    to = Text(40, card_numbers=False, load_default=None,
+              metadata={"description": "YYYY-MM, included"})  # fmt: skip
 
 
 class StatementLine(Schema):

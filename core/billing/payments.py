@@ -62,44 +62,14 @@ from core.billing.money import MoneyError, check_currency, format_money, parse_d
 from core.billing.periods import PeriodError, parse_date
 from core.db import database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
+from core.fields import PAN_MESSAGE, Amount, Id, Text, looks_like_pan
 from core.models import Account, User
 
 PAYMENT_CHANNELS = ("bank_transfer", "card", "direct_debit", "cash", "cheque", "other")
 METHOD_TYPES = ("card", "bank_account", "direct_debit", "paypal", "other")
 MAX_TERMS_DAYS = 365
-MAX_ID = 2**63 - 1  # ids beyond a 64-bit column name nothing
 
-# -- card numbers ----------------------------------------------------------------------------
-
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d)*")
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        n = int(char)
-        if index % 2:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
-    return total % 10 == 0
-
-
-def looks_like_pan(text: str) -> bool:
-    """True when ``text`` holds 13-19 digits in a row (single spaces or dashes allowed
-    between them) that pass the Luhn check: what a payment card number looks like."""
-    for match in _DIGIT_RUN.finditer(text or ""):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
-    return False
-
-
-PAN_MESSAGE = (
-    "looks like a card number; card numbers are never stored here (that would put Billhive "
-    "in PCI DSS scope). Describe the method instead, e.g. 'Visa ending 4242, expires 12/28'"
-)
+# -- card numbers: the one rule is core.fields.looks_like_pan (every free-text field) ---------
 
 
 def refuse_pan(values: dict, names) -> None:
@@ -212,20 +182,18 @@ def payment_snapshot(payment: Payment) -> dict:
 
 
 class PaymentInput(Schema):
-    amount = fields.Raw(required=True, metadata={"description": 'major units, e.g. "12.34"'})
-    currency = fields.String(load_default=None, allow_none=True)
+    amount = Amount(required=True, metadata={"description": 'major units, e.g. "12.34"'})
+    currency = Text(10, load_default=None, allow_none=True, card_numbers=False)
     date = fields.Raw(load_default=None, allow_none=True,
                       metadata={"description": "YYYY-MM-DD, default today"})  # fmt: skip
     method = fields.String(load_default="bank_transfer", validate=validate.OneOf(PAYMENT_CHANNELS))
-    reference = fields.String(load_default="", validate=validate.Length(max=200))
-    memo = fields.String(load_default="", validate=validate.Length(max=500))
-    invoice_ids = fields.List(fields.Integer(validate=validate.Range(1, MAX_ID)),
+    reference = Text(200, load_default="")
+    memo = Text(500, load_default="", multiline=True)
+    invoice_ids = fields.List(Id(),
                               load_default=None, allow_none=True,
                               metadata={"description": "allocate to these, in this order; "
                                         "default: open invoices oldest first"})  # fmt: skip
-    payee_id = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(1, MAX_ID)
-    )
+    payee_id = Id(load_default=None, allow_none=True)
 
 
 def _chosen_invoices(account: Account, ids, currency: str) -> list[Invoice]:
@@ -319,17 +287,15 @@ def unallocated_of(payment: Payment) -> int:
 
 
 class RefundInput(Schema):
-    amount = fields.Raw(required=True)
-    currency = fields.String(load_default=None, allow_none=True)
+    amount = Amount(required=True)
+    currency = Text(10, load_default=None, allow_none=True, card_numbers=False)
     date = fields.Raw(load_default=None, allow_none=True)
     method = fields.String(load_default="bank_transfer", validate=validate.OneOf(PAYMENT_CHANNELS))
-    reference = fields.String(load_default="", validate=validate.Length(max=200))
-    memo = fields.String(load_default="", validate=validate.Length(max=500))
-    payment_id = fields.Integer(load_default=None, allow_none=True,
-                                validate=validate.Range(1, MAX_ID), metadata={"description": "refund this payment's credit first"})  # fmt: skip
-    payee_id = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(1, MAX_ID)
-    )
+    reference = Text(200, load_default="")
+    memo = Text(500, load_default="", multiline=True)
+    payment_id = Id(load_default=None, allow_none=True,
+                    metadata={"description": "refund this payment's credit first"})  # fmt: skip
+    payee_id = Id(load_default=None, allow_none=True)
 
 
 def record_refund(actor, account: Account, payload) -> Payment:
@@ -408,10 +374,9 @@ def reverse_entry(actor, account: Account, entry_id, memo: str = "") -> LedgerEn
 
 
 class TopupInput(Schema):
-    amount = fields.Raw(required=True, metadata={"description": "credit to buy, major units"})
-    currency = fields.String(load_default=None, allow_none=True)
-    description = fields.String(load_default="Prepaid credit",
-                                validate=validate.Length(min=1, max=200))  # fmt: skip
+    amount = Amount(required=True, metadata={"description": "credit to buy, major units"})
+    currency = Text(10, load_default=None, allow_none=True, card_numbers=False)
+    description = Text(200, min_length=1, load_default="Prepaid credit")
 
 
 def create_topup(actor, account: Account, payload) -> Invoice:
@@ -453,10 +418,10 @@ def topups(account: Account) -> list[Invoice]:
 
 
 class BillingSettingsInput(Schema):
-    contact_name = fields.String(load_default="", validate=validate.Length(max=200))
-    contact_email = fields.String(load_default="", validate=validate.Length(max=254))
-    contact_phone = fields.String(load_default="", validate=validate.Length(max=40))
-    invoice_email = fields.String(load_default="", validate=validate.Length(max=254))
+    contact_name = Text(200, load_default="")
+    contact_email = Text(254, load_default="", card_numbers=False)
+    contact_phone = Text(40, load_default="")
+    invoice_email = Text(254, load_default="", card_numbers=False)
     payment_terms_days = fields.Raw(load_default=None, allow_none=True,
                                     metadata={"description": "net days; empty = default (14)"})  # fmt: skip
 
@@ -527,7 +492,7 @@ def _settings_snapshot(s: BillingSettings) -> dict:
 
 class MethodInput(Schema):
     type = fields.String(required=True, validate=validate.OneOf(METHOD_TYPES))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = Text(200, min_length=1, required=True)
     is_default = fields.Boolean(load_default=False)
 
 

@@ -270,6 +270,60 @@ def user_roles(account_id, user_id):
     )
 
 
+@bp.route("/accounts/<int:account_id>/users/<int:user_id>/<action>", methods=["POST"])
+@login_required
+def user_action(account_id, user_id, action):
+    """Deactivate, activate, delete a user or set their password (the services decide who
+    may: users.manage and every privilege of the user's roles)."""
+    acc = _account(account_id)
+    target = rbac.get_scoped(User, current_user, user_id)
+    actions = ("deactivate", "activate", "delete", "password")
+    if target.account_id != acc.id or action not in actions:
+        abort(404)
+    email = target.email
+    try:
+        if action == "deactivate":
+            users.deactivate(current_user, target)
+            flash(f"User {email} deactivated: their sessions and API tokens ended.")
+        elif action == "activate":
+            users.activate(current_user, target)
+            flash(f"User {email} can log in again.")
+        elif action == "delete":
+            users.delete_user(current_user, target)
+            flash(f"User {email} deleted.")
+        else:
+            users.reset_password(current_user, target, {"password": request.form.get("password")})
+            flash(f"New password set for {email}: their sessions and API tokens ended.")
+    except BillhiveError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+    return redirect(url_for("panel.account_users", account_id=acc.id))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Change your own password (needs the current one)."""
+    errors = {}
+    if request.method == "POST":
+        try:
+            users.change_password(
+                current_user,
+                {
+                    "current_password": request.form.get("current_password", ""),
+                    "new_password": request.form.get("new_password", ""),
+                },
+                keep_session=current_user.session_token,
+            )
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+        else:
+            flash("Your password was changed; your other sessions were logged out.")
+            return redirect(url_for("panel.home"))
+    return render_template("core/password.html", errors=errors), (422 if errors else 200)
+
+
 # -- operations ------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from marshmallow import Schema, fields
 
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
+from core.fields import Text
 from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 
@@ -91,8 +92,10 @@ class CallOut(Schema):
 
 
 class PeriodArgs(Schema):
-    start = fields.String(metadata={"description": "YYYY-MM-DD (default: first of this month)"})
-    end = fields.String(metadata={"description": "YYYY-MM-DD, exclusive (default: a month later)"})
+    start = Text(40, card_numbers=False,
+                 metadata={"description": "YYYY-MM-DD (default: first of this month)"})  # fmt: skip
+    end = Text(40, card_numbers=False,
+               metadata={"description": "YYYY-MM-DD, exclusive (default: a month later)"})  # fmt: skip
 
 
 class ReportRow(Schema):

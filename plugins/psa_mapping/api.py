@@ -9,6 +9,7 @@ from core import rbac
 from core.api.schemas import AccountOut
 from core.auth import api_login_required, api_user
 from core.errors import NotFound
+from core.fields import Id, Text
 from plugins.psa_mapping import service as svc
 from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
 
@@ -39,11 +40,11 @@ class SuggestionOut(Schema):
 
 
 class SuggestionArgs(Schema):
-    customer_id = fields.Integer(required=True)
+    customer_id = Id(required=True)
 
 
 class ProductCodeArgs(Schema):
-    product_code = fields.String(load_default=None)
+    product_code = Text(60, load_default=None, card_numbers=False)
 
 
 class SuggestionsOut(Schema):

@@ -22,6 +22,7 @@ from core import audit, outbound, rbac
 from core.api.schemas import UtcDateTime
 from core.db import database, utcnow
 from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
+from core.fields import MAX_INT32, Id, Text
 from core.models import Account
 from plugins.psa_mapping.connectwise import (
     CONFIRM_WINDOW,
@@ -120,14 +121,17 @@ def _decrypt(token: str) -> str:
 class ConnectionSettingsSchema(Schema):
     """ConnectWise connection settings. Keys are write-only: answers show them masked."""
 
-    site_url = fields.String(
+    site_url = Text(
+        2000,
+        card_numbers=False,
         required=True,
         metadata={"label": "Site URL", "description": "e.g. https://api-na.myconnectwise.net"},
     )
-    company_id = fields.String(required=True, metadata={"label": "Company ID"})
-    public_key = fields.String(load_only=True, metadata={"label": "Public key"})
-    private_key = fields.String(load_only=True, metadata={"label": "Private key"})
-    client_id = fields.String(load_only=True, metadata={"label": "Client ID"})
+    company_id = Text(100, card_numbers=False, required=True, metadata={"label": "Company ID"})
+    public_key = Text(200, card_numbers=False, load_only=True, metadata={"label": "Public key"})
+    private_key = Text(200, card_numbers=False, load_only=True,
+                       metadata={"label": "Private key"})  # fmt: skip
+    client_id = Text(200, card_numbers=False, load_only=True, metadata={"label": "Client ID"})
     timeout = fields.Float(load_default=10.0, metadata={"label": "Timeout (s)"})
     max_retries = fields.Integer(load_default=3, metadata={"label": "Max retries"})
     backoff = fields.Float(load_default=0.5, metadata={"label": "Backoff (s)"})
@@ -372,10 +376,10 @@ def psa_catalog(account: Account, search: str | None = None) -> list[dict]:
 
 
 class MappingInput(Schema):
-    product_code = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    product_code = Text(60, min_length=1, required=True, card_numbers=False)
     mapping_type = fields.String(required=True, validate=validate.OneOf(list(MAPPING_TYPES)))
-    psa_product = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    unique_id = fields.String(load_default=ALL_PLANS, validate=validate.Length(min=1, max=100))
+    psa_product = Text(100, min_length=1, required=True, card_numbers=False)
+    unique_id = Text(100, min_length=1, load_default=ALL_PLANS, card_numbers=False)
     level = fields.Integer(
         required=True,
         strict=False,
@@ -493,9 +497,9 @@ def delete_mapping(actor, mapping: PsaMapping) -> None:
 
 
 class LinkInput(Schema):
-    customer_id = fields.Integer(required=True)
-    psa_company_id = fields.Integer(required=True)
-    agreement_id = fields.Integer(required=True)
+    customer_id = Id(required=True)
+    psa_company_id = Id(required=True, maximum=MAX_INT32)
+    agreement_id = Id(required=True, maximum=MAX_INT32)
 
 
 class LinkOut(Schema):

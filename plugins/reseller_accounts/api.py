@@ -12,6 +12,7 @@ from marshmallow import Schema, fields
 
 from core import rbac
 from core.auth import api_login_required, api_user
+from core.fields import Id
 from plugins.reseller_accounts import service
 from plugins.reseller_accounts.profile import ResellerProfile
 
@@ -44,8 +45,8 @@ class SettingsSchema(Schema):
 
 
 class WholesaleLinkIn(Schema):
-    retail_plan_id = fields.Integer(required=True, metadata={"description": "The reseller's plan"})
-    wholesale_plan_id = fields.Integer(
+    retail_plan_id = Id(required=True, metadata={"description": "The reseller's plan"})
+    wholesale_plan_id = Id(
         required=True, metadata={"description": "A plan of the reseller's parent"}
     )
 
