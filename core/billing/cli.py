@@ -6,16 +6,16 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import date
 
 import click
 
+from core import clock
 from hostapp.cli import _parse_day, with_app
 
 
 @click.group("bill-run", invoke_without_command=True)
 @click.option("--date", "day", default=None, help="Bill periods ended by this date (YYYY-MM-DD; "
-              "default today).")  # fmt: skip
+              "default today; never after today in the instance's TIMEZONE).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--queue/--in-process", "queued", default=None,
               help="Queue the run for `billhive worker` (default when BILLHIVE_QUEUE is sqlite "
@@ -44,8 +44,13 @@ def _bill_run(day, as_json, queued, no_wait):
     from core.billing import engine
     from core.billing import queue as billing_queue
     from core.billing.models import BillRun
+    from core.billing.periods import PeriodError, check_run_date
 
-    as_of = _parse_day(day, "--date") if day else date.today()
+    as_of = _parse_day(day, "--date") if day else clock.today()
+    try:  # before anything is written: a run for a day that has not ended is refused
+        as_of = check_run_date(as_of, "date")
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--date'") from None
     if queued is None:
         queued = billing_queue.queued_by_default(current_app.config)
     run = BillRun.create(as_of=as_of, status="queued")
