@@ -173,9 +173,16 @@ def assign(actor, role: Role, user: User) -> bool:
 
 
 def unassign(actor, role: Role, user: User) -> bool:
+    """Taking a role away needs what giving it needs (no demotion by a weaker admin), and an
+    account keeps its last active Full Access holder (409)."""
     if actor is not None:
         rbac.require(actor, "users.manage", user.account)
+    try:
+        rbac.check_removable(actor, user, [role], f"remove '{role.name}' from")
+    except ValidationFailed as exc:
+        _refuse(actor, user.account, "role.unassign", exc, {"role": role.id, "user": user.id})
     with database.atomic():
+        rbac.keep_last_full_access(user, role)
         n = UserRole.delete().where(UserRole.user == user, UserRole.role == role).execute()
         if n:
             audit.record(

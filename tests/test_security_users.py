@@ -117,7 +117,9 @@ def test_the_last_full_access_holder_cannot_lose_it(reseller, api):
     assert not _holds(w.admin, w.full)
     assert op.post(f"/api/v1/users/{second.id}/deactivate").status_code == 409
     # an inactive holder does not count as one
-    assert op.post(f"/api/v1/roles/{w.full.id}/users", json={"user_id": w.admin.id}).status_code == 200
+    assert (
+        op.post(f"/api/v1/roles/{w.full.id}/users", json={"user_id": w.admin.id}).status_code == 200
+    )
     assert op.post(f"/api/v1/users/{w.admin.id}/deactivate").status_code == 200
     assert op.delete(f"/api/v1/roles/{w.full.id}/users/{second.id}").status_code == 409
 
@@ -160,12 +162,16 @@ def test_deactivating_revokes_tokens_and_sessions_and_blocks_login(reseller, api
     assert resp.status_code == 200 and resp.get_json()["is_active"] is False
     assert victim_api.get("/api/v1/users/me").status_code == 401
     assert victim_panel.get(f"/accounts/{w.reseller.id}").status_code == 302  # to /login
-    assert not ApiToken.select().where(
-        ApiToken.user == second.id, ApiToken.revoked_at.is_null()
-    ).exists()
-    assert not LoginSession.select().where(
-        LoginSession.user == second.id, LoginSession.revoked_at.is_null()
-    ).exists()
+    assert (
+        not ApiToken.select()
+        .where(ApiToken.user == second.id, ApiToken.revoked_at.is_null())
+        .exists()
+    )
+    assert (
+        not LoginSession.select()
+        .where(LoginSession.user == second.id, LoginSession.revoked_at.is_null())
+        .exists()
+    )
     entry = _audited("user.deactivate")[-1]
     assert entry.actor_label == "admin@acme.example" and entry.after["is_active"] is False
     again = ctx.test_client().post(

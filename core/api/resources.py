@@ -167,6 +167,55 @@ def get_user(user_id):
     return target
 
 
+@users_bp.route("/me/password", methods=["POST"])
+@users_bp.arguments(users.PasswordChange)
+@users_bp.response(204)
+@api_login_required
+def change_own_password(data):
+    """Change your own password (the current one is checked like a login). Your panel
+    sessions end; your API tokens stay."""
+    users.change_password(api_user(), data)
+
+
+def _managed_user(user_id) -> User:
+    return rbac.get_scoped(User, api_user(), user_id)
+
+
+@users_bp.route("/<int:user_id>/password", methods=["POST"])
+@users_bp.arguments(users.PasswordReset)
+@users_bp.response(204)
+@api_login_required
+def reset_password(data, user_id):
+    """Set a new password for a user of your subtree (users.manage and every privilege of
+    their roles). Their sessions and tokens end."""
+    users.reset_password(api_user(), _managed_user(user_id), data)
+
+
+@users_bp.route("/<int:user_id>/deactivate", methods=["POST"])
+@users_bp.response(200, s.UserOut)
+@api_login_required
+def deactivate_user(user_id):
+    """The user can no longer log in; sessions and tokens end at once. Needs users.manage and
+    every privilege of their roles; an account keeps its last active Full Access holder."""
+    return users.deactivate(api_user(), _managed_user(user_id))
+
+
+@users_bp.route("/<int:user_id>/activate", methods=["POST"])
+@users_bp.response(200, s.UserOut)
+@api_login_required
+def activate_user(user_id):
+    """Let a deactivated user log in again (needs what assigning their roles needs)."""
+    return users.activate(api_user(), _managed_user(user_id))
+
+
+@users_bp.route("/<int:user_id>", methods=["DELETE"])
+@users_bp.response(204)
+@api_login_required
+def delete_user(user_id):
+    """Delete a user (the same rules as deactivating)."""
+    users.delete_user(api_user(), _managed_user(user_id))
+
+
 # -- roles -----------------------------------------------------------------------------------
 
 
