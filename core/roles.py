@@ -3,18 +3,19 @@ audited in its own transaction. The core API and the role wizard both call these
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
 
 from core import audit, rbac
 from core.db import database
 from core.errors import Conflict, ValidationFailed, marshmallow_errors
+from core.fields import Text
 from core.models import Account, Role, RolePrivilege, User, UserRole
 
 
 class RoleInput(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    privileges = fields.List(fields.String(), load_default=list)
+    name = Text(100, min_length=1, required=True)
+    description = Text(500, min_length=1, required=True, multiline=True)
+    privileges = fields.List(Text(100, card_numbers=False), load_default=list)
 
 
 class RolePatch(RoleInput):

@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from core import audit, passwords, rbac
 from core.db import Prepared, database, utcnow
 from core.errors import Conflict, ValidationFailed, marshmallow_errors
+from core.fields import Email, Id, Text
 from core.models import ApiToken, LoginSession, LoginThrottle, Role, User, UserRole
 
 # Defaults of the settings an operator can change (hostapp.config, README's table)
@@ -41,8 +42,8 @@ def _password_policy(value: str) -> None:
 
 
 class UserInput(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    name = fields.String(load_default="", validate=validate.Length(max=200))
+    email = Email(required=True)
+    name = Text(200, load_default="")
     password = fields.String(
         required=True,
         validate=[
@@ -51,8 +52,8 @@ class UserInput(Schema):
         ],
         metadata={"description": "12 characters at least; common passwords are refused"},
     )
-    account_id = fields.Integer(required=True)
-    role_ids = fields.List(fields.Integer(), load_default=list)
+    account_id = Id(required=True)
+    role_ids = fields.List(Id(), load_default=list)
 
 
 class PasswordChange(Schema):

@@ -70,7 +70,7 @@ def list_accounts(args):
 
 
 @accounts.route("", methods=["POST"])
-@accounts.arguments(account_service.AccountInput)
+@accounts.arguments(account_service.AccountCreate)
 @accounts.response(201, s.AccountOut)
 @api_login_required
 def create_account(data):

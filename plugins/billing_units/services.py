@@ -25,6 +25,7 @@ from core.billing.money import (
 )
 from core.db import database, is_postgres
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
+from core.fields import Id, Price, Text
 from core.models import Account, User
 from plugins.billing_units.models import (
     BillingUnit,
@@ -142,8 +143,9 @@ def _clean_name(value, field: str = "name") -> str:
 
 
 class NumberInput(Schema):
-    e164 = fields.String(required=True, metadata={"description": "E.164, e.g. +442079460000"})
-    label = fields.String(load_default="", validate=validate.Length(max=200))
+    e164 = Text(40, required=True, card_numbers=False,
+                metadata={"description": "E.164, e.g. +442079460000"})  # fmt: skip
+    label = Text(200, load_default="")
 
 
 def normalize_e164(value) -> str:
@@ -236,8 +238,8 @@ def available_numbers(account: Account, unit: BillingUnit | None = None) -> list
 
 
 class TeamInput(Schema):
-    name = fields.String(required=True)
-    user_ids = fields.List(fields.Integer(), load_default=list)
+    name = Text(200, required=True)
+    user_ids = fields.List(Id(), load_default=list)
 
 
 class TeamPatch(TeamInput):
@@ -326,10 +328,10 @@ def teams_of(account: Account) -> list[Team]:
 
 
 class UnitInput(Schema):
-    name = fields.String(required=True, metadata={"description": "e.g. Sales"})
-    user_ids = fields.List(fields.Integer(), load_default=list)
-    team_ids = fields.List(fields.Integer(), load_default=list)
-    number_ids = fields.List(fields.Integer(), load_default=list)
+    name = Text(200, required=True, metadata={"description": "e.g. Sales"})
+    user_ids = fields.List(Id(), load_default=list)
+    team_ids = fields.List(Id(), load_default=list)
+    number_ids = fields.List(Id(), load_default=list)
 
 
 class UnitPatch(UnitInput):
@@ -529,10 +531,8 @@ def units_of(account: Account) -> list[BillingUnit]:
 
 
 class SettingsInput(Schema):
-    number_rental_price = fields.String(
-        metadata={"description": "per number per period, e.g. 2.50"}
-    )
-    seat_price = fields.String(metadata={"description": "per user per period, e.g. 15.00"})
+    number_rental_price = Price(metadata={"description": "per number per period, e.g. 2.50"})
+    seat_price = Price(metadata={"description": "per user per period, e.g. 15.00"})
 
 
 def settings_for(account: Account) -> UnitSettings:
@@ -579,15 +579,15 @@ def update_settings(actor, account: Account, payload) -> UnitSettings:
 
 
 class CallInput(Schema):
-    external_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    number = fields.String(
-        required=True, metadata={"description": "E.164 of one of the account's numbers"}
-    )
-    user_email = fields.String(load_default=None, allow_none=True)
+    external_id = Text(200, min_length=1, required=True, card_numbers=False)
+    number = Text(40, required=True, card_numbers=False,
+                  metadata={"description": "E.164 of one of the account's numbers"})  # fmt: skip
+    user_email = Text(254, load_default=None, allow_none=True, card_numbers=False)
     started_at = fields.DateTime(required=True)
-    duration_seconds = fields.Integer(required=True, validate=validate.Range(min=0))
-    cost = fields.String(required=True, metadata={"description": "rated cost, major units: '0.42'"})
-    currency = fields.String(load_default=None, allow_none=True)
+    duration_seconds = fields.Integer(required=True, validate=validate.Range(min=0, max=2**31 - 1))
+    cost = Price(signed=True, required=True,
+                 metadata={"description": "rated cost, major units: '0.42'"})  # fmt: skip
+    currency = Text(10, load_default=None, allow_none=True, card_numbers=False)
 
 
 def _cost_minor(value, currency: str) -> int:
