@@ -55,6 +55,7 @@ PARAM_KINDS = {
     "method_id": "payment_method",
     "payment_id": "payment",
     "entry_id": "ledger_entry",
+    "subscription_id": "subscription",
 }
 # String parameters that name something inside the object the ids point at.
 STRING_PARAMS = {"fmt": "PDF", "code": "SEAT", "action": "void"}
@@ -83,10 +84,11 @@ NOT_200 = [
 class Tree:
     def __init__(self, ctx, world, install_license):
         from core.billing import catalog, invoices
-        from core.billing.models import BillRun
+        from core.billing.models import BillRun, Subscription
         from plugins.billing_units import services as units
         from plugins.psa_mapping import service as psa
         from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
+        from tests.billing_support import setup_catalog
 
         install_license(FEATURES)
         host = ctx.extensions["billhive"].host
@@ -125,6 +127,11 @@ class Tree:
                 None, acc, issuer, [{"description": "Seat", "quantity": "1", "unit_price": "9"}]
             )
             self.objects[key, "invoice"] = invoices.issue(draft)
+        _, plan = setup_catalog(P, code="SUB")
+        for key, acc in self.accounts.items():
+            self.objects[key, "subscription"] = Subscription.create(
+                account=acc, plan=plan, start="2026-01-01"
+            )
         for key in ("P", "R1", "R2"):
             acc = self.accounts[key]
             catalog.create_product(
