@@ -252,3 +252,73 @@ def test_redirects_are_not_followed(monkeypatch, opened):
         server.server_close()
         thread.join(timeout=5)
     assert opened == ["127.0.0.1"]
+
+
+def _self_signed(tmp_path, name):
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_verifies_the_certificate_for_the_urls_host_name(tmp_path, opened):
+    """The socket goes to the checked address; TLS still sends the URL's host name (SNI) and
+    verifies the certificate against it."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path, "cw.tls.test")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHost)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server_names: list = []
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    port = server.server_address[1]
+    try:
+        policy = Policy(
+            hosts=frozenset({"cw.tls.test"}),
+            resolver=fake_dns({"cw.tls.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}),
+        )
+        session = outbound.guarded_session(policy)
+        session.verify = cert
+        assert session.get(f"https://cw.tls.test:{port}/").text == f"host=cw.tls.test:{port}"
+        assert server_names == ["cw.tls.test"]
+        session = outbound.guarded_session(Policy.build(False, "other.test", policy.resolver))
+        session.verify = cert
+        with pytest.raises(requests.exceptions.SSLError):  # the certificate names another host
+            session.get(f"https://other.test:{port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert opened == ["127.0.0.1", "127.0.0.1"]
