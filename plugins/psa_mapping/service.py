@@ -838,8 +838,18 @@ def _keys_by_agreement(account: Account, agreements: set[int] | None) -> dict[in
         )
         .distinct()
     )
-    if agreements is not None:
-        query = query.where(SyncItem.agreement_id.in_(sorted(agreements)))
+    if agreements is None:
+        # the agreements the account pushes to now (an agreement of an older link may be
+        # gone: it would fail every sync)
+        agreements = {
+            int(link.agreement_id)
+            for link in CompanyLink.select().where(
+                (CompanyLink.account == account.id)
+                & CompanyLink.confirmed_at.is_null(False)
+                & CompanyLink.agreement_id.is_null(False)
+            )
+        }
+    query = query.where(SyncItem.agreement_id.in_(sorted(agreements)))
     out: dict[int, set[str]] = {}
     for row in query.tuples():
         out.setdefault(int(row[0]), set()).add(str(row[1]))
@@ -850,9 +860,9 @@ def reconcile(
     client: ConnectWiseClient, account: Account, items: list, agreements: set[int] | None
 ) -> tuple[list[dict], list[str]]:
     """Cancel, at ConnectWise, every addition beyond the first carrying one of the account's
-    keys (on ``agreements``, or all the account's). The latest item of a key that had
-    duplicates is pushed again (added to ``items``), so the kept addition bills what the
-    latest invoice says. Returns (cancelled, problems)."""
+    keys (on ``agreements``, or on every agreement its confirmed company links name). The
+    latest item of a key that had duplicates is pushed again (added to ``items``), so the
+    kept addition bills what the latest invoice says. Returns (cancelled, problems)."""
     cancelled: list[dict] = []
     problems: list[str] = []
     for agreement_id, keys in sorted(_keys_by_agreement(account, agreements).items()):
