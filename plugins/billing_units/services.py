@@ -23,7 +23,7 @@ from core.billing.money import (
     parse_decimal,
     to_decimal,
 )
-from core.db import database, is_postgres
+from core.db import database, is_postgres, lock_row
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import Id, Price, Text
 from core.models import Account, User
@@ -294,6 +294,9 @@ def update_team(actor, team: Team, payload) -> Team:
     require_edit(actor, account)
     data = _load(TeamPatch(partial=True), payload)
     with _tx():
+        team = lock_row(Team, team.id)  # concurrent edits of one team apply one after the other
+        if team is None:
+            raise NotFound("team not found (it was deleted)")
         before = team_snapshot(team)
         if "name" in data:
             team.name = _clean_name(data["name"])
@@ -458,6 +461,12 @@ def _write_unit(actor, account, unit, data, action):
     numbers = _numbers_of(account, data["number_ids"]) if "number_ids" in data else None
     try:
         with _tx():
+            if unit is not None:
+                # the unit's row lock: concurrent edits of one unit apply one after the other,
+                # each replacing the lists the previous one left (not racing on its link rows)
+                unit = lock_row(BillingUnit, unit.id)
+                if unit is None:
+                    raise NotFound("billing unit not found (it was deleted)")
             before = unit_snapshot(unit) if unit is not None else None
             if "name" in data:
                 _check_unit_name(account, data["name"], unit)
@@ -512,6 +521,8 @@ def delete_unit(actor, unit: BillingUnit) -> None:
     account = unit.account
     require_edit(actor, account)
     with _tx():
+        if lock_row(BillingUnit, unit.id, key=True) is None:  # a concurrent delete came first
+            raise NotFound("billing unit not found (it was deleted)")
         audit.record(
             actor, "billing_unit.delete", unit, account=account, before=unit_snapshot(unit)
         )
