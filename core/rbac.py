@@ -103,15 +103,23 @@ def scoped(query: pw.ModelSelect, account_field: pw.Field, user: User) -> pw.Mod
     return query.where(account_field.in_(visible_accounts(user).select(Account.id)))
 
 
-def _refused_outside(user: User, model, object_id) -> None:
+def _refused_outside(user: User, model, object_id, account_field: pw.Field | None = None) -> None:
     """An object that exists outside the caller's subtree answers 404 like a missing one, and
-    the attempt is audited (escalation attempts across tenants must leave a trace)."""
+    the attempt is audited (escalation attempts across tenants must leave a trace). Every
+    lookup of a tenant object by id ends here on a miss (``get_account``, ``get_scoped``,
+    ``get_in_account``), so every object type is audited the same way."""
     from core import audit
     from core.db import database
 
     try:
-        exists = model.select().where(model.id == int(object_id)).exists()
+        query = model.select().where(model.id == int(object_id))
     except (ValueError, TypeError):
+        return
+    if account_field is not None:  # present but within the subtree: not a cross-tenant try
+        query = query.where(account_field.not_in(visible_accounts(user).select(Account.id)))
+    try:
+        exists = query.exists()
+    except (ValueError, TypeError, OverflowError, pw.DataError):
         return
     if not exists:
         return
@@ -145,6 +153,20 @@ def get_scoped(model, user: User, object_id, account_field: pw.Field | None = No
     except (ValueError, TypeError, model.DoesNotExist):
         _refused_outside(user, model, object_id)
         raise NotFound(f"{model.__name__.lower()} {object_id} not found") from None
+
+
+def get_in_account(model, user: User | None, account: Account, object_id,
+                   account_field: pw.Field | None = None, label: str | None = None):  # fmt: skip
+    """Fetch one object of ``account`` (an account the caller was already allowed) or 404.
+    An object of an account outside the caller's subtree is audited as a cross-tenant
+    attempt, like :func:`get_scoped`; ``user=None`` is the operator's shell."""
+    field = account_field if account_field is not None else model.account
+    try:
+        return model.select().where((model.id == int(object_id)) & (field == account.id)).get()
+    except (ValueError, TypeError, model.DoesNotExist):
+        if user is not None:
+            _refused_outside(user, model, object_id, field)
+        raise NotFound(f"{label or model.__name__.lower()} {object_id} not found") from None
 
 
 def require(user: User, code: str, account: Account | None = None) -> None:

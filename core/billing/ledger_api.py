@@ -19,7 +19,7 @@ from core.billing.api import InvoiceOut
 from core.billing.models import LedgerEntry, Payment
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
-from core.errors import NotFound, ValidationFailed
+from core.errors import ValidationFailed
 from core.fields import Text
 from core.models import Account
 
@@ -375,11 +375,8 @@ def post_payment(_data, account_id):
 @blp.response(200, PaymentOut)
 @api_login_required
 def get_payment(account_id, payment_id):
-    _, account = _account(account_id, "billing.view")
-    payment = Payment.get_or_none((Payment.id == payment_id) & (Payment.account == account.id))
-    if payment is None:
-        raise NotFound(f"payment {payment_id} not found")
-    return payment
+    user, account = _account(account_id, "billing.view")
+    return rbac.get_in_account(Payment, user, account, payment_id)
 
 
 @blp.route("/accounts/<int:account_id>/refunds", methods=["POST"])

@@ -61,7 +61,7 @@ from core.billing.models import (
 from core.billing.money import MoneyError, check_currency, format_money, parse_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
 from core.db import database, utcnow
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
+from core.errors import Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import PAN_MESSAGE, Amount, Id, Text, looks_like_pan
 from core.models import Account, User
 
@@ -353,10 +353,7 @@ def record_refund(actor, account: Account, payload) -> Payment:
 def reverse_entry(actor, account: Account, entry_id, memo: str = "") -> LedgerEntry:
     """Correct a mistaken payment or refund with a reversing entry."""
     _require(actor, "payments.record", account)
-    entry = LedgerEntry.get_or_none((LedgerEntry.id == entry_id)
-                                    & (LedgerEntry.account == account.id))  # fmt: skip
-    if entry is None:
-        raise NotFound(f"ledger entry {entry_id} not found")
+    entry = rbac.get_in_account(LedgerEntry, actor, account, entry_id, label="ledger entry")
     if actor is not None and not entry.seller.is_within(actor.account):
         raise Forbidden(f"entries with {entry.seller.name} are corrected by {entry.seller.name}")
     if len(memo or "") > 500:
@@ -529,10 +526,7 @@ def add_method(actor, account: Account, payload) -> PaymentMethod:
 
 def remove_method(actor, account: Account, method_id) -> None:
     _require(actor, "billing.edit", account)
-    method = PaymentMethod.get_or_none((PaymentMethod.id == method_id)
-                                       & (PaymentMethod.account == account.id))  # fmt: skip
-    if method is None:
-        raise NotFound(f"payment method {method_id} not found")
+    method = rbac.get_in_account(PaymentMethod, actor, account, method_id, label="payment method")
     with database.atomic():
         audit.record(actor, "payment_method.remove", method, object_type="paymentmethod",
                      account=account.id, before={"type": method.type,
