@@ -322,3 +322,27 @@ def test_https_verifies_the_certificate_for_the_urls_host_name(tmp_path, opened)
         server.server_close()
         thread.join(timeout=5)
     assert opened == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_no_other_module_opens_http_connections_of_its_own():
+    """Outbound HTTP goes through core.outbound: no module builds its own session or
+    connection (a tenant-set URL would bypass the guard). An operator-set URL may use a
+    guarded session with its own policy too."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(
+        r"requests\.(get|post|put|patch|delete|head|request|Session)\(|urllib\.request|"
+        r"http\.client|urllib3\.(PoolManager|connection_from_url)|socket\.create_connection|"
+        r"httpx|aiohttp"
+    )
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("core", "plugins", "hostapp")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != root / "core" / "outbound.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
