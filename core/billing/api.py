@@ -8,12 +8,12 @@ from datetime import date
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, validate, validates_schema
 
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import catalog, engine, storage
+from core.billing import catalog, engine, runs, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
 from core.billing.models import (
@@ -28,6 +28,16 @@ from core.billing.models import (
 from core.billing.money import canonical_decimal_text, format_money
 from core.billing.periods import PeriodError, check_run_date, parse_date
 from core.errors import Forbidden, NotFound, ValidationFailed
+from core.fields import (
+    MAX_AMOUNT,
+    MAX_PLACES,
+    MAX_QUANTITY,
+    Id,
+    Price,
+    Quantity,
+    Text,
+    check_lines_total,
+)
 
 catalog_bp = Blueprint("billing_catalog", __name__, url_prefix="/api/v1",
                        description="Products, price plans, subscriptions, usage")  # fmt: skip
@@ -75,6 +85,13 @@ class SubscriptionOut(Schema):
     start = fields.Date()
     end = fields.Date(allow_none=True)
     external_id = fields.String(allow_none=True)
+    billed_through = fields.Date(
+        allow_none=True,
+        metadata={
+            "description": "The first day not billed yet: every day from start up to (not "
+            "including) this date is invoiced, exactly once. null: never billed."
+        },
+    )
 
 
 class LineOut(Schema):
@@ -85,14 +102,13 @@ class LineOut(Schema):
     unit_price = DecimalText()
     amount_minor = fields.Integer(attribute="amount")
     product_code = fields.String()
-    billed_through = fields.Date(
-        allow_none=True,
-        metadata={
-            "description": "The first day not billed yet: every day from start up to (not "
-            "including) this date is invoiced, exactly once. null: never billed."
-        },
-    )
     group = fields.String(allow_none=True)
+    service_start = fields.Date(
+        allow_none=True, metadata={"description": "first day this line bills"}
+    )
+    service_end = fields.Date(
+        allow_none=True, metadata={"description": "first day after what this line bills"}
+    )
 
 
 class InvoiceOut(Schema):
@@ -103,12 +119,6 @@ class InvoiceOut(Schema):
     account_id = fields.Integer()
     issuer_id = fields.Integer()
     credit_for_id = fields.Integer(allow_none=True)
-    service_start = fields.Date(
-        allow_none=True, metadata={"description": "first day this line bills"}
-    )
-    service_end = fields.Date(
-        allow_none=True, metadata={"description": "first day after what this line bills"}
-    )
     period_start = fields.Date(allow_none=True)
     period_end = fields.Date(allow_none=True)
     currency = fields.String()
@@ -138,33 +148,42 @@ class InvoiceDetail(InvoiceOut):
 
 
 class InvoiceFilter(Schema):
-    status = fields.String(load_default=None)
-    account_id = fields.Integer(load_default=None)
-    period = fields.String(load_default=None, metadata={"description": "period start YYYY-MM-DD"})
+    status = Text(40, load_default=None, card_numbers=False)
+    account_id = Id(load_default=None)
+    period = Text(40, load_default=None, card_numbers=False,
+                  metadata={"description": "period start YYYY-MM-DD"})  # fmt: skip
     page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
     per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
 class LineIn(Schema):
-    description = fields.String(required=True)
-    quantity = fields.Raw(load_default="1")
-    unit = fields.String(load_default="")
-    unit_price = fields.Raw(required=True)
-    product_code = fields.String(load_default="")
-    group = fields.String(load_default=None, allow_none=True)
+    description = Text(500, required=True, multiline=True)
+    quantity = Quantity(signed=True, load_default="1")
+    unit = Text(40, load_default="")
+    unit_price = Price(signed=True, required=True)
+    product_code = Text(60, load_default="", card_numbers=False)
+    group = Text(200, load_default=None, allow_none=True)
 
 
-class DraftIn(Schema):
-    account_id = fields.Integer(required=True)
-    lines = fields.List(fields.Nested(LineIn), required=True)
+_LINES = {"description": "at most 1000 lines; quantity x unit_price summed over them at most "
+                         f"{MAX_AMOUNT} (before tax)"}  # fmt: skip
 
 
 class DraftPatch(Schema):
-    lines = fields.List(fields.Nested(LineIn), required=True)
+    lines = fields.List(fields.Nested(LineIn), required=True,
+                        validate=validate.Length(max=1000), metadata=_LINES)  # fmt: skip
+
+    @validates_schema
+    def _total_fits(self, data, **kwargs):
+        check_lines_total(data.get("lines") or [])
+
+
+class DraftIn(DraftPatch):
+    account_id = Id(required=True)
 
 
 class CreditIn(Schema):
-    positions = fields.List(fields.Integer(), load_default=None)
+    positions = fields.List(Id(), load_default=None)
 
 
 class BillRunIn(Schema):
@@ -180,7 +199,12 @@ class BillRunIn(Schema):
 class BillRunOut(Schema):
     id = fields.Integer()
     as_of = fields.Date()
-    status = fields.String()
+    status = fields.String(
+        metadata={
+            "description": "queued, running, done, failed, or interrupted: its process died "
+            "(no heartbeat for QUEUE_STALE_SECONDS); POST /bill-runs/<id>/resume continues it"
+        }
+    )
     total = fields.Integer()
     done = fields.Integer()
     created = fields.Integer()
@@ -193,6 +217,10 @@ class BillRunOut(Schema):
     pending = fields.Integer(allow_none=True, metadata={"description": "queued: items waiting"})
     running = fields.Integer(allow_none=True, metadata={"description": "queued: items billing"})
     failed = fields.Integer(allow_none=True, metadata={"description": "queued: items failed"})
+    files_pending = fields.Integer(
+        allow_none=True, metadata={"description": "queued: invoice files not rendered yet"}
+    )
+    heartbeat_at = UtcDateTime(allow_none=True, metadata={"description": "last sign of life"})
 
 
 class UsageResult(Schema):
@@ -247,34 +275,6 @@ def list_subscriptions():
     return query.order_by(Subscription.id)
 
 
-@catalog_bp.route("/subscriptions", methods=["POST"])
-@catalog_bp.arguments(catalog.SubscriptionInput)
-@catalog_bp.response(201, SubscriptionOut)
-@api_login_required
-def create_subscription(data):
-    return catalog.create_subscription(api_user(), data)
-
-
-_USAGE = {
-    "type": "object",
-    "required": ["subscription_id", "quantity", "date", "external_id"],
-    "properties": {
-        "subscription_id": {"type": "integer"},
-        "quantity": {"type": "string", "example": "12.5"},
-        "date": {"type": "string", "format": "date"},
-        "external_id": {"type": "string"},
-    },
-}
-
-
-@catalog_bp.route("/usage", methods=["POST"])
-@catalog_bp.response(201, UsageResult)
-@catalog_bp.doc(
-    requestBody={
-        "content": {
-            "application/json": {"schema": {"oneOf": [_USAGE, {"type": "array", "items": _USAGE}]}}
-        }
-    }
 @catalog_bp.route("/subscriptions/<int:subscription_id>", methods=["GET"])
 @catalog_bp.response(200, SubscriptionOut)
 @api_login_required
@@ -289,6 +289,35 @@ def get_subscription(subscription_id):
     return sub
 
 
+@catalog_bp.route("/subscriptions", methods=["POST"])
+@catalog_bp.arguments(catalog.SubscriptionInput)
+@catalog_bp.response(201, SubscriptionOut)
+@api_login_required
+def create_subscription(data):
+    return catalog.create_subscription(api_user(), data)
+
+
+_USAGE = {
+    "type": "object",
+    "required": ["subscription_id", "quantity", "date", "external_id"],
+    "properties": {
+        "subscription_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "quantity": {"type": "string", "example": "12.5",
+                     "description": f"0 to {MAX_QUANTITY}, at most {MAX_PLACES} decimals"},
+        "date": {"type": "string", "format": "date"},
+        "external_id": {"type": "string", "minLength": 1, "maxLength": 100},
+    },
+}  # fmt: skip
+
+
+@catalog_bp.route("/usage", methods=["POST"])
+@catalog_bp.response(201, UsageResult)
+@catalog_bp.doc(
+    requestBody={
+        "content": {
+            "application/json": {"schema": {"oneOf": [_USAGE, {"type": "array", "items": _USAGE}]}}
+        }
+    }
 )
 @api_login_required
 def post_usage():
@@ -478,27 +507,68 @@ def start_bill_run(user, as_of: date) -> BillRun:
     """Start a bill run (scope: the user's subtree): queued for the workers when
     BILLHIVE_QUEUE is sqlite or redis, else in a background thread of this process."""
     rbac.require(user, "billruns.run")
+    try:  # every holder of billruns.run, resellers too: never for a day not ended yet
+        as_of = check_run_date(as_of, "date")
+    except PeriodError as exc:
+        raise ValidationFailed.field("date", str(exc)) from None
     run = BillRun.create(as_of=as_of, status="queued", scope=user.account_id, started_by=user)
     if billing_queue.queued_by_default(current_app.config):
         billing_queue.submit(run)
         return billing_queue.live(run)
-    app = current_app._get_current_object()
     scope_id, user_id = user.account_id, user.id
 
     def work():
         from core.models import Account, User
 
+        with runs.beating(run.id):  # a process killed mid-run leaves it "interrupted"
+            engine.run(as_of, actor=User.get_by_id(user_id),
+                       scope=Account.get_by_id(scope_id), bill_run=run)  # fmt: skip
+
+    _in_background(run.id, work)
+    return run
+
+
+def _in_background(run_id: int, work) -> None:
+    """Bill in a thread of this process (``inline`` mode), with its own connection."""
+    app = current_app._get_current_object()
+
+    def target():
         database = app.extensions["billhive"].database
         with app.app_context(), database.connection_context():
             app.extensions["billhive"].host.refresh()
             try:
-                engine.run(as_of, actor=User.get_by_id(user_id),
-                           scope=Account.get_by_id(scope_id), bill_run=run)  # fmt: skip
-            except Exception:  # noqa: BLE001 - recorded on the BillRun row by engine.run
-                current_app.logger.exception("bill run %s failed", run.id)
+                work()
+            except Exception:  # noqa: BLE001 - recorded on the BillRun row by the run
+                current_app.logger.exception("bill run %s failed", run_id)
 
-    threading.Thread(target=work, name=f"bill-run-{run.id}", daemon=True).start()
+    threading.Thread(target=target, name=f"bill-run-{run_id}", daemon=True).start()
+
+
+def scoped_run(user, run_id) -> BillRun:
+    """The bill run ``run_id`` within the user's subtree (404 outside it, before any
+    privilege is looked at), for a holder of ``billruns.run``."""
+    try:
+        run = rbac.get_scoped(BillRun, user, run_id, BillRun.scope)
+    except NotFound:
+        raise NotFound(f"bill run {run_id} not found") from None
+    rbac.require(user, "billruns.run")
     return run
+
+
+def resume_bill_run(user, run: BillRun) -> BillRun:
+    """Resume an interrupted run in a thread of this process (see core.billing.runs): the
+    accounts it had not billed are billed, nothing twice. 409 unless it is interrupted."""
+    rbac.require(user, "billruns.run")
+    run = runs.claim(run)
+    user_id = user.id
+
+    def work():
+        from core.models import User
+
+        runs.continue_run(BillRun.get_by_id(run.id), actor=User.get_by_id(user_id))
+
+    _in_background(run.id, work)
+    return billing_queue.live(run)
 
 
 @invoices_bp.route("/bill-runs", methods=["POST"])
@@ -507,10 +577,6 @@ def start_bill_run(user, as_of: date) -> BillRun:
 @api_login_required
 def post_bill_run(data):
     """Start a bill run for a date; poll GET /bill-runs/<id> for progress."""
-    try:  # every holder of billruns.run, resellers too: never for a day not ended yet
-        as_of = check_run_date(as_of, "date")
-    except PeriodError as exc:
-        raise ValidationFailed.field("date", str(exc)) from None
     try:
         as_of = parse_date(data["date"], "date")
     except PeriodError as exc:
@@ -532,10 +598,16 @@ def list_bill_runs():
 @invoices_bp.response(200, BillRunOut)
 @api_login_required
 def get_bill_run(run_id):
+    """A bill run and its progress. ``status`` is ``interrupted`` for a run whose process
+    died (no heartbeat for QUEUE_STALE_SECONDS): resume it with POST .../resume."""
+    return billing_queue.live(scoped_run(api_user(), run_id))
+
+
+@invoices_bp.route("/bill-runs/<int:run_id>/resume", methods=["POST"])
+@invoices_bp.response(202, BillRunOut)
+@api_login_required
+def resume_bill_run_api(run_id):
+    """Resume an interrupted bill run: the accounts it had not billed are billed in this
+    process, nothing twice (409 when the run is not interrupted); poll GET /bill-runs/<id>."""
     user = api_user()
-    try:  # outside the subtree: 404 before any privilege is looked at
-        run = rbac.get_scoped(BillRun, user, run_id, BillRun.scope)
-    except NotFound:
-        raise NotFound(f"bill run {run_id} not found") from None
-    rbac.require(user, "billruns.run")
-    return billing_queue.live(run)
+    return resume_bill_run(user, scoped_run(user, run_id))
