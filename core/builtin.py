@@ -136,6 +136,23 @@ def register_menu_items():
     ]
 
 
+def billing_coverage(migrator, db):
+    from core.billing.coverage import migrate_coverage
+
+    migrate_coverage(migrator, db)
+
+
+def bill_run_heartbeat(migrator, db):
+    from core.billing.runs import add_heartbeat_column
+
+    add_heartbeat_column(migrator, db)
+
+
+# the core's own schema history (core.migrations): applied at start-up, after the models'
+# missing tables are created; each step also runs (idempotently) on a brand-new database
+MIGRATIONS = [(1, billing_coverage), (2, bill_run_heartbeat)]
+
+
 @hookimpl
 def register_models():
     from core.billing.models import BILLING_MODELS
@@ -145,17 +162,6 @@ def register_models():
 
 
 @hookimpl
-def billing_coverage(migrator, db):
-    from core.billing.coverage import migrate_coverage
-
-    migrate_coverage(migrator, db)
-
-
-# the core's own schema history (core.migrations): applied at start-up, after the models'
-# missing tables are created; each step also runs (idempotently) on a brand-new database
-MIGRATIONS = [(1, billing_coverage)]
-
-
 def register_invoice_formats():
     from core.billing import raw
     from core.registry import InvoiceFormat

@@ -10,13 +10,21 @@ from datetime import date, timedelta
 import pytest
 
 from core.billing import queue
-from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, InvoiceLine
+from core.billing.models import (
+    BillRun,
+    BillRunItem,
+    Invoice,
+    InvoiceFile,
+    InvoiceLine,
+    PendingRender,
+)
 from core.db import utcnow
 from tests.billing_support import setup_catalog, subscribe
-from tests.plugins import billing_charges
+from tests.plugins import billing_charges, slow_format
 
 PLUGINS = ["invoice_pdf", "reseller_accounts"]
-MODULES = {"billing_charges": "tests.plugins.billing_charges"}
+MODULES = {"billing_charges": "tests.plugins.billing_charges",
+           "slow_format": "tests.plugins.slow_format"}  # fmt: skip
 AS_OF = date(2026, 2, 1)
 
 
@@ -121,8 +129,8 @@ def test_sweeper_requeues_stale_and_lost_items_and_finishes_the_run(customers, c
     assert queue.progress(run.id)["running"] == 2
 
     report = queue.sweep()
-    assert report == {"requeued_stale": 2, "requeued_pending": len(items) - 2, "failed": 0,
-                      "finished": 0}  # fmt: skip
+    assert report == {"requeued_stale": 2, "requeued_pending": len(items) - 2,
+                      "requeued_renders": 0, "failed": 0, "finished": 0}  # fmt: skip
     assert queue.sweep()["requeued_pending"] == 0  # queue not empty: nothing doubled
     queue.drain(ctx)
     check_exactly_once(customers)
@@ -227,3 +235,84 @@ def test_a_run_submitted_while_the_queue_is_down_waits_safely_in_the_database(ma
         items = BillRunItem.select().where(BillRunItem.bill_run == run.id)
         assert {i.status for i in items} == {"pending"}
         assert queue.live(BillRun.get_by_id(run.id)).pending == 2
+
+
+# -- files: a run is done only when every wanted file is stored or its failure reported -----
+
+
+def drain_bills_only(ctx):
+    """Run the plan and bill tasks; the render tasks are lost with their worker (killed while
+    rendering: SIGKILL, the queue's messages it held gone)."""
+    q = queue.get_queue(ctx)
+    queue.bind(ctx)
+    renders = 0
+    while (task := q.huey.dequeue()) is not None:
+        if task.name == "billhive_render":
+            renders += 1
+            continue
+        q.huey.execute(task)
+    return renders
+
+
+def later():
+    """A sweep's clock a moment later: a task dequeued this instant is not taken for lost."""
+    return utcnow() + timedelta(seconds=queue.GRACE_SECONDS + 1)
+
+
+def wanted_files():
+    return {(i.id, code) for i in Invoice.select() for code in ("RAW", "PDF")}
+
+
+def test_renders_lost_with_their_worker_are_queued_again_by_the_sweeper(customers, ctx, api,
+                                                                       world):  # fmt: skip
+    run = submit(ctx)
+    assert drain_bills_only(ctx) == 2 * len(customers)
+    check_exactly_once(customers)
+    assert InvoiceFile.select().count() == 0
+    # every item is done, but the files are not there: the run is not done
+    assert {i.status for i in BillRunItem.select()} == {"done"}
+    assert BillRun.get_by_id(run.id).status == "running"
+    BillRun.update(scope=world.provider.id).where(BillRun.id == run.id).execute()
+    body = api(world.operator).get(f"/api/v1/bill-runs/{run.id}").get_json()
+    assert body["status"] == "running" and body["files_pending"] == 2 * len(customers)
+
+    report = queue.sweep(now=later())
+    assert report["requeued_renders"] == 2 * len(customers) and report["finished"] == 0
+    queue.drain(ctx)
+    assert {(f.invoice_id, f.format) for f in InvoiceFile.select()} == wanted_files()
+    run = BillRun.get_by_id(run.id)
+    assert run.status == "done" and run.summary["render_errors"] == []
+    assert PendingRender.select().count() == 0
+
+
+def test_an_invoice_whose_renders_were_never_queued_gets_them_before_the_run_is_done(
+    customers, ctx
+):
+    run = submit(ctx)
+    drain_bills_only(ctx)
+    # the worker died between an invoice's commit and queuing its renders: no trace of them
+    victim = Invoice.select().order_by(Invoice.id).first()
+    PendingRender.delete().where(PendingRender.invoice == victim.id).execute()
+    assert queue.sweep(now=later())["requeued_renders"] == 2 * len(customers) - 2
+    queue.drain(ctx)
+    assert {(f.invoice_id, f.format) for f in InvoiceFile.select()} == wanted_files()
+    assert BillRun.get_by_id(run.id).status == "done"
+
+
+def test_a_render_failure_is_reported_in_the_run(customers, ctx):
+    ctx.extensions["billhive"].host.set_enabled("slow_format", True)
+    slow_format.MODE = "raise"
+    try:
+        run = submit(ctx)
+        queue.drain(ctx)
+    finally:
+        slow_format.MODE = None
+    run = BillRun.get_by_id(run.id)
+    assert run.status == "done"
+    numbers = sorted(i.number for i in Invoice.select())
+    assert sorted(run.summary["render_errors"]) == [
+        f"{n}: rendering SLOW failed: RuntimeError: the printer is out of toner" for n in numbers
+    ]
+    stored = {(f.invoice_id, f.format) for f in InvoiceFile.select()}
+    assert stored == wanted_files()  # RAW and PDF stored; SLOW failed and is reported
+    assert queue.sweep(now=later())["requeued_renders"] == 0  # reported, not retried blindly

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ["invoice_pdf", "reseller_accounts"]
-MODULES = {"billing_charges": "tests.plugins.billing_charges"}
+MODULES = {"billing_charges": "tests.plugins.billing_charges",
+           "slow_format": "tests.plugins.slow_format"}  # fmt: skip
 QUEUES = ["sqlite"] + (["redis"] if os.environ.get("BILLHIVE_TEST_REDIS") else [])
 AS_OF = date(2026, 2, 1)
 N = 10
@@ -81,8 +82,9 @@ def spawn(app, database_url, queue_config):
     config = {"DATABASE_URL": database_url, "DATA_DIR": app.config["DATA_DIR"],
               "SECRET_KEY": "test", **queue_config}  # fmt: skip
 
-    def start(*args, mode="ok"):
-        env = {**os.environ, "BILLHIVE_TEST_CHARGES": mode, "PYTHONPATH": str(ROOT)}
+    def start(*args, mode="ok", render="ok"):
+        env = {**os.environ, "BILLHIVE_TEST_CHARGES": mode, "BILLHIVE_TEST_RENDER": render,
+               "PYTHONPATH": str(ROOT)}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-c", RUNNER, json.dumps(config), *args], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -197,3 +199,25 @@ def test_bill_run_queue_shows_progress_and_the_summary(customers, spawn):
     assert len(summary["invoices"]) == N
     assert f"{N} account(s) queued" in err
     check_exactly_once(customers, summary["bill_run_id"])
+
+
+def test_a_worker_killed_while_rendering_loses_no_file(customers, spawn, ctx):
+    ctx.extensions["billhive"].host.set_enabled("slow_format", True)  # SLOW: 0.3 s a file
+    run = submit()
+    worker = spawn("worker", "--workers", "1", render="sleep:0.3")
+    slow = InvoiceFile.select().where(InvoiceFile.format == "SLOW")
+    wait_for(lambda: slow.count() >= 2, what="rendering under way")
+    kill(worker)  # SIGKILL while it renders: the render task it held is gone
+    assert queue.progress(run.id)["done"] == N  # every account billed ...
+    wanted = {(i.id, fmt) for i in Invoice.select() for fmt in ("RAW", "PDF", "SLOW")}
+    stored = {(f.invoice_id, f.format) for f in InvoiceFile.select()}
+    assert stored < wanted  # ... but files are missing: the run is not done
+    assert run_status(run.id) == "running"
+
+    spawn("worker", "--workers", "2")  # its sweeper queues again what was lost
+    wait_for(lambda: run_status(run.id) == "done", what="the run to finish")
+    assert {(f.invoice_id, f.format) for f in InvoiceFile.select()} == wanted
+    for record in InvoiceFile.select():
+        assert (Path(ctx.config["STORAGE_DIR"]) / record.path).stat().st_size == record.size
+    check_exactly_once(customers, run.id)
+    assert BillRun.get_by_id(run.id).summary["render_errors"] == []

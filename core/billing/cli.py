@@ -41,10 +41,11 @@ def bill_run(ctx, day, as_json, queued, no_wait):
 def _bill_run(day, as_json, queued, no_wait):
     from flask import current_app
 
-    from core.billing import engine
+    from core.billing import engine, runs
     from core.billing import queue as billing_queue
     from core.billing.models import BillRun
     from core.billing.periods import PeriodError, check_run_date
+    from core.models import Account
 
     as_of = _parse_day(day, "--date") if day else clock.today()
     try:  # before anything is written: a run for a day that has not ended is refused
@@ -53,26 +54,49 @@ def _bill_run(day, as_json, queued, no_wait):
         raise click.BadParameter(str(exc), param_hint="'--date'") from None
     if queued is None:
         queued = billing_queue.queued_by_default(current_app.config)
-    run = BillRun.create(as_of=as_of, status="queued")
+    _hint_interrupted()
+    # the whole tree: the run belongs to the root account (the panel and the API show it)
+    root = Account.select(Account.id).where(Account.parent.is_null()).order_by(Account.id).first()
+    run = BillRun.create(as_of=as_of, status="queued", scope=root.id if root else None)
     if queued:
         summary = _queued_run(run, as_json, no_wait)
         if summary is None:
             return
-    elif as_json:
-        summary = engine.run(as_of, bill_run=run)
     else:
-        bar = click.progressbar(length=1, label=f"Bill run {as_of}", file=sys.stderr)
-        with bar:
+        with runs.beating(run.id):  # killed, the run shows "interrupted" (bill-run resume)
+            summary = _with_progress(
+                as_json, f"Bill run {as_of}", lambda p: engine.run(as_of, bill_run=run, progress=p)
+            )
+    _print_summary(summary, as_json, f"Bill run {as_of}")
 
-            def progress(done, total, account):
-                bar.length = total
-                bar.update(1)
 
-            summary = engine.run(as_of, bill_run=run, progress=progress)
+def _with_progress(as_json, label, work):
+    """``work(progress)`` with a progress bar on stderr (none with --json)."""
+    if as_json:
+        return work(None)
+    bar = click.progressbar(length=1, label=label, file=sys.stderr)
+    with bar:
+
+        def progress(done, total, account):
+            bar.length = total
+            bar.update(1)
+
+        return work(progress)
+
+
+def _hint_interrupted():
+    from core.billing import runs
+
+    for run in runs.interrupted_runs().order_by(runs.BillRun.id):
+        click.echo(f"Bill run {run.id} ({run.as_of}) was interrupted; continue it with "
+                   f"`billhive bill-run resume {run.id}`.", err=True)  # fmt: skip
+
+
+def _print_summary(summary, as_json, title):
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
-        click.echo(f"Bill run {as_of}: {summary['accounts']} account(s), "
+        click.echo(f"{title}: {summary['accounts']} account(s), "
                    f"{summary['invoices_created']} invoice(s) created")  # fmt: skip
         listed = summary["invoices"][:LISTED]
         for inv in listed:
@@ -173,9 +197,61 @@ def bill_run_sweep(stale_after):
     report = billing_queue.sweep(stale_after)
     click.echo(
         f"Swept: {report['requeued_stale']} stale item(s) and {report['requeued_pending']} "
-        f"pending item(s) queued again, {report['failed']} failed after too many attempts, "
+        f"pending item(s) and {report['requeued_renders']} render(s) of missing invoice files "
+        f"queued again, {report['failed']} failed after too many attempts, "
         f"{report['finished']} run(s) finished."
     )
+
+
+@bill_run.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@with_app
+def bill_run_list(as_json, limit):
+    """The latest bill runs and their status; "interrupted": its process died (resume it)."""
+    from core.billing import queue as billing_queue
+    from core.billing.models import BillRun
+
+    rows = []
+    for run in BillRun.select().order_by(BillRun.id.desc()).limit(limit):
+        run = billing_queue.live(run)
+        rows.append({"id": run.id, "as_of": run.as_of.isoformat(), "status": run.status,
+                     "done": run.done, "total": run.total, "created": run.created,
+                     "skipped": run.skipped, "failures": len(run.failures or []),
+                     "queued": bool(run.queued),
+                     "finished_at": str(run.finished_at) if run.finished_at else None})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        hint = f"  (billhive bill-run resume {r['id']})" if r["status"] == "interrupted" else ""
+        click.echo(f"{r['id']:>6} {r['as_of']}  {r['status']:<11} {r['done']:>6}/{r['total']:<6} "
+                   f"{r['created']:>6} created {r['skipped']:>6} skipped "
+                   f"{r['failures']:>4} failed{hint}")  # fmt: skip
+
+
+@bill_run.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_app
+def bill_run_resume(run_id, as_json):
+    """Continue an interrupted bill run (its process died) in this process: the accounts it
+    had not billed are billed, nothing twice; exit status 1 when anything failed."""
+    from core.billing import runs
+    from core.billing.models import BillRun
+    from core.errors import BillhiveError
+
+    run = BillRun.get_or_none(BillRun.id == run_id)
+    if run is None:
+        raise click.ClickException(f"bill run {run_id} not found")
+    try:
+        run = runs.claim(run)
+    except BillhiveError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Resuming bill run {run.id} ({run.as_of}).", err=True)
+    summary = _with_progress(as_json, f"Bill run {run.as_of} (resumed)",
+                             lambda p: runs.continue_run(run, progress=p))  # fmt: skip
+    _print_summary(summary, as_json, f"Bill run {run.as_of} (resumed)")
 
 
 @click.group("usage")

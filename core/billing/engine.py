@@ -704,6 +704,7 @@ def _update_run(bill_run: BillRun, done, summary, status=None) -> None:
         BillRun.created: len(summary["invoices"]),
         BillRun.skipped: len(summary["invoices_skipped"]),
         BillRun.failures: summary["failures"],
+        BillRun.heartbeat_at: utcnow(),
     }
     if done is not None:
         values[BillRun.done] = done

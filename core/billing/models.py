@@ -260,6 +260,30 @@ class BillRun(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
+    # an in-process run beats while it bills (core.billing.runs): a queued or running run
+    # whose last beat is older than QUEUE_STALE_SECONDS died with its process: "interrupted"
+    heartbeat_at = pw.DateTimeField(null=True)
+
+
+class PendingRender(BaseModel):
+    """A file a queued bill run wants and has not stored yet (core.billing.queue): made when
+    the bill task queues its render task, deleted when the file is stored; ``error`` is set
+    when rendering failed (reported in the run's summary). A run is done only when none of
+    its rows is left without an error; the sweeper queues the others again (a killed worker
+    loses the render task it held, not the row)."""
+
+    invoice = pw.ForeignKeyField(Invoice, backref="+", on_delete="CASCADE", index=False)
+    format = pw.CharField(max_length=20)
+    bill_run = pw.IntegerField(null=True)
+    queued_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    error = pw.TextField(null=True)
+
+    class Meta:
+        indexes = (
+            (("invoice", "format"), True),
+            (("bill_run", "queued_at"), False),
+        )
 
 
 ITEM_STATUSES = ("pending", "running", "done", "failed")
@@ -302,6 +326,7 @@ BILLING_MODELS = [
     InvoiceFile,
     BillRun,
     BillRunItem,
+    PendingRender,
 ]
 
 

@@ -18,17 +18,23 @@ run; ``billhive worker`` consumes it. A queued run goes like this:
 2. A ``bill`` task claims its item with one guarded UPDATE (``pending`` -> ``running``,
    ``attempts + 1``, ``heartbeat_at``), bills the account with
    :func:`core.billing.engine.bill_account` (each invoice in its own transaction, exactly once
-   by the unique index), queues one ``render`` task per invoice file, and marks the item
-   ``done`` or ``failed``. The worker that marks the last item finishes the run (totals from
-   the invoices of the run).
+   by the unique index), queues one ``render`` task per file the invoice wants (recording each
+   as a :class:`~core.billing.models.PendingRender` row first), and marks the item ``done`` or
+   ``failed``. A render task stores its file and deletes its row, or records the failure on
+   it. The run is finished (totals from the invoices of the run) by the worker that leaves
+   nothing open: no item pending or running, no file wanted that is neither stored nor has
+   its render failure recorded (reported in the run's ``render_errors``).
 3. While a task runs, a thread of its worker process refreshes ``heartbeat_at``. A worker
    killed mid-task leaves its item ``running`` with an old heartbeat; nothing is lost.
 4. The sweeper (:func:`sweep`: ``billhive bill-run sweep``, and every
    ``QUEUE_SWEEP_SECONDS`` in each ``billhive worker``) puts stale items back to ``pending``
    and queues them again, queues pending items that are on no queue (queue empty, or pending
    for longer than ``PENDING_REQUEUE_SECONDS``), fails an item whose worker died
-   ``MAX_ATTEMPTS`` times, and finishes runs with nothing left. Queuing an item twice is
-   harmless: only one task can claim it, and the unique index refuses a second invoice.
+   ``MAX_ATTEMPTS`` times, queues again the renders of files still missing (a worker killed
+   while rendering loses its task, not the row; an invoice whose renders were never queued
+   gets its rows when its run is checked for completion), and finishes runs with nothing
+   left. Queuing an item or a render twice is harmless: only one task can claim an item, the
+   engine refuses a second invoice, and a stored file is not rendered again.
 
 Progress (:func:`progress`) is counted from the items, so the panel, the API and the CLI show
 the same numbers whatever worker does the work.
@@ -50,8 +56,8 @@ from flask import current_app
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
-from core.billing import engine, storage
-from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
+from core.billing import engine, runs, storage
+from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, PendingRender
 from core.billing.money import format_money
 from core.db import Prepared, database, utcnow
 from core.models import Account, User
@@ -154,8 +160,19 @@ class Queue:
         return self.huey.pending_count()
 
     def enqueue_renders(self, invoice: Invoice) -> list[str]:
-        """``engine.bill_account``'s render step for queued runs: one task per file."""
-        for code in storage.wanted_formats(invoice):
+        """``engine.bill_account``'s render step for queued runs: one task per file the
+        invoice wants, each recorded first (:class:`PendingRender`) so a lost task is found."""
+        codes = storage.wanted_formats(invoice)
+        if codes:
+            now = utcnow()
+            PendingRender.insert_many(
+                [
+                    {"invoice": invoice.id, "format": code, "bill_run": invoice.bill_run,
+                     "queued_at": now}
+                    for code in codes
+                ]  # fmt: skip
+            ).on_conflict_ignore().execute()
+        for code in codes:
             self.render_task(invoice.id, code)
         return []
 
@@ -292,6 +309,18 @@ _item_open = Prepared(
         .limit(1)
     )
 )
+_renders_open = Prepared(
+    lambda run: (
+        PendingRender.select(pw.SQL("1"))
+        .where((PendingRender.bill_run == run) & PendingRender.error.is_null())
+        .limit(1)
+    )
+)
+_render_done = Prepared(
+    lambda invoice, code: PendingRender.delete().where(
+        (PendingRender.invoice == invoice) & (PendingRender.format == code)
+    )
+)
 _file_stored = Prepared(
     lambda invoice, code: (
         InvoiceFile.select(pw.SQL("1"))
@@ -423,17 +452,63 @@ def _heartbeat(item_id: int, interval: float):
 
 
 def finish_if_complete(run_id: int) -> bool:
-    """Finish the run when none of its items is pending or running. Called after the
-    caller's item is committed, so the worker finishing the last item sees every other."""
-    if _item_open.scalar(run_id) is not None:
+    """Finish the run when none of its items is pending or running and none of its files is
+    waiting to be rendered. Called after the caller's item or file is committed, so the
+    worker finishing the last one sees every other."""
+    if _item_open.scalar(run_id) is not None or _renders_open.scalar(run_id) is not None:
         return False
     return finish(run_id)
 
 
+def missing_files(run_id: int) -> list[tuple[int, str]]:
+    """(invoice id, format) of every file the run's invoices want that is neither stored nor
+    waiting (a :class:`PendingRender` row): the renders a killed worker never queued."""
+    known: dict[int, set] = {}
+    stored = (
+        InvoiceFile.select(InvoiceFile.invoice, InvoiceFile.format)
+        .join(Invoice)
+        .where(Invoice.bill_run == run_id)
+        .tuples()
+    )
+    waiting = PendingRender.select(PendingRender.invoice, PendingRender.format).where(
+        PendingRender.bill_run == run_id
+    )
+    for invoice_id, code in list(stored) + list(waiting.tuples()):
+        known.setdefault(invoice_id, set()).add(code)
+    accounts: dict = {}
+    missing = []
+    invoices = list(Invoice.select().where(Invoice.bill_run == run_id).order_by(Invoice.id))
+    for invoice in invoices:
+        for code in storage.wanted_formats(invoice, accounts):
+            if code not in known.get(invoice.id, ()):
+                missing.append((invoice.id, code))
+    return missing
+
+
+def _queue_renders(run_id: int, files: list[tuple[int, str]]) -> None:
+    now = utcnow()
+    for chunk in pw.chunked(files, 500):
+        PendingRender.insert_many(
+            [{"invoice": i, "format": code, "bill_run": run_id, "queued_at": now}
+             for i, code in chunk]  # fmt: skip
+        ).on_conflict_ignore().execute()
+    queue = get_queue()
+    for invoice_id, code in files:
+        queue.render_task(invoice_id, code)
+
+
 def finish(run_id: int) -> bool:
-    """Mark a queued run done (failed when an item failed) with its summary; once."""
+    """Mark a queued run done (failed when an item failed) with its summary; once. A run
+    whose invoices still miss files is not finished: their renders are queued (the run is
+    finished by the last of them)."""
     run = BillRun.get_or_none(BillRun.id == run_id)
     if run is None or run.status not in ("queued", "running"):
+        return False
+    missing = missing_files(run_id)
+    if missing:
+        log.warning("bill run %s: %d file(s) were never rendered; queuing them", run_id,
+                    len(missing))  # fmt: skip
+        _queue_renders(run_id, missing)
         return False
     counts = progress(run_id)
     failures, skipped, render_errors = [], [], []
@@ -447,6 +522,15 @@ def finish(run_id: int) -> bool:
         failures += detail.get("failures", [])
         skipped += detail.get("invoices_skipped", [])
         render_errors += detail.get("render_errors", [])
+    failed_renders = (
+        PendingRender.select(PendingRender.format, PendingRender.error, Invoice.number)
+        .join(Invoice)
+        .where((PendingRender.bill_run == run_id) & PendingRender.error.is_null(False))
+        .order_by(PendingRender.invoice, PendingRender.format)
+        .tuples()
+    )
+    for code, error, number in failed_renders:
+        render_errors.append(f"{number}: rendering {code} failed: {error}")
     totals, created = {}, 0
     rows = (
         Invoice.select(Invoice.currency, pw.fn.SUM(Invoice.total), pw.fn.COUNT(Invoice.id))
@@ -516,16 +600,26 @@ def progress(run_id: int) -> dict:
 def live(run: BillRun) -> BillRun:
     """The run with its counters taken from its items while it is queued or running (the
     row's own counters are written when it finishes). Adds ``pending``, ``running``,
-    ``failed`` and ``queued`` attributes for the API and the panel."""
-    run.queued = run.pending = run.running = run.failed = None
+    ``failed``, ``files_pending`` and ``queued`` attributes for the API and the panel. An
+    in-process run whose process died shows the status ``interrupted``
+    (:mod:`core.billing.runs`)."""
+    run.queued = run.pending = run.running = run.failed = run.files_pending = None
     if run.status not in ("queued", "running"):
         summary = run.summary or {}
         run.queued = bool(summary.get("queued"))
         return run
     counts = progress(run.id)
     if not counts["total"]:
-        return run  # an in-process run: engine.run keeps the row's counters up to date
+        # an in-process run: engine.run keeps the row's counters up to date
+        if runs.is_interrupted(run, has_items=False):
+            run.status = runs.INTERRUPTED
+        return run
     run.queued = True
+    run.files_pending = (
+        PendingRender.select()
+        .where((PendingRender.bill_run == run.id) & PendingRender.error.is_null())
+        .count()
+    )
     run.total, run.done = counts["total"], counts["done"]
     run.created, run.skipped = counts["created"], counts["skipped"]
     run.pending, run.running, run.failed = counts["pending"], counts["running"], counts["failed"]
@@ -553,7 +647,8 @@ def sweep(stale: float | None = None, *, now=None) -> dict:
     stale = queue.stale_seconds if stale is None else stale
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stale)
-    report = {"requeued_stale": 0, "requeued_pending": 0, "failed": 0, "finished": 0}
+    report = {"requeued_stale": 0, "requeued_pending": 0, "requeued_renders": 0, "failed": 0,
+              "finished": 0}  # fmt: skip
     empty = queue.pending_count() == 0  # before this sweep queues anything
 
     # 1. running items whose worker stopped beating
@@ -602,7 +697,24 @@ def sweep(stale: float | None = None, *, now=None) -> dict:
             queue.bill_task(item_id)
         report["requeued_pending"] += len(chunk)
 
-    # 3. runs whose items are all finished (the last worker died before finishing the run)
+    # 3. files wanted and neither stored nor failed whose render task is on no queue (its
+    # worker was killed while rendering): all of them when the queue is empty, else old ones
+    lost_renders = list(
+        PendingRender.select(PendingRender.id, PendingRender.invoice, PendingRender.format)
+        .where(PendingRender.error.is_null() & (PendingRender.queued_at < older))
+        .order_by(PendingRender.id)
+        .tuples()
+    )
+    for chunk in pw.chunked(lost_renders, 500):
+        PendingRender.update(queued_at=now).where(
+            PendingRender.id.in_([row[0] for row in chunk])
+        ).execute()
+        for _, invoice_id, code in chunk:
+            queue.render_task(invoice_id, code)
+        report["requeued_renders"] += len(chunk)
+
+    # 4. runs with nothing open (the last worker died before finishing the run); a run whose
+    # invoices miss files no render task was ever queued for gets them queued instead
     has_items = BillRunItem.select(BillRunItem.id).where(BillRunItem.bill_run == BillRun.id)
     running = BillRun.select(BillRun.id).where(
         BillRun.status.in_(["queued", "running"]) & pw.fn.EXISTS(has_items)
@@ -659,21 +771,36 @@ def _bill_task(item_id: int) -> None:
 
 
 def render_file(invoice_id: int, code: str) -> bool:
-    """Render and store one file of an invoice unless it is there already; a failure is
-    logged and the file is rendered on its first download instead."""
+    """Render and store one file of an invoice unless it is there already (or no longer
+    wanted); then its :class:`PendingRender` row goes and the run is finished if that was
+    all. A failure is recorded on the row (reported in the run) and logged; the file is
+    rendered on its first download instead."""
     invoice = _invoice.instance(invoice_id)
     if invoice is None or invoice.status == "draft":
         return False
-    if _file_stored.scalar(invoice_id, code) is not None:
-        return False
-    invoice.account = _account.instance(invoice.account_id)
-    invoice.issuer = _account.instance(invoice.issuer_id)
-    try:
-        storage.render_one(invoice, code)
-    except Exception:  # noqa: BLE001 - rendered again on download
-        log.exception("rendering %s of invoice %s failed", code, invoice_id)
-        return False
-    return True
+    rendered = False
+    if _file_stored.scalar(invoice_id, code) is None:
+        invoice.account = _account.instance(invoice.account_id)
+        invoice.issuer = _account.instance(invoice.issuer_id)
+        if code in storage.wanted_formats(invoice):
+            try:
+                storage.render_one(invoice, code)
+                rendered = True
+            except Exception as exc:  # noqa: BLE001 - reported in the run; again on download
+                log.exception("rendering %s of invoice %s failed", code, invoice_id)
+                PendingRender.update(
+                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    attempts=PendingRender.attempts + 1,
+                ).where(
+                    (PendingRender.invoice == invoice_id) & (PendingRender.format == code)
+                ).execute()
+                if invoice.bill_run:
+                    finish_if_complete(invoice.bill_run)
+                return False
+    _render_done.execute(invoice_id, code)
+    if invoice.bill_run:
+        finish_if_complete(invoice.bill_run)
+    return rendered
 
 
 def _render_task(invoice_id: int, code: str) -> None:

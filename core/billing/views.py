@@ -10,7 +10,7 @@ from core import rbac
 from core.billing import catalog, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
-from core.billing.api import send_invoice_file, start_bill_run
+from core.billing.api import resume_bill_run, scoped_run, send_invoice_file, start_bill_run
 from core.billing.models import (
     BillRun,
     Invoice,
@@ -187,7 +187,8 @@ def _run_json(run: BillRun) -> dict:
             "status": run.status, "total": run.total, "done": run.done, "created": run.created,
             "skipped": run.skipped, "failures": run.failures or [],
             "summary": run.summary, "queued": run.queued, "pending": run.pending,
-            "running": run.running, "failed": run.failed}  # fmt: skip
+            "running": run.running, "failed": run.failed,
+            "files_pending": run.files_pending}  # fmt: skip
 
 
 @blueprint.route("/runs", methods=["GET", "POST"])
@@ -214,3 +215,17 @@ def run_status(run_id):
     run = rbac.get_scoped(BillRun, current_user, run_id, BillRun.scope)  # 404 outside first
     rbac.require(current_user, "billruns.run")
     return jsonify(_run_json(run))
+
+
+@blueprint.route("/runs/<int:run_id>/resume", methods=["POST"])
+@login_required
+def run_resume(run_id):
+    """The Resume button of an interrupted run: its remaining accounts are billed in this
+    process (core.billing.runs); the page then follows it."""
+    run = scoped_run(current_user, run_id)
+    try:
+        resume_bill_run(current_user, run)
+        flash(f"Bill run {run.id} resumed: the accounts it had not billed are being billed.")
+    except BillhiveError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("billing.runs_page", watch=run.id))
