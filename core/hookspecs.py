@@ -137,7 +137,9 @@ def charges_for_period(account, period):
     :param period: a ``(start, end)`` tuple of dates, end exclusive.
     :return: a list of :class:`core.registry.Charge`; the engine rounds each line once and
         writes all lines of an invoice in one transaction, so a raising hook rolls the whole
-        invoice back.
+        invoice back. Each day is billed once: a charge names its ``coverage`` key and
+        ``service_start``/``service_end``, and bills from what the key is billed through
+        (``core.billing.coverage.key_through``); see :class:`core.registry.Charge`.
 
     Since API 1.
     """

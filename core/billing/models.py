@@ -293,8 +293,8 @@ class BillRunItem(BaseModel):
     """One account of a queued bill run (core.billing.queue). The run's state lives here, not
     in the queue: a task claims its item (running, heartbeat_at), bills the account and marks
     it done or failed; an item left running with an old heartbeat belongs to a worker that
-    died, and the sweeper puts it back on the queue. Exactly-once still comes from the unique
-    index on Invoice."""
+    died, and the sweeper puts it back on the queue. Exactly-once still comes from coverage
+    (``billed_through`` and the database's refusal of overlapping coverage)."""
 
     bill_run = pw.ForeignKeyField(BillRun, backref="items", on_delete="CASCADE", index=False)
     account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
@@ -323,6 +323,7 @@ BILLING_MODELS = [
     Invoice,
     InvoiceLine,
     InvoiceSequence,
+    Coverage,
     InvoiceFile,
     BillRun,
     BillRunItem,
@@ -347,7 +348,6 @@ PAYMENT_KINDS = ("payment", "refund")
 class LedgerImmutable(Conflict):
     """A ledger entry or payment was about to be changed or deleted: post a reversal."""
 
-    Coverage,
 
 class _AppendOnly(BaseModel):
     """Rows are inserted, never updated or deleted, through the ORM (instances and queries)."""
