@@ -167,8 +167,12 @@ class Queue:
             now = utcnow()
             PendingRender.insert_many(
                 [
-                    {"invoice": invoice.id, "format": code, "bill_run": invoice.bill_run,
-                     "queued_at": now}
+                    {
+                        "invoice": invoice.id,
+                        "format": code,
+                        "bill_run": invoice.bill_run,
+                        "queued_at": now,
+                    }
                     for code in codes
                 ]  # fmt: skip
             ).on_conflict_ignore().execute()
@@ -489,8 +493,10 @@ def _queue_renders(run_id: int, files: list[tuple[int, str]]) -> None:
     now = utcnow()
     for chunk in pw.chunked(files, 500):
         PendingRender.insert_many(
-            [{"invoice": i, "format": code, "bill_run": run_id, "queued_at": now}
-             for i, code in chunk]  # fmt: skip
+            [
+                {"invoice": i, "format": code, "bill_run": run_id, "queued_at": now}
+                for i, code in chunk
+            ]  # fmt: skip
         ).on_conflict_ignore().execute()
     queue = get_queue()
     for invoice_id, code in files:
