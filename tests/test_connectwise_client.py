@@ -669,3 +669,15 @@ def test_a_quantity_beyond_double_precision_is_not_patched_again(fake, world):
     assert fake.requests_to("/additions/", method="PATCH") == []
     # a real change is still pushed
     assert client.upsert_addition(agreement_id, "M365-BP", Decimal("2.5"), "k")[0] == "updated"
+
+
+def test_retry_after_as_an_http_date(fake, world):
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    fake.fail_next("procurement/catalog", status=429, retry_after=when)
+    clock = FakeClock()
+    assert len(clocked_client(fake, clock).catalog_items()) == 2
+    (slept,) = clock.sleeps
+    assert 15 < slept <= 20

@@ -1041,12 +1041,12 @@ class ConnectWiseClient:
             return exc
 
         shaped = isinstance(payload, dict) and ("code" in payload or "message" in payload)
-        if not shaped and status not in (401, 403):
+        if not shaped and status not in (401, 403, 429):
             # Not ConnectWise's error shape: whatever answered is not echoed, and the
             # message is the one for a site that cannot be reached (core.outbound).
             log.warning("%s answered %s with %s and no ConnectWise error", self._site, what, status)
-            return error("server" if status == 429 or status >= 500 else "connection",
-                         outbound.UNREACHABLE)  # fmt: skip
+            kind = "server" if status >= 500 else "connection"
+            return error(kind, outbound.UNREACHABLE)
 
         mentions_client_id = "clientid" in said.replace(" ", "").lower()
         if status == 401 and mentions_client_id:
