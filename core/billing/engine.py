@@ -351,13 +351,23 @@ _set_number = Prepared(
 _SEQUENCED: set[tuple] = set()  # (database, issuer id) known to have an invoice sequence
 
 
+_advance_from_null = Prepared(
+    lambda new, sub: Subscription.update(billed_through=new).where(
+        (Subscription.id == sub) & Subscription.billed_through.is_null()
+    )
+)
+_advance_from = Prepared(
+    lambda new, sub, read: Subscription.update(billed_through=new).where(
+        (Subscription.id == sub) & (Subscription.billed_through == read)
+    )
+)
+
+
 def _advance(sub_id: int, read, new) -> int:
     """Compare-and-set of one subscription's ``billed_through``: rows changed (0 or 1)."""
-    was = Subscription.billed_through.is_null() if read is None else (
-        Subscription.billed_through == read)  # fmt: skip
-    return (
-        Subscription.update(billed_through=new).where((Subscription.id == sub_id) & was).execute()
-    )
+    if read is None:
+        return _advance_from_null.rowcount(new.isoformat(), sub_id)
+    return _advance_from.rowcount(new.isoformat(), sub_id, read.isoformat())
 
 
 def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
