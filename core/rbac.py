@@ -136,7 +136,19 @@ def _refused_outside(user: User, model, object_id, account_field: pw.Field | Non
         )
 
 
+def _as_id(value) -> int | None:
+    """An id from a request, or None when it cannot name a stored row (not a number, or
+    beyond a 64-bit id column: 404, never an overflow in the database driver)."""
+    try:
+        number = int(value)
+    except (ValueError, TypeError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
 def get_account(user: User, account_id) -> Account:
+    if _as_id(account_id) is None:
+        raise NotFound(f"account {account_id} not found")
     try:
         return visible_accounts(user).where(Account.id == int(account_id)).get()
     except (ValueError, TypeError, Account.DoesNotExist):
@@ -147,6 +159,8 @@ def get_account(user: User, account_id) -> Account:
 def get_scoped(model, user: User, object_id, account_field: pw.Field | None = None):
     """Fetch one tenant object or 404 (also when it exists in someone else's subtree)."""
     field = account_field if account_field is not None else model.account
+    if _as_id(object_id) is None:
+        raise NotFound(f"{model.__name__.lower()} {object_id} not found")
     try:
         query = scoped(model.select(), field, user)
         return query.where(model.id == int(object_id)).get()
@@ -161,6 +175,8 @@ def get_in_account(model, user: User | None, account: Account, object_id,
     An object of an account outside the caller's subtree is audited as a cross-tenant
     attempt, like :func:`get_scoped`; ``user=None`` is the operator's shell."""
     field = account_field if account_field is not None else model.account
+    if _as_id(object_id) is None:
+        raise NotFound(f"{label or model.__name__.lower()} {object_id} not found")
     try:
         return model.select().where((model.id == int(object_id)) & (field == account.id)).get()
     except (ValueError, TypeError, model.DoesNotExist):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import date
 from functools import wraps
@@ -15,12 +16,77 @@ from core.errors import BillhiveError
 _app = None
 
 
+class DatabaseUnreachable(Exception):
+    """The configured database cannot be opened; the message names it (password masked)."""
+
+
+def _masked(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    userinfo = netloc[0].partition(":")[0]
+    return parts._replace(netloc=f"{userinfo}:***@{netloc[2]}").geturl()
+
+
+# what the drivers say when the database cannot be opened (not when a statement fails)
+_CANNOT_OPEN = (
+    "unable to open database file",  # sqlite3: no such folder, no permission
+    "connection to server",  # psycopg2: refused, timed out, closed
+    "could not connect",
+    "could not translate host name",
+    "authentication failed",
+    "does not exist",  # database "x" does not exist / role "x" does not exist
+    "timeout expired",
+)
+
+
+def _unreachable_cause(exc: BaseException) -> str | None:
+    """The driver's reason when ``exc`` says the database could not be opened, else None."""
+    import peewee as pw
+
+    seen = exc
+    while seen is not None:
+        driver = type(seen).__module__.split(".")[0] in ("psycopg2", "sqlite3")
+        if isinstance(seen, (pw.OperationalError, pw.InterfaceError)) or (
+            driver and type(seen).__name__ == "OperationalError"
+        ):
+            text = " ".join(str(seen).split())  # psycopg2 spreads its reason over lines
+            if any(marker in text for marker in _CANNOT_OPEN):
+                return text
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _build_app():
+    from hostapp.app import create_app
+    from hostapp.config import database_url
+
+    try:
+        return create_app()
+    except Exception as exc:
+        cause = _unreachable_cause(exc)
+        if cause is None:
+            raise
+        raise DatabaseUnreachable(
+            f"cannot open the database {_masked(database_url())}: {cause}"
+        ) from exc
+
+
 def get_app():
+    """The instance's app. A database that cannot be opened ends the command with one line
+    on stderr and status 2 (the traceback with BILLHIVE_DEBUG=1)."""
     global _app  # the CLI is one process serving one instance; tests build apps themselves
     if _app is None:
-        from hostapp.app import create_app
-
-        _app = create_app()
+        try:
+            _app = _build_app()
+        except DatabaseUnreachable as exc:
+            if os.environ.get("BILLHIVE_DEBUG") == "1":
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
     return _app
 
 
@@ -48,7 +114,18 @@ def with_app(fn):
 class BillhiveCLI(click.Group):
     """Core commands plus those of enabled plugins (``register_commands``)."""
 
-    def _plugin_commands(self) -> dict:
+    def _plugin_commands(self, listing: bool = False) -> dict:
+        global _app
+        if listing and _app is None:
+            # --help lists commands: it opens an instance that exists, and creates nothing
+            from hostapp.config import instance_exists
+
+            if not instance_exists():
+                return {}
+            try:
+                _app = _build_app()
+            except Exception:  # noqa: BLE001 - a broken instance still gets core commands
+                return {}
         try:
             app = get_app()
         except Exception:  # noqa: BLE001 - a broken instance still gets core commands
@@ -62,7 +139,7 @@ class BillhiveCLI(click.Group):
     def list_commands(self, ctx):
         names = set(super().list_commands(ctx))
         if not ctx.resilient_parsing:
-            names |= set(self._plugin_commands())
+            names |= set(self._plugin_commands(listing=True))
         return sorted(names)
 
     def get_command(self, ctx, name):
@@ -137,12 +214,12 @@ def gunicorn_argv(bind_host: str, port: int, workers: int) -> list[str]:
 @click.option("--workers", default=0, type=int, help="Serve with gunicorn and N workers.")
 def run(bind_host, port, workers):
     """Serve the panel and the API."""
+    app = get_app()  # the database is reachable (else one line and status 2) before serving
     click.echo(f"Billhive panel: http://{bind_host}:{port}/   (API: /api/v1, Ctrl+C stops)")
     if workers:
-        import os
-
+        app.extensions["billhive"].database.close()
         os.execvp(sys.executable, gunicorn_argv(bind_host, port, workers))
-    get_app().run(host=bind_host, port=port, threaded=True, use_reloader=False)
+    app.run(host=bind_host, port=port, threaded=True, use_reloader=False)
 
 
 @main.command()

@@ -11,6 +11,25 @@ def data_dir() -> Path:
     return Path(os.environ.get("BILLHIVE_DATA_DIR", "./instance")).resolve()
 
 
+def database_url(folder: Path | None = None) -> str:
+    return os.environ.get("BILLHIVE_DATABASE_URL") or (
+        f"sqlite:///{(folder or data_dir()) / 'billhive.db'}"
+    )
+
+
+def instance_exists() -> bool:
+    """Whether the configured instance was created (its data folder, and its SQLite file
+    where it uses one), found without creating anything: ``billhive --help`` writes nothing."""
+    folder = data_dir()
+    if not folder.is_dir():
+        return False
+    url = database_url(folder)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        return bool(path) and Path(path).is_file()
+    return True
+
+
 def _secret_key(folder: Path) -> str:
     if os.environ.get("BILLHIVE_SECRET_KEY"):
         return os.environ["BILLHIVE_SECRET_KEY"]
@@ -54,8 +73,7 @@ def load(overrides: dict | None = None) -> dict:
     plugins_env = os.environ.get("BILLHIVE_PLUGINS")
     config = {
         "DATA_DIR": str(folder),
-        "DATABASE_URL": os.environ.get("BILLHIVE_DATABASE_URL")
-        or f"sqlite:///{folder / 'billhive.db'}",
+        "DATABASE_URL": database_url(folder),
         "SECRET_KEY": _secret_key(folder),
         # trusted licence keys: the configured files plus the instance's own key folder
         "LICENSE_KEY_PATHS": keys + [str(folder / "license-keys" / "*.pem")],

@@ -303,8 +303,8 @@ def _transactions(account: Account, status: int = 200, errors=None, values=None,
                   refund_errors=None, refund_values=None):  # fmt: skip
     kind = request.args.get("kind") or ""
     currency = (request.args.get("currency") or "").upper()
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and int(page) > 0 else 1
+    page = request.args.get("page", 1, type=int)  # 1 unless a number (not "²", not 5000 digits)
+    page = page if 0 < page <= 1_000_000 else 1
     query = LedgerEntry.select().where(LedgerEntry.account == account.id)
     if kind in LEDGER_KINDS:
         query = query.where(LedgerEntry.kind == kind)

@@ -115,8 +115,9 @@ def invoices_page():
     period = request.args.get("period") or ""
     if status:
         query = query.where(Invoice.status == status)
-    if account_id.isdigit():
-        query = query.where(Invoice.account == int(account_id))
+    account_filter = request.args.get("account_id", type=int)  # None unless a number
+    if account_filter is not None and 0 < account_filter < 2**63:
+        query = query.where(Invoice.account == account_filter)
     error = None
     if period:
         try:
@@ -205,8 +206,10 @@ def runs_page():
             error = str(exc)
     runs = rbac.scoped(BillRun.select(), BillRun.scope, current_user)
     runs = [billing_queue.live(r) for r in runs.order_by(BillRun.id.desc()).limit(50)]
-    return render_template("billing/runs.html", runs=runs, error=error,
-                           watch=request.args.get("watch"))  # fmt: skip
+    watch = request.args.get("watch")
+    if watch:  # a run the caller may see, else 404 (never a page following nothing)
+        watch = rbac.get_scoped(BillRun, current_user, watch, BillRun.scope).id
+    return render_template("billing/runs.html", runs=runs, error=error, watch=watch)
 
 
 @blueprint.route("/runs/<int:run_id>.json")
