@@ -16,6 +16,7 @@ from core.errors import BillhiveError, describe, field_messages
 from core.models import StateVersion, create_core_tables
 from core.plugins import PluginHost, discover
 from hostapp import config as config_module
+from hostapp import security
 
 
 @dataclass
@@ -83,6 +84,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         host.refresh(force=True)
         migrations.start(host)  # tables of enabled plugins; pending migrations are logged
 
+    security.init_app(app)  # proxy hops, Secure cookies, security headers: one place
     csrf = CSRFProtect(app)
     auth.init_app(app)
     api = create_api(app, csrf)

@@ -93,6 +93,8 @@ def load(overrides: dict | None = None) -> dict:
         # the instance's calendar (core.clock.today): a bill run may not be for a later date
         "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",
         **_login_settings(),
+        # trusted reverse proxies in front of the app (X-Forwarded-* honoured from that many)
+        "BEHIND_PROXY": int(os.environ.get("BILLHIVE_BEHIND_PROXY") or 0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
