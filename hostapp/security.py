@@ -19,7 +19,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 CSP = "; ".join(
@@ -37,12 +38,21 @@ CSP = "; ".join(
 HSTS = "max-age=31536000; includeSubDomains"
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, ``Secure`` whenever the request came over https (the
+    session cookie is written after the ``after_request`` functions, so it is marked here)."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+
 def init_app(app: Flask) -> None:
     hops = int(app.config.get("BEHIND_PROXY") or 0)
     if hops > 0:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
+    app.session_interface = _SessionInterface()
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
 
@@ -57,7 +67,7 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Referrer-Policy", "same-origin")
         if request.is_secure:
             headers.setdefault("Strict-Transport-Security", HSTS)
-            cookies = headers.getlist("Set-Cookie")
+            cookies = headers.getlist("Set-Cookie")  # remember cookie, plugins' cookies
             if cookies:
                 headers.remove("Set-Cookie")
                 for cookie in cookies:
