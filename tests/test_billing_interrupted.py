@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -247,6 +247,56 @@ def test_resume_is_refused_unless_the_run_is_interrupted(customers, api, world, 
     customer_admin = api(world.user_a)
     assert customer_admin.post(f"/api/v1/bill-runs/{alive.id}/resume").status_code == 404
     assert Invoice.select().count() == N  # nothing billed twice by any of these
+
+
+def test_resume_renders_the_files_the_dead_process_did_not(customers, api, world, ctx):
+    from core.billing import engine
+
+    run = BillRun.create(as_of=date(2026, 2, 1), status="queued", scope=world.provider.id)
+    engine.run(date(2026, 2, 1), bill_run=run)
+    victim = Invoice.select().order_by(Invoice.id).first()
+    record = InvoiceFile.get(invoice=victim.id, format="PDF")
+    (Path(ctx.config["STORAGE_DIR"]) / record.path).unlink()
+    record.delete_instance()
+    # the state a process leaves when it dies after an invoice's commit, before its files
+    BillRun.update(status="running", finished_at=None,
+                   heartbeat_at=utcnow() - timedelta(seconds=STALE + 1)).where(
+        BillRun.id == run.id).execute()  # fmt: skip
+    client = api(world.operator)
+    assert client.get(f"/api/v1/bill-runs/{run.id}").get_json()["status"] == "interrupted"
+    assert client.post(f"/api/v1/bill-runs/{run.id}/resume").status_code == 202
+    wait_for(lambda: client.get(f"/api/v1/bill-runs/{run.id}").get_json()["status"] == "done",
+             what="the resumed run to finish")  # fmt: skip
+    billed_once(customers, run.id)
+    record = InvoiceFile.get(invoice=victim.id, format="PDF")
+    assert (Path(ctx.config["STORAGE_DIR"]) / record.path).read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.browser
+def test_an_operator_resumes_an_interrupted_run_in_the_browser(customers, spawn, live_server,
+                                                               page, world):  # fmt: skip
+    proc = spawn(RUNNER, "bill-run", "--date", "2026-02-01", "--in-process", mode="sleep:0.4")
+    run, written = kill_midway(proc)
+    wait_for(lambda: runs.is_interrupted(BillRun.get_by_id(run.id)), what="the beat to stop")
+
+    page.goto(f"{live_server}/login")
+    page.fill("#email", world.operator.email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/accounts/\d+$"))
+    page.goto(f"{live_server}/billing/runs")
+    assert page.locator(f"td[data-status='{run.id}']").inner_text() == "interrupted"
+    page.click(f"a:text-is('{run.id}')")  # watch it: the box says so and offers Resume
+    page.locator("#run-interrupted").wait_for(state="visible")
+    assert page.locator("#run-status").inner_text() == "interrupted"
+    with page.expect_navigation():
+        page.click("#resume-watched")
+    assert f"Bill run {run.id} resumed" in page.locator(".flash").inner_text()
+    page.wait_for_function("document.getElementById('run-status').textContent === 'done'",
+                           timeout=120_000)  # fmt: skip
+    assert page.locator("#run-interrupted").is_hidden()
+    assert page.locator("#run-created").inner_text() == str(N)
+    billed_once(customers, run.id)
 
 
 def test_a_database_made_before_heartbeats_gets_the_column_at_start(ctx, make_app):
