@@ -14,7 +14,8 @@
   no framing, forms post to this origin only), ``X-Frame-Options: DENY`` for browsers that
   predate ``frame-ancestors``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
   same-origin`` (Flask-WTF compares the referrer on https posts, so it is kept for our own
-  origin) and, under https, ``Strict-Transport-Security``.
+  origin), ``Cache-Control: no-store`` on everything but static files (pages, API answers and
+  invoice downloads hold tenant data) and, under https, ``Strict-Transport-Security``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def init_app(app: Flask) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "same-origin")
+        if not (request.endpoint or "").endswith("static"):
+            headers["Cache-Control"] = "no-store"  # tenant data stays out of shared caches
         if request.is_secure:
             headers.setdefault("Strict-Transport-Security", HSTS)
             cookies = headers.getlist("Set-Cookie")  # remember cookie, plugins' cookies

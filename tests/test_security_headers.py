@@ -28,6 +28,14 @@ def _session_cookies(resp) -> list[str]:
     return [c for c in resp.headers.getlist("Set-Cookie") if c.startswith("session=")]
 
 
+def test_tenant_data_is_never_cached_static_files_may_be(ctx, world, panel, api):
+    assert panel(world.operator).get("/accounts").headers["Cache-Control"] == "no-store"
+    assert api(world.operator).get("/api/v1/accounts").headers["Cache-Control"] == "no-store"
+    assert ctx.test_client().get("/login").headers["Cache-Control"] == "no-store"
+    static = ctx.test_client().get("/static/panel/panel.js")
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+
+
 def test_every_kind_of_response_carries_the_headers(ctx, world, panel, api):
     client = ctx.test_client()
     _assert_headers(client.get("/login"))
@@ -51,7 +59,8 @@ def test_https_gets_hsts_and_secure_cookies_http_does_not(ctx, world):
     _assert_headers(tls, https=True)
     cookies = tls.headers.getlist("Set-Cookie")
     assert _session_cookies(tls) and all(
-        re.search(r";\s*Secure(;|$)", c) and "HttpOnly" in c for c in cookies
+        re.search(r";\s*Secure(;|$)", c) and "HttpOnly" in c and "SameSite=Lax" in c
+        for c in cookies
     ), cookies
 
 
