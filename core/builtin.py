@@ -148,9 +148,15 @@ def bill_run_heartbeat(migrator, db):
     add_heartbeat_column(migrator, db)
 
 
+def login_session_last_seen(migrator, db):
+    from core.models import add_session_last_seen
+
+    add_session_last_seen(migrator, db)
+
+
 # the core's own schema history (core.migrations): applied at start-up, after the models'
 # missing tables are created; each step also runs (idempotently) on a brand-new database
-MIGRATIONS = [(1, billing_coverage), (2, bill_run_heartbeat)]
+MIGRATIONS = [(1, billing_coverage), (2, bill_run_heartbeat), (3, login_session_last_seen)]
 
 
 @hookimpl

@@ -180,7 +180,6 @@ CORE_MODELS = [
 def create_core_tables() -> None:
     """The core's tables and indexes, where missing (every start)."""
     database.create_tables(CORE_MODELS, safe=True)
-    add_missing_columns(ADDED_COLUMNS)
     if is_postgres():
         # rbac.in_subtree compares paths byte by byte (COLLATE "C"); the column's own index
         # follows the database's collation, which may be a locale's
@@ -189,26 +188,11 @@ def create_core_tables() -> None:
         )
 
 
-# Columns added to core tables after their first release: nullable, added at start where
-# missing (an existing database keeps its data; a new one has them from create_tables).
-ADDED_COLUMNS = [(LoginSession, "last_seen_at")]
+def add_session_last_seen(migrator, db) -> None:
+    """Core migration 3: ``LoginSession.last_seen_at`` (idle expiry) on a database made before
+    it (a no-op on a new database, whose table the model made)."""
+    from playhouse.migrate import migrate
 
-
-def add_missing_columns(added) -> None:
-    from playhouse.migrate import SchemaMigrator
-
-    for model, name in added:
-        table = model._meta.table_name
-        if any(c.name == name for c in database.get_columns(table)):
-            continue
-        field = model._meta.fields[name]
-        if not field.null:
-            raise ValueError(f"{table}.{name}: only nullable columns can be added at start")
-        with database.atomic():
-            if is_postgres():  # several processes may start at once
-                ctx = database.obj.get_sql_context()
-                column, _ = ctx.sql(field.ddl(ctx)).query()
-                database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS {column}')
-            elif not any(c.name == name for c in database.get_columns(table)):
-                # SQLite: inside the write lock (lock_type IMMEDIATE), checked again
-                SchemaMigrator.from_database(database.obj).add_column(table, name, field).run()
+    table = LoginSession._meta.table_name
+    if "last_seen_at" not in {c.name for c in db.get_columns(table)}:
+        migrate(migrator.add_column(table, "last_seen_at", LoginSession.last_seen_at))

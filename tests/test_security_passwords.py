@@ -223,12 +223,17 @@ def test_the_lifetimes_come_from_the_environment(monkeypatch, tmp_path):
         config.load()
 
 
-def test_a_database_from_before_gets_the_session_column_at_start(ctx):
+def test_a_database_from_before_gets_the_session_column_at_start(ctx, make_app):
+    """Core migration 3 adds LoginSession.last_seen_at to a database made before it."""
     from core.db import database
-    from core.models import create_core_tables
+    from core.migrations import SchemaMigration
 
     database.execute_sql('ALTER TABLE "login_session" DROP COLUMN "last_seen_at"')
+    SchemaMigration.delete().where(
+        SchemaMigration.plugin == "core", SchemaMigration.version == 3
+    ).execute()
     assert "last_seen_at" not in {c.name for c in database.get_columns("login_session")}
-    create_core_tables()
-    create_core_tables()  # and again: nothing to do
+    make_app(plugins=[])  # the next start
+    make_app(plugins=[])  # and the one after: nothing to do
     assert "last_seen_at" in {c.name for c in database.get_columns("login_session")}
+    assert SchemaMigration.get(SchemaMigration.plugin == "core", SchemaMigration.version == 3)
