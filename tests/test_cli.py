@@ -96,6 +96,20 @@ def test_init_with_a_too_short_password_fails_naming_the_field(cli):
     assert "password" in result.output
 
 
+def test_init_and_users_create_refuse_a_common_password(cli):
+    """The password policy (core.passwords) holds in the CLI too: 12 characters at least and
+    not one of the most common passwords."""
+    bad = ("init", "--operator-email", "boss@example.com", "--operator-password")
+    result = cli(*bad, "password1234")
+    assert result.exit_code != 0
+    assert "password: is one of the most common passwords" in result.output
+    cli.ok(*bad, "boss-password-2026")
+    result = cli("users", "create", "--account", "1", "--email", "x@example.com",
+                 "--password", "qwerty123456")  # fmt: skip
+    assert result.exit_code != 0
+    assert "password: is one of the most common passwords" in result.output
+
+
 def test_keygen_issue_install_and_show_a_licence(cli):
     private, public = cli.keys()
     assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
