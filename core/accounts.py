@@ -340,14 +340,19 @@ def update_account(actor, account: Account, payload: dict) -> Account:
     Every refusal writes nothing of the change."""
     if actor is not None:
         rbac.require(actor, "accounts.manage", account)
-    data = _check_common(_load(AccountUpdate(partial=True), payload) if payload else {})
-    data = {k: v for k, v in data.items() if k in payload}
-    if "profile" in data:
-        merged = dict(account.profile or {}) | data["profile"]
-        if actor is not None and account.id == actor.account_id and merged != account.profile:
-            # one's own profile is refused before its content is judged
-            require_billing_terms(actor, account, ["profile"], payload)
-        data["profile"] = validate_profile(account.type, merged)
+    try:
+        data = _check_common(_load(AccountUpdate(partial=True), payload) if payload else {})
+        data = {k: v for k, v in data.items() if k in payload}
+        if "profile" in data:
+            merged = dict(account.profile or {}) | data["profile"]
+            data["profile"] = validate_profile(account.type, merged)
+    except ValidationFailed as exc:
+        # a term the caller may not set at all is refused as such, whatever its value
+        bad_terms = [name for name in ACCOUNT_TERMS
+                     if name in exc.errors or any(k.startswith(f"{name}.") for k in exc.errors)]  # fmt: skip
+        if bad_terms and not can_edit_billing_terms(actor, account):
+            require_billing_terms(actor, account, bad_terms, payload)
+        raise
     require_billing_terms(actor, account, _changed_terms(account, data), payload)
     refusal = None
     with database.atomic():

@@ -121,7 +121,14 @@ def test_the_issue_payload_is_refused_even_with_an_unchanged_tax_rate(world, api
 
 
 @pytest.mark.parametrize(
-    "change", [{"bill_cycle_day": 15}, {"tax_rate": "19"}, {"bill_cycle_day": "3", "name": "X"}]
+    "change",
+    [
+        {"bill_cycle_day": 15},
+        {"tax_rate": "19"},
+        {"bill_cycle_day": "3", "name": "X"},
+        {"bill_cycle_day": "abc"},  # not the caller's to set at all: refused as such
+        {"currency": "XYZ", "name": "X"},
+    ],
 )
 def test_a_customer_cannot_change_its_own_cycle_day_or_tax_rate(world, api, change):
     before = state(world.customer_a)
@@ -277,8 +284,16 @@ def test_a_reseller_admin_cannot_edit_its_own_profile_or_terms(resellers, world,
     )
     assert resp.status_code == 403, resp.get_json()
     assert state(reseller) == before
-    # its own name is its own
-    resp = client.patch(f"/api/v1/accounts/{reseller.id}", json={"name": "Reseller Ltd"})
+    resp = client.patch(
+        f"/api/v1/accounts/{reseller.id}", json={"profile": {"customer_invoice_type": "XML"}}
+    )
+    assert resp.status_code == 403 and "profile" in resp.get_json()["errors"]
+    assert state(reseller) == before
+    # its own name is its own, and its profile sent back unchanged is no change
+    resp = client.patch(
+        f"/api/v1/accounts/{reseller.id}",
+        json={"name": "Reseller Ltd", "profile": {"customer_billing_cycle_day": "15"}},
+    )
     assert resp.status_code == 200, resp.get_json()
     # the provider above edits the profile
     resp = api(world.operator).patch(
