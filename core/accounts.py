@@ -8,7 +8,7 @@ from core import audit, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database
-from core.errors import Forbidden, ValidationFailed, marshmallow_errors
+from core.errors import Forbidden, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import Email, Id, Percent, Text
 from core.models import Account, Role
 
@@ -89,6 +89,8 @@ def require_billing_terms(
     changed = list(changed)
     if actor is None or not changed:
         return
+    if not account.is_within(actor.account):  # callers scope first; never above the caller
+        raise NotFound(f"account {account.id} not found")
     if account.id == actor.account_id:
         names = ", ".join(changed)
         message = (

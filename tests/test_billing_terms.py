@@ -494,3 +494,27 @@ def test_the_cli_edits_terms_and_refuses_a_used_currency(world, ctx, monkeypatch
     )
     result = run("999999", "--name", "Nobody")
     assert result.exit_code != 0 and "999999" in result.output
+
+
+def test_the_rule_itself_never_reaches_above_the_caller(world):
+    """``require_billing_terms`` is the one check every path calls: above the caller's own
+    account it answers 404 like the scoping does, on its own account 403, below it (with the
+    privilege) it lets the change through, and the operator's shell (None) may always."""
+    from core.accounts import can_edit_billing_terms, require_billing_terms
+    from core.errors import Forbidden, NotFound
+
+    with pytest.raises(NotFound):
+        require_billing_terms(world.user_a, world.provider, ["currency"])
+    with pytest.raises(Forbidden):
+        require_billing_terms(world.user_a, world.customer_a, ["currency"], record=False)
+    require_billing_terms(world.operator, world.customer_a, ["currency", "bill_cycle_day"])
+    require_billing_terms(None, world.provider, ["currency"])
+    require_billing_terms(world.user_a, world.customer_a, [])  # nothing changes: nothing to judge
+    assert [
+        can_edit_billing_terms(u, world.customer_a) for u in (world.operator, world.user_a)
+    ] == [
+        True,
+        False,
+    ]
+    assert not can_edit_billing_terms(world.user_a, world.provider)
+    assert not refusals("account.update.refused")  # record=False writes nothing
