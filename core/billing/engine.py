@@ -370,6 +370,26 @@ def _advance(sub_id: int, read, new) -> int:
     return _advance_from.rowcount(new.isoformat(), sub_id, read.isoformat())
 
 
+def _advance_all(advances: dict[int, tuple]) -> int:
+    """Compare-and-set of every billed subscription's ``billed_through``: one UPDATE per
+    (read, new) pair (an invoice's subscriptions mostly share one), rows changed in all."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for sub_id, pair in advances.items():
+        groups[pair].append(sub_id)
+    changed = 0
+    for (read, new), ids in sorted(groups.items(), key=lambda g: min(g[1])):
+        if len(ids) == 1:
+            changed += _advance(ids[0], read, new)
+            continue
+        was = Subscription.billed_through.is_null() if read is None else (
+            Subscription.billed_through == read)  # fmt: skip
+        query = Subscription.update(billed_through=new).where(
+            Subscription.id.in_(sorted(ids)) & was
+        )
+        changed += query.execute()
+    return changed
+
+
 def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                   bill_run_id: int | None = None, actor=None) -> Invoice:  # fmt: skip
     """Write, number and issue one bill-run invoice in one transaction.
@@ -422,11 +442,9 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         with lifecycle.write_transaction():
             # first: each subscription's billed_through, compare-and-set (in id order, so two
             # writers lock the rows in one order); a writer that lost waits for the winner's
-            # commit and then changes 0 rows
-            for sub_id in sorted(advances):
-                read, new = advances[sub_id]
-                if _advance(sub_id, read, new) != 1:
-                    raise AlreadyInvoiced()
+            # commit and then changes fewer rows than it billed
+            if _advance_all(advances) != len(advances):
+                raise AlreadyInvoiced()
             # the hot path's statements have their SQL built once (core.db.insert_rows)
             invoice = insert_row(Invoice, values)
             insert_rows(InvoiceLine, [{"invoice": invoice.id, **row} for row in rows])
