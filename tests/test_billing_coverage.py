@@ -199,7 +199,9 @@ def test_a_future_bill_run_is_refused_everywhere(world, api, panel, today, ctx, 
 
     page = panel(world.operator).post("/billing/runs", data={"date": "2028-01-01"})
     assert page.status_code == 200
-    assert "date 2028-01-01 is after today (2026-12-02" in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert "date 2028-01-01 is after today (2026-12-02" in html
+    assert 'max="2026-12-02"' in html and 'aria-invalid="true"' in html
 
     monkeypatch.setattr(hostapp.cli, "_app", ctx)
     result = CliRunner().invoke(hostapp.cli.main, ["bill-run", "--date", tomorrow, "--json"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from core import rbac
+from core import clock, rbac
 from core.billing import catalog, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
@@ -209,7 +209,8 @@ def runs_page():
     watch = request.args.get("watch")
     if watch:  # a run the caller may see, else 404 (never a page following nothing)
         watch = rbac.get_scoped(BillRun, current_user, watch, BillRun.scope).id
-    return render_template("billing/runs.html", runs=runs, error=error, watch=watch)
+    return render_template("billing/runs.html", runs=runs, error=error, watch=watch,
+                           today=clock.today().isoformat())  # fmt: skip
 
 
 @blueprint.route("/runs/<int:run_id>.json")
