@@ -83,6 +83,9 @@ def test_every_write_operation_of_the_document_refuses_a_body_that_is_not_json(w
                 assert body["code"] == "unsupported_media_type"
                 assert "Content-Type" in body["errors"] and "application/json" in body["message"]
             tried.append((method, path))
+            assert item[method]["responses"]["415"] == {
+                "$ref": "#/components/responses/UNSUPPORTED_MEDIA_TYPE"
+            }, (method, path)
     assert _counts() == before
     # the document's write operations of the core, billing and every plugin were all tried
     assert len(tried) > 40

@@ -53,6 +53,25 @@ class BillhiveApi(Api):
         funcs = self._app.before_request_funcs.setdefault(name, [])
         if check_request not in funcs:
             funcs.append(check_request)
+        self._document_415()
+
+    def _document_415(self) -> None:
+        """Every write operation of the document says it answers 415 to a body that is not
+        JSON (what :func:`check_request` does for it)."""
+        if "UNSUPPORTED_MEDIA_TYPE" not in self.spec.components.responses:
+            self.spec.components.response(
+                "UNSUPPORTED_MEDIA_TYPE",
+                {
+                    "description": "The request body is not JSON (send Content-Type: "
+                    "application/json)",
+                    "content": {"application/json": {"schema": self.ERROR_SCHEMA}},
+                },
+            )
+        ref = {"$ref": "#/components/responses/UNSUPPORTED_MEDIA_TYPE"}
+        for operations in self.spec._paths.values():
+            for method, operation in operations.items():
+                if method.upper() in WRITE_METHODS and isinstance(operation, dict):
+                    operation.setdefault("responses", {}).setdefault("415", ref)
 
 
 def create_api(app, csrf) -> Api:
