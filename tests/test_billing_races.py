@@ -436,3 +436,58 @@ def test_parallel_issues_draw_prepaid_credit_once(world, api):
     assert PrepaidTopup.select().count() == 1
     assert ledger.balance(a, "EUR") == CALLERS * 2000 - 5000
     assert_ledger_consistent(a)
+
+
+def test_draft_edits_racing_its_issue_never_change_an_issued_invoice(world, api):
+    """Lines of a draft replaced by 7 callers while an 8th issues it: the issued invoice's
+    total is the sum of its lines, its ledger entry is that total, and every edit that came
+    after the issue was refused with 409."""
+    a = world.customer_a
+    draft = lifecycle.create_draft(None, a, world.provider,
+                                   [{"description": "Setup", "unit_price": "10.00"}])  # fmt: skip
+    calls = [lambda c=api(world.operator): c.post(f"{API}/invoices/{draft.id}/issue")]
+    for i in range(1, CALLERS):
+        lines = [{"description": f"Edit {i}", "unit_price": f"{i}.00"}] * 2
+        calls.append(lambda c=api(world.operator), lines=lines: c.patch(
+            f"{API}/invoices/{draft.id}", json={"lines": lines}))  # fmt: skip
+    results = answers(race(calls))
+    assert results[0][0] == 200, results[0]
+    assert all(status in (200, 409) for status, _ in results[1:]), results
+    for status, body in results[1:]:
+        if status == 409:
+            assert "issued" in body["message"], body
+    issued = Invoice.get_by_id(draft.id)
+    assert issued.status == "issued"
+    assert issued.total == sum(line.amount for line in issued.lines)
+    entry = LedgerEntry.get(LedgerEntry.invoice == draft.id)
+    assert entry.amount == issued.total
+    assert_ledger_consistent(a)
+
+
+def test_a_draft_deleted_while_it_is_issued_is_one_or_the_other(world, api):
+    a = world.customer_a
+    drafts = [
+        lifecycle.create_draft(
+            None, a, world.provider, [{"description": "Setup", "unit_price": "10.00"}]
+        )  # fmt: skip
+        for _ in range(CALLERS // 2)
+    ]
+    calls = []
+    for d in drafts:
+        calls.append(lambda c=api(world.operator), d=d: c.post(f"{API}/invoices/{d.id}/issue"))
+        calls.append(lambda c=api(world.operator), d=d: c.delete(f"{API}/invoices/{d.id}"))
+    results = race(calls)
+    for index, d in enumerate(drafts):
+        issue_resp, delete_resp = results[2 * index], results[2 * index + 1]
+        stored = Invoice.get_or_none(Invoice.id == d.id)
+        if stored is None:  # deleted first: the issue found nothing
+            assert (delete_resp.status_code, issue_resp.status_code) == (204, 404), (
+                delete_resp.get_data(as_text=True), issue_resp.get_data(as_text=True))  # fmt: skip
+        else:  # issued first: the delete is refused
+            assert stored.status == "issued"
+            assert (issue_resp.status_code, delete_resp.status_code) == (200, 409), (
+                issue_resp.get_data(as_text=True), delete_resp.get_data(as_text=True))  # fmt: skip
+            assert "cannot be deleted" in delete_resp.get_json()["message"]
+    issued = Invoice.select().where(Invoice.status == "issued").count()
+    assert InvoiceSequence.get(kind="invoice").next_number == issued + 1  # gap-free
+    assert_ledger_consistent(a)

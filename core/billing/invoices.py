@@ -185,8 +185,6 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
         raise ImmutableInvoice(
             f"invoice {invoice.number or invoice.id} is already {invoice.status}"
         )
-    if not invoice.lines.count():
-        raise ValidationFailed.field("lines", "an invoice needs at least one line to be issued")
     issuer = Account.get_by_id(invoice.issuer_id)
     _ensure_sequence(invoice.issuer_id, invoice.kind)
     with write_transaction():
@@ -196,6 +194,8 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
         invoice = lock_invoice(invoice.id)  # fresh, under its lock
         if invoice.status != "draft":
             raise refusal(invoice, "issued")
+        if not invoice.lines.count():  # its lines as they are now (an edit may have run)
+            raise ValidationFailed.field("lines", "an invoice needs at least one line to be issued")
         _issue_in_transaction(invoice, actor, number=number)
     finalize(invoice)
     return invoice

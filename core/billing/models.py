@@ -24,7 +24,7 @@ from __future__ import annotations
 import peewee as pw
 
 from core.billing.money import DecimalTextField, MinorUnitsField
-from core.db import BaseModel, JSONField, utcnow
+from core.db import BaseModel, JSONField, lock_row, utcnow
 from core.errors import Conflict
 from core.models import Account, User
 
@@ -135,7 +135,8 @@ class Invoice(BaseModel):
         return super().save(*args, **kwargs)
 
     def delete_instance(self, *args, **kwargs):
-        stored = Invoice.get_or_none(Invoice.id == self.id)
+        # the row's lock, so an issue running now finishes first (and then this refuses)
+        stored = lock_row(Invoice, self.id, key=True)
         if stored is not None and stored.status != "draft":
             raise ImmutableInvoice(
                 f"invoice {stored.number or stored.id} is {stored.status}: it cannot be deleted"
@@ -188,11 +189,11 @@ class InvoiceLine(BaseModel):
         indexes = ((("invoice", "position"), True),)
 
     def _guard(self, what: str) -> None:
-        status = (
-            Invoice.select(Invoice.status).where(Invoice.id == self.invoice_id).scalar()
-            if self.invoice_id
-            else None
-        )
+        # the invoice row's lock (core.db.lock_row) until the transaction ends: an issue
+        # running now finishes first and then this refuses; one starting later waits for
+        # this edit and issues the lines as they are then
+        stored = lock_row(Invoice, self.invoice_id) if self.invoice_id else None
+        status = stored.status if stored is not None else None
         if status is not None and status != "draft":
             raise ImmutableInvoice(f"a line of a {status} invoice cannot be {what}")
 
@@ -322,8 +323,8 @@ BILLING_MODELS = [
     UsageRecord,
     Invoice,
     InvoiceLine,
-    InvoiceSequence,
     Coverage,
+    InvoiceSequence,
     InvoiceFile,
     BillRun,
     BillRunItem,
