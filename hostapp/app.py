@@ -112,6 +112,16 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.before_request_funcs.setdefault(bp.name, []).insert(0, _guard(host, plugin))
 
     @app.before_request
+    def _refuse_nul_in_query():
+        # panel pages read query values as they come; PostgreSQL cannot hold a NUL in any
+        # string (500), so a query string carrying one is refused here, before any view. API
+        # operations declare their query fields (core.fields.Text refuses it with a 422).
+        if not request.path.startswith("/api/") and any(
+            "\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)
+        ):
+            abort(400, "the query string holds a NUL character")
+
+    @app.before_request
     def _open_db():
         # close at teardown only what this request opened (a CLI or test may hold one open)
         g.billhive_opened_db = database.connect(reuse_if_open=True)

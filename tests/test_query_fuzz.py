@@ -59,6 +59,15 @@ def test_watching_a_run_that_is_not_there_is_404(ctx, world, panel, value):
     assert "not found" in resp.get_data(as_text=True)
 
 
+def test_a_nul_in_a_panel_query_is_400(ctx, world, panel):
+    client = panel(world.operator)
+    for url in ("/billing/invoices?status=issued%00", "/billing/runs?watch=1%00",
+                f"/accounts/{world.customer_a.id}/billing/transactions?kind=%00"):  # fmt: skip
+        resp = client.get(url)
+        assert resp.status_code == 400, url
+        assert "NUL" in resp.get_data(as_text=True)
+
+
 def test_watching_a_visible_run_shows_it(ctx, world, panel):
     from core.billing.models import BillRun
 
