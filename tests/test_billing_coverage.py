@@ -110,9 +110,10 @@ def test_cycle_day_change_bills_one_short_period_and_no_history_again(world, api
     lines = lines_of(customer)
     assert_no_overlap(lines)
     assert (lines[0].service_start, lines[-1].service_end) == (date(2026, 9, 1), date(2027, 1, 15))
-    assert sum((x.service_end - x.service_start).days for x in lines) == (
-        date(2027, 1, 15) - date(2026, 9, 1)
-    ).days
+    assert (
+        sum((x.service_end - x.service_start).days for x in lines)
+        == (date(2027, 1, 15) - date(2026, 9, 1)).days
+    )
     # re-runs at any date bill nothing more
     for day in (date(2026, 12, 15), date(2027, 1, 15)):
         assert engine.run(day)["invoices_created"] == 0
