@@ -234,7 +234,8 @@ class DecimalString(fields.String):
         note = f"a decimal number as a string, {low} to {self.maximum}, at most {places} decimals"
         description = metadata.get("description")
         metadata["description"] = f"{description} ({note})" if description else note
-        metadata.setdefault("pattern", r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+        metadata.setdefault("pattern", _decimal_pattern(self.minimum, self.maximum, places,
+                                                        exclusive_minimum))  # fmt: skip
         metadata.setdefault("example", "12.5")
         super().__init__(metadata=metadata, **kwargs)
 
@@ -265,6 +266,20 @@ class DecimalString(fields.String):
         from core.billing.money import canonical_decimal_text
 
         return canonical_decimal_text(Decimal(value))
+
+
+def _decimal_pattern(minimum: Decimal, maximum: Decimal, places: int, positive: bool) -> str:
+    """The OpenAPI pattern of a DecimalString: a sign only where negatives are allowed, at most
+    as many whole digits as the maximum has and ``places`` decimals, and (``positive``) a digit
+    other than 0 somewhere, so a body the document calls valid is not refused for its form."""
+    sign = "[+-]?" if minimum < 0 else "\\+?"
+    whole = len(str(int(max(abs(minimum), maximum))))
+    if not positive:
+        number = rf"(\d{{1,{whole}}}(\.\d{{0,{places}}})?|\.\d{{1,{places}}})"
+    else:
+        number = (rf"(0*[1-9]\d{{0,{whole - 1}}}(\.\d{{0,{places}}})?"
+                  rf"|0*\.0{{0,{places - 1}}}[1-9]\d{{0,{places - 1}}})")  # fmt: skip
+    return rf"^\s*{sign}{number}\s*$"
 
 
 def _without_field(message: str, name: str | None) -> str:
