@@ -30,6 +30,7 @@ OBJECT_PARAMS = {
     "link_id": "link",
     "method_id": "payment_method",
     "entry_id": "ledger_entry",
+    "run_id": "bill_run",
 }
 STRING_PARAMS = {"action": "void", "code": "SEAT", "fmt": "PDF"}
 
@@ -40,7 +41,7 @@ class Site:
     def __init__(self, app, license_keys):
         from core import license_store, roles
         from core.billing import catalog, invoices, payments
-        from core.billing.models import LedgerEntry
+        from core.billing.models import BillRun, LedgerEntry
         from plugins.billing_units import services as units
         from plugins.psa_mapping import service as psa
         from plugins.psa_mapping.models import CompanyLink, PsaMapping
@@ -78,6 +79,7 @@ class Site:
             invoice = invoices.issue(draft)
             method = payments.add_method(None, customer, {"type": "other", "description": "x"})
             entry = LedgerEntry.select().where(LedgerEntry.account == customer.id).first()
+            run = BillRun.create(as_of=invoice.issued_at.date(), status="running")
             self.ids = {
                 "account": provider.id,
                 "reseller": reseller.id,
@@ -92,6 +94,7 @@ class Site:
                 "link": link.id,
                 "payment_method": method.id,
                 "ledger_entry": entry.id,
+                "bill_run": run.id,
             }
 
     def context(self):
