@@ -13,14 +13,7 @@ own database connection) for the others. A barrier releases them together.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import peewee as pw
 import pytest
@@ -38,8 +31,8 @@ from core.billing.models import (
 )
 from core.models import Account
 from tests.conftest import BUILTIN_PLUGINS, PASSWORD
+from tests.servers import billhive_run
 
-ROOT = Path(__file__).resolve().parents[1]
 CALLERS = 8
 API = "/api/v1"
 
@@ -162,48 +155,11 @@ def assert_ledger_consistent(account):
 # -- reproduction 6: one invoice paid several times -------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(app, database_url):
     """The app served by ``billhive run --workers 4`` (gunicorn, four processes)."""
-    port = free_port()
-    env = {**os.environ, "BILLHIVE_DATABASE_URL": database_url,
-           "BILLHIVE_DATA_DIR": app.config["DATA_DIR"], "BILLHIVE_SECRET_KEY": "test",
-           "BILLHIVE_PLUGINS": ",".join(BUILTIN_PLUGINS), "PYTHONPATH": str(ROOT)}  # fmt: skip
-    billhive = shutil.which("billhive", path=str(Path(sys.executable).parent)) or "billhive"
-    proc = subprocess.Popen(
-        [billhive, "run", "--workers", "4", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{base}/login", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"gunicorn did not answer:\n{proc.communicate()[0]}")
-            time.sleep(0.2)
+    with billhive_run(app, database_url, plugins=BUILTIN_PLUGINS, workers=4, wait=90) as (_, base):
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=20)
 
 
 @pytest.mark.slow

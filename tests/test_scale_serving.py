@@ -3,29 +3,16 @@ processes) on 127.0.0.1; the server is killed at the end of the test."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import BUILTIN_PLUGINS, PASSWORD
+from tests.servers import billhive_run
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:
@@ -43,37 +30,8 @@ def children(pid: int) -> list[int]:
 
 @pytest.fixture
 def gunicorn(app, database_url):
-    port = free_port()
-    env = {**os.environ, "BILLHIVE_DATABASE_URL": database_url,
-           "BILLHIVE_DATA_DIR": app.config["DATA_DIR"], "BILLHIVE_SECRET_KEY": "test",
-           "BILLHIVE_PLUGINS": ",".join(BUILTIN_PLUGINS), "PYTHONPATH": str(ROOT)}  # fmt: skip
-    billhive = shutil.which("billhive", path=str(Path(sys.executable).parent)) or "billhive"
-    proc = subprocess.Popen(
-        [billhive, "run", "--workers", "2", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/login", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"gunicorn did not answer:\n{proc.communicate()[0]}")
-            time.sleep(0.2)
-        yield proc, base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=20)
+    with billhive_run(app, database_url, plugins=BUILTIN_PLUGINS, workers=2) as served:
+        yield served
 
 
 def test_run_with_workers_serves_the_panel_and_the_api_with_gunicorn(world, gunicorn):

@@ -8,21 +8,14 @@ The burst runs against a real server, `billhive run` (threads in one process) an
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import PASSWORD
+from tests.servers import billhive_run
 
-ROOT = Path(__file__).resolve().parents[1]
 LOCKED = "too many failed logins"
 WRONG = "wrong e-mail or password"
 
@@ -138,49 +131,11 @@ def test_a_success_gives_back_its_attempt_but_never_clears_an_addresss_guesses(m
 # -- the burst against a real server ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(params=[0, 2], ids=["run", "run-workers-2"])
 def server(request, app, database_url):
     """`billhive run` (workers=0: one process, a thread per request) or `--workers 2`."""
-    port = _free_port()
-    env = {**os.environ, "BILLHIVE_DATABASE_URL": database_url,
-           "BILLHIVE_DATA_DIR": app.config["DATA_DIR"], "BILLHIVE_SECRET_KEY": "test",
-           "BILLHIVE_PLUGINS": "", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    billhive = shutil.which("billhive", path=str(Path(sys.executable).parent)) or "billhive"
-    argv = [billhive, "run", "--port", str(port)]
-    if request.param:
-        argv += ["--workers", str(request.param)]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/login", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"the server did not answer:\n{proc.communicate()[0]}")
-            time.sleep(0.2)
+    with billhive_run(app, database_url, workers=request.param) as (_, base):
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=20)
 
 
 def _burst(url, payloads) -> list[tuple[int, str]]:
