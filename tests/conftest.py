@@ -207,6 +207,37 @@ class World:
         )
 
 
+# what one request caches in ``g``: the API user, flask-login's user, rbac's privileges
+REQUEST_CACHE = ("api_user", "_login_user", "_billhive_privs")
+
+
+def forget_request_user() -> None:
+    """A test that keeps one app context open makes Flask reuse it for its requests, so
+    ``g`` would carry one request's user into the next: call this between requests."""
+    from flask import g
+
+    for key in REQUEST_CACHE:
+        g.pop(key, None)
+
+
+class Fresh:
+    """A test client whose every request starts with :func:`forget_request_user`."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name):
+        attr = getattr(self.client, name)
+        if name not in ("get", "post", "put", "patch", "delete"):
+            return attr
+
+        def call(*args, **kwargs):
+            forget_request_user()
+            return attr(*args, **kwargs)
+
+        return call
+
+
 @pytest.fixture
 def world(ctx):
     return World()

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from core.models import Account, AuditEntry
 from tests.billing_support import setup_catalog, subscribe
+from tests.conftest import Fresh
 
 PROFILE = {
     "customer_invoice_creation": True,
@@ -25,28 +26,6 @@ PROFILE = {
 @pytest.fixture
 def app(make_app):
     return make_app(plugins=["reseller_accounts"])
-
-
-class Fresh:
-    """Clears the request cache (``g``) before each call: the test keeps one app context open,
-    and the cached user of one request must not answer the next one."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def __getattr__(self, name):
-        attr = getattr(self.client, name)
-        if name not in ("get", "post", "put", "patch", "delete"):
-            return attr
-
-        def call(*args, **kwargs):
-            from flask import g
-
-            for key in ("api_user", "_billhive_privs", "_login_user"):
-                g.pop(key, None)
-            return attr(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

@@ -268,10 +268,9 @@ def lose_licence(how, monkeypatch, install_license):
 def test_without_bh_psa_mappings_stay_readable_and_new_work_is_refused(
     billing, world, fake, cw, panel, api, ctx, monkeypatch, install_license, how
 ):
-    from flask import g
-
     from core.billing import engine
     from plugins.psa_mapping.models import PsaMapping, SyncItem, SyncRun
+    from tests.conftest import forget_request_user
 
     mapping = map_service(world.provider, "M365", "M365-BP", 2)
     host = ctx.extensions["billhive"].host
@@ -281,9 +280,7 @@ def test_without_bh_psa_mappings_stay_readable_and_new_work_is_refused(
     assert problem and FEATURE in problem
     assert "psa_mapping" in host.enabled  # the add-on stays enabled with its data
 
-    def fresh():
-        for key in ("api_user", "_login_user", "_billhive_privs"):
-            g.pop(key, None)
+    fresh = forget_request_user
 
     acc = world.provider.id
     browser = panel(world.operator)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import Fresh
+
 PLUGINS = ["invoice_pdf", "reseller_accounts"]
 FEATURE = "FT-3001.007"
 PROFILE = {
@@ -18,29 +20,6 @@ EMAIL = {"email": "someone@example.com"}
 @pytest.fixture
 def app(make_app):
     return make_app(plugins=PLUGINS)
-
-
-class Fresh:
-    """Clears the request cache before each call. The test holds an app context open (ctx), so
-    Flask reuses it, and ``g`` (where flask-login caches the panel user and core.rbac the
-    privileges) would otherwise carry one request's user into the next."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def __getattr__(self, name):
-        attr = getattr(self.client, name)
-        if name not in ("get", "post", "put", "patch", "delete"):
-            return attr
-
-        def call(*args, **kwargs):
-            from flask import g
-
-            for key in ("api_user", "_billhive_privs", "_login_user"):
-                g.pop(key, None)
-            return attr(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

@@ -19,12 +19,9 @@ def fresh_g_per_request(app):
     """The ``ctx`` fixture keeps an app context pushed, so test-client requests share ``g``
     (Flask reuses a pushed context of the same app): the API user, flask-login's user and the
     privilege cache would leak from one request to the next. Give each request a fresh start."""
-    from flask import g
+    from tests.conftest import forget_request_user
 
-    @app.before_request
-    def _fresh():
-        for key in ("api_user", "_login_user", "_billhive_privs"):
-            g.pop(key, None)
+    app.before_request(forget_request_user)
 
     return app
 
