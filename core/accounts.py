@@ -7,7 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from core import audit, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
-from core.db import database
+from core.db import database, lock_row
 from core.errors import Forbidden, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import Email, Id, Percent, Text
 from core.models import Account, Role
@@ -359,6 +359,9 @@ def update_account(actor, account: Account, payload: dict) -> Account:
     refusal = None
     with database.atomic():
         if "currency" in data:
+            # the account's row lock: a subscription created meanwhile (which takes it too)
+            # is either committed and seen here, or waits and then sees the new currency
+            lock_row(Account, account.id)
             refusal = currency_refusal(account, data["currency"])
         if refusal is None:
             before = snapshot(account)

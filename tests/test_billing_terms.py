@@ -497,3 +497,56 @@ def test_the_rule_itself_never_reaches_above_the_caller(world):
     ]
     assert not can_edit_billing_terms(world.user_a, world.provider)
     assert not refusals("account.update.refused")  # record=False writes nothing
+
+
+def test_a_currency_change_waits_for_a_subscription_being_created(world, api, monkeypatch):
+    """The attacker's timing: a subscription is being created (its transaction not committed
+    yet) while the operator changes the account's currency. Both take the account's row lock,
+    so the change waits, then sees the subscription and is refused; without the lock it would
+    find no use of the currency and leave a EUR subscription on a USD account."""
+    import threading
+
+    from core import audit
+
+    _, plan = setup_catalog(world.provider, price="10.00")
+    customer = world.customer_a
+    inside, release = threading.Event(), threading.Event()
+    record = audit.record
+
+    def paused(actor, action, *args, **kwargs):
+        result = record(actor, action, *args, **kwargs)
+        if action == "subscription.create":  # inside the subscription's transaction
+            inside.set()
+            release.wait(30)
+        return result
+
+    monkeypatch.setattr(audit, "record", paused)
+    # the plain token clients: each thread's request has its own context (no Fresh needed)
+    subscriber, changer = api(world.operator).client, api(world.operator).client
+    answers = {}
+
+    def subscribe_it():
+        answers["subscription"] = subscriber.post(
+            "/api/v1/subscriptions",
+            json={"account_id": customer.id, "plan_id": plan.id, "start": "2026-11-01"},
+        )
+
+    def change_currency():
+        answers["currency"] = changer.patch(
+            f"/api/v1/accounts/{customer.id}", json={"currency": "USD"}
+        )
+
+    first = threading.Thread(target=subscribe_it)
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=change_currency)
+    second.start()
+    second.join(0.5)  # unguarded, the change would have answered by now
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert answers["subscription"].status_code == 201, answers["subscription"].get_json()
+    refused = answers["currency"]
+    assert refused.status_code == 422, refused.get_json()
+    assert "subscriptions" in refused.get_json()["errors"]["currency"][0]
+    assert Account.get_by_id(customer.id).currency == "EUR"

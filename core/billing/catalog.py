@@ -9,7 +9,7 @@ from core import audit, rbac
 from core.billing.models import PRODUCT_KINDS, PricePlan, Product, Subscription, UsageRecord
 from core.billing.money import MoneyError, check_currency, parse_decimal, tiered_unit_price
 from core.billing.periods import PeriodError, parse_date
-from core.db import database, insert_rows
+from core.db import database, insert_rows, lock_row
 from core.errors import ValidationFailed, marshmallow_errors
 from core.fields import Id, Price, Quantity, Text
 from core.models import Account
@@ -183,6 +183,12 @@ def create_subscription(actor, payload) -> Subscription:
     if actor is not None:
         rbac.require(actor, "catalog.manage", plan.account)
     with database.atomic():
+        # the currency read above may be changing: under the account's row lock (which a
+        # currency change takes too) it is what this subscription will be billed in
+        locked = lock_row(Account, customer.id)
+        if locked.currency != plan.currency:
+            _raise({"plan_id": [f"plan '{plan.name}' is in {plan.currency} but account "
+                                f"{customer.name} is billed in {locked.currency}"]})  # fmt: skip
         sub = Subscription.create(account=customer, plan=plan, quantity=data["quantity"],
                                   start=start, end=end, external_id=data["external_id"])  # fmt: skip
         audit.record(actor, "subscription.create", sub, account=customer.id,
