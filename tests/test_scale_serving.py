@@ -4,6 +4,7 @@ processes) on 127.0.0.1; the server is killed at the end of the test."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,12 @@ def gunicorn(app, database_url):
 
 def test_run_with_workers_serves_the_panel_and_the_api_with_gunicorn(world, gunicorn):
     proc, base = gunicorn
-    assert len(children(proc.pid)) == 2  # the master (exec'd in place) and two workers
+    # the master (exec'd in place) forks two workers; the first may answer before the second
+    # has booted, so wait (bounded) for both
+    deadline = time.monotonic() + 30
+    while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(children(proc.pid)) == 2
     resp = requests.post(f"{base}/api/v1/tokens",
                          json={"email": world.operator.email, "password": PASSWORD}, timeout=10)  # fmt: skip
     assert resp.status_code == 201, resp.text
