@@ -153,7 +153,7 @@ def test_raw_and_pdf_downloads(world, api, billed):
     resp = a.get(f"/api/v1/invoices/{billed.id}/files/pdf")
     assert resp.status_code == 200 and resp.mimetype == "application/pdf"
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(resp.data)).pages)
-    assert "INV-000001" in text and "72.00 EUR" in text
+    assert "INV-000001" in text and "€72.00" in text  # Babel, English
     assert a.get(f"/api/v1/invoices/{billed.id}/files/UBL").status_code == 404
 
 

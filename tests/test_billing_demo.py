@@ -39,5 +39,5 @@ def test_demo_customer_gets_one_correct_invoice_in_raw_and_pdf(ctx):
     header, lines = raw.parse(storage.file_for(inv, "RAW")[0])
     assert header["total"] == "118.80" and len(lines) == 2
     pdf = PdfReader(io.BytesIO(storage.file_for(inv, "PDF")[0]))
-    assert "118.80 EUR" in pdf.pages[0].extract_text()
+    assert "€118.80" in pdf.pages[0].extract_text()  # Babel, English
     assert engine.run(date.today())["invoices_created"] == 0

@@ -21,6 +21,7 @@ def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) 
             "unit": "seat",
             "unit_price": "12.50",
             "amount": f"{12.5 * qty:,.2f}",
+            "amount_minor": 1250 * qty,
             "group": None,
         }
         if groups:
@@ -51,7 +52,10 @@ def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) 
         "subtotal": "1,234.56",
         "tax_rate": "20%",
         "tax": "246.91",
-        "total": "1,481.47 EUR",
+        "total": "€1,481.47",
+        "subtotal_minor": 123456,
+        "tax_minor": 24691,
+        "total_minor": 148147,
         "credit_note_for": None,
         "notes": "Payment terms: net 14 days",
     }
@@ -75,13 +79,13 @@ def test_three_line_invoice_fits_one_page_with_everything():
     pages = pages_text(render_invoice_pdf(doc))
     assert len(pages) == 1
     text = pages[0]
-    assert "INVOICE" in text
+    assert "Invoice" in text
     assert "INV-000042" in text
     assert "Acme Hosting GmbH" in text
     assert "Globex Reseller Ltd" in text
     for line in doc["lines"]:
         assert line["description"] in text
-    assert "1,481.47 EUR" in text
+    assert "€1,481.47" in text
     assert "Page 1 of 1" in squash(text)
     # The lines table header.
     for header in ("Description", "Qty", "Unit", "Unit price", "Amount"):
@@ -98,8 +102,8 @@ def test_500_line_invoice_repeats_header_and_counts_pages():
         assert "Description" in text, f"no table header on page {number}"
         assert "Amount" in text, f"no table header on page {number}"
         assert f"Page {number} of {n}" in squash(text)
-    assert "1,481.47 EUR" in pages[-1]
-    assert "1,481.47 EUR" not in "".join(pages[:-1])
+    assert "€1,481.47" in pages[-1]
+    assert "€1,481.47" not in "".join(pages[:-1])
     match = re.search(r"Page (\d+) of (\d+)", squash(pages[-1]))
     assert match is not None
     assert (int(match[1]), int(match[2])) == (n, n)
@@ -112,16 +116,15 @@ def test_grouped_lines_show_group_names_and_subtotals():
     names = ["Sales", "Support", "Engineering"]
     doc = make_doc(9, groups=names)
     doc["groups"] = [
-        {"name": "Sales", "subtotal": "111.11"},
-        {"name": "Support", "subtotal": "222.22"},
-        {"name": "Engineering", "subtotal": "333.33"},
+        {"name": "Sales", "subtotal": "111.11", "subtotal_minor": 11111},
+        {"name": "Support", "subtotal": "222.22", "subtotal_minor": 22222},
+        {"name": "Engineering", "subtotal": "333.33", "subtotal_minor": 33333},
     ]
     text = "".join(pages_text(render_invoice_pdf(doc)))
     flat = squash(text)
     for group in doc["groups"]:
         assert group["name"] in text
-        assert group["subtotal"] in text
-        assert f"Subtotal {group['name']} {group['subtotal']}" in flat
+        assert f"Subtotal {group['name']} €{group['subtotal']}" in flat
     # Group headers come in document order, each before its own lines.
     positions = [text.index(name) for name in names]
     assert positions == sorted(positions)
@@ -151,7 +154,7 @@ def test_hostile_text_is_escaped_and_rendered_literally():
     assert "Smith & Sons <Ltd>" in text
     assert "Pay <u>now</u> & thanks" in text
     # The injected markup did not end the table early: the totals still follow.
-    assert text.index("broken out") < text.index("1,481.47 EUR")
+    assert text.index("broken out") < text.index("€1,481.47")
 
 
 def test_credit_note_says_so_and_references_the_invoice():
@@ -159,18 +162,18 @@ def test_credit_note_says_so_and_references_the_invoice():
     pages = pages_text(render_invoice_pdf(doc))
     assert len(pages) == 1
     text = pages[0]
-    assert "CREDIT NOTE" in text
+    assert "Credit note" in text
     assert "CN-000007" in text
-    assert "INV-000041" in text
+    assert "This credit note refers to invoice INV-000041." in squash(text)
     # The title is the credit note's, not an invoice's.
-    assert "INVOICE" not in text
+    assert "Invoice" not in text.replace("invoice INV-000041", "")
 
 
 def test_optional_fields_may_be_missing():
     doc = make_doc(1, notes=None, groups=[])
     doc["issuer"].update(tax_id=None, email=None)
     text = pages_text(render_invoice_pdf(doc))[0]
-    assert "Tax ID" not in text
+    assert "VAT ID" not in text
     assert "NOTES" not in text
     assert "INV-000042" in text
 
@@ -184,3 +187,23 @@ def test_render_failure_raises_runtime_error(monkeypatch):
     monkeypatch.setattr(render.pisa, "CreatePDF", lambda *a, **k: Failed())
     with pytest.raises(RuntimeError, match="2 error"):
         render_invoice_pdf(make_doc(1))
+
+
+def test_a_buyer_with_german_as_invoice_language_gets_a_german_invoice():
+    doc = make_doc(2, language="de")
+    doc["lines"][0].update(quantity="1234.5", unit_price="0.0123", amount_minor=1518)
+    text = squash(pages_text(render_invoice_pdf(doc))[0].replace("\xa0", " "))
+    for phrase in ("Rechnung", "Nummer INV-000042", "Rechnungsdatum 15.11.2026",
+                   "Fällig am 29.11.2026", "Leistungszeitraum 15.10.2026 – 14.11.2026",
+                   "Beschreibung", "Einzelpreis netto", "1.234,5", "0,0123 €", "15,18 €",
+                   "Zwischensumme 1.234,56 €", "USt. (20 %) 246,91 €",
+                   "Gesamtbetrag 1.481,47 €", "Seite 1 von 1"):  # fmt: skip
+        assert phrase in text, phrase
+    for english in ("Invoice", "Due date", "Unit price", "Total", "Page 1"):
+        assert english not in text
+
+
+def test_an_unknown_or_missing_invoice_language_renders_in_english():
+    for language in ("fr", None, "", "<b>de</b>"):
+        text = squash(pages_text(render_invoice_pdf(make_doc(1, language=language)))[0])
+        assert "Invoice" in text and "Due date Nov 29, 2026" in text and "€1,481.47" in text

@@ -1,8 +1,12 @@
 """PDF rendering of invoices and credit notes.
 
-The billing engine hands over a plain document dict with every amount already
-formatted; this module only lays it out. It uses a standalone Jinja2
-environment (not Flask's) so it can run in a worker with no application.
+The billing engine hands over a plain document dict (core.billing.documents); this module
+lays it out in the buyer's invoice language. Amounts are formatted here from the document's
+integer minor units with :mod:`core.i18n` (Babel: ``1.234,56 €`` in German), and every text
+of the template goes through the gettext catalogue of core/translations, so the PDF of one
+invoice reads the same as its other formats. It uses a standalone Jinja2 environment per
+language (not Flask's) so it can run in a worker with no application; one layout pass
+(xhtml2pdf's) per document.
 """
 
 from __future__ import annotations
@@ -15,15 +19,39 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from xhtml2pdf import pisa
 
+from core import i18n
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 INVOICE_TEMPLATE = "invoice_pdf/invoice.html"
 
-TITLES = {"invoice": "INVOICE", "credit_note": "CREDIT NOTE"}
+
+def language_of(doc: dict[str, Any]) -> str:
+    """The supported locale the document is rendered in: the buyer's invoice language from
+    its billing details, English when it has none (core.i18n.negotiate)."""
+    recipient = doc.get("recipient") or {}
+    return i18n.negotiate(doc.get("language") or recipient.get("language"))
 
 
 @cache
-def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True)
+def _environment(locale: str) -> Environment:
+    """One environment per language: its gettext catalogue and its Babel filters, bound once
+    (an environment is shared by every render in the process, so nothing is swapped per
+    call)."""
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)
+    env.filters.update(
+        money=lambda minor, currency: i18n.format_money(minor, currency, locale),
+        price=lambda value, currency: i18n.format_price(value, currency, locale),
+        number=lambda value: i18n.format_number(value, locale),
+        rate=lambda percent: i18n.format_rate(str(percent).rstrip("% "), locale),
+        day=lambda value: i18n.format_date(value, locale),
+    )
+    env.globals["locale"] = locale
+    return env
 
 
 def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,29 +64,31 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
     lines = doc.get("lines") or []
     groups = doc.get("groups") or []
     if not groups:
-        return [{"name": None, "subtotal": None, "lines": list(lines)}]
-    subtotals = {g["name"]: g.get("subtotal") for g in groups}
+        return [{"name": None, "subtotal_minor": None, "lines": list(lines)}]
+    subtotals = {g["name"]: g.get("subtotal_minor") for g in groups}
     sections: list[dict[str, Any]] = []
     for line in lines:
         name = line.get("group")
         if not sections or sections[-1]["name"] != name:
-            sections.append({"name": name, "subtotal": subtotals.get(name), "lines": []})
+            sections.append({"name": name, "subtotal_minor": subtotals.get(name), "lines": []})
         sections[-1]["lines"].append(line)
     # A group announced with no lines still shows up with its subtotal.
     seen = {s["name"] for s in sections}
     for g in groups:
         if g["name"] not in seen:
-            sections.append({"name": g["name"], "subtotal": g.get("subtotal"), "lines": []})
+            sections.append({"name": g["name"], "subtotal_minor": g.get("subtotal_minor"),
+                             "lines": []})  # fmt: skip
     return sections
 
 
 def render_invoice_html(doc: dict[str, Any]) -> str:
     """The XHTML fed to xhtml2pdf, exposed for debugging and tests."""
     kind = doc.get("kind") or "invoice"
-    template = _environment().get_template(INVOICE_TEMPLATE)
+    locale = language_of(doc)
+    template = _environment(locale).get_template(INVOICE_TEMPLATE)
     return template.render(
         doc=doc,
-        title=TITLES.get(kind, str(kind).replace("_", " ").upper()),
+        kind=kind,
         is_credit_note=kind == "credit_note",
         issuer=doc.get("issuer") or {},
         recipient=doc.get("recipient") or {},
@@ -88,8 +118,9 @@ STATEMENT_TEMPLATE = "invoice_pdf/statement.html"
 
 
 def render_statement_html(doc: dict[str, Any]) -> str:
-    """The XHTML of an account statement (see core.billing.statements for the keys)."""
-    template = _environment().get_template(STATEMENT_TEMPLATE)
+    """The XHTML of an account statement (see core.billing.statements for the keys; the
+    statement is an English operator document, formatted by the statement module)."""
+    template = _environment(i18n.DEFAULT_LOCALE).get_template(STATEMENT_TEMPLATE)
     return template.render(doc=doc, account=doc.get("account") or {})
 
 
