@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter
 from core import auth, db, migrations
 from core.api import create_api
 from core.errors import BillhiveError, describe, field_messages
+from core.mail import transport as mail_transport
 from core.models import StateVersion, create_core_tables
 from core.plugins import PluginHost, discover
 from hostapp import config as config_module
@@ -85,6 +86,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         migrations.start(host)  # tables of enabled plugins; pending migrations are logged
 
     security.init_app(app)  # proxy hops, Secure cookies, security headers: one place
+    mail_transport.init_app(app)  # e-mail: the outbox folder or SMTP (core.mail)
     csrf = CSRFProtect(app)
     auth.init_app(app)
     api = create_api(app, csrf)

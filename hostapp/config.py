@@ -65,6 +65,38 @@ def _login_settings() -> dict:
     return out
 
 
+def _mail_settings(folder: Path) -> dict:
+    """E-mail (core.mail): the outbox folder by default, or an SMTP server; the names are in
+    docs/operations.md."""
+    env = os.environ.get
+    security = (env("BILLHIVE_MAIL_SECURITY") or "none").strip().lower()
+    if security not in ("none", "starttls", "ssl"):
+        raise ValueError(f"BILLHIVE_MAIL_SECURITY must be none, starttls or ssl, not {security!r}")
+    numbers = {}
+    for key, name, default in (
+        ("MAIL_PORT", "BILLHIVE_MAIL_PORT", 465 if security == "ssl" else 25),
+        ("MAIL_TIMEOUT", "BILLHIVE_MAIL_TIMEOUT", 10),
+        ("MAIL_MAX_ATTEMPTS", "BILLHIVE_MAIL_MAX_ATTEMPTS", 5),
+        ("MAIL_RETRY_SECONDS", "BILLHIVE_MAIL_RETRY_SECONDS", 60),
+        ("MAIL_STALE_SECONDS", "BILLHIVE_MAIL_STALE_SECONDS", 300),
+    ):
+        raw = (env(name) or "").strip()
+        if raw and not raw.isdigit():
+            raise ValueError(f"{name} must be a whole number, got {raw!r}")
+        numbers[key] = int(raw) if raw else default
+    return {
+        "MAIL_TRANSPORT": (env("BILLHIVE_MAIL_TRANSPORT") or "outbox").strip().lower(),
+        "MAIL_OUTBOX_DIR": env("BILLHIVE_MAIL_OUTBOX_DIR") or str(folder / "outbox"),
+        "MAIL_SERVER": env("BILLHIVE_MAIL_SERVER") or "localhost",
+        "MAIL_USE_TLS": security == "starttls",
+        "MAIL_USE_SSL": security == "ssl",
+        "MAIL_USERNAME": env("BILLHIVE_MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env("BILLHIVE_MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env("BILLHIVE_MAIL_SENDER") or "billhive@localhost",
+        **numbers,
+    }
+
+
 def load(overrides: dict | None = None) -> dict:
     overrides = overrides or {}
     folder = Path(overrides.get("DATA_DIR") or data_dir())
@@ -93,6 +125,7 @@ def load(overrides: dict | None = None) -> dict:
         # the instance's calendar (core.clock.today): a bill run may not be for a later date
         "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",
         **_login_settings(),
+        **_mail_settings(folder),
         # trusted reverse proxies in front of the app (X-Forwarded-* honoured from that many)
         "BEHIND_PROXY": int(os.environ.get("BILLHIVE_BEHIND_PROXY") or 0),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -367,11 +367,17 @@ def finalize(invoice: Invoice) -> None:
 
 
 def notify_finalized(invoice: Invoice) -> None:
-    """Tell plugins (``invoice_finalized``) about an invoice committed as issued. It is issued
-    whatever a plugin does with the news: a plugin that raises is logged, and neither turns
-    the issue into an error (the change was saved) nor stops a bill run."""
+    """E-mail an invoice committed as issued to its buyer (:mod:`core.mail`, before any
+    plugin, so a failing plugin never stops it), then tell plugins (``invoice_finalized``).
+    It is issued whatever mail or a plugin does with the news: a failure is logged, and
+    neither turns the issue into an error (the change was saved) nor stops a bill run."""
     from core.billing import storage
+    from core.mail.messages import on_invoice_finalized
 
+    try:
+        on_invoice_finalized(invoice)  # e-mailed to the buyer, once (core.mail)
+    except Exception:  # noqa: BLE001 - recorded or not, the invoice stays issued
+        log.exception("recording the e-mail of %s failed", invoice.number or invoice.id)
     try:
         storage.host().call("invoice_finalized", invoice=invoice)
     except Exception:  # noqa: BLE001 - a plugin's failure, after the commit

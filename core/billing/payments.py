@@ -250,6 +250,9 @@ def record_payment(actor, account: Account, payload) -> Payment:
             ledger.settle(inv, actor)
         audit.record(actor, "payment.record", payment, account=account.id,
                      after={**payment_snapshot(payment), "unallocated": left})  # fmt: skip
+        from core.mail import send_receipt
+
+        send_receipt(payment, actor)  # recorded with the payment, sent after the commit
     return payment
 
 

@@ -71,7 +71,7 @@ PENDING_REQUEUE_SECONDS = 900  # pending this long while the queue is busy: queu
 GRACE_SECONDS = 2.0  # a pending item younger than this may be between dequeue and claim
 LIST_LIMIT = 1000  # failures / skipped kept in a finished run's summary
 # higher runs first (SqliteHuey and PriorityRedisHuey order by priority, then FIFO)
-PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "render": 0}
+PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "mail": 5, "render": 0}
 
 
 class QueueError(Exception):
@@ -155,6 +155,8 @@ class Queue:
         self.bill_task = task(name="billhive_bill", priority=PRIORITY["bill"])(_bill_task)
         self.render_task = task(name="billhive_render", priority=PRIORITY["render"])(_render_task)
         self.sweep_task = task(name="billhive_sweep", priority=PRIORITY["sweep"])(_sweep_task)
+        # e-mail (core.mail.tasks): one task per message, retried with a backoff
+        self.mail_task = task(name="billhive_mail", priority=PRIORITY["mail"])(_mail_task)
 
     def pending_count(self) -> int:
         return self.huey.pending_count()
@@ -817,6 +819,16 @@ def _render_task(invoice_id: int, code: str) -> None:
 def _sweep_task() -> None:
     with _task_context():
         sweep()
+        from core.mail import tasks as mail_tasks
+
+        mail_tasks.sweep()  # messages due again, lost tasks, senders that stopped
+
+
+def _mail_task(message_id: int) -> None:
+    from core.mail import tasks as mail_tasks
+
+    with _task_context():
+        mail_tasks.run_task(message_id)
 
 
 def drain(app, limit: int | None = None) -> int:

@@ -1,0 +1,460 @@
+"""Composing, recording and delivering messages: the rules behind "once per event".
+
+**Recording** (:func:`send_for_invoice`, :func:`send_receipt`, :func:`send_again`): one
+:class:`~core.mail.models.MailMessage` row per event key, written with ``INSERT ... ON
+CONFLICT DO NOTHING`` in the caller's transaction, then read back: a second call with the
+same key (a re-run, a retried task, a second worker, a double click) finds the first row and
+records nothing. Subject, body, From, Reply-To and To are rendered now and stored, so every
+attempt sends the same text with the same ``Message-ID``, and the history shows what went
+out. The send is dispatched after the transaction commits (peewee's ``after_commit``): a
+rolled-back issue or payment sends nothing.
+
+**Delivering** (:func:`deliver`): a sender claims the row with one guarded UPDATE
+(``queued``/``retry`` and due -> ``sending``, ``attempts + 1``), committed before anything
+is sent, so of two senders (duplicate task delivery, the sweeper and a task) only one
+sends. Then it sends and records ``sent`` (with any recipients the server refused), or the
+failure: ``retry`` with a backoff (``MAIL_RETRY_SECONDS`` x 2^(attempt-1)) until
+``MAIL_MAX_ATTEMPTS``, then ``failed``. A message that can never be sent (no valid address,
+a template that does not render) is ``failed`` at once with the reason.
+
+**A crash between sending and recording** leaves the row ``sending``. The sweeper
+(:func:`core.mail.tasks.sweep`) finds it once its claim is older than
+``MAIL_STALE_SECONDS``: with the outbox it looks for the message's file (its name depends
+only on the row): there -> ``sent``; missing -> retried. With SMTP nobody can know whether
+the server accepted it, so the row becomes ``unknown`` and is **not** sent again by itself
+(an admin may "Send again" after checking): a lost message is possible there, a duplicate
+is not. The only duplicate left is a server that accepted the message but whose reply was
+lost (a timeout after the final dot): that attempt is recorded as failed and retried, with
+the same ``Message-ID`` so the recipient's mail system can recognise it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+from datetime import timedelta
+from email.utils import formataddr, parseaddr
+
+from flask import current_app, has_app_context
+
+from core import audit
+from core.billing.models import Allocation, BillingSettings, Invoice, Payment
+from core.billing.money import format_money
+from core.db import database, utcnow
+from core.errors import NotFound, ValidationFailed
+from core.mail import templates, transport
+from core.mail.models import OPEN, MailMessage
+from core.models import Account
+
+log = logging.getLogger("billhive.mail")
+
+EVENTS = {
+    "invoice": "Invoice",
+    "credit_note": "Credit note",
+    "receipt": "Payment receipt",
+    "reminder_1": "First reminder",
+    "reminder_2": "Second reminder",
+    "final_notice": "Final notice",
+}
+INVOICE_EVENTS = ("invoice", "credit_note", "reminder_1", "reminder_2", "final_notice")
+MAX_KEY = 200
+
+
+# -- who: addresses --------------------------------------------------------------------------
+
+
+def valid_address(text: str) -> str | None:
+    """The bare address in ``text`` when it is one (a@b.c), else None."""
+    _, address = parseaddr(text or "")
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or any(c.isspace() for c in address):
+        return None
+    return address
+
+
+def split_addresses(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").replace(";", ",").split(",") if part.strip()]
+
+
+def recipients_of(account: Account) -> list[str]:
+    """The buyer's billing e-mail addresses: its billing settings' invoice e-mail (one or
+    more, comma-separated), else the account's e-mail. The one place that decides them."""
+    settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
+    listed = split_addresses(settings.invoice_email) if settings else []
+    return listed or split_addresses(account.email)
+
+
+def identity_of(issuer: Account) -> tuple[str, str]:
+    """(From, Reply-To) of mail an issuer sends: its name, with its billing contact's
+    e-mail (else its own e-mail) as the address; without either, the instance's sender
+    address under the issuer's name and no Reply-To."""
+    settings = BillingSettings.get_or_none(BillingSettings.account == issuer.id)
+    own = valid_address(settings.contact_email if settings else "") or valid_address(issuer.email)
+    address = own or parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
+    return formataddr((templates.one_line(issuer.name), address)), own or ""
+
+
+# -- what: template context ------------------------------------------------------------------
+
+
+def _day(value) -> str:
+    return value.isoformat() if value else ""
+
+
+def invoice_values(invoice: Invoice) -> dict:
+    from core.billing import ledger
+
+    credit_for = None
+    if invoice.credit_for_id:
+        credit_for = Invoice.select(Invoice.number).where(Invoice.id == invoice.credit_for_id)
+        credit_for = credit_for.scalar()
+    period = ""
+    if invoice.period_start and invoice.period_end:
+        period = f"{_day(invoice.period_start)} to {_day(invoice.period_end)}"
+    return {
+        "number": invoice.number or "",
+        "kind": invoice.kind,
+        "currency": invoice.currency,
+        "total": format_money(invoice.total, invoice.currency),
+        "subtotal": format_money(invoice.subtotal, invoice.currency),
+        "tax": format_money(invoice.tax, invoice.currency),
+        "amount_due": format_money(ledger.open_amount(invoice), invoice.currency),
+        "issued_on": _day(invoice.issued_at.date() if invoice.issued_at else None),
+        "due_date": _day(invoice.due_date),
+        "period": period,
+        "credit_for": credit_for or "",
+    }
+
+
+def party_values(account: Account) -> dict:
+    return {"name": account.name, "email": account.email or ""}
+
+
+def payment_values(payment: Payment) -> dict:
+    numbers = [
+        number
+        for (number,) in Invoice.select(Invoice.number)
+        .join(Allocation, on=(Allocation.invoice == Invoice.id))
+        .where(Allocation.payment == payment.id)
+        .order_by(Invoice.id)
+        .tuples()
+    ]
+    return {
+        "amount": format_money(payment.amount, payment.currency),
+        "currency": payment.currency,
+        "received_on": _day(payment.received_on),
+        "reference": payment.reference or "",
+        "method": payment.method,
+        "invoices": numbers,
+    }
+
+
+def build_context(issuer: Account, account: Account, invoice=None, payment=None,
+                  extra: dict | None = None) -> dict:  # fmt: skip
+    context = {
+        "issuer": {**party_values(issuer), "email": identity_of(issuer)[1]},
+        "account": party_values(account),
+        "invoice": invoice_values(invoice) if invoice is not None else None,
+        "payment": payment_values(payment) if payment is not None else None,
+        "late_fee": "",
+        "level": "",
+    }
+    for key, value in (extra or {}).items():
+        context.setdefault(key, value)
+        if key in ("late_fee", "level", "days_overdue"):
+            context[key] = value
+    return context
+
+
+def sample_context(issuer: Account) -> dict:
+    """What a preview renders: the issuer's latest issued invoice when it has one, else a
+    made-up invoice to "Example Customer Ltd"."""
+    latest = (
+        Invoice.select()
+        .where((Invoice.issuer == issuer.id) & (Invoice.status != "draft"))
+        .order_by(Invoice.id.desc())
+        .first()
+    )
+    if latest is not None:
+        account = Account.get_by_id(latest.account_id)
+        context = build_context(issuer, account, latest)
+    else:
+        context = build_context(issuer, Account(name="Example Customer Ltd", email=""))
+        context["invoice"] = {
+            "number": f"{issuer.invoice_prefix}000123", "kind": "invoice", "currency": "EUR",
+            "total": "118.80 EUR", "subtotal": "99.00 EUR", "tax": "19.80 EUR",
+            "amount_due": "118.80 EUR", "issued_on": "2026-01-01", "due_date": "2026-01-15",
+            "period": "2025-12-01 to 2026-01-01", "credit_for": "",
+        }  # fmt: skip
+    context["payment"] = context["payment"] or {
+        "amount": context["invoice"]["total"], "currency": context["invoice"]["currency"],
+        "received_on": context["invoice"]["issued_on"], "reference": "REF-123",
+        "method": "bank_transfer", "invoices": [context["invoice"]["number"]],
+    }  # fmt: skip
+    if context["invoice"]["kind"] == "credit_note" and not context["invoice"]["credit_for"]:
+        context["invoice"]["credit_for"] = f"{issuer.invoice_prefix}000122"
+    context.update(late_fee="10.00 EUR", level="final_notice", days_overdue=30)
+    return context
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+def _message_id(event_key: str, sender: str) -> str:
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "billhive.invalid"
+    digest = hashlib.sha256(event_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def attachment_for(invoice: Invoice | None, event: str) -> str:
+    """The invoice file a message carries: PDF when the invoice has that format, else RAW
+    (what :func:`core.billing.storage.wanted_formats` decides), none for receipts."""
+    if invoice is None or event == "receipt":
+        return ""
+    from core.billing import storage
+
+    wanted = storage.wanted_formats(invoice)
+    for code in ("PDF", "RAW"):
+        if code in wanted:
+            return code
+    return wanted[0] if wanted else ""
+
+
+def _record(event: str, event_key: str, issuer: Account, account: Account, *, invoice=None,
+            payment=None, context=None, actor=None) -> MailMessage:  # fmt: skip
+    if event not in EVENTS:
+        raise ValueError(f"unknown e-mail event '{event}' (one of {', '.join(EVENTS)})")
+    if not event_key or len(event_key) > MAX_KEY:
+        raise ValueError(f"an event key is 1 to {MAX_KEY} characters")
+    existing = MailMessage.get_or_none(MailMessage.event_key == event_key)
+    if existing is not None:
+        return existing
+    sender, reply_to = identity_of(issuer)
+    to = [a for a in map(valid_address, recipients_of(account)) if a]
+    values = {
+        "event_key": event_key,
+        "event": event,
+        "issuer": issuer.id,
+        "account": account.id,
+        "invoice": invoice.id if invoice is not None else None,
+        "payment": payment.id if payment is not None else None,
+        "sender": sender,
+        "reply_to": reply_to,
+        "recipients": to,
+        "message_id": _message_id(event_key, sender),
+        "context": context or None,
+        "created_by": actor.id if actor is not None else None,
+        "status": "queued",
+    }
+    try:
+        values["subject"], values["body"] = templates.render(
+            issuer.id, event, build_context(issuer, account, invoice, payment, context)
+        )
+        values["attachment"] = attachment_for(invoice, event)
+    except templates.TemplateProblem as problem:
+        values.update(status="failed", last_error=f"the {event} template of {issuer.name} "
+                      f"does not render: {problem}")  # fmt: skip
+    if values["status"] == "queued" and not to:
+        values.update(status="failed", last_error=f"{account.name} has no valid billing "
+                      f"e-mail address (found: {account.email or 'none'})")  # fmt: skip
+    with database.atomic():
+        MailMessage.insert(values).on_conflict_ignore().execute()
+    message = MailMessage.get(MailMessage.event_key == event_key)
+    if message.status == "queued":
+        from core.mail import tasks
+
+        message_id = message.id
+        database.after_commit(lambda: tasks.dispatch(message_id))
+    return message
+
+
+def send_for_invoice(invoice: Invoice, event: str, *, event_key: str, context: dict | None = None,
+                     actor=None) -> MailMessage:  # fmt: skip
+    """Record the e-mail ``event`` (one of :data:`EVENTS`) about ``invoice`` to its buyer,
+    from its issuer, and queue its sending once the current transaction commits.
+    Idempotent by ``event_key``: a second call with a key already used returns the first
+    record and sends nothing. ``context`` adds template values (a reminder's ``level``,
+    ``days_overdue``, ``late_fee``), kept JSON-serialisable."""
+    issuer = Account.get_by_id(invoice.issuer_id)
+    account = Account.get_by_id(invoice.account_id)
+    return _record(event, event_key, issuer, account, invoice=invoice, context=context,
+                   actor=actor)  # fmt: skip
+
+
+def send_receipt(payment: Payment, actor=None) -> MailMessage | None:
+    """The receipt of a recorded payment (event key ``payment:<id>:receipt``), from the
+    payee; filed under the first invoice it paid, if any."""
+    if payment.kind != "payment":
+        return None
+    first = (
+        Allocation.select(Allocation.invoice)
+        .where((Allocation.payment == payment.id) & Allocation.invoice.is_null(False))
+        .order_by(Allocation.id)
+        .scalar()
+    )
+    invoice = Invoice.get_by_id(first) if first else None
+    return _record("receipt", f"payment:{payment.id}:receipt",
+                   Account.get_by_id(payment.payee_id), Account.get_by_id(payment.account_id),
+                   invoice=invoice, payment=payment, actor=actor)  # fmt: skip
+
+
+def on_invoice_finalized(invoice: Invoice) -> MailMessage | None:
+    """An invoice or credit note committed as issued is e-mailed once (``invoice:<id>:issued``)."""
+    if not isinstance(invoice, Invoice) or invoice.status == "draft":
+        return None
+    event = "credit_note" if invoice.kind == "credit_note" else "invoice"
+    return send_for_invoice(invoice, event, event_key=f"invoice:{invoice.id}:issued")
+
+
+def history(invoice: Invoice) -> list[MailMessage]:
+    return list(
+        MailMessage.select().where(MailMessage.invoice == invoice.id).order_by(MailMessage.id)
+    )
+
+
+def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -> MailMessage:
+    """Send again: the invoice's message once more under a new event key
+    (``invoice:<id>:again:<key>``; the same ``key`` twice is the same request, sent once),
+    rendered from the template as it is now; audited. ``event`` defaults to what the invoice
+    is (invoice / credit note)."""
+    if invoice.status == "draft":
+        raise ValidationFailed.field("invoice", "a draft is not sent; issue it first")
+    default = "credit_note" if invoice.kind == "credit_note" else "invoice"
+    event = event or default
+    if event not in INVOICE_EVENTS:
+        raise ValidationFailed.field("event", f"must be one of {', '.join(INVOICE_EVENTS)}")
+    key = (key or "").strip()
+    if not key or len(key) > 64 or not key.isascii() or not key.isprintable():
+        raise ValidationFailed.field("key", "must be 1 to 64 printable ASCII characters")
+    event_key = f"invoice:{invoice.id}:again:{key}"
+    with database.atomic():
+        existing = MailMessage.get_or_none(MailMessage.event_key == event_key)
+        message = send_for_invoice(invoice, event, event_key=event_key, actor=actor)
+        if existing is None:
+            audit.record(actor, "invoice.send_again", object_type="invoice",
+                         object_id=invoice.id, account=invoice.account_id,
+                         after={"message_id": message.id, "event": event,
+                                "to": message.recipients, "status": message.status})  # fmt: skip
+    return message
+
+
+# -- delivering ------------------------------------------------------------------------------
+
+
+def _setting(name: str, default):
+    value = current_app.config.get(name)
+    return default if value in (None, "") else value
+
+
+def max_attempts() -> int:
+    return int(_setting("MAIL_MAX_ATTEMPTS", 5))
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before the attempt after ``attempt`` (1-based): base x 2^(attempt-1), at most
+    an hour."""
+    return min(float(_setting("MAIL_RETRY_SECONDS", 60)) * 2 ** (attempt - 1), 3600.0)
+
+
+def build_email(message: MailMessage):
+    """The MIME message of a row (Flask-Mailman), with the invoice file attached."""
+    from flask_mailman import EmailMessage
+
+    from core.billing import storage
+
+    headers = {"From": message.sender, "Message-ID": message.message_id}
+    email = EmailMessage(
+        subject=message.subject,
+        body=message.body,
+        from_email=transport.envelope_sender(),
+        to=list(message.recipients),
+        reply_to=[message.reply_to] if message.reply_to else None,
+        headers=headers,
+    )
+    if message.attachment and message.invoice_id:
+        invoice = Invoice.get_by_id(message.invoice_id)
+        data, fmt, _ = storage.file_for(invoice, message.attachment)
+        email.attach(f"{invoice.number or invoice.id}.{fmt.extension}", data, fmt.media_type)
+    return email
+
+
+def _claim(message_id: int, now) -> bool:
+    due = MailMessage.next_attempt_at.is_null() | (MailMessage.next_attempt_at <= now)
+    return bool(
+        MailMessage.update(status="sending", attempts=MailMessage.attempts + 1, claimed_at=now)
+        .where((MailMessage.id == message_id) & MailMessage.status.in_(OPEN) & due)
+        .execute()
+    )
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = "; ".join(
+            f"{address}: {code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
+            for address, (code, reason) in exc.recipients.items()
+        )
+        return f"every recipient was refused ({refused})"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error
+        text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+        return f"the SMTP server answered {exc.smtp_code} {text}"
+    if isinstance(exc, TimeoutError):
+        return "the SMTP server did not answer in time (timeout)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the SMTP server refused the connection"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def deliver(message_id: int) -> str:
+    """Send one message if it is due and nobody else has it; returns what happened: ``sent``,
+    ``retry``, ``failed`` or ``not claimed``. Never raises for a sending failure."""
+    now = utcnow()
+    if database.in_transaction():  # the claim must be committed before anything is sent
+        raise RuntimeError("deliver() runs outside a transaction (see core.mail.messages)")
+    if not _claim(message_id, now):
+        return "not claimed"
+    message = MailMessage.get_by_id(message_id)
+    attempt = message.attempts
+    via = transport.name()
+    guard = (
+        (MailMessage.id == message_id)
+        & (MailMessage.status == "sending")
+        & (MailMessage.attempts == attempt)
+    )
+    try:
+        email = build_email(message)
+        if via == "smtp":
+            refused, path = transport.send_smtp(email), None
+        else:
+            refused, path = {}, transport.write_outbox(message, email)
+    except Exception as exc:  # noqa: BLE001 - recorded on the message, retried
+        error = _describe(exc)
+        log.warning("sending message %s (%s) failed: %s", message_id, message.event_key, error)
+        if attempt >= max_attempts():
+            status, next_at = "failed", None
+            error = f"gave up after {attempt} attempt(s): {error}"
+        else:
+            status, next_at = "retry", now + timedelta(seconds=backoff(attempt))
+        MailMessage.update(status=status, last_error=error[:4000], next_attempt_at=next_at,
+                           transport=via).where(guard).execute()  # fmt: skip
+        return status
+    note = None
+    if refused:
+        note = "refused by the server: " + "; ".join(f"{a}: {why}" for a, why in refused.items())
+    MailMessage.update(status="sent", sent_at=utcnow(), last_error=note, transport=via,
+                       outbox_path=path, next_attempt_at=None).where(guard).execute()  # fmt: skip
+    return "sent"
+
+
+def scoped_message(invoice: Invoice, message_id) -> MailMessage:
+    message = MailMessage.get_or_none(
+        (MailMessage.id == message_id) & (MailMessage.invoice == invoice.id)
+    )
+    if message is None:
+        raise NotFound(f"message {message_id} not found")
+    return message
+
+
+def in_app() -> bool:
+    return has_app_context() and "mailman" in current_app.extensions

@@ -1,0 +1,173 @@
+"""E-mail delivery (issue 19 item 5): an issued invoice, a credit note and a recorded payment
+each reach the buyer once, through the outbox folder or a real SMTP server, from the issuer;
+failures are recorded and retried, never a duplicate, never an error for the issuer."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.billing_support import set_tax
+from tests.mail_support import outbox_files, parse
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(plugins=["invoice_pdf", "reseller_accounts"], MAIL_RETRY_SECONDS=0)
+
+
+@pytest.fixture
+def pdf(ctx):
+    ctx.extensions["billhive"].host.set_enabled("invoice_pdf", True)
+
+
+def billed_customer(world, email="ap@contoso.example", name="Contoso Ltd"):
+    from core.models import Account
+
+    Account.update(email=email, name=name).where(Account.id == world.customer_a.id).execute()
+    Account.update(email="billing@provider.example", name="Provider GmbH").where(
+        Account.id == world.provider.id
+    ).execute()
+    set_tax(world.provider, "20")
+    return Account.get_by_id(world.customer_a.id)
+
+
+def issue_invoice(world, customer, amount="99.00", description="Cloud seats"):
+    from core.billing import invoices
+    from core.models import Account
+
+    provider = Account.get_by_id(world.provider.id)
+    draft = invoices.create_draft(
+        None,
+        customer,
+        provider,
+        [{"description": description, "quantity": "1", "unit_price": amount}],  # fmt: skip
+    )
+    return invoices.issue(draft)
+
+
+def messages_of(invoice):
+    from core.mail.models import MailMessage
+
+    return list(
+        MailMessage.select().where(MailMessage.invoice == invoice.id).order_by(MailMessage.id)
+    )
+
+
+def test_an_issued_invoice_lands_in_the_outbox_once_with_its_pdf(ctx, world, pdf):
+    from core.billing import storage
+    from core.billing.invoices import notify_finalized
+
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    files = outbox_files(ctx)
+    assert len(files) == 1
+    mail = parse(files[0].read_bytes())
+    assert mail["From"] == "Provider GmbH <billing@provider.example>"
+    assert mail["Reply-To"] == "billing@provider.example"
+    assert mail["To"] == "ap@contoso.example"
+    assert mail["Subject"] == f"Invoice {invoice.number} from Provider GmbH"
+    assert mail["Message-ID"].endswith("@provider.example>")
+    assert mail["Date"]
+    body = mail.get_body(("plain",)).get_content()
+    assert "118.80 EUR" in body and invoice.number in body
+    [attachment] = list(mail.iter_attachments())
+    assert attachment.get_filename() == f"{invoice.number}.pdf"
+    stored, _, _ = storage.file_for(invoice, "PDF")
+    assert attachment.get_content() == stored  # the very PDF the invoice page serves
+    [message] = messages_of(invoice)
+    assert (message.status, message.attempts, message.transport) == ("sent", 1, "outbox")
+    assert message.event_key == f"invoice:{invoice.id}:issued"
+
+    notify_finalized(invoice)  # the news again (a retried task, a second worker)
+    assert len(outbox_files(ctx)) == 1 and len(messages_of(invoice)) == 1
+
+
+def test_without_the_pdf_format_the_raw_file_is_attached(ctx, world):
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    [mail] = [parse(p.read_bytes()) for p in outbox_files(ctx)]
+    [attachment] = list(mail.iter_attachments())
+    assert attachment.get_filename() == f"{invoice.number}.csv"
+    assert "Cloud seats" in attachment.get_content()
+
+
+def test_a_customer_without_an_address_gets_nothing_and_the_failure_is_recorded(ctx, world):
+    customer = billed_customer(world, email="")
+    invoice = issue_invoice(world, customer)  # issued all the same
+    assert invoice.status == "issued"
+    [message] = messages_of(invoice)
+    assert message.status == "failed"
+    assert "Contoso Ltd has no valid billing e-mail address" in message.last_error
+    assert outbox_files(ctx) == []
+
+
+def test_a_credit_note_is_mailed_as_a_credit_note(ctx, world):
+    from core.billing import invoices
+
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    note = invoices.credit_note(invoice)
+    [message] = messages_of(note)
+    assert message.event == "credit_note"
+    assert message.subject == f"Credit note {note.number} from Provider GmbH"
+    assert invoice.number in message.body
+    assert len(outbox_files(ctx)) == 2
+
+
+def test_a_recorded_payment_sends_a_receipt(ctx, world):
+    from core.billing import payments
+
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    payment = payments.record_payment(None, customer, {"amount": "118.80"})
+    from core.mail.models import MailMessage
+
+    receipt = MailMessage.get(MailMessage.event_key == f"payment:{payment.id}:receipt")
+    assert receipt.status == "sent" and receipt.invoice_id == invoice.id
+    assert receipt.subject == "Payment received: 118.80 EUR"
+    assert invoice.number in receipt.body
+    mail = parse(next(p for p in outbox_files(ctx) if "receipt" in p.name).read_bytes())
+    assert list(mail.iter_attachments()) == []
+
+
+def test_a_payment_refused_sends_no_receipt(ctx, world):
+    from core.billing import payments
+    from core.errors import ValidationFailed
+    from core.mail.models import MailMessage
+
+    customer = billed_customer(world)
+    issue_invoice(world, customer)
+    before = MailMessage.select().count()
+    with pytest.raises(ValidationFailed):
+        payments.record_payment(None, customer, {"amount": "10.00", "invoice_ids": [999999]})
+    assert MailMessage.select().count() == before
+
+
+def test_send_for_invoice_is_idempotent_by_event_key(ctx, world):
+    from core.mail import send_for_invoice
+
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    first = send_for_invoice(invoice, "reminder_1", event_key="dunning:1:reminder_1",
+                             context={"level": "reminder_1", "days_overdue": 3})  # fmt: skip
+    again = send_for_invoice(invoice, "reminder_1", event_key="dunning:1:reminder_1")
+    assert again.id == first.id
+    assert first.subject == f"Reminder: invoice {invoice.number} is overdue"
+    assert len([p for p in outbox_files(ctx) if "reminder_1" in p.name]) == 1
+    with pytest.raises(ValueError):
+        send_for_invoice(invoice, "birthday", event_key="x")
+
+
+def test_a_rolled_back_transaction_sends_nothing(ctx, world):
+    from core.db import database
+    from core.mail import send_for_invoice
+    from core.mail.models import MailMessage
+
+    customer = billed_customer(world)
+    invoice = issue_invoice(world, customer)
+    sent_before = len(outbox_files(ctx))
+    with pytest.raises(RuntimeError), database.atomic():
+        send_for_invoice(invoice, "reminder_2", event_key="rolled-back")
+        raise RuntimeError("the caller failed after recording")
+    assert MailMessage.get_or_none(MailMessage.event_key == "rolled-back") is None
+    assert len(outbox_files(ctx)) == sent_before
