@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, rbac
+from core import audit, lifecycle, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database, lock_row
 from core.errors import Forbidden, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import Email, Id, Percent, Text
+from core.lifecycle import set_account_status  # noqa: F401 - the lifecycle's public name
 from core.models import Account, Role
 
 
@@ -323,6 +324,7 @@ def create_account(actor, payload: dict) -> Account:
             raise ValidationFailed.field("parent_id", f"account {data['parent_id']} not found")
     if actor is not None:
         rbac.require(actor, "accounts.manage", parent)
+    lifecycle.refuse_if_closed(parent, "account", "parent_id")
     check_type(parent, data["type"])
     profile = validate_profile(data["type"], data.pop("profile"))
     data.pop("parent_id")

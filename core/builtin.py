@@ -43,6 +43,13 @@ CORE_PRIVILEGES = [
         "Set currency, bill cycle day, tax rate, payment terms and the reseller profile of "
         "accounts below yours (never of your own account).",
     ),
+    Privilege(
+        "accounts.lifecycle",
+        "Suspend and close accounts",
+        "Accounts",
+        (P, R),
+        "Suspend, reactivate and close accounts below yours (never your own).",
+    ),
     Privilege("users.view", "View users", "Users", (P, R, C), "See users and their roles."),
     Privilege("users.manage", "Manage users", "Users", (P, R, C), "Create users, assign roles."),
     Privilege("roles.manage", "Manage roles", "Users", (P, R, C), "Create, edit, delete roles."),
@@ -71,6 +78,7 @@ CUSTOMER_MANAGEMENT = (
     "accounts.view",
     "accounts.manage",
     "accounts.billing_terms",
+    "accounts.lifecycle",
     "users.view",
     "users.manage",
     "roles.manage",

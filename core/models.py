@@ -161,6 +161,20 @@ class AuditEntry(BaseModel):
     after = JSONField(null=True)
 
 
+class AccountStatusChange(BaseModel):
+    """One change of an account's status (core.lifecycle): who, when, why. The latest
+    ``closed`` row's ``effective_on`` is the closing day bill runs stop at."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE", index=True)
+    status = pw.CharField(max_length=20)
+    previous = pw.CharField(max_length=20)
+    effective_on = pw.DateField()
+    actor = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    actor_label = pw.CharField(max_length=254)
+    reason = pw.TextField(default="")
+    at = pw.DateTimeField(default=utcnow)
+
+
 CORE_MODELS = [
     Account,
     User,
@@ -174,6 +188,7 @@ CORE_MODELS = [
     StateVersion,
     LicenseRecord,
     AuditEntry,
+    AccountStatusChange,
 ]
 
 

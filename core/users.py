@@ -11,11 +11,11 @@ from flask import current_app, has_app_context, has_request_context, request
 from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core import audit, passwords, rbac
+from core import audit, lifecycle, passwords, rbac
 from core.db import Prepared, database, utcnow
 from core.errors import Conflict, ValidationFailed, marshmallow_errors
 from core.fields import Email, Id, Text
-from core.models import ApiToken, LoginSession, LoginThrottle, Role, User, UserRole
+from core.models import Account, ApiToken, LoginSession, LoginThrottle, Role, User, UserRole
 
 # Defaults of the settings an operator can change (hostapp.config, README's table)
 DEFAULTS = {
@@ -108,6 +108,7 @@ def create_user(actor, payload: dict) -> User:
         raise ValidationFailed.field("account_id", f"account {data['account_id']} not found")
     if actor is not None:
         rbac.require(actor, "users.manage", account)
+    lifecycle.refuse_if_closed(account, "user", "account_id")
     email = data["email"].strip().lower()
     passwords.check(data["password"], "password", email)
     if User.get_or_none(User.email == email):
@@ -234,6 +235,11 @@ def authenticate(email: str, password: str, address: str | None = None) -> User:
     if not (usable and matches):
         raise ValidationFailed(_REFUSED, {"password": [_REFUSED]})
     _succeeded(keys)
+    # said only to whoever knows the password: a suspended or closed account (or one below
+    # such an account) has no logins (core.lifecycle)
+    refusal = lifecycle.login_refusal(user.account)
+    if refusal:
+        raise ValidationFailed(refusal, {"email": [refusal]})
     User.update(last_login_at=now).where(User.id == user.id).execute()
     return user
 
@@ -267,8 +273,9 @@ def load_session(token: str) -> User | None:
     idle = timedelta(minutes=setting("SESSION_IDLE_MINUTES"))
     oldest = now - timedelta(hours=setting("SESSION_MAX_HOURS"))
     row = (
-        LoginSession.select(LoginSession, User)
+        LoginSession.select(LoginSession, User, Account)
         .join(User)
+        .join(Account)
         .where(
             LoginSession.token == token,
             LoginSession.revoked_at.is_null(),
@@ -278,7 +285,7 @@ def load_session(token: str) -> User | None:
         )
         .first()
     )
-    if row is None:
+    if row is None or lifecycle.blocking_account(row.user.account.path) is not None:
         return None
     seen = row.last_seen_at or row.created_at
     if seen < now - _touch_every(idle):
@@ -303,8 +310,12 @@ def issue_token(user: User, name: str = "api") -> str:
 _USER_FIELDS = User._meta.sorted_fields
 _token_user = Prepared(  # every API call: its SQL is generated once
     lambda digest, born_after, used_after: (
-        User.select(*_USER_FIELDS, ApiToken.id, ApiToken.last_used_at, ApiToken.created_at)
+        User.select(
+            *_USER_FIELDS, ApiToken.id, ApiToken.last_used_at, ApiToken.created_at, Account.path
+        )  # fmt: skip
         .join(ApiToken)
+        .switch(User)
+        .join(Account)
         .where(
             (ApiToken.token_hash == digest)
             & ApiToken.revoked_at.is_null()
@@ -330,8 +341,8 @@ def user_for_token(token: str) -> User | None:
     row = _token_user.execute(
         _digest(token), field.db_value(oldest), field.db_value(now - idle)
     ).fetchone()
-    if row is None:
-        return None
+    if row is None or lifecycle.blocking_account(row[-1]) is not None:
+        return None  # a suspended account's tokens answer 401 until it is reactivated
     n = len(_USER_FIELDS)
     user = User(
         __no_default__=1,

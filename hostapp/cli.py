@@ -507,7 +507,7 @@ def accounts_list():
         indent = "  " * a.depth
         click.echo(
             f"{a.id:>5}  {indent}{a.name} ({a.type})  {a.currency}  day {a.bill_cycle_day}  "
-            f"tax {a.tax_rate}%"
+            f"tax {a.tax_rate}%" + ("" if a.status == "active" else f"  [{a.status}]")
         )
 
 
@@ -561,6 +561,25 @@ def accounts_edit(account_id, payment_terms_days, **fields):
         f"{account.bill_cycle_day}, tax {account.tax_rate}%, payment terms "
         f"{'default' if terms is None else f'{terms} days'}."
     )
+
+
+@accounts_group.command("status")
+@click.argument("account_id", type=int)
+@click.argument("status", type=click.Choice(["active", "suspended", "closed"]))
+@click.option("--reason", default="", help="Why (kept with the change and in the audit log).")
+@with_app
+def accounts_status(account_id, status, reason):
+    """Suspend (suspended), reactivate (active) or close (closed, final) an account. A
+    suspended account and everything below it get no bill runs and no logins; see
+    core/lifecycle.py for what each status means."""
+    from core import lifecycle
+    from core.models import Account
+
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise click.ClickException(f"account {account_id} not found")
+    account = lifecycle.set_account_status(account, status, None, reason)
+    click.echo(f"Account {account.id} {account.name}: {account.status}.")
 
 
 # -- billing (core.billing.cli) --------------------------------------------------------------

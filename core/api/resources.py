@@ -6,7 +6,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from core import accounts as account_service
-from core import audit, license_store, rbac, roles, users
+from core import audit, license_store, lifecycle, rbac, roles, users
 from core.api import schemas as s
 from core.auth import api_login_required, api_user
 from core.errors import Forbidden, ValidationFailed
@@ -104,6 +104,37 @@ def update_account(data, account_id):
     nothing of a refused edit is written."""
     user = api_user()
     return account_service.update_account(user, rbac.get_account(user, account_id), data)
+
+
+@accounts.route("/<int:account_id>/status", methods=["POST"])
+@accounts.arguments(s.AccountStatusIn)
+@accounts.response(200, s.AccountOut)
+@accounts.alt_response(403, response="DEFAULT_ERROR", description="Your own account, the "
+                       "provider's, or without accounts.lifecycle")  # fmt: skip
+@accounts.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@accounts.alt_response(409, response="DEFAULT_ERROR", description="Closed already (closing "
+                       "is final), or child accounts not closed")  # fmt: skip
+@api_login_required
+def set_account_status(data, account_id):
+    """Suspend (``suspended``), reactivate (``active``) or close (``closed``, final) an
+    account strictly below yours (``accounts.lifecycle``). A suspended account, and everything
+    below it, is left out of bill runs and has no logins: its users' panel sessions end and
+    their API tokens answer 401 until it is reactivated. A closed account's subscriptions end
+    today; bill runs invoice what is left up to today, then nothing. Audited with ``reason``."""
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    return lifecycle.set_account_status(account, data["status"], user, data["reason"])
+
+
+@accounts.route("/<int:account_id>/status", methods=["GET"])
+@accounts.response(200, s.AccountStatusChangeOut(many=True))
+@api_login_required
+def account_status_history(account_id):
+    """The account's status changes, newest first (who, when, why)."""
+    user = api_user()
+    account = rbac.get_account(user, account_id)
+    rbac.require(user, "accounts.view", account)
+    return lifecycle.history(account, 100)
 
 
 @accounts.route("/<int:account_id>/users", methods=["GET"])

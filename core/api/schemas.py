@@ -52,6 +52,26 @@ class AccountOut(Schema):
     created_at = UtcDateTime()
 
 
+class AccountStatusIn(Schema):
+    """Suspend, reactivate or close an account (``core.lifecycle``)."""
+
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(("active", "suspended", "closed")),
+        metadata={"description": "active (reactivate), suspended or closed (final)"},
+    )
+    reason = Text(500, multiline=True, load_default="")
+
+
+class AccountStatusChangeOut(Schema):
+    status = fields.String()
+    previous = fields.String()
+    effective_on = fields.Date()
+    actor = fields.String(attribute="actor_label")
+    reason = fields.String()
+    at = UtcDateTime()
+
+
 class UserOut(Schema):
     id = fields.Integer()
     account_id = fields.Integer()

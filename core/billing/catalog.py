@@ -6,6 +6,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
+from core import lifecycle as account_status
 from core.billing.models import PRODUCT_KINDS, PricePlan, Product, Subscription, UsageRecord
 from core.billing.money import MoneyError, check_currency, parse_decimal, tiered_unit_price
 from core.billing.periods import PeriodError, parse_date
@@ -186,6 +187,7 @@ def create_subscription(actor, payload) -> Subscription:
         # the currency read above may be changing: under the account's row lock (which a
         # currency change takes too) it is what this subscription will be billed in
         locked = lock_row(Account, customer.id)
+        account_status.refuse_if_closed(locked, "subscription", "account_id")
         if locked.currency != plan.currency:
             _raise({"plan_id": [f"plan '{plan.name}' is in {plan.currency} but account "
                                 f"{customer.name} is billed in {locked.currency}"]})  # fmt: skip

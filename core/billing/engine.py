@@ -48,6 +48,7 @@ import peewee as pw
 from flask import current_app
 
 from core import audit, rbac
+from core import lifecycle as account_status
 from core.billing import coverage, ledger, storage
 from core.billing import invoices as lifecycle
 from core.billing.models import (
@@ -293,6 +294,11 @@ def _options(issuer: Account, account: Account, period):
 # -- writing ---------------------------------------------------------------------------------
 
 
+class NotBillable(Exception):
+    """The account was suspended (or is below a suspended account) when its invoice was
+    about to be written (:func:`core.lifecycle.guard_billable`): nothing was written."""
+
+
 class AlreadyInvoiced(Exception):
     pass
 
@@ -440,7 +446,12 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     rows = line_rows(lines)
     try:
         with lifecycle.write_transaction():
-            # first: each subscription's billed_through, compare-and-set (in id order, so two
+            # first the account's status, under its row lock (a suspension is serialised
+            # with this invoice: committed before it, or seen here)
+            refusal = account_status.guard_billable(account.id)
+            if refusal:
+                raise NotBillable(refusal)
+            # then each subscription's billed_through, compare-and-set (in id order, so two
             # writers lock the rows in one order); a writer that lost waits for the winner's
             # commit and then changes fewer rows than it billed
             if _advance_all(advances) != len(advances):
@@ -484,6 +495,10 @@ def plan_query(scope: Account | None, *columns) -> pw.ModelSelect:
     query = Account.select(*columns).where(Account.parent.is_null(False))
     if scope is not None:
         query = query.where(rbac.in_subtree(scope, strict=True))
+    # suspended accounts and everything below them are not billed (core.lifecycle)
+    query = query.where(Account.status != account_status.SUSPENDED)
+    for held in account_status.suspended_subtrees():
+        query = query.where(~rbac.in_subtree(held))
     return query.order_by(Account.id)
 
 
@@ -577,6 +592,11 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
     render the files at once, queued runs enqueue one render task per file.
     """
     check_run_date(as_of)  # never an invoice for days that have not ended
+    blocker = account_status.blocking_account(account)
+    if blocker is not None and blocker.status == account_status.SUSPENDED:
+        # suspended after the run was planned: checked again under a lock when writing
+        _skip(summary, account, None, None, _suspended(account, blocker))
+        return
     if cache is None:
         cache = RunCache()
     subs = cache.subscriptions(account)
@@ -596,6 +616,9 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             floor = row.period_end
     issuer_of = cache.issuer
     periods = closed_periods(since, as_of, account.bill_cycle_day)
+    closed = account_status.closed_on(account)
+    if closed is not None:  # a closed account's final invoice: nothing after its closing day
+        periods = [p for p in periods if p[0] < closed]
     first_open = min((d for d in map(service_range_from, subs) if d is not None), default=None)
     records = None
     for period in periods:
@@ -647,6 +670,9 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             except AlreadyInvoiced:
                 _skip(summary, account, issuer, period, "already invoiced")
                 continue
+            except NotBillable as exc:
+                _skip(summary, account, issuer, period, str(exc))
+                return
             except Exception as exc:  # noqa: BLE001
                 log.exception("writing the invoice of account %s failed", account.id)
                 summary["failures"].append(
@@ -676,6 +702,12 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
                     "total": format_money(invoice.total, invoice.currency),
                 }
             )
+
+
+def _suspended(account: Account, blocker: Account) -> str:
+    if blocker.id == account.id:
+        return "account suspended"
+    return f"account suspended: '{blocker.name}', above it, is suspended"
 
 
 def service_range_from(sub: Subscription) -> date | None:

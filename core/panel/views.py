@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from core import accounts as account_service
-from core import license_store, rbac, roles, users
+from core import license_store, lifecycle, rbac, roles, users
 from core.api.resources import license_status, plugin_rows
 from core.errors import BillhiveError, Forbidden, ValidationFailed
 from core.licenses import LicenseError
@@ -174,7 +174,32 @@ def account(account_id):
         children=children,
         atype=atype.item if atype else None,
         tab="panel.account",
+        status_labels=lifecycle.LABELS,
+        blocker=lifecycle.blocking_account(acc),
+        can_lifecycle=acc.id != current_user.account_id
+        and acc.parent_id is not None
+        and rbac.has(current_user, lifecycle.PRIVILEGE),
+        status_history=lifecycle.history(acc, 5),
     )
+
+
+@bp.route("/accounts/<int:account_id>/status", methods=["POST"])
+@login_required
+def account_status(account_id):
+    """Suspend, reactivate or close an account (core.lifecycle decides who may and what it
+    means); the form asks for a confirmation first (data-confirm)."""
+    acc = _account(account_id)
+    status = request.form.get("status", "")
+    try:
+        lifecycle.set_account_status(acc, status, current_user, request.form.get("reason", ""))
+    except BillhiveError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+    else:
+        done = {"active": "reactivated", "suspended": "suspended", "closed": "closed"}[status]
+        flash(f"Account '{acc.name}' {done}.")
+    return redirect(url_for("panel.account", account_id=acc.id))
 
 
 @bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
