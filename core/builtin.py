@@ -138,9 +138,8 @@ def register_menu_items():
         MenuItem("Audit log", "panel.audit", "audit.view", order=95),
         MenuItem("Overview", "panel.account", None, where="account", order=0),
         MenuItem("Users", "panel.account_users", "users.view", where="account", order=10),
-        MenuItem(
-            "Billing", "billing_account.my_account", "billing.edit", where="account", order=45
-        ),
+        # shown to whoever sees one of the Billing page's sub-tabs (core.panel.jinja)
+        MenuItem("Billing", "billing_account.index", "billing.edit", where="account", order=45),
     ]
 
 

@@ -78,6 +78,8 @@ NOT_200 = [
     (r"bill-runs/<int:run_id>$|/billing/runs/<int:run_id>\.json$", "caller:C", 403),
     # the ConnectWise catalog is fetched live: no ConnectWise answers here
     (r"/psa/accounts/<int:account_id>/catalog$|/psa/catalog$", "*", 502),
+    # the account's Billing tab opens (redirects to) the first sub-tab the caller sees
+    (r"^/accounts/<int:account_id>/billing$", "*", 302),
 ]
 
 

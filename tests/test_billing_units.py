@@ -206,17 +206,32 @@ def _limited_user(world, codes, email):
     return world.add_user(world.customer_a, email, role_code=None, roles=[role])
 
 
-def test_view_but_not_edit(world, units, setup):
+def test_view_billing_unit_alone_reads_but_never_changes(world, units, setup):
+    """The document: the Billing units tab needs "one or both of the View Billing unit and
+    Edit Billing unit privileges" (not Edit Billing); View alone is read-only."""
     agents, n1, *_ = setup
-    units.create_unit(world.user_a, world.customer_a, {"name": "Sales", "number_ids": [n1.id]})
-    viewer = _limited_user(world, ["billing.edit", "billing_units.view"], "viewer@example.com")
+    unit = units.create_unit(
+        world.user_a, world.customer_a, {"name": "Sales", "number_ids": [n1.id]}
+    )
+    viewer = _limited_user(world, ["billing_units.view"], "viewer@example.com")
     data = units.report(viewer, world.customer_a, PERIOD)
     assert [r["unit"] for r in data["units"]] == ["Sales", "Unassigned"]
+    for change in (
+        lambda: units.create_unit(viewer, world.customer_a, {"name": "Mine"}),
+        lambda: units.update_unit(viewer, unit, {"name": "Renamed"}),
+        lambda: units.delete_unit(viewer, unit),
+        lambda: units.create_team(viewer, world.customer_a, {"name": "T"}),
+        lambda: units.create_number(viewer, world.customer_a, {"e164": "+15550001111"}),
+        lambda: units.update_settings(viewer, world.customer_a, {"seat_price": "1"}),
+    ):
+        with pytest.raises(Forbidden):
+            change()
+    assert [u.name for u in units.units_of(world.customer_a)] == ["Sales"]
+    editor = _limited_user(world, ["billing_units.edit"], "editor@example.com")
+    assert units.create_unit(editor, world.customer_a, {"name": "Support"}).name == "Support"
+    billing_only = _limited_user(world, ["billing.edit"], "billing@example.com")
     with pytest.raises(Forbidden):
-        units.create_unit(viewer, world.customer_a, {"name": "Mine"})
-    nobilling = _limited_user(world, ["billing_units.view"], "nobilling@example.com")
-    with pytest.raises(Forbidden):
-        units.report(nobilling, world.customer_a, PERIOD)
+        units.report(billing_only, world.customer_a, PERIOD)
 
 
 def test_licence_gone_refuses_new_units_but_data_stays(world, units, setup, install_license):

@@ -112,7 +112,7 @@ def test_api_outside_subtree_is_404_and_viewer_gets_403_on_change(world, units, 
     assert client.patch(f"/api/v1/billing-units/{unit_b.id}", json={"name": "x"}).status_code == 404
     assert client.get(f"/api/v1/accounts/{world.customer_b.id}/billing-units").status_code == 404
     unit_a = units.create_unit(world.user_a, world.customer_a, {"name": "A"})
-    viewer = api(_limited_user(world, ["billing.edit", "billing_units.view"], "v@example.com"))
+    viewer = api(_limited_user(world, ["billing_units.view"], "v@example.com"))
     assert viewer.get(f"/api/v1/accounts/{world.customer_a.id}/billing-units").status_code == 200
     assert (
         viewer.get(f"/api/v1/accounts/{world.customer_a.id}/billing-units/report").status_code
@@ -161,13 +161,17 @@ def test_panel_units_table_form_and_report(world, units, panel):
     client = panel(world.user_a)
     acc = world.customer_a.id
     page = client.get(f"/accounts/{acc}").get_data(as_text=True)
-    assert f'href="/accounts/{acc}/billing"' in page  # the Billing units tab
+    assert f'href="/accounts/{acc}/billing"' in page  # the Billing tab
+    billing = client.get(f"/accounts/{acc}/billing/my-account").get_data(as_text=True)
+    assert (
+        f'href="/accounts/{acc}/billing/units" class="" data-sub="billing_units.units"' in billing
+    )
     resp = client.post(
         f"/accounts/{acc}/billing/units/new",
         data={"name": "Sales", "user_ids": [str(world.user_a.id)], "number_ids": [str(n1.id)]},
     )
     assert resp.status_code == 302, resp.get_data(as_text=True)
-    table = client.get(f"/accounts/{acc}/billing").get_data(as_text=True)
+    table = client.get(f"/accounts/{acc}/billing/units").get_data(as_text=True)
     assert "<th>Name</th><th>Users</th><th>Numbers</th>" in table
     assert "Sales" in table and "+442079460001" in table and "a@example.com" in table
     form = client.get(f"/accounts/{acc}/billing/units/new").get_data(as_text=True)
@@ -187,16 +191,100 @@ def test_panel_units_table_form_and_report(world, units, panel):
     assert n2.id
 
 
-def test_panel_viewer_and_outsider(world, units, panel):
-    units.create_unit(world.user_b, world.customer_b, {"name": "B"})
+def _subtab_labels(html: str) -> list[str]:
+    row = html.split('class="tabs billing-subtabs"', 1)[1].split("</div>", 1)[0]
+    return re.findall(r">([^<]+)</a>", row)
+
+
+def test_panel_outsider_gets_404(world, units, panel):
+    unit_b = units.create_unit(world.user_b, world.customer_b, {"name": "B"})
     client = panel(world.user_a)
-    assert client.get(f"/accounts/{world.customer_b.id}/billing").status_code == 404
-    viewer = panel(_limited_user(world, ["billing.edit", "billing_units.view"], "v@example.com"))
-    page = viewer.get(f"/accounts/{world.customer_a.id}/billing")
-    assert page.status_code == 200 and "Add billing unit" not in page.get_data(as_text=True)
-    assert viewer.get(f"/accounts/{world.customer_a.id}/billing/units/new").status_code == 403
-    nothing = panel(_limited_user(world, ["billing.edit"], "n@example.com"))
-    assert nothing.get(f"/accounts/{world.customer_a.id}/billing").status_code == 403
+    b = world.customer_b.id
+    for url in (f"/accounts/{b}/billing", f"/accounts/{b}/billing/units",
+                f"/accounts/{b}/billing/units/{unit_b.id}", f"/accounts/{b}/billing/report"):  # fmt: skip
+        assert client.get(url).status_code == 404, url
+    assert client.post(f"/accounts/{b}/billing/units/{unit_b.id}/delete").status_code == 404
+    assert [u.name for u in units.units_of(world.customer_b)] == ["B"]
+
+
+def test_view_billing_unit_alone_opens_the_billing_page_read_only(world, units, panel):
+    """The document: "to access the Billing units tab ... one or both of the View Billing
+    unit and Edit Billing unit privileges": no Edit Billing needed, and View alone shows no
+    edit control and changes nothing, whatever is posted."""
+    acc = world.customer_a
+    number = units.create_number(None, acc, {"e164": "+442079460001"})
+    team = units.create_team(None, acc, {"name": "Night", "user_ids": [world.user_a.id]})
+    unit = units.create_unit(None, acc, {"name": "Sales", "number_ids": [number.id]})
+    viewer = panel(_limited_user(world, ["billing_units.view"], "v@example.com"))
+    overview = viewer.get(f"/accounts/{acc.id}").get_data(as_text=True)
+    assert f'href="/accounts/{acc.id}/billing"' in overview  # the Billing tab is there
+    opened = viewer.get(f"/accounts/{acc.id}/billing")
+    assert opened.status_code == 302 and opened.location.endswith(
+        f"/accounts/{acc.id}/billing/units"
+    )
+    page = viewer.get(f"/accounts/{acc.id}/billing/units").get_data(as_text=True)
+    assert _subtab_labels(page) == ["Billing units"]  # the core's sub-tabs need Edit Billing
+    assert "Sales" in page and "+442079460001" in page
+    assert "Add billing unit" not in page and ">Edit<" not in page and ">Delete<" not in page
+    assert "Read-only" in page
+    for url in ("teams", "numbers", "report"):
+        html = viewer.get(f"/accounts/{acc.id}/billing/{url}").get_data(as_text=True)
+        assert "<button" not in html.split("</nav>", 2)[-1].replace(
+            '<button type="submit">Show</button>', ""
+        ), url
+    assert viewer.get(f"/accounts/{acc.id}/billing/my-account").status_code == 403
+    assert viewer.get(f"/accounts/{acc.id}/billing/units/new").status_code == 403
+    assert viewer.get(f"/accounts/{acc.id}/billing/units/{unit.id}").status_code == 403
+    posts = {
+        f"/accounts/{acc.id}/billing/units/new": {"name": "Mine"},
+        f"/accounts/{acc.id}/billing/units/{unit.id}": {"name": "Renamed"},
+        f"/accounts/{acc.id}/billing/units/{unit.id}/delete": {},
+        f"/accounts/{acc.id}/billing/teams": {"name": "New team"},
+        f"/accounts/{acc.id}/billing/numbers": {"e164": "+442079460002"},
+        f"/accounts/{acc.id}/billing/report": {"seat_price": "9"},
+    }
+    posts[f"/accounts/{acc.id}/billing/teams?x=1"] = {"team_id": str(team.id), "action": "delete"}
+    posts[f"/accounts/{acc.id}/billing/numbers?x=1"] = {"number_id": str(number.id)}
+    for url, data in posts.items():
+        assert viewer.post(url, data=data).status_code == 403, url
+    assert [u.name for u in units.units_of(acc)] == ["Sales"]
+    assert [t.name for t in units.teams_of(acc)] == ["Night"]
+    assert [n.e164 for n in units.numbers_of(acc)] == ["+442079460001"]
+    assert units.settings_for(acc).seat_price == 0
+
+
+def test_edit_billing_unit_alone_edits_and_edit_billing_alone_sees_no_units(world, units, panel):
+    acc = world.customer_a
+    editor = panel(_limited_user(world, ["billing_units.edit"], "editor@example.com"))
+    assert editor.get(f"/accounts/{acc.id}/billing").location.endswith("/billing/units")
+    page = editor.get(f"/accounts/{acc.id}/billing/units").get_data(as_text=True)
+    assert "Add billing unit" in page and "Read-only" not in page
+    resp = editor.post(f"/accounts/{acc.id}/billing/units/new", data={"name": "Sales"})
+    assert resp.status_code == 302
+    assert [u.name for u in units.units_of(acc)] == ["Sales"]
+    billing_only = panel(_limited_user(world, ["billing.edit"], "billing-only@example.com"))
+    my_account = billing_only.get(f"/accounts/{acc.id}/billing/my-account").get_data(as_text=True)
+    assert "Billing units" not in _subtab_labels(my_account)
+    assert billing_only.get(f"/accounts/{acc.id}/billing/units").status_code == 403
+    nothing = panel(_limited_user(world, ["accounts.view"], "nothing@example.com"))
+    assert f'href="/accounts/{acc.id}/billing"' not in nothing.get(f"/accounts/{acc.id}").get_data(
+        as_text=True
+    )
+    assert nothing.get(f"/accounts/{acc.id}/billing").status_code == 403
+
+
+def test_full_access_sees_billing_units_between_payment_settings_and_prepaid(world, units, panel):
+    """The document's order of the Billing page: ... Payment settings, Billing units,
+    Prepaid invoices ..."""
+    html = (
+        panel(world.user_a)
+        .get(f"/accounts/{world.customer_a.id}/billing/units")
+        .get_data(as_text=True)
+    )
+    labels = _subtab_labels(html)
+    assert labels[:5] == ["My account", "Statements", "Payment settings", "Billing units",
+                          "Prepaid invoices"]  # fmt: skip
+    assert html.count("<h2>Billing</h2>") == 1
 
 
 # -- browser -----------------------------------------------------------------------------------
@@ -216,7 +304,8 @@ def test_browser_add_billing_unit_with_manage_panels(world, units, live_server, 
     page.fill("input[name=password]", "secret-pass-1")
     page.click("button[type=submit]")
     page.goto(f"{live_server}/accounts/{acc.id}")
-    page.click(".tabs >> text='Billing units'")
+    page.click(".tabs >> text='Billing'")
+    page.click(".billing-subtabs >> text='Billing units'")
     page.click("text=Add billing unit")
     page.fill("#f-name", "Sales")
 

@@ -35,7 +35,9 @@ def issue_invoice(world, account, amount):
 def test_every_sub_tab_opens_for_a_user_with_edit_billing(world, panel):
     client = panel(world.user_a)
     home = client.get(f"/accounts/{world.customer_a.id}").get_data(as_text=True)
-    assert f'href="{page(world.customer_a)}"' in home  # the account tab "Billing"
+    tab = f"/accounts/{world.customer_a.id}/billing"
+    assert f'href="{tab}"' in home  # the account tab "Billing" opens its first sub-tab
+    assert client.get(tab).location.endswith(page(world.customer_a))
     for tail in SUBTABS:
         resp = client.get(page(world.customer_a, tail))
         assert resp.status_code == 200, tail
@@ -54,7 +56,8 @@ def test_without_edit_billing_there_is_no_billing_page(world, panel):
     for tail in SUBTABS:
         assert client.get(page(world.customer_a, tail)).status_code == 403, tail
     home = client.get(f"/accounts/{world.customer_a.id}").get_data(as_text=True)
-    assert page(world.customer_a) not in home
+    assert f'href="/accounts/{world.customer_a.id}/billing"' not in home
+    assert client.get(f"/accounts/{world.customer_a.id}/billing").status_code == 403
     assert client.post(page(world.customer_a, "payment-methods"),
                        data={"type": "card", "description": "x"}).status_code == 403  # fmt: skip
     assert not PaymentMethod.select().exists()

@@ -1,10 +1,16 @@
 """The Billing page of an account (panel): My account, Statements, Payment settings, Prepaid
 invoices, Payment methods, Transactions, Activity reports. Plugins add sub-tabs with
-``MenuItem(..., where="billing")`` (the endpoint receives ``account_id``), e.g. Billing units.
+``MenuItem(..., where="billing")`` (the endpoint receives ``account_id``), e.g. Billing units
+and Call recording.
 
-Access needs "Edit Billing" (``billing.edit``) on an account in the caller's subtree (404
-outside it, 403 without the privilege); recording money also needs ``payments.record``,
-issuing a top-up ``invoices.issue``. Forms carry the CSRF token and show field errors.
+The core's sub-tabs need "Edit Billing" (``billing.edit``) on an account in the caller's
+subtree (404 outside it, 403 without the privilege); recording money also needs
+``payments.record``, issuing a top-up ``invoices.issue``. A plugin's sub-tab is shown to the
+holders of its own privileges, as the contact-center document says of Billing units ("one or
+both of the View Billing unit and Edit Billing unit privileges"): the account's Billing tab
+(:func:`index`) is shown to whoever sees at least one sub-tab and opens the first of them, so
+a user holding View Billing unit alone reaches the Billing units sub-tab and sees no other.
+Forms carry the CSRF token and show field errors.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
 
 blueprint = Blueprint("billing_account", __name__)
-TAB = "billing_account.my_account"
+TAB = "billing_account.index"  # the account's Billing tab (core/builtin.py)
 PAGE = 100
 
 SUBTABS = [
@@ -59,9 +65,12 @@ def _errors(exc: BillhiveError) -> dict:
 
 
 def subtabs(account: Account) -> list[tuple[str, str, str]]:
-    """``[(key, label, href)]``: the core's tabs and those plugins add (``where="billing"``)."""
-    items = [(order, key, label, url_for(endpoint, account_id=account.id))
-             for key, label, endpoint, order in SUBTABS]  # fmt: skip
+    """``[(key, label, href)]`` the current user sees: the core's tabs (with Edit Billing) and
+    those plugins add (``where="billing"``, each shown to the holders of its privileges)."""
+    items = []
+    if rbac.has(current_user, "billing.edit") and account.is_within(current_user.account):
+        items = [(order, key, label, url_for(endpoint, account_id=account.id))
+                 for key, label, endpoint, order in SUBTABS]  # fmt: skip
     host = current_app.extensions["billhive"].host
     for item in host.menu_items("billing"):
         if not item.visible_with(lambda code: rbac.has(current_user, code)):
@@ -71,6 +80,23 @@ def subtabs(account: Account) -> list[tuple[str, str, str]]:
         items.append((item.order, item.endpoint, item.label,
                       url_for(item.endpoint, account_id=account.id)))  # fmt: skip
     return [(key, label, href) for _, key, label, href in sorted(items, key=lambda i: i[0])]
+
+
+def page_visible(account: Account) -> bool:
+    """Whether the current user sees the account's Billing tab: any of its sub-tabs."""
+    return account.is_within(current_user.account) and bool(subtabs(account))
+
+
+@blueprint.route("/accounts/<int:account_id>/billing")
+@login_required
+def index(account_id):
+    """The account's Billing tab: the first sub-tab the user sees (My account with Edit
+    Billing, Billing units with a unit privilege alone); 403 when none."""
+    account = rbac.get_account(current_user, account_id)
+    tabs = subtabs(account)
+    if not tabs:
+        rbac.require(current_user, "billing.edit", account)  # says which privilege is missing
+    return redirect(tabs[0][2])
 
 
 def _account(account_id) -> Account:

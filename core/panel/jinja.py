@@ -23,12 +23,25 @@ def main_menu():
     return [(i.label, url_for(i.endpoint)) for i in host.menu_items("main") if _visible(i)]
 
 
+BILLING_TAB = "billing_account.index"
+
+
+def _tab_visible(item, account) -> bool:
+    if item.endpoint == BILLING_TAB:
+        # the Billing page: for whoever sees one of its sub-tabs, the core's (Edit Billing)
+        # or a plugin's (e.g. Billing units with View Billing unit alone)
+        from core.billing.account_views import page_visible
+
+        return current_user.is_authenticated and page_visible(account)
+    return _visible(item, account)
+
+
 def account_tabs(account):
     host = current_app.extensions["billhive"].host
     return [
         (i.label, url_for(i.endpoint, account_id=account.id), i.endpoint)
         for i in host.menu_items("account")
-        if _visible(i, account)
+        if _tab_visible(i, account)
     ]
 
 

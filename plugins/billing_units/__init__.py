@@ -51,9 +51,12 @@ def register_blueprints():
 
 @hookimpl
 def register_menu_items():
-    # The Billing page needs "Edit Billing"; its Billing units tab also a unit privilege.
+    # Sub-tabs of the account's Billing page (the contact-center document's order: after
+    # Payment settings, and Call recording last), shown to holders of either unit privilege
+    # alone: "one or both of the View Billing unit and Edit Billing unit privileges".
+    either = ("billing_units.view", "billing_units.edit")
     return [
-        MenuItem("Billing units", "billing_units.units", "billing.edit", where="account", order=50),
+        MenuItem("Billing units", "billing_units.units", either, where="billing", order=40),
     ]
 
 

@@ -1,6 +1,12 @@
-"""Panel pages: the Billing page of an account with its Billing units tab (table, Add/Edit
+"""Panel pages: the Billing units sub-tab of an account's Billing page (table, Add/Edit
 billing unit with the User and Number assignment panels), the cost report with CSV export and
-a bar chart, and simple pages for the account's teams and phone numbers."""
+a bar chart, and simple pages for the account's teams and phone numbers.
+
+The pages sit under the core's Billing page (``core.billing.account_views``: its sub-tab row,
+its "Billing" heading); this plugin's own pages are a second row inside its sub-tab. View
+Billing unit alone opens every page read-only: no edit control is rendered and every POST
+checks Edit Billing unit before reading the form (403), so a hand-made POST changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 
 bp = Blueprint("billing_units", __name__, template_folder="templates")
-TAB = "billing_units.units"
+TAB = "billing_account.index"  # the account's Billing tab
+SUBTAB = "billing_units.units"  # our sub-tab of the Billing page
 
 
 def form_errors(exc: BillhiveError) -> dict:
@@ -37,11 +44,15 @@ def _ids(name: str) -> list[int]:
     return out
 
 
-def _ctx(account, sub: str, **extra) -> dict:
+def _ctx(account, page: str, **extra) -> dict:
+    from core.billing.account_views import subtabs
+
     return {
         "account": account,
         "tab": TAB,
-        "sub": sub,
+        "sub": SUBTAB,
+        "subtabs": subtabs(account),
+        "page": page,
         "can_edit": svc.can_edit(current_user, account),
         "money": format_money,
         **extra,
@@ -55,7 +66,7 @@ def _account(account_id):
 # -- billing units -----------------------------------------------------------------------------
 
 
-@bp.route("/accounts/<int:account_id>/billing")
+@bp.route("/accounts/<int:account_id>/billing/units")
 @login_required
 def units(account_id):
     account = _account(account_id)
@@ -146,6 +157,7 @@ def edit_unit(account_id, unit_id):
 @login_required
 def delete_unit(account_id, unit_id):
     unit = _unit(account_id, unit_id)
+    svc.require_edit(current_user, unit.account)
     name = unit.name
     svc.delete_unit(current_user, unit)
     flash(f"Billing unit '{name}' deleted; its numbers are available again.")
@@ -162,6 +174,7 @@ def teams(account_id):
     svc.require_view(current_user, account)
     errors, values = {}, {}
     if request.method == "POST":
+        svc.require_edit(current_user, account)  # View Billing unit alone: 403
         values = {"name": request.form.get("name", ""), "user_ids": _ids("user_ids")}
         team_id = request.form.get("team_id")
         try:
@@ -204,6 +217,7 @@ def numbers(account_id):
     svc.require_view(current_user, account)
     errors, values = {}, {}
     if request.method == "POST":
+        svc.require_edit(current_user, account)  # View Billing unit alone: 403
         values = request.form.to_dict()
         try:
             if request.form.get("number_id"):
@@ -270,6 +284,7 @@ def report(account_id):
     svc.require_view(current_user, account)
     errors = {}
     if request.method == "POST":
+        svc.require_edit(current_user, account)  # View Billing unit alone: 403
         try:
             svc.update_settings(
                 current_user,

@@ -45,7 +45,6 @@ UNASSIGNED = "Unassigned"
 
 VIEW = "billing_units.view"
 EDIT = "billing_units.edit"
-BILLING_PAGE = "billing.edit"
 
 
 def _tx():
@@ -69,7 +68,7 @@ def can_view(actor, account: Account | None = None) -> bool:
         return True
     if account is not None and not account.is_within(actor.account):
         return False
-    return rbac.has(actor, BILLING_PAGE) and (rbac.has(actor, VIEW) or rbac.has(actor, EDIT))
+    return rbac.has(actor, VIEW) or rbac.has(actor, EDIT)
 
 
 def can_edit(actor, account: Account | None = None) -> bool:
@@ -77,14 +76,17 @@ def can_edit(actor, account: Account | None = None) -> bool:
         return True
     if account is not None and not account.is_within(actor.account):
         return False
-    return rbac.has(actor, BILLING_PAGE) and rbac.has(actor, EDIT)
+    return rbac.has(actor, EDIT)
 
 
 def require_view(actor, account: Account) -> None:
-    """The Billing page needs Edit Billing; the Billing units tab one of the unit privileges."""
+    """The Billing units sub-tab needs one or both of View Billing unit and Edit Billing
+    unit (the contact-center document), not Edit Billing: a unit privilege alone suffices.
+    Outside the caller's subtree: 404."""
     if actor is None:
         return
-    rbac.require(actor, BILLING_PAGE, account)
+    if not account.is_within(actor.account):
+        raise NotFound(f"account {account.id} not found")
     if not (rbac.has(actor, VIEW) or rbac.has(actor, EDIT)):
         raise Forbidden(
             f"you lack the privilege '{VIEW}' (View Billing unit) or '{EDIT}' (Edit Billing unit)"
@@ -92,9 +94,9 @@ def require_view(actor, account: Account) -> None:
 
 
 def require_edit(actor, account: Account) -> None:
+    """Changes need Edit Billing unit; View Billing unit alone is read-only (403)."""
     if actor is None:
         return
-    rbac.require(actor, BILLING_PAGE, account)
     rbac.require(actor, EDIT, account)
 
 
