@@ -169,10 +169,11 @@ MIGRATIONS = [(1, billing_coverage), (2, bill_run_heartbeat), (3, login_session_
 @hookimpl
 def register_models():
     from core.billing.models import BILLING_MODELS
+    from core.billing.parties import PARTY_MODELS
     from core.mail.models import MAIL_MODELS
     from core.models import CORE_MODELS
 
-    return CORE_MODELS + BILLING_MODELS + MAIL_MODELS
+    return CORE_MODELS + BILLING_MODELS + PARTY_MODELS + MAIL_MODELS
 
 
 @hookimpl

@@ -22,8 +22,10 @@ Lines are grouped per **issuer**: the account owning the price plan (the seller)
 provider for its customers, a reseller for the customers it sells its own plans to. Plugin
 charges go to the billed account's parent (the account that sells to it).
 
-Tax: once per invoice, on the subtotal, at the **issuer's** ``tax_rate`` (the seller charges
-the tax; DESIGN.md "tax once per invoice from the issuing account's tax rate").
+Tax: once per invoice, on the subtotal, at the rate :func:`core.billing.tax.decide` gives
+(reverse charge, else the buyer's rate where set, else the issuer's). The due date is the issue
+date plus the payment terms (:func:`core.billing.invoices.due_date_for`); the parties as they
+are at issue are kept with the invoice (:func:`core.billing.parties.record_issue`).
 
 Each (account, issuer, period) invoice is written, numbered and issued in ONE transaction
 that also records its coverage (:mod:`core.billing.coverage`: the database refuses
@@ -40,7 +42,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
@@ -49,8 +51,9 @@ from flask import current_app
 
 from core import audit, rbac
 from core import lifecycle as account_status
-from core.billing import coverage, ledger, storage
+from core.billing import coverage, ledger, parties, storage
 from core.billing import invoices as lifecycle
+from core.billing import tax as tax_rule
 from core.billing.models import (
     BillRun,
     Coverage,
@@ -409,8 +412,9 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     the document from, reading nothing back).
     """
     currency = account.currency
+    decision = tax_rule.decide(issuer, account)
     subtotal, tax, total = invoice_totals(
-        [line["amount"] for line in lines], Decimal(issuer.tax_rate), currency
+        [line["amount"] for line in lines], Decimal(decision["rate"]), currency
     )
     ranges, advances = coverage_of(lines)
     for key, (start, end) in ranges.items():
@@ -437,9 +441,9 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         "subtotal": subtotal,
         "tax": tax,
         "total": total,
-        "tax_rate": issuer.tax_rate,
+        "tax_rate": decision["rate"],
         "issued_at": now,
-        "due_date": period[1] + timedelta(days=lifecycle.PAYMENT_TERMS_DAYS),
+        "due_date": lifecycle.due_date_for(issuer, account, now.date()),
         "bill_run": bill_run_id,
         "created_at": now,
     }
@@ -465,6 +469,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
             # for as short a time as possible; a rollback gives the number back
             invoice.number = lifecycle.next_number(issuer, "invoice")
             _set_number.execute(invoice.number, invoice.id)
+            parties.record_issue(invoice, issuer, account, decision)
             audit.record(
                 actor,
                 "invoice.issue",

@@ -24,7 +24,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from core import audit
-from core.billing import ledger
+from core.billing import ledger, parties
+from core.billing import tax as tax_rule
 from core.billing.models import (
     ImmutableInvoice,
     Invoice,
@@ -39,7 +40,7 @@ from core.models import Account
 log = logging.getLogger("billhive.billing")
 
 NUMBER_DIGITS = 6
-PAYMENT_TERMS_DAYS = 14
+PAYMENT_TERMS_DAYS = parties.DEFAULT_TERMS_DAYS  # when no payment terms are set anywhere
 
 
 def write_transaction():
@@ -150,6 +151,24 @@ def next_number(issuer: Account, kind: str) -> str:
     return f"{issuer.invoice_prefix}{infix}{taken:0{NUMBER_DIGITS}d}"
 
 
+def due_date_for(issuer: Account, account: Account, issued: date) -> date:
+    """The one due-date rule: the issue date plus the payment terms
+    (:func:`core.billing.parties.terms_days`: the buyer's own terms, else the issuer's, else
+    14 days). From the issue date, never the period's end, so a late bill run never issues an
+    invoice that is already overdue."""
+    return issued + timedelta(days=parties.terms_days(issuer, account))
+
+
+def tax_at_issue(invoice: Invoice, issuer: Account, account: Account) -> dict:
+    """The tax decision recorded with ``invoice`` (:mod:`core.billing.tax`): a credit note
+    keeps its invoice's, a prepaid top-up charges none (the invoices its credit pays do)."""
+    if invoice.kind == "credit_note" and invoice.credit_for_id:
+        return tax_rule.of_credit_note(Invoice.get_by_id(invoice.credit_for_id))
+    if invoice.id and ledger.is_topup(invoice):
+        return {"rule": "prepaid", "rate": "0", "reverse_charge": False}
+    return tax_rule.decide(issuer, account)
+
+
 def recompute_totals(invoice: Invoice) -> None:
     amounts = [line.amount for line in invoice.lines]
     invoice.subtotal, invoice.tax, invoice.total = invoice_totals(
@@ -157,16 +176,20 @@ def recompute_totals(invoice: Invoice) -> None:
     )
 
 
-def _issue_in_transaction(invoice: Invoice, actor, when: date | None = None,
-                          number: str | None = None) -> Invoice:  # fmt: skip
+def _issue_in_transaction(invoice: Invoice, actor, number: str | None = None) -> Invoice:
+    issuer = Account.get_by_id(invoice.issuer_id)
+    account = Account.get_by_id(invoice.account_id)
     if number is None:
-        number = next_number(Account.get_by_id(invoice.issuer_id), invoice.kind)
+        number = next_number(issuer, invoice.kind)
+    tax = tax_at_issue(invoice, issuer, account)
+    invoice.tax_rate = tax["rate"]  # the parties as they are now rate the draft
     recompute_totals(invoice)
     invoice.number = number
     invoice.status = "issued"
     invoice.issued_at = utcnow()
-    invoice.due_date = (when or date.today()) + timedelta(days=PAYMENT_TERMS_DAYS)
+    invoice.due_date = due_date_for(issuer, account, invoice.issued_at.date())
     invoice.save()
+    parties.record_issue(invoice, issuer, account, tax)  # what it says of the parties, kept
     ledger.post_issued(invoice, actor)  # its ledger entry, in this transaction
     audit.record(
         actor,
@@ -278,7 +301,7 @@ def create_draft(actor, account: Account, issuer: Account, lines: list[dict], **
             kind="invoice",
             status="draft",
             currency=account.currency,
-            tax_rate=issuer.tax_rate,
+            tax_rate=tax_rule.decide(issuer, account)["rate"],  # rated again at issue
             period_start=extra.get("period_start"),
             period_end=extra.get("period_end"),
         )

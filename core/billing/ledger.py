@@ -60,13 +60,12 @@ Rules (the exact ones; the panel's Billing page and the API show these figures):
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 
 import peewee as pw
 
 from core.billing.models import (
     Allocation,
-    BillingSettings,
     Invoice,
     LedgerEntry,
     LedgerImmutable,
@@ -201,6 +200,27 @@ def open_amount(invoice: Invoice) -> int:
     if invoice.kind != "invoice" or invoice.status in ("draft", "void"):
         return 0
     return invoice.total - _allocated_to(invoice.id) - credit_applied_to(invoice)
+
+
+def settlement(invoice: Invoice) -> dict[str, int]:
+    """What settled ``invoice`` so far, in minor units: ``paid`` (payments allocated to it),
+    ``credit`` (credit notes allocated to it and prepaid credit drawn) and ``due``
+    (:func:`open_amount`). All 0 for drafts and credit notes; a void invoice is due nothing."""
+    if invoice.kind != "invoice" or invoice.status == "draft" or not invoice.id:
+        return {"paid": 0, "credit": 0, "due": 0}
+    paid = credit = 0
+    for payment_id, amount in (
+        Allocation.select(Allocation.payment, Allocation.amount)
+        .where(Allocation.invoice == invoice.id)
+        .tuples()
+    ):
+        if payment_id is not None:
+            paid += amount
+        else:
+            credit += amount
+    credit += credit_applied_to(invoice)
+    due = 0 if invoice.status == "void" else invoice.total - paid - credit
+    return {"paid": paid, "credit": credit, "due": due}
 
 
 def amounts_due(invoices) -> dict[int, int]:
@@ -497,34 +517,12 @@ def _issue_date(invoice: Invoice) -> date:
     return invoice.issued_at.date() if invoice.issued_at else date.today()
 
 
-_payment_terms = Prepared(
-    lambda account: BillingSettings.select(BillingSettings.payment_terms_days).where(
-        BillingSettings.account == account
-    )
-)
-
-
-def _apply_payment_terms(invoice: Invoice) -> None:
-    """The account's payment terms (net days, Payment settings) set the due date: from the
-    period end for bill-run invoices, from the issue date otherwise."""
-    if invoice.kind != "invoice":
-        return
-    terms = _payment_terms.scalar(invoice.account_id)
-    if terms is None:
-        return
-    base = invoice.period_end if invoice.run_period and invoice.period_end else _issue_date(invoice)
-    due = base + timedelta(days=terms)
-    if due != invoice.due_date:
-        Invoice.update(due_date=due).where(Invoice.id == invoice.id).execute()
-        invoice.due_date = due
-
-
 def post_issued(invoice: Invoice, actor=None) -> None:
     """Called in the transaction that issues ``invoice`` (by hand, as a credit note or in a
-    bill run): apply the payment terms, post its entry, settle what it credits or draw the
-    credit it may use. Exactly once per invoice (``posting_key`` is unique)."""
+    bill run): post its entry, settle what it credits or draw the credit it may use. Exactly
+    once per invoice (``posting_key`` is unique). The due date is set before, by the one rule
+    (:func:`core.billing.invoices.due_date_for`)."""
     lock_account(invoice.account_id)
-    _apply_payment_terms(invoice)
     topup = invoice.kind == "invoice" and is_topup(invoice)
     kind = "credit_note" if invoice.kind == "credit_note" else "invoice"
     if topup:
