@@ -7,7 +7,7 @@ formats localise them (and amounts) for ``language``. Keys (stable, formats rely
 ``kind`` (invoice / credit_note), ``number``, ``status``, ``currency``, ``language`` (the
 buyer's invoice language, e.g. ``"en"``), ``issue_date``, ``due_date``, ``period_start``,
 ``period_end`` (exclusive), ``supply_period`` ({start, end}, both inclusive: the date of
-supply, from the period or else the lines' service days; None when the supply date is the
+supply, from the lines' service days or else the period; None when the supply date is the
 issue date), ``issuer`` and ``recipient`` ({name (the legal name), address [lines, the
 country's name last], street [lines], postcode, city, region, country (ISO 3166 alpha-2,
 empty when unknown), country_name, vat_id, tax_id (the same), registration_number, email, emails [billing
@@ -69,13 +69,16 @@ def _kept(invoice: Invoice) -> tuple[dict, dict, dict | None, dict]:
 
 
 def _supply_period(invoice: Invoice, lines: list[dict]) -> dict | None:
-    start, end = invoice.period_start, invoice.period_end
-    if start is None or end is None:
-        starts = [line["service_start"] for line in lines if line.get("service_start")]
-        ends = [line["service_end"] for line in lines if line.get("service_end")]
-        if not starts or not ends:
-            return None
+    """The days supplied: the lines' service days where they have them (a subscription that
+    started mid-period supplied from its start), else the invoice's period."""
+    starts = [line["service_start"] for line in lines if line.get("service_start")]
+    ends = [line["service_end"] for line in lines if line.get("service_end")]
+    if starts and ends:
         start, end = min(starts), max(ends)
+    else:
+        start, end = invoice.period_start, invoice.period_end
+        if start is None or end is None:
+            return None
     last = end - timedelta(days=1) if end > start else end
     return {"start": start.isoformat(), "end": last.isoformat()}
 

@@ -42,6 +42,7 @@ from schwifty.exceptions import SchwiftyException
 from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
+from stdnum.util import clean
 
 from core import audit, rbac
 from core.billing.models import Invoice
@@ -184,7 +185,7 @@ def check_vat_id(value: str, country: str) -> str:
     text = value.strip()
     if not text:
         return ""
-    compact = eu_vat.compact(text)
+    compact = clean(text, " -./,").upper()
     eu_country = country in {_VAT_TO_ISO.get(p, p) for p in EU_VAT_PREFIXES}
     if compact[:2].isalpha() and compact[:2].upper() in EU_VAT_PREFIXES:
         pass

@@ -71,10 +71,17 @@ def _percent(rate: str) -> str:
     return format(value.normalize(), "f") if value else "0"
 
 
-def _tax_category(parent: ET.Element, name: str, percent: str) -> None:
+def _tax_category(parent: ET.Element, name: str, percent: str, reason: str = "",
+                  reverse_charge: bool = False) -> None:  # fmt: skip
+    """UNCL5305 category: S (standard), Z (zero rated) or AE (reverse charge; a tax
+    subtotal's category also gives the exemption ``reason``)."""
     category = _cac(parent, name)
-    _cbc(category, "ID", "S" if Decimal(percent) else "Z")
+    code = "AE" if reverse_charge else ("S" if Decimal(percent) else "Z")
+    _cbc(category, "ID", code)
     _cbc(category, "Percent", percent)
+    if reverse_charge and reason:
+        _cbc(category, "TaxExemptionReasonCode", "VATEX-EU-AE")
+        _cbc(category, "TaxExemptionReason", reason)
     _cbc(_cac(category, "TaxScheme"), "ID", "VAT")
 
 
@@ -82,17 +89,56 @@ def _party(parent: ET.Element, role: str, who: dict) -> None:
     party = _cac(_cac(parent, role), "Party")
     _cbc(_cac(party, "PartyIdentification"), "ID", who["account_ref"])
     _cbc(_cac(party, "PartyName"), "Name", who["name"])
-    if who.get("address"):
+    street = who.get("street") or []
+    if who.get("country") or who.get("city"):  # a structured address
+        address = _cac(party, "PostalAddress")
+        if street:
+            _cbc(address, "StreetName", street[0])
+        if len(street) > 1:
+            _cbc(address, "AdditionalStreetName", street[1])
+        if who.get("city"):
+            _cbc(address, "CityName", who["city"])
+        if who.get("postcode"):
+            _cbc(address, "PostalZone", who["postcode"])
+        if who.get("region"):
+            _cbc(address, "CountrySubentity", who["region"])
+        for line in street[2:]:
+            _cbc(_cac(address, "AddressLine"), "Line", line)
+        if who.get("country"):
+            _cbc(_cac(address, "Country"), "IdentificationCode", who["country"])
+    elif who.get("address"):
         address = _cac(party, "PostalAddress")
         for line in who["address"]:
             _cbc(_cac(address, "AddressLine"), "Line", line)
-    if who.get("tax_id"):
+    vat_id = who.get("vat_id") or who.get("tax_id")
+    if vat_id:
         scheme = _cac(party, "PartyTaxScheme")
-        _cbc(scheme, "CompanyID", who["tax_id"])
+        _cbc(scheme, "CompanyID", vat_id)
         _cbc(_cac(scheme, "TaxScheme"), "ID", "VAT")
-    _cbc(_cac(party, "PartyLegalEntity"), "RegistrationName", who["name"])
+    legal = _cac(party, "PartyLegalEntity")
+    _cbc(legal, "RegistrationName", who["name"])
+    if who.get("registration_number"):
+        _cbc(legal, "CompanyID", who["registration_number"])
     if who.get("email"):
         _cbc(_cac(party, "Contact"), "ElectronicMail", who["email"])
+
+
+def _payment(root: ET.Element, payment: dict) -> None:
+    """PaymentMeans (58: SEPA credit transfer to the IBAN, else 1: as the text says) and
+    PaymentTerms (the free text and the terms in days)."""
+    means = _cac(root, "PaymentMeans")
+    _cbc(means, "PaymentMeansCode", "58" if payment.get("iban") else "1")
+    if payment.get("reference"):
+        _cbc(means, "PaymentID", payment["reference"])
+    if payment.get("iban"):
+        account = _cac(means, "PayeeFinancialAccount")
+        _cbc(account, "ID", payment["iban"].replace(" ", ""))
+        if payment.get("bic"):
+            _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", payment["bic"])
+    notes = [payment.get("text") or ""]
+    if payment.get("terms_days") is not None:
+        notes.append(f"Net {payment['terms_days']} days")
+    _cbc(_cac(root, "PaymentTerms"), "Note", ". ".join(n for n in notes if n))
 
 
 def build(document: dict) -> ET.Element:
@@ -101,6 +147,7 @@ def build(document: dict) -> ET.Element:
     kind = "CreditNote" if credit else "Invoice"
     amounts = _Amounts(document["currency"], -1 if credit else 1)
     percent = _percent(document.get("tax_rate") or "0")
+    statement = document.get("reverse_charge_statement") or ""
 
     # the document's own namespace is the default one (xmlns=...), as UBL samples have it;
     # ElementTree's default_namespace option refuses the unqualified attributes UBL uses
@@ -113,8 +160,15 @@ def build(document: dict) -> ET.Element:
     _cbc(root, "CreditNoteTypeCode" if credit else "InvoiceTypeCode", 381 if credit else 380)
     if document.get("notes"):
         _cbc(root, "Note", document["notes"])
+    if statement:
+        _cbc(root, "Note", statement)
     _cbc(root, "DocumentCurrencyCode", document["currency"])
-    if document.get("period_start") and document.get("period_end"):
+    supply = document.get("supply_period")
+    if supply:
+        period = _cac(root, "InvoicePeriod")
+        _cbc(period, "StartDate", supply["start"])
+        _cbc(period, "EndDate", supply["end"])  # both inclusive, as UBL has them
+    elif document.get("period_start") and document.get("period_end"):
         period = _cac(root, "InvoicePeriod")
         _cbc(period, "StartDate", document["period_start"])
         last_day = date.fromisoformat(document["period_end"]) - timedelta(days=1)  # end exclusive
@@ -124,19 +178,34 @@ def build(document: dict) -> ET.Element:
         _cbc(reference, "ID", document["credit_note_for"])
     _party(root, "AccountingSupplierParty", document["issuer"])
     _party(root, "AccountingCustomerParty", document["recipient"])
+    if document.get("payment"):
+        _payment(root, document["payment"])
 
     tax_total = _cac(root, "TaxTotal")
     amounts.money(tax_total, "TaxAmount", document["tax_minor"])
-    subtotal = _cac(tax_total, "TaxSubtotal")
-    amounts.money(subtotal, "TaxableAmount", document["subtotal_minor"])
-    amounts.money(subtotal, "TaxAmount", document["tax_minor"])
-    _tax_category(subtotal, "TaxCategory", percent)
+    breakdown = document.get("tax_breakdown") or [
+        {"rate": document.get("tax_rate") or "0", "taxable_minor": document["subtotal_minor"],
+         "tax_minor": document["tax_minor"]}
+    ]  # fmt: skip
+    for row in breakdown:
+        subtotal = _cac(tax_total, "TaxSubtotal")
+        amounts.money(subtotal, "TaxableAmount", row["taxable_minor"])
+        amounts.money(subtotal, "TaxAmount", row["tax_minor"])
+        _tax_category(subtotal, "TaxCategory", _percent(row["rate"]), statement,
+                      bool(document.get("reverse_charge")))  # fmt: skip
 
     totals = _cac(root, "LegalMonetaryTotal")
     amounts.money(totals, "LineExtensionAmount", document["subtotal_minor"])
     amounts.money(totals, "TaxExclusiveAmount", document["subtotal_minor"])
     amounts.money(totals, "TaxInclusiveAmount", document["total_minor"])
-    amounts.money(totals, "PayableAmount", document["total_minor"])
+    prepaid = (
+        0
+        if credit
+        else document.get("amount_paid_minor", 0) + document.get("credit_applied_minor", 0)
+    )
+    if prepaid:
+        amounts.money(totals, "PrepaidAmount", prepaid)
+    amounts.money(totals, "PayableAmount", document["total_minor"] - prepaid)
 
     for line in document["lines"]:
         row = _cac(root, "CreditNoteLine" if credit else "InvoiceLine")
@@ -151,7 +220,8 @@ def build(document: dict) -> ET.Element:
         _cbc(item, "Name", line["description"])
         if line.get("product_code"):
             _cbc(_cac(item, "SellersItemIdentification"), "ID", line["product_code"])
-        _tax_category(item, "ClassifiedTaxCategory", percent)
+        _tax_category(item, "ClassifiedTaxCategory", percent,
+                      reverse_charge=bool(document.get("reverse_charge")))  # fmt: skip
         price = _cac(row, "Price")
         _cbc(price, "PriceAmount", line["unit_price"], currencyID=document["currency"])
     return root
