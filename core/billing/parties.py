@@ -49,12 +49,8 @@ from core.billing.models import Invoice
 from core.db import BaseModel, JSONField, database, lock_row, utcnow
 from core.errors import Forbidden, ValidationFailed, field_messages
 from core.fields import Email, Text
+from core.i18n import SUPPORTED_LOCALES
 from core.models import Account, User
-
-try:  # the invoice languages, once core.i18n (the documents' translations) exists
-    from core.i18n import SUPPORTED_LOCALES
-except ImportError:  # pragma: no cover - until then, the two languages invoices ship in
-    SUPPORTED_LOCALES = ("en", "de")
 
 #: Payment terms (net days) when neither the buyer's payment settings nor the issuer's
 #: payment instructions set them.
