@@ -396,8 +396,10 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     assert "Billing mapping for M365 saved." in page.content()
     mapping = PsaMapping.get()
     assert (mapping.psa_product, mapping.level, mapping.unique_id) == ("M365-BP", 3, "*")
-    # the trashcan deletes
+    # the trashcan deletes, once confirmed in the panel's dialog
     page.click("button.trash")
+    assert "Delete the mapping of M365-BP (level 3)?" in page.inner_text("dialog#confirm-dialog")
+    page.click("dialog#confirm-dialog button[data-ok]")
     page.wait_for_selector("text=No billing mappings for this service yet.")
     assert PsaMapping.select().count() == 0
 

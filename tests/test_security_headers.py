@@ -168,12 +168,12 @@ def test_the_panel_runs_under_its_csp_in_chromium(ctx, world, install_license, l
 
     # behaviour that moved from inline script to panel.js still works
     page.goto(f"{live_server}/accounts/{tree.accounts['P'].id}/billing/payment-methods")
-    asked = []
-    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
     page.locator("form[data-confirm] button").first.click()
-    page.wait_for_timeout(200)
-    assert asked and "Remove this payment method?" in asked[0]
-    assert page.locator("form[data-confirm]").count() >= 1  # dismissed: nothing removed
+    dialog = page.locator("dialog#confirm-dialog")  # panel.js's styled confirmation
+    assert "Remove this payment method?" in dialog.inner_text()
+    dialog.locator("button[data-cancel]").click()
+    assert not dialog.is_visible()
+    assert page.locator("form[data-confirm]").count() >= 1  # cancelled: nothing removed
 
     page.goto(f"{live_server}/accounts/{tree.accounts['P'].id}/new")
     page.select_option("#f-type", "reseller")

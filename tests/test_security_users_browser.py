@@ -55,8 +55,11 @@ def test_role_admin_lite_cannot_remove_full_access_with_the_x(
     page.wait_for_url(f"{base}/accounts/{reseller.id}/users")
 
     row = page.locator("tr[data-user='admin@acme.example']")
+    row.locator("button[title='Unassign Full Access']").click()
+    dialog = page.locator("dialog#confirm-dialog")  # every destructive action asks first
+    assert "Remove the role Full Access from admin@acme.example?" in dialog.inner_text()
     with page.expect_navigation():
-        row.locator("button[title='Unassign Full Access']").click()
+        dialog.locator("button[data-ok]").click()
     error = page.locator(".flash.error").inner_text()
     assert "you cannot remove 'Full Access' from admin@acme.example" in error
     assert "billing.edit" in error  # the reason: what the remover lacks
@@ -65,13 +68,15 @@ def test_role_admin_lite_cannot_remove_full_access_with_the_x(
     assert UserRole.select().where(UserRole.user == admin.id, UserRole.role == full.id).exists()
 
     # deactivating that admin is refused the same way
+    page.click("button[aria-label='Deactivate admin@acme.example']")
     with page.expect_navigation():
-        page.click("button[aria-label='Deactivate admin@acme.example']")
+        page.click("dialog#confirm-dialog button[data-ok]")
     assert "you cannot deactivate admin@acme.example" in page.locator(".flash.error").inner_text()
     assert "active" == page.locator("tr[data-user='admin@acme.example'] td").nth(2).inner_text()
 
     # a role whose every privilege they hold: the x removes it
+    page.locator("tr[data-user='clerk@acme.example'] button[title='Unassign Viewer']").click()
     with page.expect_navigation():
-        page.locator("tr[data-user='clerk@acme.example'] button[title='Unassign Viewer']").click()
+        page.click("dialog#confirm-dialog button[data-ok]")
     assert "Role 'Viewer' removed from clerk@acme.example." in page.content()
     assert not UserRole.select().where(UserRole.user == clerk.id).exists()

@@ -2,7 +2,10 @@
    (no inline <script>, no on...= attributes), so every page's behaviour lives here and is
    switched on by data attributes:
 
-   form[data-confirm="question"]        asks before submitting
+   form[data-confirm="question"]        asks in a styled <dialog> before submitting (every
+                                        destructive action: delete, remove, disable, void,
+                                        suspend, close, deactivate); data-confirm-label names
+                                        the confirming button (default: the form's button text)
    select[data-autosubmit]              submits its form when changed
    select[data-profile-switch]          shows the .profile[data-type=<value>] block, disables the others' fields
    #progress[data-url]                  follows a bill run (polls the JSON status)
@@ -17,10 +20,60 @@
     Array.prototype.forEach.call((root || document).querySelectorAll(selector), fn);
   }
 
+  var confirmBox = null;
+
+  function confirmDialog() {
+    if (confirmBox) { return confirmBox; }
+    confirmBox = document.createElement("dialog");
+    confirmBox.id = "confirm-dialog";
+    confirmBox.className = "confirm";
+    confirmBox.setAttribute("aria-labelledby", "confirm-text");
+    var text = document.createElement("p");
+    text.id = "confirm-text";
+    var actions = document.createElement("div");
+    actions.className = "actions";
+    var cancel = document.createElement("button");
+    cancel.type = "button"; cancel.className = "secondary"; cancel.textContent = "Cancel";
+    cancel.dataset.cancel = "";
+    var ok = document.createElement("button");
+    ok.type = "button"; ok.className = "danger"; ok.dataset.ok = "";
+    actions.appendChild(cancel); actions.appendChild(ok);
+    confirmBox.appendChild(text); confirmBox.appendChild(actions);
+    document.body.appendChild(confirmBox);
+    cancel.addEventListener("click", function () { closeDialog(confirmBox); });
+    return confirmBox;
+  }
+
+  function submitConfirmed(form, submitter) {
+    form.dataset.confirmed = "yes";
+    if (form.requestSubmit) { form.requestSubmit(submitter || undefined); return; }
+    if (submitter && submitter.name) {  // form.submit() would drop the pressed button's value
+      var hidden = document.createElement("input");
+      hidden.type = "hidden"; hidden.name = submitter.name; hidden.value = submitter.value;
+      form.appendChild(hidden);
+    }
+    form.submit();
+  }
+
   function confirmations() {
     each("form[data-confirm]", function (form) {
       form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
+        if (form.dataset.confirmed === "yes") { delete form.dataset.confirmed; return; }
+        event.preventDefault();
+        var submitter = event.submitter || form.querySelector("button[type=submit],button:not([type])");
+        var box = confirmDialog();
+        box.querySelector("#confirm-text").textContent = form.dataset.confirm;
+        var ok = box.querySelector("[data-ok]");
+        var label = form.dataset.confirmLabel || (submitter && (submitter.getAttribute("title") || submitter.textContent.trim()));
+        ok.textContent = label && label.length < 40 ? label : "Confirm";
+        var fresh = ok.cloneNode(true);  // one listener: the form asking now
+        ok.parentNode.replaceChild(fresh, ok);
+        fresh.addEventListener("click", function () {
+          closeDialog(box);
+          submitConfirmed(form, submitter);
+        });
+        openDialog(box);
+        box.querySelector("[data-cancel]").focus();
       });
     });
   }
