@@ -180,6 +180,21 @@ def invoice_finalized(invoice):
 
 
 @hookspec
+def invoice_overdue(invoice, level):
+    """Event: a dunning step was taken for an overdue invoice (after its transaction
+    committed, before its reminder is mailed), once per invoice and level.
+
+    :param invoice: the overdue :class:`core.billing.models.Invoice` (issued, unpaid).
+    :param level: the :class:`core.billing.dunning.Level` reached: ``code`` (``reminder_1``,
+        ``reminder_2`` or ``final_notice``), ``days`` after the due date, ``fee`` /
+        ``fee_currency`` of the late fee (0: none) and ``suspend``.
+
+    A plugin that raises is logged; the step stays taken (a PSA note, a suspension in
+    another system: whatever the plugin does is its own). Since API 2.
+    """
+
+
+@hookspec
 def register_commands():
     """Click commands this plugin adds to the ``billhive`` CLI (e.g. ``billhive psa``).
 

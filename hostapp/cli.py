@@ -227,7 +227,8 @@ def run(bind_host, port, workers):
               help="Worker processes (or threads with --threads).")  # fmt: skip
 @click.option("--threads", is_flag=True, help="Thread workers instead of processes.")
 def worker(workers, threads):
-    """Work off queued bill runs and invoice rendering (a huey consumer).
+    """Work off queued bill runs and invoice rendering (a huey consumer); queue a dunning
+    run for today every BILLHIVE_DUNNING_SECONDS (default 3600; 0: never).
 
     The queue is BILLHIVE_QUEUE: sqlite (a file in the data dir, this machine) or redis
     (BILLHIVE_REDIS_URL, any number of machines sharing the database). Start as many workers
@@ -584,9 +585,10 @@ def accounts_status(account_id, status, reason):
 
 # -- billing (core.billing.cli) --------------------------------------------------------------
 
-from core.billing.cli import bill_run, invoices, usage  # noqa: E402
+from core.billing.cli import bill_run, dunning, invoices, usage  # noqa: E402
 
 main.add_command(bill_run)
+main.add_command(dunning)
 main.add_command(usage)
 main.add_command(invoices)
 

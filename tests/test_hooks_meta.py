@@ -12,6 +12,7 @@ import click
 import pytest
 
 from core import HOOK_API_VERSION, hookspecs
+from core.billing.models import Invoice
 from core.plugins import hook_since
 from core.registry import Charge, InvoiceOptions
 from tests.conftest import World
@@ -166,6 +167,22 @@ def test_every_hook_is_called_through_the_host(make_app):
         host.call("invoice_finalized", invoice="INV-1")
         assert ("invoice_finalized", {"invoice": "INV-1"}) in notes.CALLS
         exercised.add("invoice_finalized")
+        # a dunning run calls invoice_overdue once per step (tests/test_dunning.py: the rules)
+        from core.billing import dunning
+        from core.billing import invoices as lifecycle
+
+        overdue = lifecycle.issue(
+            lifecycle.create_draft(
+                None, world.customer_a, world.provider, [{"description": "x", "unit_price": "5"}]
+            )
+        )
+        Invoice.update(due_date=date(2026, 1, 1)).where(Invoice.id == overdue.id).execute()
+        notes.CALLS.clear()
+        dunning.run(date(2026, 1, 5))
+        dunning.run(date(2026, 1, 6))
+        calls = [kw for hook, kw in notes.CALLS if hook == "invoice_overdue"]
+        assert [(c["invoice"].id, c["level"].code) for c in calls] == [(overdue.id, "reminder_1")]
+        exercised.add("invoice_overdue")
         answer = host.call(
             "invoice_options", issuer=world.provider, account=world.customer_a, period=period
         )

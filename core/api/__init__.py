@@ -85,12 +85,12 @@ def create_api(app, csrf) -> Api:
     api = BillhiveApi(app)
     from core.api import resources
     from core.billing import api as billing_api
-    from core.billing import ledger_api, parties_api
+    from core.billing import dunning_api, ledger_api, parties_api
     from core.billing.money import MoneyError
 
     app.register_error_handler(MoneyError, _money_error)
     blueprints = resources.blueprints() + billing_api.blueprints() + ledger_api.blueprints()
-    for bp in blueprints + parties_api.blueprints():
+    for bp in blueprints + parties_api.blueprints() + dunning_api.blueprints():
         csrf.exempt(bp)
         api.register_blueprint(bp)
     return api

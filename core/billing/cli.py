@@ -329,3 +329,61 @@ def invoices_list(status, account_id, as_json):
         click.echo(f"{r['id']:>6} {r['number'] or '(draft)':<16} {r['kind']:<12} "
                    f"{r['status']:<7} account {r['account_id']:<5} {r['period']:<22} "
                    f"{r['total']:>16}")  # fmt: skip
+
+
+@click.group("dunning")
+def dunning():
+    """Reminders and dunning of overdue invoices (core.billing.dunning)."""
+
+
+@dunning.command("run")
+@click.option("--date", "day", default=None, help="Dun as of this date (YYYY-MM-DD; default "
+              "today; never after today in the instance's TIMEZONE).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_app
+def dunning_run(day, as_json):
+    """Send what is due: for each overdue invoice the highest dunning level it reached, once
+    (a reminder, a second reminder, a final notice with its late fee and suspension as the
+    issuer set them). Steps a killed run left unfinished are finished first. Exit status 1
+    when anything failed (it is retried by the next run)."""
+    from core.billing import dunning as dunning_rules
+    from core.billing.periods import PeriodError
+
+    on = _parse_day(day, "--date") if day else clock.today()
+    try:  # before anything is written: a reminder for a day to come is refused
+        on = dunning_rules.check_date(on, "date")
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--date'") from None
+    summary = _with_dunning_progress(
+        as_json, f"Dunning {on}", lambda p: dunning_rules.run(on, progress=p)
+    )
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        counts = ", ".join(f"{n} {code.replace('_', ' ')}" for code, n in
+                           summary["by_level"].items())  # fmt: skip
+        click.echo(f"Dunning {summary['date']}: {summary['checked']} overdue invoice(s) "
+                   f"checked; {len(summary['steps'])} step(s): {counts}")  # fmt: skip
+        if summary["resumed"]:
+            click.echo(f"Finished {summary['resumed']} step(s) an earlier run left unfinished.")
+        for s in summary["steps"][:LISTED]:
+            fee = f"  late fee {s['fee_invoice']} {s['fee']}" if s["fee_invoice"] else ""
+            click.echo(f"  {s['number']:<16} {s['level']:<13} {s['days_overdue']:>5} days "
+                       f"overdue{fee}")  # fmt: skip
+        for f in summary["failures"]:
+            click.echo(f"FAILED invoice {f['invoice_id']}: {f['error']}", err=True)
+    if summary["failures"]:
+        sys.exit(1)
+
+
+def _with_dunning_progress(as_json, label, work):
+    """``work(progress)`` with a progress bar on stderr (none with --json)."""
+    if as_json:
+        return work(None)
+    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+
+        def progress(done, total):
+            bar.length = total
+            bar.update(1)
+
+        return work(progress)

@@ -498,3 +498,73 @@ LEDGER_MODELS = [
     PaymentMethod,
 ]
 BILLING_MODELS += LEDGER_MODELS
+
+
+# -- dunning (core.billing.dunning) -----------------------------------------------------------
+
+DUNNING_LEVELS = ("reminder_1", "reminder_2", "final_notice")
+
+
+class DunningLevel(BaseModel):
+    """An issuer's setting of one dunning level (``DUNNING_LEVELS``); a level without a row
+    has the defaults of :data:`core.billing.dunning.DEFAULT_LEVELS`. ``fee`` is minor units
+    of ``fee_currency`` invoiced separately when the level is reached (0: no fee);
+    ``suspend`` (final notice only) suspends the billed account."""
+
+    issuer = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    level = pw.CharField(max_length=20)
+    days = pw.IntegerField()  # after the due date
+    enabled = pw.BooleanField(default=True)
+    fee = MinorUnitsField(default=0)
+    fee_currency = pw.CharField(max_length=3, default="")
+    suspend = pw.BooleanField(default=False)
+    updated_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dunning_level"
+        indexes = ((("issuer", "level"), True),)
+
+
+class DunningStep(BaseModel):
+    """One dunning step taken: an invoice reached ``level`` on ``run_date``. The unique
+    (invoice, level) key makes each step happen once, whoever runs it. Written in one
+    transaction with its late-fee invoice; what follows the commit (the mail, the suspension,
+    the hook) is marked here as done, so a run killed half-way is finished by the next."""
+
+    invoice = pw.ForeignKeyField(Invoice, backref="+", on_delete="CASCADE")
+    level = pw.CharField(max_length=20)
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    run_date = pw.DateField()
+    days_overdue = pw.IntegerField()
+    fee_invoice = pw.ForeignKeyField(Invoice, null=True, backref="+", on_delete="SET NULL")
+    note = pw.CharField(max_length=500, default="")  # e.g. why no fee was charged
+    mailed_at = pw.DateTimeField(null=True)
+    mail_error = pw.TextField(null=True)
+    suspended = pw.BooleanField(default=False)
+    notified_at = pw.DateTimeField(null=True)  # invoice_overdue called
+    completed_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dunning_step"
+        indexes = (
+            (("invoice", "level"), True),
+            (("completed_at",), False),
+        )
+
+
+class DunningPause(BaseModel):
+    """An account whose invoices are not dunned while this row exists (paused by its seller)."""
+
+    account = pw.ForeignKeyField(Account, unique=True, backref="+", on_delete="CASCADE")
+    reason = pw.CharField(max_length=500, default="")
+    paused_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    paused_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dunning_pause"
+
+
+DUNNING_MODELS = [DunningLevel, DunningStep, DunningPause]
+BILLING_MODELS += DUNNING_MODELS

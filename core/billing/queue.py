@@ -71,7 +71,7 @@ PENDING_REQUEUE_SECONDS = 900  # pending this long while the queue is busy: queu
 GRACE_SECONDS = 2.0  # a pending item younger than this may be between dequeue and claim
 LIST_LIMIT = 1000  # failures / skipped kept in a finished run's summary
 # higher runs first (SqliteHuey and PriorityRedisHuey order by priority, then FIFO)
-PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "mail": 5, "render": 0}
+PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "mail": 5, "dunning": 5, "render": 0}
 
 
 class QueueError(Exception):
@@ -157,6 +157,8 @@ class Queue:
         self.sweep_task = task(name="billhive_sweep", priority=PRIORITY["sweep"])(_sweep_task)
         # e-mail (core.mail.tasks): one task per message, retried with a backoff
         self.mail_task = task(name="billhive_mail", priority=PRIORITY["mail"])(_mail_task)
+        self.dunning_task = task(name="billhive_dunning",
+                                 priority=PRIORITY["dunning"])(_dunning_task)  # fmt: skip
 
     def pending_count(self) -> int:
         return self.huey.pending_count()
@@ -831,6 +833,18 @@ def _mail_task(message_id: int) -> None:
         mail_tasks.run_task(message_id)
 
 
+def _dunning_task() -> None:
+    """``billhive dunning run`` for today (core.billing.dunning): every step once, so two
+    workers queuing it at the same time send nothing twice."""
+    from core.billing import dunning
+
+    with _task_context():
+        summary = dunning.run()
+        if summary["steps"] or summary["failures"]:
+            log.info("dunning %s: %d step(s), %d failure(s)", summary["date"],
+                     len(summary["steps"]), len(summary["failures"]))  # fmt: skip
+
+
 def drain(app, limit: int | None = None) -> int:
     """Run queued tasks in this process until the queue is empty (tests, tools); returns
     how many ran."""
@@ -848,10 +862,11 @@ def drain(app, limit: int | None = None) -> int:
 
 def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) -> None:
     """``billhive worker``: a huey consumer with ``workers`` workers, and a thread queuing a
-    sweep every ``QUEUE_SWEEP_SECONDS``."""
+    sweep every ``QUEUE_SWEEP_SECONDS`` and a dunning run every ``DUNNING_SECONDS`` (0: never)."""
     bind(app)
     queue = get_queue(app)
     every = float(app.config.get("QUEUE_SWEEP_SECONDS") or 30)
+    dunning_every = float(app.config.get("DUNNING_SECONDS", 3600) or 0)
     consumer = queue.huey.create_consumer(
         workers=workers,
         worker_type=worker_type,
@@ -873,20 +888,29 @@ def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) 
         if sql_storage and os.getpid() != master:
             queue.huey.storage._conn = None
 
+    dunned = [time.monotonic()]
+
     def sweeper():  # only queues the sweep: this process never opens the database
-        while not stop.wait(every):
+        while not stop.wait(min(every, dunning_every) if dunning_every else every):
             try:
                 queue.sweep_task()
+                if dunning_every and time.monotonic() - dunned[0] >= dunning_every:
+                    queue.dunning_task()
+                    dunned[0] = time.monotonic()
                 if sql_storage:
                     queue.huey.storage.close()  # not held open across a fork
             except Exception:  # noqa: BLE001 - the queue may be down for a moment
                 log.warning("could not queue a sweep", exc_info=True)
 
+    dunning_note = f"dunning every {dunning_every:g}s" if dunning_every else "no dunning"
     echo(
         f"Billhive worker: {workers} {worker_type} worker(s) on the {describe(app.config)}; "
-        f"sweeping every {every:g}s, stale after {queue.stale_seconds:g}s (Ctrl+C stops)"
+        f"sweeping every {every:g}s, stale after {queue.stale_seconds:g}s, {dunning_note} "
+        "(Ctrl+C stops)"
     )
     queue.sweep_task()  # pick up what a previous worker left at once
+    if dunning_every:
+        queue.dunning_task()
     threading.Thread(target=sweeper, name="billhive-sweeper", daemon=True).start()
     try:
         consumer.run()

@@ -141,9 +141,14 @@ def invoice_page(invoice_id):
     invoice = _invoice(invoice_id)
     lines = list(invoice.lines.order_by(InvoiceLine.position))
     is_issuer = invoice.issuer.is_within(current_user.account)
+    from core.billing import dunning
+
     return render_template("billing/invoice.html", invoice=invoice, lines=lines,
                            formats=storage.wanted_formats(invoice), is_issuer=is_issuer,
-                           credit_notes=list(invoice.credit_notes))  # fmt: skip
+                           credit_notes=list(invoice.credit_notes),
+                           dunning_steps=dunning.steps_of(invoice),
+                           dunning_titles=dunning.TITLES,
+                           dunning_status=dunning.step_status)  # fmt: skip
 
 
 @blueprint.route("/invoices/<int:invoice_id>/files/<fmt>")

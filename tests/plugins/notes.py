@@ -27,7 +27,9 @@ from core.registry import (
     Privilege,
 )
 
-PLUGIN = PluginMeta(name="notes", title="Notes", version="1.2.3", description="Test plugin.")
+PLUGIN = PluginMeta(
+    name="notes", title="Notes", version="1.2.3", description="Test plugin.", api_version=2
+)  # invoice_overdue
 
 CALLS: list[tuple[str, dict]] = []
 
@@ -136,6 +138,11 @@ def account_updated(account, actor, before):
 @hookimpl
 def invoice_finalized(invoice):
     CALLS.append(("invoice_finalized", {"invoice": invoice}))
+
+
+@hookimpl
+def invoice_overdue(invoice, level):
+    CALLS.append(("invoice_overdue", {"invoice": invoice, "level": level}))
 
 
 @click.command("notes-count")
