@@ -42,7 +42,7 @@ from datetime import date
 from decimal import Decimal
 
 import peewee as pw
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, clock, rbac
 from core.billing import invoices as lifecycle
@@ -149,19 +149,19 @@ class LevelInput(Schema):
 class LevelsInput(Schema):
     levels = fields.List(fields.Nested(LevelInput), required=True,
                          validate=validate.Length(equal=len(DUNNING_LEVELS),
-                                                  error="must list the 3 levels"))  # fmt: skip
-
-    @validates_schema
-    def _each_once(self, data, **kwargs):
-        codes = [row["level"] for row in data.get("levels") or []]
-        if sorted(codes) != sorted(DUNNING_LEVELS):
-            raise ValidationError(
-                f"must list each of {', '.join(DUNNING_LEVELS)} once", field_name="levels"
-            )
+                                                  error="must list the 3 levels"),
+                         metadata={"description": "reminder_1, reminder_2 and final_notice, "
+                                                  "each once"})  # fmt: skip
 
 
 def _check_levels(rows: list[dict]) -> list[Level]:
-    """Money and order rules the schema cannot state; errors keyed ``levels.<n>.<field>``."""
+    """Money and order rules the schema cannot state; errors keyed ``levels.<n>.<field>``.
+    Checked after the caller's scope, so an account outside it answers 404 whatever the body."""
+    codes = [row["level"] for row in rows]
+    if sorted(codes) != sorted(DUNNING_LEVELS):
+        raise ValidationFailed.field(
+            "levels", f"must list each of {', '.join(DUNNING_LEVELS)} once"
+        )
     errors: dict[str, list[str]] = {}
     by_code = {row["level"]: (index, row) for index, row in enumerate(rows)}
     out = []
