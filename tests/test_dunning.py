@@ -3,8 +3,8 @@ the highest it reached; paid, voided, credited invoices and paused accounts get 
 late fee is a normal, numbered invoice in the ledger; the final notice suspends when told;
 levels are validated; a killed run is finished by the next; parallel runs send once.
 
-The mailer is the boundary: ``_send`` is recorded here (what dunning asks of
-``core.mail.send_for_invoice``: the invoice, the template, once per event key)."""
+Reminders go through the real mailer (``core.mail.send_for_invoice``, outbox transport):
+what a test checks is the messages it recorded, one per event key ``dunning:<invoice>:<level>``."""
 
 from __future__ import annotations
 
@@ -17,17 +17,41 @@ from core.billing import dunning, ledger, payments
 from core.billing import invoices as lifecycle
 from core.billing.models import DunningStep, Invoice
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from core.models import AuditEntry
+from core.models import Account, AccountStatusChange, AuditEntry
 
 TODAY = date(2031, 6, 1)  # the instance's "today" in these tests: every due date is before it
 
 
+class Sent:
+    """The reminders the mailer recorded (core.mail: one message per event key), as
+    ``(invoice id, template)`` in the order they were made."""
+
+    def rows(self):
+        from core.mail.models import MailMessage
+
+        query = MailMessage.select().where(MailMessage.event_key.startswith("dunning:"))
+        return [(m.invoice_id, m.event) for m in query.order_by(MailMessage.id)]
+
+    def __eq__(self, other):
+        return self.rows() == list(other)
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def __len__(self):
+        return len(self.rows())
+
+    def __getitem__(self, index):
+        return self.rows()[index]
+
+    def __repr__(self):
+        return repr(self.rows())
+
+
 @pytest.fixture
 def sent(monkeypatch, ctx):
-    calls: list[tuple[int, str]] = []
     monkeypatch.setattr("core.clock.today", lambda: TODAY)
-    monkeypatch.setattr(dunning, "_send", lambda invoice, level: calls.append((invoice.id, level)))
-    return calls
+    return Sent()
 
 
 def overdue(world, account=None, amount="100.00", issuer=None):
@@ -193,6 +217,21 @@ def test_no_fee_when_the_fee_currency_is_not_the_invoices(world, sent):
     assert step.fee_invoice_id is None and "USD" in step.note and Invoice.select().count() == 1
 
 
+def test_the_final_notice_suspends_the_account_when_told(world, sent):
+    dunning.update_levels(world.operator, world.provider, levels_payload(
+        final_notice={"suspend": True}))  # fmt: skip
+    inv = overdue(world)
+    dunning.run(inv.due_date + timedelta(days=14))
+    assert Account.get_by_id(world.customer_a.id).status == "active"
+    dunning.run(inv.due_date + timedelta(days=30))
+    assert Account.get_by_id(world.customer_a.id).status == "suspended"
+    assert DunningStep.get(invoice=inv.id, level="final_notice").suspended
+
+    changes = AccountStatusChange.select().where(AccountStatusChange.account == world.customer_a.id)
+    assert [(c.status, c.actor_id) for c in changes] == [("suspended", None)]
+    assert "final notice for " + inv.number in changes[0].reason
+
+
 # -- levels: who and what ---------------------------------------------------------------------
 
 
@@ -261,7 +300,9 @@ def test_a_killed_run_is_finished_by_the_next_and_a_failed_mail_is_retried(world
     step = dunning.take_step(inv.id, level, on)
     assert step is not None and sent == [] and step.completed_at is None
 
-    def down(invoice, code):
+    mailer = dunning._send
+
+    def down(invoice, code, context):
         raise ConnectionError("mail server refused")
 
     monkeypatch.setattr(dunning, "_send", down)
@@ -270,7 +311,7 @@ def test_a_killed_run_is_finished_by_the_next_and_a_failed_mail_is_retried(world
     step = DunningStep.get_by_id(step.id)
     assert step.mail_error and step.completed_at is None
     assert dunning.step_status(step).startswith("sending failed")
-    monkeypatch.setattr(dunning, "_send", lambda invoice, code: sent.append((invoice.id, code)))
+    monkeypatch.setattr(dunning, "_send", mailer)  # the mail server is back
     summary = dunning.run(on)
     assert summary["resumed"] == 1 and sent == [(inv.id, "reminder_1")]
     assert DunningStep.get_by_id(step.id).completed_at is not None

@@ -15,16 +15,15 @@ from core.billing import invoices as lifecycle
 from core.billing.models import DunningLevel, DunningStep, Invoice
 from tests.conftest import PASSWORD
 from tests.test_cli import cli  # noqa: F401 - the CLI fixture over a fresh instance
+from tests.test_dunning import Sent
 
 TODAY = date(2031, 6, 1)
 
 
 @pytest.fixture
 def sent(monkeypatch, ctx):
-    calls: list[tuple[int, str]] = []
     monkeypatch.setattr("core.clock.today", lambda: TODAY)
-    monkeypatch.setattr(dunning, "_send", lambda invoice, level: calls.append((invoice.id, level)))
-    return calls
+    return Sent()
 
 
 def overdue(world, account=None, amount="100.00"):
@@ -140,23 +139,23 @@ def test_billhive_dunning_run_sends_the_reminder_and_refuses_a_future_date(cli):
     assert result.exit_code == 2 and "after today" in result.output
     result = cli("dunning", "run", "--date", "2031-02-30")
     assert result.exit_code == 2 and "--date" in result.output
-    sent = []
-    original = dunning._send
-    dunning._send = lambda invoice, level: sent.append((invoice.number, level))
-    try:
-        day = (due + timedelta(days=4)).isoformat()
-        if due + timedelta(days=4) > date.today():  # never after today: move the invoice back
-            with app.app_context(), app.extensions["billhive"].database.connection_context():
-                Invoice.update(due_date=date.today() - timedelta(days=4)).where(
-                    Invoice.id == inv.id).execute()  # fmt: skip
-            day = date.today().isoformat()
-        out = cli.ok("dunning", "run", "--date", day)
-        assert "1 step(s): 1 reminder 1, 0 reminder 2, 0 final notice" in out
-        assert inv.number in out and sent == [(inv.number, "reminder_1")]
-        again = cli.ok("dunning", "run", "--date", day, "--json")
-        assert '"steps": []' in again and len(sent) == 1
-    finally:
-        dunning._send = original
+    day = (due + timedelta(days=4)).isoformat()
+    if due + timedelta(days=4) > date.today():  # never after today: move the invoice back
+        with app.app_context(), app.extensions["billhive"].database.connection_context():
+            Invoice.update(due_date=date.today() - timedelta(days=4)).where(
+                Invoice.id == inv.id).execute()  # fmt: skip
+        day = date.today().isoformat()
+    out = cli.ok("dunning", "run", "--date", day)
+    assert "1 step(s): 1 reminder 1, 0 reminder 2, 0 final notice" in out and inv.number in out
+    again = cli.ok("dunning", "run", "--date", day, "--json")
+    assert '"steps": []' in again
+    with app.app_context(), app.extensions["billhive"].database.connection_context():
+        from core.mail.models import MailMessage
+
+        mails = MailMessage.select().where(MailMessage.event_key.startswith("dunning:"))
+        assert [(m.event_key, m.subject) for m in mails] == [
+            (f"dunning:{inv.id}:reminder_1", f"Reminder: invoice {inv.number} is overdue")
+        ]
 
 
 # -- panel ----------------------------------------------------------------------------------

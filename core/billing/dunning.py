@@ -57,7 +57,7 @@ from core.billing.models import (
 from core.billing.money import MoneyError, check_currency, format_money, to_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
 from core.db import utcnow
-from core.errors import Conflict, Forbidden, ValidationFailed, marshmallow_errors
+from core.errors import BillhiveError, Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import MAX_AMOUNT, DecimalString, Text
 from core.models import Account
 
@@ -443,10 +443,13 @@ class _NotDue(Exception):
 # -- after the commit: mail, suspension, hook ------------------------------------------------
 
 
-def _send(invoice: Invoice, level: str) -> None:
+def _send(invoice: Invoice, level: str, context: dict) -> None:
+    """Hand the reminder to the mailer (core.mail), which records it once per event key and
+    sends (and retries) it after the commit; its send history shows on the invoice."""
     from core import mail
 
-    mail.send_for_invoice(invoice, level, event_key=f"dunning:{invoice.id}:{level}")
+    mail.send_for_invoice(invoice, level, event_key=f"dunning:{invoice.id}:{level}",
+                          context=context)  # fmt: skip
 
 
 def _suspend(account: Account, step: DunningStep, invoice: Invoice) -> None:
@@ -490,13 +493,16 @@ def complete(step: DunningStep) -> bool:
         if account.status == "active":
             try:
                 _suspend(account, step, invoice)
-            except Conflict as exc:  # closed meanwhile: nothing to suspend
+            except BillhiveError as exc:  # closed meanwhile, or the provider: not suspended
                 log.info("dunning: %s not suspended: %s", account.name, exc.message)
         step.suspended = True
         DunningStep.update(suspended=True).where(DunningStep.id == step.id).execute()
     if step.mailed_at is None:
         try:
-            _send(invoice, step.level)
+            fee = Invoice.get_or_none(Invoice.id == step.fee_invoice_id)
+            _send(invoice, step.level, {
+                "level": step.level, "days_overdue": step.days_overdue,
+                "late_fee": format_money(fee.total, fee.currency) if fee else ""})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - recorded on the step, retried next run
             log.warning("dunning %s of %s: sending failed", step.level, invoice.number,
                         exc_info=True)  # fmt: skip
