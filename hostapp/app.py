@@ -98,11 +98,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(panel_bp)
     from core.billing.account_views import blueprint as billing_account_bp
     from core.billing.dunning_views import blueprint as billing_dunning_bp
+    from core.billing.parties_views import blueprint as billing_parties_bp
     from core.billing.views import blueprint as billing_bp
 
     app.register_blueprint(billing_bp)
     app.register_blueprint(billing_account_bp)
     app.register_blueprint(billing_dunning_bp)
+    app.register_blueprint(billing_parties_bp)
     jinja.init_app(app)
 
     for plugin, bp in host.blueprints():

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from core import accounts as account_service
 from core import license_store, lifecycle, rbac, roles, users
 from core.api.resources import license_status, plugin_rows
+from core.billing import parties
 from core.errors import BillhiveError, Forbidden, ValidationFailed
 from core.licenses import LicenseError
 from core.models import Account, AuditEntry, Role, User
@@ -180,6 +181,8 @@ def account(account_id):
         and acc.parent_id is not None
         and rbac.has(current_user, lifecycle.PRIVILEGE),
         status_history=lifecycle.history(acc, 5),
+        billing=parties.party(acc),
+        payment=parties.payment_instructions(acc) if parties.is_issuer(acc) else None,
     )
 
 
