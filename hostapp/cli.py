@@ -564,6 +564,53 @@ def accounts_edit(account_id, payment_terms_days, **fields):
     )
 
 
+@accounts_group.command("billing-details")
+@click.argument("account_id", type=int)
+@click.option("--legal-name")
+@click.option("--street", help="Street lines, separated by '\\n' (at most 3).")
+@click.option("--postcode")
+@click.option("--city")
+@click.option("--region")
+@click.option("--country", help="ISO 3166 alpha-2, e.g. DE.")
+@click.option("--vat-id", help="With or without its country prefix; stored compact.")
+@click.option("--registration-number")
+@click.option("--billing-emails", help="One or more addresses, separated by commas.")
+@click.option("--invoice-language", help="en or de.")
+@click.option("--iban", help="Issuers (provider, resellers) only.")
+@click.option("--bic")
+@click.option("--payment-text", help="Free-text payment instructions.")
+@click.option("--payment-terms-days", help="The issuer's default net days (0-365; '' = 14).")
+@click.option("--payment-reference", help="e.g. '{number}/{account_ref}'.")
+@with_app
+def accounts_billing_details(account_id, **fields):
+    """Show or change an account's billing details and (issuers) payment instructions
+    (core/billing/parties.py): the same checks as the API and the panel, every bad field named
+    at once, nothing written when one fails. Without options: show them."""
+    from core.billing import parties
+    from core.models import Account
+
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise click.ClickException(f"account {account_id} not found")
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if "street" in changes:
+        changes["street"] = changes["street"].replace("\\n", "\n")
+    details = parties.update(None, account, changes) if changes else parties.details_of(account)
+    party = parties.party(account, details)
+    click.echo(f"Account {account.id} {account.name}")
+    click.echo(f"  Legal name: {party['name']}")
+    click.echo(f"  Address: {' / '.join(party['address']) or '-'}")
+    click.echo(f"  VAT ID: {party['vat_id'] or '-'}   Registration: "
+               f"{party['registration_number'] or '-'}")  # fmt: skip
+    click.echo(f"  Billing e-mails: {', '.join(party['emails']) or '-'}   "
+               f"Language: {party['language']}")  # fmt: skip
+    if parties.is_issuer(account):
+        pay = parties.payment_instructions(account, details)
+        click.echo(f"  Payment: IBAN {pay['iban'] or '-'}  BIC {pay['bic'] or '-'}  "
+                   f"terms {pay['terms_days']} days  reference {pay['reference_rule']}"
+                   + (f"  text: {pay['text']}" if pay["text"] else ""))  # fmt: skip
+
+
 @accounts_group.command("status")
 @click.argument("account_id", type=int)
 @click.argument("status", type=click.Choice(["active", "suspended", "closed"]))

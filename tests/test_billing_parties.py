@@ -412,3 +412,35 @@ def test_the_openapi_document_describes_billing_details(world, ctx):
     path = spec["paths"]["/api/v1/accounts/{account_id}/billing-details"]
     assert {"200", "404"} <= set(path["get"]["responses"])
     assert {"200", "403", "404", "415", "422"} <= set(path["patch"]["responses"])
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def test_the_operators_shell_shows_and_sets_billing_details(world, ctx, monkeypatch):
+    from click.testing import CliRunner
+
+    import hostapp.cli
+
+    monkeypatch.setattr(hostapp.cli, "_app", ctx)
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(hostapp.cli.main, ["accounts", "billing-details", *args])
+
+    result = run(str(world.provider.id), "--country", "DE", "--vat-id", "DE136695977",
+                 "--iban", "DE00", "--street", "Friedrichstr. 1\\nHof 2")  # fmt: skip
+    assert result.exit_code != 0
+    assert "VAT ID:" in result.output and "IBAN:" in result.output
+    assert parties.BillingDetails.select().count() == 0
+    result = run(str(world.provider.id), "--country", "de", "--vat-id", "136695976",
+                 "--iban", IBAN, "--street", "Friedrichstr. 1\\nHof 2", "--city", "Berlin",
+                 "--payment-terms-days", "21")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"VAT ID: {DE_VAT}" in result.output and "terms 21 days" in result.output
+    assert parties.details_of(world.provider).street == "Friedrichstr. 1\nHof 2"
+    shown = run(str(world.customer_a.id))
+    assert shown.exit_code == 0 and "Payment:" not in shown.output
+    result = run(str(world.customer_a.id), "--iban", IBAN)
+    assert result.exit_code != 0 and "only the provider and resellers" in result.output
+    assert run("999999").exit_code != 0
