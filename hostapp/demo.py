@@ -80,6 +80,7 @@ def load_demo(app, echo=print) -> list[tuple[str, str]]:
             echo(f"Enabled plugin {name}")
 
     types = host.account_types()
+    demo_accounts = [provider]
     if "reseller" in types:
         reseller = _account(
             provider,
@@ -93,11 +94,15 @@ def load_demo(app, echo=print) -> list[tuple[str, str]]:
             },
         )
         logins.append(("reseller", _user(reseller, "reseller@demo.billhive.test", "Rita Reseller")))
+        if reseller.tax_rate in ("", "0"):  # Austrian VAT on what it sells in Austria
+            Account.update(tax_rate="20").where(Account.id == reseller.id).execute()
         retail = _account(reseller, "Fabrikam Retail", "customer", bill_cycle_day=15)
         _user(retail, "fabrikam@demo.billhive.test", "Frank Fabrikam")
+        demo_accounts += [reseller, retail]
     customer = _account(provider, "Contoso Ltd", "customer", bill_cycle_day=1, tax_rate="20")
     logins.append(("customer", _user(customer, "customer@demo.billhive.test", "Carla Customer")))
-    from core.billing.demo import load_billing_demo
+    from core.billing.demo import load_billing_demo, load_parties_demo
 
+    load_parties_demo([Account.get_by_id(a.id) for a in demo_accounts + [customer]], echo)
     load_billing_demo(provider, customer, echo)
     return logins

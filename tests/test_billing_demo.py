@@ -40,4 +40,14 @@ def test_demo_customer_gets_one_correct_invoice_in_raw_and_pdf(ctx):
     assert header["total"] == "118.80" and len(lines) == 2
     pdf = PdfReader(io.BytesIO(storage.file_for(inv, "PDF")[0]))
     assert "€118.80" in pdf.pages[0].extract_text()  # Babel, English
+    # the demo's parties: addresses, VAT IDs with valid check digits, the provider's IBAN
+    assert header["issuer_vat_id"] == "DE136695976" and header["account_vat_id"] == "DE812345673"
+    assert header["account_address"] == "Leopoldstraße 200; 80804 München; Germany"
+    assert header["payment_iban"] == "DE89 3704 0044 0532 0130 00"
+    assert header["payment_reference"] == f"{inv.number}/A-{contoso.id}"
+    assert header["reverse_charge"] == ""  # Munich buys from Berlin: German VAT
+    northwind = Account.get(Account.name == "Northwind Reseller")
+    from core.billing import tax
+
+    assert tax.decide(Account.get_by_id(contoso.parent_id), northwind)["reverse_charge"] is True
     assert engine.run(date.today())["invoices_created"] == 0

@@ -1,13 +1,19 @@
 """Demo billing data (idempotent): Contoso Ltd subscribes to 3 cloud seats at 25.00 EUR and
 uses storage at 0.05 EUR/GB (0.04 above 500 GB) from the first day of last month, so
 ``billhive bill-run`` on any day from the 1st of this month on bills last month:
-3 x 25.00 + 600 GB x 0.04 = 99.00 EUR, plus 20 % tax (the provider's rate) = 118.80 EUR."""
+3 x 25.00 + 600 GB x 0.04 = 99.00 EUR, plus 20 % tax (Contoso's own rate) = 118.80 EUR.
+
+The demo's accounts have billing details (:data:`DEMO_PARTIES`, :func:`load_parties_demo`):
+the provider in Berlin with a German VAT ID and a bank account; Northwind Reseller in Vienna
+with an Austrian VAT ID, so the provider's wholesale invoices to it are reverse-charged; its
+customer Fabrikam Retail in Vienna (German invoices); Contoso Ltd in Munich. VAT IDs carry
+valid check digits (python-stdnum) but are made up; the IBANs are the banks' published examples."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from core.billing import catalog
+from core.billing import catalog, parties
 from core.billing.models import PricePlan, Product, Subscription, UsageRecord
 from core.models import Account
 
@@ -55,3 +61,42 @@ def load_billing_demo(provider: Account, customer: Account, echo=print) -> Subsc
         echo(f"Recorded {inserted} usage records (600 GB) for {customer.name}")
     assert UsageRecord.select().where(UsageRecord.account == customer.id).count() >= 3
     return subs["demo-seats"]
+
+
+DEMO_PARTIES = {
+    "Billhive Demo Provider": {
+        "legal_name": "Billhive Demo GmbH", "street": "Friedrichstraße 123",
+        "postcode": "10117", "city": "Berlin", "country": "DE", "vat_id": "DE136695976",
+        "registration_number": "HRB 123456 B", "billing_emails": ["billing@demo.billhive.test"],
+        "iban": "DE89370400440532013000", "bic": "COBADEFFXXX", "payment_terms_days": 14,
+        "payment_reference": "{number}/{account_ref}",
+    },
+    "Northwind Reseller": {
+        "legal_name": "Northwind Telecom GmbH", "street": "Mariahilfer Straße 45",
+        "postcode": "1060", "city": "Wien", "country": "AT", "vat_id": "ATU12345675",
+        "registration_number": "FN 123456a", "billing_emails": ["ap@northwind.example"],
+        "invoice_language": "de", "iban": "AT611904300234573201",
+        "payment_text": "Bitte geben Sie die Rechnungsnummer als Verwendungszweck an.",
+    },
+    "Fabrikam Retail": {
+        "legal_name": "Fabrikam Handels GmbH", "street": "Landstraßer Hauptstraße 7",
+        "postcode": "1030", "city": "Wien", "country": "AT", "vat_id": "ATU23456784",
+        "billing_emails": ["rechnung@fabrikam.example"], "invoice_language": "de",
+    },
+    "Contoso Ltd": {
+        "legal_name": "Contoso Deutschland GmbH", "street": "Leopoldstraße 200",
+        "postcode": "80804", "city": "München", "country": "DE", "vat_id": "DE812345673",
+        "registration_number": "HRB 98765", "billing_emails": ["ap@contoso.example"],
+    },
+}  # fmt: skip
+
+
+def load_parties_demo(accounts: list[Account], echo=print) -> None:
+    """Give each demo account its :data:`DEMO_PARTIES` details, once: details already saved
+    (the demo run before, or someone edited them) are left as they are."""
+    for account in accounts:
+        data = DEMO_PARTIES.get(account.name)
+        if data is None or parties.BillingDetails.get_or_none(account=account.id) is not None:
+            continue
+        parties.update(None, account, data)
+        echo(f"Billing details for {account.name}: {data['city']}, VAT ID {data['vat_id']}")
