@@ -444,3 +444,24 @@ def test_the_operators_shell_shows_and_sets_billing_details(world, ctx, monkeypa
     result = run(str(world.customer_a.id), "--iban", IBAN)
     assert result.exit_code != 0 and "only the provider and resellers" in result.output
     assert run("999999").exit_code != 0
+
+
+def test_the_raw_file_carries_the_parties_payment_and_reverse_charge(world):
+    from core.billing import raw, storage
+
+    provider_in_germany(world, registration_number="HRB 12345")
+    buyer_in(world.customer_a, "FR", vat_id=FR_VAT)
+    issued = lifecycle.issue(draft_for(world, world.customer_a))
+    header, lines = raw.parse(storage.file_for(fresh(issued), "RAW")[0])
+    assert header["issuer"] == "Billhive Demo GmbH" and header["issuer_vat_id"] == DE_VAT
+    assert header["issuer_address"] == "Friedrichstr. 1; 10117 Berlin; Germany"
+    assert header["issuer_registration"] == "HRB 12345"
+    assert (header["account"], header["account_vat_id"], header["account_country"]) == (
+        "Customer A SARL", FR_VAT, "FR")  # fmt: skip
+    assert header["issue_date"] == issued.issued_at.date().isoformat()
+    assert header["due_date"] == issued.due_date.isoformat()
+    assert header["reverse_charge"] == REVERSE_CHARGE_STATEMENT
+    assert (header["tax_rate"], header["tax"], header["total"]) == ("0", "0.00", "100.00")
+    assert header["payment_iban"] == "DE89 3704 0044 0532 0130 00"
+    assert header["payment_reference"] == issued.number and header["payment_terms_days"] == "14"
+    assert len(lines) == 1 and lines[0]["unit_price"] == "100"

@@ -230,3 +230,51 @@ def test_a_customer_downloads_its_own_ubl_invoice_but_not_anothers(world, api):
     customer = api(world.user_a)
     assert customer.get(f"/api/v1/invoices/{mine['id']}/files/UBL").status_code == 200
     assert customer.get(f"/api/v1/invoices/{theirs['id']}/files/UBL").status_code == 404
+
+
+def test_a_reverse_charged_invoice_carries_every_article_226_item(world, api):
+    """Parties with addresses, VAT IDs and registration numbers (set through the API), the
+    supply period, payment means with the IBAN and reference, and the reverse charge (UBL
+    category AE with the Article 196 statement)."""
+    op = api(world.operator)
+    _enable(op, world)
+    resp = op.patch(f"/api/v1/accounts/{world.provider.id}/billing-details", json={
+        "legal_name": "Billhive Demo GmbH", "street": "Friedrichstr. 1\nHof 2",
+        "postcode": "10117", "city": "Berlin", "country": "DE", "vat_id": "DE136695976",
+        "registration_number": "HRB 12345", "iban": "DE89370400440532013000",
+        "bic": "COBADEFFXXX", "payment_reference": "{number}/{account_ref}"})  # fmt: skip
+    assert resp.status_code == 200, resp.get_json()
+    customer = _customer(op, world.provider.id, "Globex")
+    resp = op.patch(f"/api/v1/accounts/{customer}/billing-details", json={
+        "legal_name": "Globex SARL", "street": "1 rue de Rivoli", "postcode": "75001",
+        "city": "Paris", "country": "FR", "vat_id": "FR40303265045"})  # fmt: skip
+    assert resp.status_code == 200, resp.get_json()
+    invoice = _issue(op, customer, LINES)
+    assert invoice["tax_minor"] == 0
+    root = ET.fromstring(op.get(f"/api/v1/invoices/{invoice['id']}/files/UBL").data)
+
+    def text(path):
+        return root.findtext(path, namespaces=UBL)
+
+    seller = "cac:AccountingSupplierParty/cac:Party/"
+    buyer = "cac:AccountingCustomerParty/cac:Party/"
+    assert text(seller + "cac:PartyLegalEntity/cbc:RegistrationName") == "Billhive Demo GmbH"
+    assert text(seller + "cac:PartyLegalEntity/cbc:CompanyID") == "HRB 12345"
+    assert text(seller + "cac:PartyTaxScheme/cbc:CompanyID") == "DE136695976"
+    assert text(seller + "cac:PostalAddress/cbc:StreetName") == "Friedrichstr. 1"
+    assert text(seller + "cac:PostalAddress/cbc:AdditionalStreetName") == "Hof 2"
+    assert text(seller + "cac:PostalAddress/cbc:CityName") == "Berlin"
+    assert text(seller + "cac:PostalAddress/cac:Country/cbc:IdentificationCode") == "DE"
+    assert text(buyer + "cac:PartyTaxScheme/cbc:CompanyID") == "FR40303265045"
+    assert text(buyer + "cac:PostalAddress/cbc:PostalZone") == "75001"
+    assert text(buyer + "cac:PostalAddress/cac:Country/cbc:IdentificationCode") == "FR"
+    assert text("cac:PaymentMeans/cbc:PaymentMeansCode") == "58"
+    assert text("cac:PaymentMeans/cbc:PaymentID") == f"{invoice['number']}/A-{customer}"
+    assert text("cac:PaymentMeans/cac:PayeeFinancialAccount/cbc:ID") == "DE89370400440532013000"
+    category = "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/"
+    assert text(category + "cbc:ID") == "AE" and text(category + "cbc:Percent") == "0"
+    assert text(category + "cbc:TaxExemptionReasonCode") == "VATEX-EU-AE"
+    assert "Article 196" in text(category + "cbc:TaxExemptionReason")
+    assert {line.findtext("cac:Item/cac:ClassifiedTaxCategory/cbc:ID", namespaces=UBL)
+            for line in root.findall("cac:InvoiceLine", UBL)} == {"AE"}  # fmt: skip
+    assert _amount(root, "cac:LegalMonetaryTotal/cbc:PayableAmount")[0] == "90.84"
