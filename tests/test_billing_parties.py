@@ -465,3 +465,33 @@ def test_the_raw_file_carries_the_parties_payment_and_reverse_charge(world):
     assert header["payment_iban"] == "DE89 3704 0044 0532 0130 00"
     assert header["payment_reference"] == issued.number and header["payment_terms_days"] == "14"
     assert len(lines) == 1 and lines[0]["unit_price"] == "100"
+
+
+def test_parallel_editors_of_new_billing_details_each_keep_their_field(world, api):
+    """Eight PATCHes of one account's details, none saved yet, released together (threads of
+    one web process; on PostgreSQL each its own connection): each answers 200 and every field
+    sent is kept, none lost to another editor's write or refused as a duplicate row."""
+    import threading
+
+    fields = {"legal_name": "Customer A SARL", "street": "1 rue de Rivoli", "postcode": "75001",
+              "city": "Paris", "region": "Île-de-France", "country": "FR",
+              "registration_number": "RCS 123", "billing_emails": ["ap@a.example"]}  # fmt: skip
+    url = f"/api/v1/accounts/{world.customer_a.id}/billing-details"
+    clients = [api(world.user_a) for _ in fields]  # a thread has no app context of its own
+    barrier = threading.Barrier(len(fields))
+    answers: dict = {}
+
+    def patch(client, name, value):
+        barrier.wait()
+        answers[name] = client.patch(url, json={name: value}).status_code
+
+    threads = [threading.Thread(target=patch, args=(c, n, v))
+               for c, (n, v) in zip(clients, fields.items(), strict=True)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers == {name: 200 for name in fields}
+    stored = parties.details_of(world.customer_a)
+    assert {name: getattr(stored, name) for name in fields} == fields
+    assert parties.BillingDetails.select().count() == 1

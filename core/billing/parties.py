@@ -46,7 +46,7 @@ from stdnum.util import clean
 
 from core import audit, rbac
 from core.billing.models import Invoice
-from core.db import BaseModel, JSONField, database, lock_row, utcnow
+from core.db import BaseModel, JSONField, lock_row, utcnow
 from core.errors import Forbidden, ValidationFailed, field_messages
 from core.fields import Email, Text
 from core.i18n import SUPPORTED_LOCALES
@@ -390,8 +390,12 @@ def update(actor, account: Account, payload: dict) -> BillingDetails:
     data = validate(account, payload, current)
     changed_payment = [n for n in PAYMENT_FIELDS if n in data and data[n] != getattr(current, n)]
     require_payment_instructions(actor, account, changed_payment)
-    with database.atomic():
-        lock_row(Account, account.id)  # two editors: one after the other, none lost
+    from core.billing.invoices import write_transaction
+
+    # the account's row lock (SQLite: the write lock, BEGIN IMMEDIATE): two editors, one after
+    # the other, each changing the fields it sent of the row as the other left it
+    with write_transaction():
+        lock_row(Account, account.id)
         details = details_of(account)
         before = _snapshot(details) if details.id else None
         for key, value in data.items():
