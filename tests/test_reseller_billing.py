@@ -110,9 +110,9 @@ def test_one_bill_run_gives_wholesale_and_retail_invoices(enabled, world):
     assert [i.number for i in wholesale] == ["INV-000001", "INV-000002"]
     jan_lines = [(line.description, line.amount) for line in wholesale[0].lines]
     assert jan_lines == [
-        ("C1: Hosting — Standard", cents(Decimal(12) * 17 / 31)),  # 17 of 31 days, 2 seats
+        ("C1: Hosting — Standard (17 of 31 days)", cents(Decimal(12) * 17 / 31)),  # 2 seats
         ("C1: Hosting usage", cents("5.00")),
-        ("C2: Hosting — Standard", cents(Decimal(6) * 17 / 31)),
+        ("C2: Hosting — Standard (17 of 31 days)", cents(Decimal(6) * 17 / 31)),
         ("C2: Hosting usage", cents("2.50")),
     ]
     assert [line.amount for line in wholesale[1].lines] == [1200, 600]
@@ -298,9 +298,9 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
     assert (mid.period_start, mid.period_end) == (date(2024, 1, 5), date(2024, 2, 5))
     assert files_of(mid) == ["PDF"]
     assert [(line.description, line.amount) for line in mid.lines] == [
-        ("D1: Hosting — Standard", cents(Decimal(14) * 16 / 31)),  # 16 of 31 days, 2 seats
+        ("D1: Hosting — Standard (16 of 31 days)", cents(Decimal(14) * 16 / 31)),  # 2 seats
         ("D1: Hosting usage", cents("5.00")),  # 100 x 0.05
-        ("D2: Hosting — Standard", cents(Decimal(7) * 16 / 31)),  # D2's usage is on 02-10
+        ("D2: Hosting — Standard (16 of 31 days)", cents(Decimal(7) * 16 / 31)),  # usage: 02-10
     ]
     assert mid.total == 723 + 500 + 361
 
@@ -313,9 +313,9 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
         date(2024, 2, 1),
     )
     assert [(line.description, line.amount) for line in top.lines] == [
-        ("R2 / D1: Hosting — Standard", cents(Decimal(8) * 12 / 31)),  # 12 of 31 days
+        ("R2 / D1: Hosting — Standard (12 of 31 days)", cents(Decimal(8) * 12 / 31)),
         ("R2 / D1: Hosting usage", cents("2.00")),  # 100 x 0.02
-        ("R2 / D2: Hosting — Standard", cents(Decimal(4) * 12 / 31)),
+        ("R2 / D2: Hosting — Standard (12 of 31 days)", cents(Decimal(4) * 12 / 31)),
     ]
     assert top.total == 310 + 200 + 155
     assert invoices(issuer=world.provider.id, account=r2.id) == []  # R2 is R1's to invoice

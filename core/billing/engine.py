@@ -72,7 +72,7 @@ from core.billing.money import (
     line_amount,
     tiered_unit_price,
 )
-from core.billing.periods import check_run_date, closed_periods
+from core.billing.periods import check_run_date, closed_periods, prorated_label
 from core.db import Prepared, database, insert_row, insert_rows, utcnow
 from core.models import Account
 
@@ -175,7 +175,7 @@ def rate_subscriptions(account: Account, period, subs: list, usage) -> dict[int,
         if plan.recurring_price:
             days = (service[1] - service[0]).days
             fraction = ExactRatio(days, total_days)
-            text = label if days == total_days else f"{label} ({days} of {total_days} days)"
+            text = prorated_label(label, days, total_days)
             out[issuer].append(_line(text, sub.quantity, plan.recurring_price, currency,
                                      fraction=fraction, source=f"subscription:{sub.id}",
                                      **common))  # fmt: skip
@@ -241,7 +241,7 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
                 days = (end - begin).days
                 ratio = Fraction(c.fraction) * Fraction(days, total_days)
                 fraction = ExactRatio(ratio.numerator, ratio.denominator)
-                text = f"{c.description} ({days} of {total_days} days)"
+                text = prorated_label(c.description, days, total_days)
         lines.append(_line(text, c.quantity, c.unit_price, account.currency,
                            fraction=fraction, unit=c.unit, product_code=c.product_code,
                            group=c.group, source=c.source or "plugin", service=service,

@@ -7,7 +7,8 @@ period whose end <= D, so a run on the cycle day itself closes the period that e
 
 Proration: :func:`overlap_fraction` gives the share of a period's days a subscription was
 active, as an exact ratio of whole days (see :class:`core.billing.money.ExactRatio`), to pass
-unchanged to :func:`core.billing.money.line_amount`.
+unchanged to :func:`core.billing.money.line_amount`. :func:`prorated_label` writes the days
+into the line's text, so its reader can recompute it (issue 19 item 4).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "overlap_fraction",
     "parse_date",
     "period_containing",
+    "prorated_label",
 ]
 
 MIN_CYCLE_DAY = 1
@@ -178,3 +180,11 @@ def overlap_fraction(
     overlap_end = end if active_until is None else min(end, active_until)
     days = max(0, (overlap_end - overlap_start).days)
     return ExactRatio(days, (end - start).days)
+
+
+def prorated_label(label: str, days: int, total_days: int) -> str:
+    """The text of a line billing ``days`` of a ``total_days`` period: ``"Seat — Pro (16 of
+    31 days)"`` whenever it is not the whole period, so that whoever reads the invoice can
+    recompute quantity x unit price x days / period days = amount. Retail lines (the engine),
+    plugin charges and the reseller's wholesale lines all write it here."""
+    return label if days == total_days else f"{label} ({days} of {total_days} days)"

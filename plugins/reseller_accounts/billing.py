@@ -43,6 +43,7 @@ from core import audit, rbac
 from core.billing import coverage
 from core.billing.models import PricePlan, Subscription, UsageRecord
 from core.billing.money import ExactRatio, tiered_unit_price
+from core.billing.periods import prorated_label
 from core.db import database
 from core.errors import ValidationFailed
 from core.models import Account
@@ -319,9 +320,9 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
             continue
         if plan.recurring_price:
             days = (service[1] - service[0]).days
-            text = f"{who}: {product.name} — {plan.name}"
-            if service[0] > max(period[0], sub.start):  # after a cycle-day change
-                text = f"{text} ({days} of {total_days} days)"
+            # "(16 of 31 days)" on every partial period, as on retail lines: a late start, an
+            # end, a cycle-day change (quantity x unit price x days / period days = amount)
+            text = prorated_label(f"{who}: {product.name} — {plan.name}", days, total_days)
             charges.append(
                 Charge(
                     text,
