@@ -4,6 +4,8 @@ or chosen), refunds, credit notes, prepaid top-ups, voids and reversals keep
 * balance == SUM(entries) == issued documents - payments + refunds - prepaid credit applied,
 * balance == amount due on open invoices - unallocated credit,
 * an invoice is paid exactly when nothing is due on it, prepaid credit is never negative,
+* what an invoice shows as owed (paid + credit applied + due == total, due == open amount,
+  a void invoice owes and holds nothing),
 * a statement's closing balance is the next period's opening balance;
 
 and invoices issued before the ledger existed are posted once by ``backfill``."""
@@ -64,6 +66,17 @@ def check(account, seller):
     for doc in docs:
         if doc.kind == "invoice":
             assert (doc.status == "paid") == (ledger.open_amount(doc) == 0), doc.number
+    # what an invoice page shows as owed (ledger.settlement) adds up and agrees with the ledger
+    for doc in Invoice.select().where(
+        (Invoice.account == account.id) & (Invoice.kind == "invoice")
+    ):
+        owed = ledger.settlement(doc)
+        assert owed["due"] == ledger.open_amount(doc), doc.number
+        if doc.status == "void":
+            assert owed == {"paid": 0, "credit": 0, "due": 0}
+        else:
+            assert owed["paid"] >= 0 and owed["credit"] >= 0 and owed["due"] >= 0
+            assert sum(owed.values()) == doc.total, doc.number
     assert ledger.prepaid_available(account, seller, "EUR") >= 0
     early = statements.build(account, TODAY - timedelta(days=90), TODAY - timedelta(days=15))
     late = statements.build(account, TODAY - timedelta(days=14), TODAY)

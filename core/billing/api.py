@@ -8,12 +8,12 @@ from datetime import date
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow import Schema, fields, pre_dump, validate, validates_schema
 
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import catalog, engine, runs, storage
+from core.billing import catalog, engine, ledger, runs, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
 from core.billing.models import (
@@ -140,11 +140,39 @@ class InvoiceOut(Schema):
         return [f"/api/v1/invoices/{inv.id}/files/{code}" for code in storage.wanted_formats(inv)]
 
 
+def _owed(key: str, description: str):
+    return fields.Method(
+        f"_{key}",
+        metadata={"type": "integer", "nullable": True,
+                  "description": f"{description}, in minor units (core.billing.ledger."
+                                 "settlement); null for drafts and credit notes, 0 when void"},
+    )  # fmt: skip
+
+
 class InvoiceDetail(InvoiceOut):
     lines = fields.Method("_lines")
+    amount_paid_minor = _owed("amount_paid", "payments allocated to the invoice")
+    credit_applied_minor = _owed(
+        "credit_applied", "prepaid credit and credit notes applied to the invoice"
+    )
+    amount_due_minor = _owed("amount_due", "what is still owed: total - paid - credit applied")
 
     def _lines(self, inv):
         return LineOut(many=True).dump(inv.lines.order_by(InvoiceLine.position))
+
+    @pre_dump
+    def _settle(self, inv, **kwargs):
+        inv.owed = ledger.settlement(inv) if ledger.owes(inv) else None  # read once
+        return inv
+
+    def _amount_paid(self, inv):
+        return None if inv.owed is None else inv.owed["paid"]
+
+    def _credit_applied(self, inv):
+        return None if inv.owed is None else inv.owed["credit"]
+
+    def _amount_due(self, inv):
+        return None if inv.owed is None else inv.owed["due"]
 
 
 class InvoiceFilter(Schema):

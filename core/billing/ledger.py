@@ -86,10 +86,12 @@ __all__ = [
     "on_void",
     "open_amount",
     "open_invoices",
+    "owes",
     "post",
     "post_issued",
     "prepaid_available",
     "reverse",
+    "settlement",
 ]
 
 CREDIT_KINDS = ("payment", "credit_note", "prepaid_topup")
@@ -202,11 +204,19 @@ def open_amount(invoice: Invoice) -> int:
     return invoice.total - _allocated_to(invoice.id) - credit_applied_to(invoice)
 
 
+def owes(invoice: Invoice) -> bool:
+    """Whether anything can be owed on ``invoice``: an issued, paid or void invoice (not a
+    draft, not a credit note). Pages and the API show :func:`settlement` only for these."""
+    return invoice.kind == "invoice" and invoice.status != "draft"
+
+
 def settlement(invoice: Invoice) -> dict[str, int]:
-    """What settled ``invoice`` so far, in minor units: ``paid`` (payments allocated to it),
-    ``credit`` (credit notes allocated to it and prepaid credit drawn) and ``due``
-    (:func:`open_amount`). All 0 for drafts and credit notes; a void invoice is due nothing."""
-    if invoice.kind != "invoice" or invoice.status == "draft" or not invoice.id:
+    """What settled ``invoice`` so far, in minor units: ``paid`` (payments allocated to it, a
+    "marked paid" one included), ``credit`` (credit notes allocated to it and prepaid credit
+    drawn) and ``due`` (:func:`open_amount`); ``paid + credit + due == total``. All 0 for
+    drafts and credit notes. A void invoice owes and holds nothing: voiding released its
+    allocations and reversed the prepaid credit it drew (:func:`on_void`), so all three are 0."""
+    if not owes(invoice) or invoice.status == "void" or not invoice.id:
         return {"paid": 0, "credit": 0, "due": 0}
     paid = credit = 0
     for payment_id, amount in (
@@ -219,8 +229,7 @@ def settlement(invoice: Invoice) -> dict[str, int]:
         else:
             credit += amount
     credit += credit_applied_to(invoice)
-    due = 0 if invoice.status == "void" else invoice.total - paid - credit
-    return {"paid": paid, "credit": credit, "due": due}
+    return {"paid": paid, "credit": credit, "due": invoice.total - paid - credit}
 
 
 def amounts_due(invoices) -> dict[int, int]:

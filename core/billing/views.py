@@ -7,7 +7,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_login import current_user, login_required
 
 from core import clock, rbac
-from core.billing import catalog, storage
+from core.billing import catalog, ledger, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
 from core.billing.api import resume_bill_run, scoped_run, send_invoice_file, start_bill_run
@@ -148,7 +148,8 @@ def invoice_page(invoice_id):
                            credit_notes=list(invoice.credit_notes),
                            dunning_steps=dunning.steps_of(invoice),
                            dunning_titles=dunning.TITLES,
-                           dunning_status=dunning.step_status)  # fmt: skip
+                           dunning_status=dunning.step_status,
+                           owed=ledger.settlement(invoice) if ledger.owes(invoice) else None)  # fmt: skip
 
 
 @blueprint.route("/invoices/<int:invoice_id>/files/<fmt>")
