@@ -136,10 +136,19 @@ def register_menu_items():
         MenuItem("Bill runs", "billing.runs_page", "billruns.run", order=35),
         MenuItem("Plugins & Licence", "panel.plugins", "plugins.manage", order=90),
         MenuItem("Audit log", "panel.audit", "audit.view", order=95),
+        MenuItem("Outbox", "mail.outbox_page", "audit.view", order=96),
         MenuItem("Overview", "panel.account", None, where="account", order=0),
         MenuItem("Users", "panel.account_users", "users.view", where="account", order=10),
         # shown to whoever sees one of the Billing page's sub-tabs (core.panel.jinja)
         MenuItem("Billing", "billing_account.index", "billing.edit", where="account", order=45),
+        MenuItem(
+            "E-mail templates",
+            "mail.templates_page",
+            "billing.edit",
+            where="billing",
+            order=75,
+            levels=(P, R),
+        ),  # fmt: skip
     ]
 
 

@@ -105,6 +105,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(billing_account_bp)
     app.register_blueprint(billing_dunning_bp)
     app.register_blueprint(billing_parties_bp)
+    from core.mail import views as mail_views
+
+    mail_views.init_app(app)
     jinja.init_app(app)
 
     for plugin, bp in host.blueprints():

@@ -639,6 +639,10 @@ main.add_command(dunning)
 main.add_command(usage)
 main.add_command(invoices)
 
+from core.mail.cli import mail  # noqa: E402 - billhive mail send|list (core.mail)
+
+main.add_command(mail)
+
 # -- plugin developer kit (hostapp.scaffold) -------------------------------------------------
 
 from hostapp.scaffold import new_plugin  # noqa: E402

@@ -103,4 +103,4 @@ def outbox_files(app) -> list[Path]:
 
 def smtp_config(port: int, **extra) -> dict:
     return {"MAIL_TRANSPORT": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port,
-            "MAIL_TIMEOUT": 2, "MAIL_RETRY_SECONDS": 0, **extra}  # fmt: skip
+            "MAIL_TIMEOUT": 2, "MAIL_RETRY_SECONDS": 60, **extra}  # fmt: skip

@@ -56,6 +56,7 @@ PARAM_KINDS = {
     "payment_id": "payment",
     "entry_id": "ledger_entry",
     "subscription_id": "subscription",
+    "message_id": "mail_message",
 }
 # String parameters that name something inside the object the ids point at.
 STRING_PARAMS = {"fmt": "PDF", "code": "SEAT", "action": "void"}
@@ -76,6 +77,8 @@ NOT_200 = [
     (r"company-suggestions$", "*", 404),
     # bill runs are run by providers and resellers: a customer's own run is not for it to see
     (r"bill-runs/<int:run_id>$|/billing/runs/<int:run_id>\.json$", "caller:C", 403),
+    # the tree's accounts have no e-mail address: their messages failed, no .eml was written
+    (r"^/mail/messages/<int:message_id>\.eml$", "*", 404),
     # the ConnectWise catalog is fetched live: no ConnectWise answers here
     (r"/psa/accounts/<int:account_id>/catalog$|/psa/catalog$", "*", 502),
     # the account's Billing tab opens (redirects to) the first sub-tab the caller sees
@@ -129,6 +132,11 @@ class Tree:
                 None, acc, issuer, [{"description": "Seat", "quantity": "1", "unit_price": "9"}]
             )
             self.objects[key, "invoice"] = invoices.issue(draft)
+            from core.mail.models import MailMessage
+
+            self.objects[key, "mail_message"] = MailMessage.get(  # recorded as it was issued
+                MailMessage.invoice == self.objects[key, "invoice"].id
+            )
         _, plan = setup_catalog(P, code="SUB")
         for key, acc in self.accounts.items():
             self.objects[key, "subscription"] = Subscription.create(

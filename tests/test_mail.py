@@ -171,3 +171,40 @@ def test_a_rolled_back_transaction_sends_nothing(ctx, world):
         raise RuntimeError("the caller failed after recording")
     assert MailMessage.get_or_none(MailMessage.event_key == "rolled-back") is None
     assert len(outbox_files(ctx)) == sent_before
+
+
+@pytest.mark.parametrize("dies", ["after writing", "before writing"])
+def test_a_sender_that_stopped_is_settled_from_the_outbox_file(ctx, world, monkeypatch, dies):
+    """The crash between sending and recording, with the outbox: the message's file name
+    depends only on its row, so the sweeper looks: there -> sent, missing -> sent now."""
+    from datetime import timedelta
+
+    from core.mail import messages, send_for_invoice, tasks
+    from core.mail.models import MailMessage
+
+    invoice = issue_invoice(world, billed_customer(world))
+    real = messages.transport.write_outbox
+
+    def die(message, email):
+        if dies == "after writing":
+            real(message, email)
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(messages.transport, "write_outbox", die)
+    with pytest.raises(SystemExit):
+        send_for_invoice(invoice, "reminder_1", event_key="crash-test")
+    monkeypatch.undo()
+    message = MailMessage.get(MailMessage.event_key == "crash-test")
+    assert message.status == "sending"
+    stale = message.claimed_at - timedelta(seconds=ctx.config["MAIL_STALE_SECONDS"] + 1)
+    MailMessage.update(claimed_at=stale).where(MailMessage.id == message.id).execute()
+    report = tasks.sweep()
+    message = MailMessage.get_by_id(message.id)
+    assert message.status == "sent"
+    if dies == "after writing":
+        assert report["settled_sent"] == 1 and message.attempts == 1
+    else:
+        assert report["settled_retry"] == 1 and message.attempts == 2
+    reminders = [p for p in outbox_files(ctx) if p.name.endswith("reminder_1.eml")]
+    assert len(reminders) == 1
+    assert parse(reminders[0].read_bytes())["Message-ID"] == message.message_id

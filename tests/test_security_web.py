@@ -31,6 +31,7 @@ OBJECT_PARAMS = {
     "method_id": "payment_method",
     "entry_id": "ledger_entry",
     "run_id": "bill_run",
+    "message_id": "mail_message",
 }
 STRING_PARAMS = {"action": "void", "code": "SEAT", "fmt": "PDF"}
 
@@ -77,6 +78,9 @@ class Site:
                 None, customer, provider, [{"description": "x", "unit_price": "5"}]
             )
             invoice = invoices.issue(draft)
+            from core.mail.models import MailMessage
+
+            message = MailMessage.get(MailMessage.invoice == invoice.id)  # its e-mail
             method = payments.add_method(None, customer, {"type": "other", "description": "x"})
             entry = LedgerEntry.select().where(LedgerEntry.account == customer.id).first()
             run = BillRun.create(as_of=invoice.issued_at.date(), status="running")
@@ -95,6 +99,7 @@ class Site:
                 "payment_method": method.id,
                 "ledger_entry": entry.id,
                 "bill_run": run.id,
+                "mail_message": message.id,
             }
 
     def context(self):

@@ -318,8 +318,13 @@ def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -
     (``invoice:<id>:again:<key>``; the same ``key`` twice is the same request, sent once),
     rendered from the template as it is now; audited. ``event`` defaults to what the invoice
     is (invoice / credit note)."""
-    if invoice.status == "draft":
-        raise ValidationFailed.field("invoice", "a draft is not sent; issue it first")
+    if invoice.status in ("draft", "void"):
+        why = (
+            "a draft is not sent; issue it first"
+            if invoice.status == "draft"
+            else ("a void invoice is not sent again")
+        )
+        raise ValidationFailed.field("invoice", why)
     default = "credit_note" if invoice.kind == "credit_note" else "invoice"
     event = event or default
     if event not in INVOICE_EVENTS:
@@ -336,7 +341,7 @@ def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -
                          object_id=invoice.id, account=invoice.account_id,
                          after={"message_id": message.id, "event": event,
                                 "to": message.recipients, "status": message.status})  # fmt: skip
-    return message
+    return MailMessage.get_by_id(message.id)  # as it is now (sent inline after the commit)
 
 
 # -- delivering ------------------------------------------------------------------------------

@@ -111,7 +111,17 @@ def send_smtp(email) -> dict[str, str]:
     """Send through the configured SMTP server; returns {address: why} of recipients the
     server refused while it accepted others. Raises ``smtplib.SMTPException`` or ``OSError``
     (refused connection, timeout, TLS failure, every recipient rejected)."""
-    backend = _SMTPBackend(fail_silently=False)
+    config = current_app.config
+    backend = _SMTPBackend(
+        host=config["MAIL_SERVER"],
+        port=int(config["MAIL_PORT"]),
+        username=config.get("MAIL_USERNAME") or None,
+        password=config.get("MAIL_PASSWORD") or None,
+        use_tls=bool(config.get("MAIL_USE_TLS")),
+        use_ssl=bool(config.get("MAIL_USE_SSL")),
+        timeout=float(config.get("MAIL_TIMEOUT") or 10),
+        fail_silently=False,
+    )
     try:
         backend.open()
         backend.send_messages([email])
