@@ -4,6 +4,8 @@ failures are recorded and retried, never a duplicate, never an error for the iss
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.billing_support import set_tax
@@ -208,3 +210,30 @@ def test_a_sender_that_stopped_is_settled_from_the_outbox_file(ctx, world, monke
     reminders = [p for p in outbox_files(ctx) if p.name.endswith("reminder_1.eml")]
     assert len(reminders) == 1
     assert parse(reminders[0].read_bytes())["Message-ID"] == message.message_id
+
+
+def test_a_resellers_customer_gets_mail_from_the_reseller_at_its_billing_addresses(
+    ctx, world, install_license
+):
+    from core.billing import invoices, parties
+
+    install_license(["FT-3001.007"])
+    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
+    reseller = world.add_account(world.provider, "Northwind", "reseller", profile={
+        "customer_invoice_creation": True, "customer_invoice_type": "RAW",
+        "customer_billing_cycle_day": 1})  # fmt: skip
+    retail = world.add_account(reseller, "Fabrikam", email="old@fabrikam.example")
+    parties.update(None, reseller, {"legal_name": "Northwind Handels GmbH",
+                                    "billing_emails": ["invoices@northwind.example"]})  # fmt: skip
+    parties.update(None, retail, {"billing_emails": ["ap@fabrikam.example",
+                                                     "cfo@fabrikam.example"]})  # fmt: skip
+    draft = invoices.create_draft(None, retail, reseller,
+                                  [{"description": "Seat", "unit_price": "5"}])  # fmt: skip
+    invoice = invoices.issue(draft)
+    [message] = messages_of(invoice)
+    assert message.status == "sent"
+    mail = parse((Path(ctx.config["MAIL_OUTBOX_DIR"]) / message.outbox_path).read_bytes())
+    assert mail["From"] == "Northwind Handels GmbH <invoices@northwind.example>"
+    assert mail["Reply-To"] == "invoices@northwind.example"
+    assert mail["To"] == "ap@fabrikam.example, cfo@fabrikam.example"  # not the account e-mail
+    assert mail["Subject"] == f"Invoice {invoice.number} from Northwind Handels GmbH"

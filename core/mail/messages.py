@@ -78,21 +78,28 @@ def split_addresses(text: str) -> list[str]:
 
 
 def recipients_of(account: Account) -> list[str]:
-    """The buyer's billing e-mail addresses: its billing settings' invoice e-mail (one or
-    more, comma-separated), else the account's e-mail. The one place that decides them."""
-    settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
-    listed = split_addresses(settings.invoice_email) if settings else []
-    return listed or split_addresses(account.email)
+    """The buyer's billing e-mail addresses (:func:`core.billing.parties.billing_emails`: its
+    billing details' e-mails, else its payment settings' invoice e-mail, which may list
+    several separated by commas, else the account's e-mail)."""
+    from core.billing import parties
+
+    return [a for entry in parties.billing_emails(account) for a in split_addresses(entry)]
 
 
 def identity_of(issuer: Account) -> tuple[str, str]:
-    """(From, Reply-To) of mail an issuer sends: its name, with its billing contact's
-    e-mail (else its own e-mail) as the address; without either, the instance's sender
-    address under the issuer's name and no Reply-To."""
+    """(From, Reply-To) of mail an issuer sends: its legal name (else its name) with its
+    first billing e-mail (else its billing contact's e-mail) as the address; with neither,
+    the instance's sender address under the issuer's name and no Reply-To."""
+    from core.billing import parties
+
+    details = parties.details_of(issuer)
     settings = BillingSettings.get_or_none(BillingSettings.account == issuer.id)
-    own = valid_address(settings.contact_email if settings else "") or valid_address(issuer.email)
+    candidates = parties.billing_emails(issuer, details)[:1]
+    candidates.append(settings.contact_email if settings else "")
+    own = next((a for a in map(valid_address, candidates) if a), None)
     address = own or parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
-    return formataddr((templates.one_line(issuer.name), address)), own or ""
+    name = templates.one_line(details.legal_name or issuer.name)
+    return formataddr((name, address)), own or ""
 
 
 # -- what: template context ------------------------------------------------------------------
@@ -128,7 +135,13 @@ def invoice_values(invoice: Invoice) -> dict:
 
 
 def party_values(account: Account) -> dict:
-    return {"name": account.name, "email": account.email or ""}
+    """An account as mail names it: its legal name (billing details), else its name."""
+    from core.billing import parties
+
+    if account.id is None:  # the preview's made-up customer
+        return {"name": account.name, "email": "", "vat_id": ""}
+    party = parties.party(account)
+    return {"name": party["name"], "email": party["email"], "vat_id": party["vat_id"]}
 
 
 def payment_values(payment: Payment) -> dict:
