@@ -10,7 +10,14 @@ from core.models import AuditEntry
 
 
 def actor_label(actor) -> str:
-    return actor.email if actor is not None else "cli"
+    """The actor's e-mail; ``<impersonator> as <user>`` while one acts as the other (core.
+    impersonation: "Log in as"); ``cli`` for the operator's shell."""
+    if actor is None:
+        return "cli"
+    acting = getattr(actor, "impersonation", None)
+    if acting is not None:
+        return f"{acting.impersonator_email} as {actor.email}"[:254]
+    return actor.email
 
 
 def record(

@@ -52,6 +52,13 @@ CORE_PRIVILEGES = [
     ),
     Privilege("users.view", "View users", "Users", (P, R, C), "See users and their roles."),
     Privilege("users.manage", "Manage users", "Users", (P, R, C), "Create users, assign roles."),
+    Privilege(
+        "users.impersonate",
+        "Log in as users",
+        "Users",
+        (P, R),
+        "Act as a user of an account below yours ('Log in as'), audited, with a way back.",
+    ),
     Privilege("roles.manage", "Manage roles", "Users", (P, R, C), "Create, edit, delete roles."),
     Privilege("catalog.view", "View catalog", "Catalog", (P, R), "See products and price plans."),
     Privilege(

@@ -51,6 +51,8 @@ class User(BaseModel):
     # flask-login: the id in the session cookie is the login session's token, so every login
     # gets a new id and logging out kills it (see core.auth).
     session_token: str | None = None
+    # the Impersonation row when the session's user is being acted as ("Log in as")
+    impersonation = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -175,6 +177,19 @@ class AccountStatusChange(BaseModel):
     at = pw.DateTimeField(default=utcnow)
 
 
+class Impersonation(BaseModel):
+    """A panel session in which ``impersonator`` acts as the session's user ("Log in as",
+    core.impersonation). ``original_token`` is the impersonator's own session, restored by
+    "Return to my account"."""
+
+    session = pw.ForeignKeyField(LoginSession, unique=True, backref="+", on_delete="CASCADE")
+    impersonator = pw.ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    impersonator_email = pw.CharField(max_length=254)
+    original_token = pw.CharField(max_length=64)
+    started_at = pw.DateTimeField(default=utcnow)
+    ended_at = pw.DateTimeField(null=True)
+
+
 CORE_MODELS = [
     Account,
     User,
@@ -189,6 +204,7 @@ CORE_MODELS = [
     LicenseRecord,
     AuditEntry,
     AccountStatusChange,
+    Impersonation,
 ]
 
 

@@ -13,9 +13,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core import audit, lifecycle, passwords, rbac
 from core.db import Prepared, database, utcnow
-from core.errors import Conflict, ValidationFailed, marshmallow_errors
+from core.errors import Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import Email, Id, Text
-from core.models import Account, ApiToken, LoginSession, LoginThrottle, Role, User, UserRole
+from core.models import (
+    Account,
+    ApiToken,
+    Impersonation,
+    LoginSession,
+    LoginThrottle,
+    Role,
+    User,
+    UserRole,
+)
 
 # Defaults of the settings an operator can change (hostapp.config, README's table)
 DEFAULTS = {
@@ -54,6 +63,13 @@ class UserInput(Schema):
     )
     account_id = Id(required=True)
     role_ids = fields.List(Id(), load_default=list)
+
+
+class UserPatch(Schema):
+    """Edit a user: name and e-mail (either or both)."""
+
+    email = Email()
+    name = Text(200)
 
 
 class PasswordChange(Schema):
@@ -125,6 +141,54 @@ def create_user(actor, payload: dict) -> User:
             rbac.check_assignable(actor, role, user)
             UserRole.create(user=user, role=role)
         audit.record(actor, "user.create", user, account=account, after=snapshot(user))
+    return user
+
+
+def update_user(actor, user: User, payload: dict) -> User:
+    """Edit a user's name and e-mail. Yourself: always (it is your own login). Someone else:
+    users.manage on their account and every privilege of their roles (the rule of taking
+    away: a weaker admin who could change a stronger one's e-mail could take over the login).
+    An e-mail another user has is refused (409 naming ``email``). Audited; one transaction."""
+    data = _load(UserPatch(), payload)
+    if actor is not None and actor.id != user.id:
+        rbac.require(actor, "users.manage", user.account)
+        try:
+            rbac.check_removable(actor, user, rbac.roles_of(user), "edit")
+        except ValidationFailed as exc:
+            _refuse(actor, user, "user.update", exc)
+    changes = {}
+    if "email" in data:
+        email = normalize_email(data["email"])
+        if email != user.email:
+            changes["email"] = email
+    if "name" in data and data["name"] != user.name:
+        changes["name"] = data["name"]
+    if not changes:
+        return user
+    with database.atomic():
+        if "email" in changes:
+            taken = User.select(User.id).where(
+                (User.email == changes["email"]) & (User.id != user.id)
+            )
+            if taken.exists():
+                raise Conflict(
+                    f"email: a user with e-mail {changes['email']} already exists",
+                    {"email": ["E-mail is already used by another user"]},
+                )
+        before = snapshot(user)
+        try:
+            with database.atomic():
+                User.update(**changes).where(User.id == user.id).execute()
+        except pw.IntegrityError:  # the same e-mail taken at the same moment
+            raise Conflict(
+                f"email: a user with e-mail {changes['email']} already exists",
+                {"email": ["E-mail is already used by another user"]},
+            ) from None
+        for key, value in changes.items():
+            setattr(user, key, value)
+        audit.record(
+            actor, "user.update", user, account=user.account, before=before, after=snapshot(user)
+        )
     return user
 
 
@@ -273,9 +337,16 @@ def load_session(token: str) -> User | None:
     idle = timedelta(minutes=setting("SESSION_IDLE_MINUTES"))
     oldest = now - timedelta(hours=setting("SESSION_MAX_HOURS"))
     row = (
-        LoginSession.select(LoginSession, User, Account)
+        LoginSession.select(LoginSession, User, Account, Impersonation)
         .join(User)
         .join(Account)
+        .switch(LoginSession)
+        .join(
+            Impersonation,
+            pw.JOIN.LEFT_OUTER,
+            on=(Impersonation.session == LoginSession.id) & Impersonation.ended_at.is_null(),
+            attr="acting",
+        )
         .where(
             LoginSession.token == token,
             LoginSession.revoked_at.is_null(),
@@ -287,12 +358,40 @@ def load_session(token: str) -> User | None:
     )
     if row is None or lifecycle.blocking_account(row.user.account.path) is not None:
         return None
+    acting = getattr(row, "acting", None)
+    acting = acting if acting is not None and acting.id is not None else None
+    if acting is not None and not _impersonator_live(acting, now - idle, oldest):
+        return None  # "Log in as" lasts while the one acting could still use their own session
     seen = row.last_seen_at or row.created_at
     if seen < now - _touch_every(idle):
-        LoginSession.update(last_seen_at=now).where(LoginSession.id == row.id).execute()
+        which = LoginSession.id == row.id
+        if acting is not None:  # the impersonator's own session is in use too
+            which = which | (LoginSession.token == acting.original_token)
+        LoginSession.update(last_seen_at=now).where(which).execute()
     user = row.user
     user.session_token = token
+    user.impersonation = acting
     return user
+
+
+def _impersonator_live(acting: Impersonation, idle_since, oldest) -> bool:
+    """The impersonator is active, their account usable and their own session live (not
+    revoked, not too old; its idle time is what the impersonated session's use renews)."""
+    own = (
+        LoginSession.select(LoginSession.id, User.id, Account.path)
+        .join(User)
+        .join(Account)
+        .where(
+            (LoginSession.token == acting.original_token)
+            & (LoginSession.user == acting.impersonator_id)
+            & LoginSession.revoked_at.is_null()
+            & User.is_active
+            & (LoginSession.created_at > oldest)
+            & (pw.fn.COALESCE(LoginSession.last_seen_at, LoginSession.created_at) > idle_since)
+        )
+        .first()
+    )
+    return own is not None and lifecycle.blocking_account(own.user.account.path) is None
 
 
 def _digest(token: str) -> str:
@@ -300,6 +399,11 @@ def _digest(token: str) -> str:
 
 
 def issue_token(user: User, name: str = "api") -> str:
+    if getattr(user, "impersonation", None) is not None:  # core.impersonation
+        raise Forbidden(
+            "no API token can be created while acting as another user",
+            {"user": ["acting as another user"]},
+        )
     token = "bh_" + secrets.token_urlsafe(32)
     with database.atomic():
         ApiToken.create(user=user, name=name, token_hash=_digest(token), prefix=token[:10])

@@ -198,6 +198,17 @@ def get_user(user_id):
     return target
 
 
+@users_bp.route("/<int:user_id>", methods=["PATCH"])
+@users_bp.arguments(users.UserPatch)
+@users_bp.response(200, s.UserOut)
+@api_login_required
+def update_user(data, user_id):
+    """Edit a user's ``name`` and ``email``: your own always; someone else's with
+    users.manage and every privilege of their roles (422 naming what you lack, audited as
+    ``user.update.refused``). An e-mail another user has answers 409 naming ``email``."""
+    return users.update_user(api_user(), _managed_user(user_id), data)
+
+
 @users_bp.route("/me/password", methods=["POST"])
 @users_bp.arguments(users.PasswordChange)
 @users_bp.response(204)

@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from core import accounts as account_service
-from core import license_store, lifecycle, rbac, roles, users
+from core import impersonation, license_store, lifecycle, rbac, roles, users
 from core.api.resources import license_status, plugin_rows
 from core.billing import parties
 from core.errors import BillhiveError, Forbidden, ValidationFailed
@@ -54,6 +54,8 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
+    # logging out while acting as someone ends that and the caller's own session too
+    users.end_session(impersonation.end(current_user._get_current_object()))
     users.end_session(current_user.session_token)
     logout_user()
     flash("You have been logged out.")
@@ -269,6 +271,9 @@ def account_users(account_id):
         "core/account_users.html",
         account=acc,
         people=people,
+        may_log_in_as=acc.id != current_user.account_id
+        and current_user.impersonation is None
+        and rbac.has(current_user, impersonation.PRIVILEGE),
         roles=account_roles,
         errors=errors,
         values=values,
@@ -296,6 +301,80 @@ def user_roles(account_id, user_id):
     return redirect_next(
         request.form.get("next"), url_for("panel.account_users", account_id=acc.id)
     )
+
+
+@bp.route("/accounts/<int:account_id>/users/<int:user_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_user(account_id, user_id):
+    """Edit a user's name and e-mail (users.update_user decides who may)."""
+    acc = _account(account_id)
+    target = rbac.get_scoped(User, current_user, user_id)
+    if target.account_id != acc.id:
+        abort(404)
+    if target.id != current_user.id:
+        rbac.require(current_user, "users.manage", acc)
+    errors, values = {}, {"email": target.email, "name": target.name}
+    if request.method == "POST":
+        values = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
+        try:
+            users.update_user(current_user, target, values)
+        except BillhiveError as exc:
+            if exc.status == 404:
+                raise
+            errors = form_errors(exc)
+            if "role" in errors:  # the refusal names the user's roles: say it for the form
+                errors = {"_": exc.message}
+        else:
+            flash(f"User {target.email} saved.")
+            return redirect(url_for("panel.account_users", account_id=acc.id))
+    return render_template(
+        "core/user_form.html",
+        account=acc,
+        target=target,
+        errors=errors,
+        values=values,
+        tab="panel.account_users",
+    ), (422 if errors else 200)
+
+
+@bp.route("/accounts/<int:account_id>/users/<int:user_id>/log-in-as", methods=["POST"])
+@login_required
+def log_in_as(account_id, user_id):
+    """Act as a user of an account below yours (core.impersonation decides who may)."""
+    acc = _account(account_id)
+    target = rbac.get_scoped(User, current_user, user_id)
+    if target.account_id != acc.id:
+        abort(404)
+    actor = current_user._get_current_object()
+    try:
+        acting = impersonation.start(actor, target, actor.session_token)
+    except BillhiveError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("panel.account_users", account_id=acc.id))
+    login_user(acting)
+    flash(f"You are now acting as {target.email}.")
+    return redirect(url_for("panel.home"))
+
+
+@bp.route("/impersonation/end", methods=["POST"])
+@login_required
+def end_impersonation():
+    """ "Return to my account": the impersonated session ends, the caller's own comes back."""
+    user = current_user._get_current_object()
+    original = impersonation.end(user)
+    if original is None:
+        abort(404)
+    email = user.email
+    logout_user()
+    own = users.load_session(original)
+    if own is None:
+        flash(f"You stopped acting as {email}; your own session had ended: please log in.")
+        return redirect(url_for("panel.login"))
+    login_user(own)
+    flash(f"You stopped acting as {email} and are back in your account.")
+    return redirect(url_for("panel.account_users", account_id=user.account_id))
 
 
 @bp.route("/accounts/<int:account_id>/users/<int:user_id>/<action>", methods=["POST"])
