@@ -101,8 +101,9 @@ def load_demo(app, echo=print) -> list[tuple[str, str]]:
         demo_accounts += [reseller, retail]
     customer = _account(provider, "Contoso Ltd", "customer", bill_cycle_day=1, tax_rate="20")
     logins.append(("customer", _user(customer, "customer@demo.billhive.test", "Carla Customer")))
-    from core.billing.demo import load_billing_demo, load_parties_demo
+    from core.billing.demo import load_billing_demo, load_dunning_demo, load_parties_demo
 
     load_parties_demo([Account.get_by_id(a.id) for a in demo_accounts + [customer]], echo)
     load_billing_demo(provider, customer, echo)
+    load_dunning_demo(provider, customer, echo)
     return logins

@@ -353,3 +353,24 @@ def test_parallel_runs_take_each_step_once(world, sent, ctx, backend):
     assert None not in fees and len(set(fees)) == 4
     numbers = sorted(Invoice.get_by_id(f).number for f in fees)
     assert numbers == [f"INV-{n:06d}" for n in range(5, 9)]  # gap-free after the 4 invoices
+
+
+# -- the worker's periodic run ----------------------------------------------------------------
+
+
+def test_the_workers_dunning_task_duns_as_of_today(make_app, tmp_path, monkeypatch):
+    """What `billhive worker` queues every DUNNING_SECONDS: a dunning run for today, taken
+    from the queue by a worker; queued twice (two workers), it still mails once."""
+    from core.billing import queue
+    from tests.conftest import World
+
+    app = make_app(plugins=[], QUEUE="sqlite", QUEUE_PATH=str(tmp_path / "queue.db"))
+    monkeypatch.setattr("core.clock.today", lambda: TODAY)
+    with app.app_context(), app.extensions["billhive"].database.connection_context():
+        world = World()
+        inv = overdue(world)
+        queue.get_queue(app).dunning_task()
+        queue.get_queue(app).dunning_task()
+        assert queue.drain(app) == 2
+        assert steps(inv) == ["final_notice"] and Sent() == [(inv.id, "final_notice")]
+    assert app.config["DUNNING_SECONDS"] == 3600

@@ -228,3 +228,35 @@ def test_an_operator_sets_a_late_fee_pauses_a_customer_and_sees_the_steps(
     assert "Final notice" in steps.inner_text() and fee.number in steps.inner_text()
     steps.locator(f"text={fee.number}").click()
     assert fee.number in page.locator("h1").inner_text()
+
+
+# -- the demo (issue 19 item 7) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_app(make_app):
+    return make_app(plugins=["invoice_pdf", "reseller_accounts"])
+
+
+def test_the_demo_has_an_overdue_invoice_whose_reminder_a_dunning_run_sends(demo_app):
+    from hostapp.demo import load_demo
+
+    database = demo_app.extensions["billhive"].database
+    with demo_app.app_context(), database.connection_context():
+        from core.mail.models import MailMessage
+        from core.models import Account
+
+        load_demo(demo_app, lambda *a: None)
+        load_demo(demo_app, lambda *a: None)  # idempotent: still one overdue invoice
+        contoso = Account.get(Account.name == "Contoso Ltd")
+        overdue = list(Invoice.select().where((Invoice.account == contoso.id)
+                                              & (Invoice.due_date < date.today())))  # fmt: skip
+        assert len(overdue) == 1 and overdue[0].status == "issued"
+        summary = dunning.run()
+        assert [(s["number"], s["level"]) for s in summary["steps"]] == [
+            (overdue[0].number, "reminder_1")]  # fmt: skip
+        mail = MailMessage.get(MailMessage.event_key == f"dunning:{overdue[0].id}:reminder_1")
+        assert (mail.event, mail.invoice_id) == ("reminder_1", overdue[0].id)
+        assert mail.subject == f"Reminder: invoice {overdue[0].number} is overdue"
+        assert f"was due on {overdue[0].due_date} and 540.00 EUR is still open" in mail.body
+        assert dunning.run()["steps"] == []  # nothing twice

@@ -100,3 +100,42 @@ def load_parties_demo(accounts: list[Account], echo=print) -> None:
             continue
         parties.update(None, account, data)
         echo(f"Billing details for {account.name}: {data['city']}, VAT ID {data['vat_id']}")
+
+
+OVERDUE_DAYS = 5  # the demo's overdue invoice is due this many days before the demo is loaded
+
+
+def load_dunning_demo(provider: Account, customer: Account, echo=print) -> None:
+    """One overdue invoice, so that ``billhive dunning run`` sends its first reminder: an
+    onboarding workshop (450.00 EUR) billed to ``customer`` as if issued ``terms +
+    OVERDUE_DAYS`` days ago (what an instance holds after that time): due
+    ``OVERDUE_DAYS`` days ago, past the first dunning level (due + 3 days), not the second.
+    Issued through the normal path (number, ledger, files, its own e-mail); only the clock the
+    issue reads is set back. Idempotent: a second load finds it by its product code."""
+    from datetime import timedelta
+
+    from core.billing import invoices as lifecycle
+    from core.billing.models import Invoice, InvoiceLine
+    from core.db import utcnow
+
+    made = (
+        InvoiceLine.select(InvoiceLine.id)
+        .join(Invoice)
+        .where((Invoice.account == customer.id) & (InvoiceLine.product_code == "DEMO-ONBOARD"))
+        .exists()
+    )
+    if made:
+        return
+    days = parties.terms_days(provider, customer) + OVERDUE_DAYS
+    draft = lifecycle.create_draft(None, customer, provider, [{
+        "description": "Onboarding workshop (one day)", "unit_price": "450.00",
+        "product_code": "DEMO-ONBOARD"}])  # fmt: skip
+    issued_at = utcnow() - timedelta(days=days)
+    real_clock = lifecycle.utcnow
+    lifecycle.utcnow = lambda: issued_at  # the demo's history: issued `days` days ago
+    try:
+        invoice = lifecycle.issue(draft)
+    finally:
+        lifecycle.utcnow = real_clock
+    echo(f"Issued {invoice.number} to {customer.name} {days} days ago: overdue since "
+         f"{invoice.due_date} (billhive dunning run sends its reminder)")  # fmt: skip
