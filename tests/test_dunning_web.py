@@ -257,6 +257,7 @@ def test_the_demo_has_an_overdue_invoice_whose_reminder_a_dunning_run_sends(demo
             (overdue[0].number, "reminder_1")]  # fmt: skip
         mail = MailMessage.get(MailMessage.event_key == f"dunning:{overdue[0].id}:reminder_1")
         assert (mail.event, mail.invoice_id) == ("reminder_1", overdue[0].id)
+        assert mail.recipients == ["ap@contoso.example"] and mail.status == "sent"
         assert mail.subject == f"Reminder: invoice {overdue[0].number} is overdue"
         assert f"was due on {overdue[0].due_date} and 540.00 EUR is still open" in mail.body
         assert dunning.run()["steps"] == []  # nothing twice
