@@ -495,3 +495,66 @@ def test_parallel_editors_of_new_billing_details_each_keep_their_field(world, ap
     stored = parties.details_of(world.customer_a)
     assert {name: getattr(stored, name) for name in fields} == fields
     assert parties.BillingDetails.select().count() == 1
+
+
+# -- over any sequence of edits --------------------------------------------------------------
+
+EDITS = {
+    "legal_name": ["Renamed SA", "Other GmbH", ""],
+    "street": ["99 avenue Foch", "Hauptstr. 5\nHinterhaus", ""],
+    "postcode": ["80331", "1010", ""],
+    "city": ["München", "Wien", ""],
+    "country": ["DE", "AT", "FR", "CH", ""],
+    "vat_id": ["", DE_VAT, AT_VAT, FR_VAT],
+    "registration_number": ["HRB 1", ""],
+    "billing_emails": [["x@y.example"], []],
+    "invoice_language": ["en", "de"],
+}
+PAYMENT_EDITS = {
+    "iban": ["", "GB33BUKB20201555555555"],
+    "payment_text": ["Cash only", ""],
+    "payment_terms_days": [0, 60, None],
+    "payment_reference": ["{number}", "{issue_year}-{number}"],
+}
+
+
+def test_no_sequence_of_edits_changes_an_issued_invoice(world):
+    """Hypothesis: whatever the buyer and the seller change afterwards (addresses, VAT IDs,
+    bank account, terms, tax rates), an issued invoice's document and stored row stay as
+    they were issued."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    provider_in_germany(world)
+    buyer_in(world.customer_a, "FR", vat_id=FR_VAT)
+    issued = lifecycle.issue(draft_for(world, world.customer_a))
+    before = documents.build(fresh(issued))
+    stored = (issued.tax_rate, issued.tax, issued.total, issued.due_date)
+
+    def edit(pool):
+        return st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v in pool.items()})
+
+    step = st.one_of(
+        st.tuples(st.just("buyer"), edit(EDITS)),
+        st.tuples(st.just("seller"), edit(EDITS | PAYMENT_EDITS)),
+        st.tuples(st.just("rate"), st.sampled_from(["0", "7", "19.5", "100"])),
+    )
+
+    @settings(max_examples=25, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.lists(step, max_size=6))
+    def check(steps):
+        for who, change in steps:
+            if who == "rate":
+                Account.update(tax_rate=change).where(Account.id == world.customer_a.id).execute()
+                continue
+            account = world.customer_a if who == "buyer" else world.provider
+            try:
+                parties.update(None, account, change)
+            except ValidationFailed:  # e.g. a VAT ID of another country than the address
+                pass
+        invoice = fresh(issued)
+        assert documents.build(invoice) == before
+        assert (invoice.tax_rate, invoice.tax, invoice.total, invoice.due_date) == stored
+
+    check()

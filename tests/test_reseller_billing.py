@@ -334,3 +334,40 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
     for inv in invoices():
         assert inv.total == sum(line.amount for line in inv.lines)  # tax rate 0
     assert engine.run(date(2024, 3, 5))["invoices_created"] == 0  # exactly once
+
+
+def test_the_provider_reverse_charges_a_reseller_in_another_eu_country_which_taxes_its_own(
+    world, enabled
+):
+    """The tax rule on both levels of one bill run: the provider (Berlin) sells wholesale to
+    a reseller with an Austrian VAT ID (reverse charge, no tax); the reseller charges its own
+    Austrian customers its rate and puts its own bank account on their invoices."""
+    from core.billing import documents, engine, parties
+    from core.billing.tax import REVERSE_CHARGE_STATEMENT
+    from core.models import Account
+
+    scenario = Scenario(world)
+    parties.update(None, world.provider, {"country": "DE", "vat_id": "DE136695976",
+                                          "iban": "DE89370400440532013000"})  # fmt: skip
+    Account.update(tax_rate="19").where(Account.id == world.provider.id).execute()
+    reseller = scenario.reseller
+    parties.update(None, reseller, {"legal_name": "Reseller GmbH", "country": "AT",
+                                    "vat_id": "ATU12345675", "iban": "AT611904300234573201"})  # fmt: skip
+    Account.update(tax_rate="20").where(Account.id == reseller.id).execute()
+    parties.update(None, scenario.c1, {"country": "AT", "vat_id": "ATU23456784"})
+    engine.run(date(2024, 3, 1))
+    wholesale = invoices(account=reseller.id, issuer=world.provider.id)
+    retail = invoices(issuer=reseller.id)
+    assert wholesale and retail
+    for invoice in wholesale:
+        doc = documents.build(invoice)
+        assert (invoice.tax_rate, invoice.tax) == ("0", 0)
+        assert doc["reverse_charge_statement"] == REVERSE_CHARGE_STATEMENT
+        assert doc["recipient"]["vat_id"] == "ATU12345675"
+        assert doc["payment"]["iban"] == "DE89 3704 0044 0532 0130 00"
+    for invoice in retail:  # Austria to Austria: the reseller's 20 %
+        doc = documents.build(invoice)
+        assert invoice.tax_rate == "20" and invoice.tax > 0
+        assert doc["reverse_charge"] is False
+        assert doc["issuer"]["name"] == "Reseller GmbH"
+        assert doc["payment"]["iban"] == "AT61 1904 3002 3457 3201"
