@@ -412,7 +412,8 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     the document from, reading nothing back).
     """
     currency = account.currency
-    decision = tax_rule.decide(issuer, account)
+    known = parties.read(issuer, account)  # both parties' details, once
+    decision = tax_rule.decide(issuer, account, known)
     subtotal, tax, total = invoice_totals(
         [line["amount"] for line in lines], Decimal(decision["rate"]), currency
     )
@@ -443,7 +444,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
         "total": total,
         "tax_rate": decision["rate"],
         "issued_at": now,
-        "due_date": lifecycle.due_date_for(issuer, account, now.date()),
+        "due_date": lifecycle.due_date_for(issuer, account, now.date(), known),
         "bill_run": bill_run_id,
         "created_at": now,
     }
@@ -469,7 +470,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
             # for as short a time as possible; a rollback gives the number back
             invoice.number = lifecycle.next_number(issuer, "invoice")
             _set_number.execute(invoice.number, invoice.id)
-            parties.record_issue(invoice, issuer, account, decision)
+            parties.record_issue(invoice, issuer, account, decision, known)
             audit.record(
                 actor,
                 "invoice.issue",

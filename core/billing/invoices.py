@@ -151,22 +151,24 @@ def next_number(issuer: Account, kind: str) -> str:
     return f"{issuer.invoice_prefix}{infix}{taken:0{NUMBER_DIGITS}d}"
 
 
-def due_date_for(issuer: Account, account: Account, issued: date) -> date:
+def due_date_for(issuer: Account, account: Account, issued: date,
+                 known: parties.Known | None = None) -> date:  # fmt: skip
     """The one due-date rule: the issue date plus the payment terms
     (:func:`core.billing.parties.terms_days`: the buyer's own terms, else the issuer's, else
     14 days). From the issue date, never the period's end, so a late bill run never issues an
     invoice that is already overdue."""
-    return issued + timedelta(days=parties.terms_days(issuer, account))
+    return issued + timedelta(days=parties.terms_days(issuer, account, known))
 
 
-def tax_at_issue(invoice: Invoice, issuer: Account, account: Account) -> dict:
+def tax_at_issue(invoice: Invoice, issuer: Account, account: Account,
+                 known: parties.Known | None = None) -> dict:  # fmt: skip
     """The tax decision recorded with ``invoice`` (:mod:`core.billing.tax`): a credit note
     keeps its invoice's, a prepaid top-up charges none (the invoices its credit pays do)."""
     if invoice.kind == "credit_note" and invoice.credit_for_id:
         return tax_rule.of_credit_note(Invoice.get_by_id(invoice.credit_for_id))
     if invoice.id and ledger.is_topup(invoice):
         return {"rule": "prepaid", "rate": "0", "reverse_charge": False}
-    return tax_rule.decide(issuer, account)
+    return tax_rule.decide(issuer, account, known)
 
 
 def recompute_totals(invoice: Invoice) -> None:
@@ -181,15 +183,16 @@ def _issue_in_transaction(invoice: Invoice, actor, number: str | None = None) ->
     account = Account.get_by_id(invoice.account_id)
     if number is None:
         number = next_number(issuer, invoice.kind)
-    tax = tax_at_issue(invoice, issuer, account)
+    known = parties.read(issuer, account)
+    tax = tax_at_issue(invoice, issuer, account, known)
     invoice.tax_rate = tax["rate"]  # the parties as they are now rate the draft
     recompute_totals(invoice)
     invoice.number = number
     invoice.status = "issued"
     invoice.issued_at = utcnow()
-    invoice.due_date = due_date_for(issuer, account, invoice.issued_at.date())
+    invoice.due_date = due_date_for(issuer, account, invoice.issued_at.date(), known)
     invoice.save()
-    parties.record_issue(invoice, issuer, account, tax)  # what it says of the parties, kept
+    parties.record_issue(invoice, issuer, account, tax, known)  # what it says of the parties, kept
     ledger.post_issued(invoice, actor)  # its ledger entry, in this transaction
     audit.record(
         actor,

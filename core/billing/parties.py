@@ -32,6 +32,7 @@ document is built from that row only, so a later change of address never alters 
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass, field
 from datetime import date
 
 import peewee as pw
@@ -45,7 +46,7 @@ from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.util import clean
 
 from core import audit, rbac
-from core.billing.models import Invoice
+from core.billing.models import BillingSettings, Invoice
 from core.db import BaseModel, JSONField, lock_row, utcnow
 from core.errors import Forbidden, ValidationFailed, field_messages
 from core.fields import Email, Text
@@ -425,27 +426,55 @@ def _address_lines(d: BillingDetails, account: Account) -> list[str]:
     return lines
 
 
-def billing_emails(account: Account, details: BillingDetails | None = None) -> list[str]:
-    """Where the account's invoices go: its billing e-mails, else the invoice e-mail of its
-    payment settings, else the account's e-mail."""
-    from core.billing.models import BillingSettings
+_UNREAD = object()
 
+
+def billing_emails(account: Account, details: BillingDetails | None = None,
+                   settings=_UNREAD) -> list[str]:  # fmt: skip
+    """Where the account's invoices go: its billing e-mails, else the invoice e-mail of its
+    payment settings, else the account's e-mail. ``settings``: its BillingSettings row (or
+    None) when the caller has read it."""
     d = details or details_of(account)
     if d.billing_emails:
         return list(d.billing_emails)
-    settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
+    if settings is _UNREAD:
+        settings = BillingSettings.get_or_none(BillingSettings.account == account.id)
     if settings is not None and settings.invoice_email:
         return [settings.invoice_email]
     return [account.email] if account.email else []
 
 
-def party(account: Account, details: BillingDetails | None = None) -> dict:
+@dataclass
+class Known:
+    """What an invoice of ``seller`` to ``buyer`` needs of both accounts, read at once
+    (:func:`read`): their billing details and their payment settings (None where none)."""
+
+    seller: BillingDetails
+    buyer: BillingDetails
+    settings: dict = field(default_factory=dict)  # account id -> BillingSettings
+
+
+def read(issuer: Account, buyer: Account) -> Known:
+    """Both parties' details and settings in two queries (the bill run's hot path)."""
+    ids = [issuer.id, buyer.id]
+    rows = {d.account_id: d for d in BillingDetails.select().where(BillingDetails.account.in_(ids))}
+    settings = {
+        s.account_id: s for s in BillingSettings.select().where(BillingSettings.account.in_(ids))
+    }
+    return Known(
+        seller=rows.get(issuer.id) or BillingDetails(account=issuer.id),
+        buyer=rows.get(buyer.id) or BillingDetails(account=buyer.id),
+        settings=settings,
+    )
+
+
+def party(account: Account, details: BillingDetails | None = None, settings=_UNREAD) -> dict:
     """The account as an invoice names it: ``name`` (legal name), ``address`` (lines, the
     country's name last), ``street``/``postcode``/``city``/``region``, ``country`` (ISO code,
     "" unknown), ``country_name``, ``vat_id``, ``tax_id`` (the same), ``registration_number``,
     ``email`` (the first billing e-mail), ``emails``, ``account_ref``, ``language``."""
     d = details or details_of(account)
-    emails = billing_emails(account, d)
+    emails = billing_emails(account, d, settings)
     return {
         "name": d.legal_name or account.name,
         "address": _address_lines(d, account),
@@ -465,23 +494,14 @@ def party(account: Account, details: BillingDetails | None = None) -> dict:
     }
 
 
-def terms_days(issuer: Account, buyer: Account) -> int:
+def terms_days(issuer: Account, buyer: Account, known: Known | None = None) -> int:
     """Net days: the buyer's own payment terms (its payment settings, set by the seller)
     where set, else the issuer's default terms (its payment instructions), else 14."""
-    from core.billing.models import BillingSettings
-
-    own = (
-        BillingSettings.select(BillingSettings.payment_terms_days)
-        .where(BillingSettings.account == buyer.id)
-        .scalar()
-    )
-    if own is not None:
-        return own
-    issuer_terms = (
-        BillingDetails.select(BillingDetails.payment_terms_days)
-        .where(BillingDetails.account == issuer.id)
-        .scalar()
-    )
+    known = known or read(issuer, buyer)
+    own = known.settings.get(buyer.id)
+    if own is not None and own.payment_terms_days is not None:
+        return own.payment_terms_days
+    issuer_terms = known.seller.payment_terms_days
     return DEFAULT_TERMS_DAYS if issuer_terms is None else issuer_terms
 
 
@@ -504,11 +524,14 @@ def payment_reference(rule: str, number: str, account_ref: str, issued: date) ->
     )
 
 
-def record_issue(invoice, issuer: Account, buyer: Account, tax: dict) -> InvoiceParties:
+def record_issue(invoice, issuer: Account, buyer: Account, tax: dict,
+                 known: Known | None = None) -> InvoiceParties:  # fmt: skip
     """Write the invoice's :class:`InvoiceParties` row; call in the issuing transaction, once
     the invoice has its number and due date. ``tax`` is :func:`core.billing.tax.decide`'s
-    record (a credit note passes its invoice's)."""
-    seller = details_of(issuer)
+    record (a credit note passes its invoice's); ``known``: :func:`read`, when the caller has
+    it."""
+    known = known or read(issuer, buyer)
+    seller = known.seller
     payment = None
     if invoice.kind == "invoice":
         payment = payment_instructions(issuer, seller)
@@ -517,8 +540,13 @@ def record_issue(invoice, issuer: Account, buyer: Account, tax: dict) -> Invoice
             payment["reference_rule"], invoice.number, f"A-{buyer.id}", issued
         )
         payment["terms_days"] = (invoice.due_date - issued).days if invoice.due_date else None
-    row = InvoiceParties.create(invoice=invoice.id, seller=party(issuer, seller),
-                                buyer=party(buyer), payment=payment, tax=tax)  # fmt: skip
+    row = InvoiceParties.create(
+        invoice=invoice.id,
+        seller=party(issuer, seller, known.settings.get(issuer.id)),
+        buyer=party(buyer, known.buyer, known.settings.get(buyer.id)),
+        payment=payment,
+        tax=tax,
+    )
     invoice.parties_record = row  # what the document is built from, without reading it back
     return row
 

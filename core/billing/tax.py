@@ -47,11 +47,12 @@ def seller_country(details: parties.BillingDetails) -> str:
     return (parties.vat_country(details.vat_id) if details.vat_id else None) or details.country
 
 
-def decide(issuer: Account, buyer: Account) -> dict:
+def decide(issuer: Account, buyer: Account, known: parties.Known | None = None) -> dict:
     """``{"rule": "reverse_charge" | "buyer" | "issuer", "rate": "<percent>",
-    "reverse_charge": bool}`` for an invoice of ``issuer`` to ``buyer`` (module doc)."""
-    seller = parties.details_of(issuer)
-    billed = parties.details_of(buyer)
+    "reverse_charge": bool}`` for an invoice of ``issuer`` to ``buyer`` (module doc).
+    ``known``: both parties as :func:`core.billing.parties.read` gives them, when at hand."""
+    known = known or parties.read(issuer, buyer)
+    seller, billed = known.seller, known.buyer
     buyer_vat_country = parties.vat_country(billed.vat_id) if billed.vat_id else None
     home = seller_country(seller)
     if buyer_vat_country in EU_COUNTRIES and home in EU_COUNTRIES and buyer_vat_country != home:
