@@ -374,3 +374,41 @@ def test_the_workers_dunning_task_duns_as_of_today(make_app, tmp_path, monkeypat
         assert queue.drain(app) == 2
         assert steps(inv) == ["final_notice"] and Sent() == [(inv.id, "final_notice")]
     assert app.config["DUNNING_SECONDS"] == 3600
+
+
+# -- per issuer: a reseller's own levels -------------------------------------------------------
+
+
+def test_a_resellers_customers_are_dunned_by_the_resellers_levels(make_app, tmp_path,
+                                                                  license_keys, monkeypatch):  # fmt: skip
+    from core import license_store
+    from tests.conftest import World, issue
+
+    app = make_app(plugins=["reseller_accounts"])
+    monkeypatch.setattr("core.clock.today", lambda: TODAY)
+    with app.app_context(), app.extensions["billhive"].database.connection_context():
+        host = app.extensions["billhive"].host
+        license_store.install(issue(license_keys, ["FT-3001.007"]), host.license_key_paths)
+        host.set_enabled("reseller_accounts", True)
+        world = World()
+        reseller = world.add_account(world.provider, "Reseller", "reseller", invoice_prefix="RS-",
+                                     profile={"customer_invoice_creation": True,
+                                              "customer_invoice_type": "BOTH",
+                                              "customer_billing_cycle_day": 1})  # fmt: skip
+        admin = world.add_user(reseller, "admin@reseller.example")
+        retail = world.add_account(reseller, "Retail customer")
+        dunning.update_levels(admin, reseller, levels_payload(
+            reminder_1={"days": 1}, reminder_2={"days": 2}, final_notice={"days": 5}))  # fmt: skip
+        with pytest.raises(NotFound):  # the reseller's admin cannot touch the provider's
+            dunning.update_levels(admin, world.provider, levels_payload())
+        theirs = overdue(world, retail, issuer=reseller)
+        ours = overdue(world, world.customer_a)
+        dunning.run(theirs.due_date + timedelta(days=5))
+        assert steps(theirs) == ["final_notice"]  # the reseller's 5 days
+        assert steps(ours) == ["reminder_1"]  # the provider's defaults: 3 days
+        assert theirs.number.startswith("RS-")
+        assert sorted(Sent()) == sorted([(theirs.id, "final_notice"), (ours.id, "reminder_1")])
+        # the reseller's admin pauses its customer, never itself
+        dunning.pause(admin, retail, {"reason": "payment plan"})
+        with pytest.raises(Forbidden):
+            dunning.pause(admin, reseller, {})

@@ -56,6 +56,11 @@ def test_the_issuers_admin_sets_levels_through_the_api(world, api):
     assert (final["fee"], final["fee_minor"], final["fee_currency"], final["suspend"]) == (
         "12.50", 1250, "EUR", True)  # fmt: skip
     assert op.get(url).get_json()["levels"][2]["fee_minor"] == 1250
+    from core.models import AuditEntry
+
+    (entry,) = AuditEntry.select().where(AuditEntry.action == "dunning.levels")
+    assert entry.actor_id == world.operator.id
+    assert entry.before["final_notice"]["fee"] == 0 and entry.after["final_notice"]["fee"] == 1250
 
 
 @pytest.mark.parametrize(

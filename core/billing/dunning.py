@@ -540,12 +540,15 @@ def run(on: date | None = None, *, scope: Account | None = None,
         else:
             summary["failures"].append(_failure(step, f"sending failed: {step.mail_error}"))
     rows = list(_candidates(on, scope).tuples())
+    highest = _highest_taken([row[0] for row in rows])
     levels: dict[int, list[Level]] = {}
     for done, (invoice_id, issuer_id, due) in enumerate(rows, start=1):
         summary["checked"] += 1
         if issuer_id not in levels:
             levels[issuer_id] = levels_of(issuer_id)
         level = due_level(levels[issuer_id], due, on)
+        if level is not None and highest.get(invoice_id, -1) >= level.rank:
+            level = None  # taken already: no transaction, no lock (take_step checks again)
         try:
             step = take_step(invoice_id, level, on) if level is not None else None
             if step is not None:
@@ -561,6 +564,18 @@ def run(on: date | None = None, *, scope: Account | None = None,
         if progress is not None:
             progress(done, len(rows))
     return summary
+
+
+def _highest_taken(invoice_ids: list[int]) -> dict[int, int]:
+    """``{invoice id: rank of the highest level taken}`` for many invoices, in chunks."""
+    out: dict[int, int] = {}
+    for chunk in pw.chunked(invoice_ids, 500):
+        query = DunningStep.select(DunningStep.invoice, DunningStep.level).where(
+            DunningStep.invoice.in_(list(chunk))
+        )
+        for invoice_id, code in query.tuples():
+            out[invoice_id] = max(out.get(invoice_id, -1), DUNNING_LEVELS.index(code))
+    return out
 
 
 def _describe(step: DunningStep) -> dict:
