@@ -177,9 +177,20 @@ def login_session_last_seen(migrator, db):
     add_session_last_seen(migrator, db)
 
 
+def invoice_parties_backfill(migrator, db):
+    from core.billing.parties import backfill
+
+    backfill(migrator, db)
+
+
 # the core's own schema history (core.migrations): applied at start-up, after the models'
 # missing tables are created; each step also runs (idempotently) on a brand-new database
-MIGRATIONS = [(1, billing_coverage), (2, bill_run_heartbeat), (3, login_session_last_seen)]
+MIGRATIONS = [
+    (1, billing_coverage),
+    (2, bill_run_heartbeat),
+    (3, login_session_last_seen),
+    (4, invoice_parties_backfill),
+]
 
 
 @hookimpl

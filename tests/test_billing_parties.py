@@ -558,3 +558,29 @@ def test_no_sequence_of_edits_changes_an_issued_invoice(world):
         assert (invoice.tax_rate, invoice.tax, invoice.total, invoice.due_date) == stored
 
     check()
+
+
+def test_invoices_issued_before_the_upgrade_get_their_parties_kept_at_start(world, make_app):
+    """Core migration 4: an invoice issued by a release that kept no parties gets them, as the
+    accounts are when the upgraded release starts; a change after that never alters it."""
+    from core.migrations import SchemaMigration
+
+    provider_in_germany(world)
+    buyer_in(world.customer_a, "FR", vat_id=FR_VAT)
+    old = lifecycle.issue(draft_for(world, world.customer_a))
+    draft = draft_for(world, world.customer_b)
+    # as the older release left it: no parties row, step 4 not applied
+    parties.InvoiceParties.delete().execute()
+    SchemaMigration.delete().where(SchemaMigration.name == "invoice_parties_backfill").execute()
+
+    make_app(plugins=["reseller_accounts"])  # the upgraded release starts
+    assert SchemaMigration.select().where(
+        SchemaMigration.name == "invoice_parties_backfill").count() == 1  # fmt: skip
+    kept = parties.InvoiceParties.get(parties.InvoiceParties.invoice == old.id)
+    assert kept.buyer["vat_id"] == FR_VAT and kept.payment["reference"] == old.number
+    assert parties.InvoiceParties.select().count() == 1  # the draft has none
+    before = documents.build(fresh(old))
+    parties.update(None, world.customer_a, {"city": "Lyon", "vat_id": ""})
+    assert documents.build(fresh(old)) == before
+    assert documents.build(fresh(draft))["recipient"]["name"] == "Customer B"
+    assert parties.backfill() == 0  # nothing left to do

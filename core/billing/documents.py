@@ -27,7 +27,8 @@ built) and ``amount_paid_minor``, ``credit_applied_minor``, ``amount_due_minor``
 
 The parties, the payment instructions and the tax decision of an issued invoice are the ones
 kept when it was issued (:mod:`core.billing.parties`), never the accounts as they are now;
-drafts (and invoices issued before they were kept) show the accounts as they are.
+drafts show the accounts as they are (invoices issued before the parties were kept got them
+as they were at the upgrade: core migration 4, :func:`core.billing.parties.backfill`).
 """
 
 from __future__ import annotations

@@ -560,4 +560,52 @@ def recorded(invoice) -> InvoiceParties | None:
     return InvoiceParties.get_or_none(InvoiceParties.invoice == invoice.id)
 
 
+def backfill(migrator=None, db=None) -> int:
+    """Core migration 4: invoices issued before the parties were kept get them as the accounts
+    are at the upgrade (the closest to what they said), so no later change alters them.
+    Their tax decision is what they charged (rule ``"unknown"``, no reverse charge recorded).
+    A no-op on a new database. Returns how many invoices it gave parties."""
+    missing = (
+        Invoice.select()
+        .join(InvoiceParties, pw.JOIN.LEFT_OUTER, on=(InvoiceParties.invoice == Invoice.id))
+        .where(Invoice.status.in_(("issued", "paid", "void")) & InvoiceParties.id.is_null())
+        .order_by(Invoice.id)
+    )
+    invoices = list(missing)
+    if not invoices:
+        return 0
+    ids = {i.account_id for i in invoices} | {i.issuer_id for i in invoices}
+    accounts = {a.id: a for a in Account.select().where(Account.id.in_(list(ids)))}
+    details = {d.account_id: d for d in BillingDetails.select().where(
+        BillingDetails.account.in_(list(ids)))}  # fmt: skip
+    settings = {s.account_id: s for s in BillingSettings.select().where(
+        BillingSettings.account.in_(list(ids)))}  # fmt: skip
+
+    def known(account_id):
+        return details.get(account_id) or BillingDetails(account=account_id)
+
+    parties_of = {}
+    for account_id in ids:
+        parties_of[account_id] = party(accounts[account_id], known(account_id),
+                                       settings.get(account_id))  # fmt: skip
+    rows = []
+    for invoice in invoices:
+        payment = None
+        if invoice.kind == "invoice":
+            payment = payment_instructions(accounts[invoice.issuer_id], known(invoice.issuer_id))
+            issued = invoice.issued_at.date() if invoice.issued_at else invoice.created_at.date()
+            payment["reference"] = payment_reference(payment["reference_rule"], invoice.number,
+                                                     f"A-{invoice.account_id}", issued)  # fmt: skip
+            payment["terms_days"] = (invoice.due_date - issued).days if invoice.due_date else None
+        rows.append({
+            "invoice": invoice.id, "seller": parties_of[invoice.issuer_id],
+            "buyer": parties_of[invoice.account_id], "payment": payment,
+            "tax": {"rule": "unknown", "rate": invoice.tax_rate, "reverse_charge": False},
+            "created_at": utcnow(),
+        })  # fmt: skip
+    for chunk in pw.chunked(rows, 500):
+        InvoiceParties.insert_many(chunk).execute()
+    return len(rows)
+
+
 PARTY_MODELS = [BillingDetails, InvoiceParties]
