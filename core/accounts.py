@@ -8,7 +8,14 @@ from core import audit, lifecycle, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database, lock_row
-from core.errors import Forbidden, NotFound, ValidationFailed, marshmallow_errors
+from core.errors import (
+    Forbidden,
+    LicenseRequired,
+    NotFound,
+    ValidationFailed,
+    describe,
+    marshmallow_errors,
+)
 from core.fields import Email, Id, Percent, Text
 from core.lifecycle import set_account_status  # noqa: F401 - the lifecycle's public name
 from core.models import Account, Role
@@ -217,18 +224,38 @@ def _check_common(data: dict) -> dict:
     return data
 
 
+def _validated(schema: Schema, payload: dict, type_code: str | None, profile_base=None) -> dict:
+    """Every field of an account's input checked in one pass: the schema's types, the common
+    rules (:func:`_check_common`) and the type's profile, all problems in one error (a form
+    shows them all at once instead of one per attempt). ``profile_base``: the stored profile
+    an edit's changes merge into."""
+    errors: dict[str, list[str]] = {}
+    try:
+        data = schema.load(payload or {})
+    except ValidationError as err:
+        errors.update(marshmallow_errors(err).errors)
+        data = dict(err.valid_data or {}) if isinstance(err.valid_data, dict) else {}
+    try:
+        data = _check_common({k: v for k, v in data.items() if k not in errors})
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    known = type_code in rbac.host().catalog.account_types
+    if known and "profile" in data and "profile" not in errors:
+        try:
+            merged = dict(profile_base or {}) | dict(data["profile"] or {})
+            data["profile"] = validate_profile(type_code, merged)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise ValidationFailed(describe(errors), errors)
+    return data
+
+
 def _labelled(message: str, name: str) -> str:
     """A field's message with the label users see ("Bill cycle day must be ...")."""
     if message.startswith(name):
         return TERM_LABELS[name] + message[len(name) :]
     return message
-
-
-def _load(schema: Schema, payload: dict) -> dict:
-    try:
-        return schema.load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
 
 
 def validate_profile(type_code: str, profile: dict, partial: bool = False) -> dict:
@@ -277,6 +304,32 @@ def check_type(parent: Account | None, type_code: str) -> None:
             raise ValidationFailed.field("type", refusal)
 
 
+def type_choices(parent: Account) -> tuple[list, list[tuple[str, str]]]:
+    """What can be created under ``parent`` right now, for forms that offer only that:
+    ``(offered AccountTypes, [(title, why not)])``. "Why not" lists the types the tree's
+    shape allows under ``parent`` that are refused at the moment (the licence does not cover
+    their add-on, naming the feature; the type's own rule, e.g. sub-resellers switched off);
+    types that can never be owned here (a Standard account owns nothing) or whose add-on is
+    disabled are neither offered nor explained. Same rules as :func:`check_type`."""
+    host = rbac.host()
+    offered, refused = [], []
+    parent_type = host.catalog.account_types.get(parent.type)
+    for code, declared in host.catalog.account_types.items():
+        atype = declared.item
+        shaped = code in (parent_type.item.child_types if parent_type else ()) or (
+            parent.type in atype.parent_types
+        )
+        if not shaped or declared.plugin not in host.enabled:
+            continue
+        try:
+            check_type(parent, code)
+        except (ValidationFailed, LicenseRequired) as exc:
+            refused.append((atype.title, exc.message.removeprefix("type: ")))
+        else:
+            offered.append(atype)
+    return offered, refused
+
+
 def create_default_roles(account: Account) -> None:
     host = rbac.host()
     level = rbac.level_of(account)
@@ -309,7 +362,8 @@ def snapshot(account: Account) -> dict:
 
 def create_account(actor, payload: dict) -> Account:
     """Create a child account; ``actor=None`` is the operator's shell."""
-    data = _check_common(_load(AccountInput(), payload))
+    code = (payload or {}).get("type")
+    data = _validated(AccountInput(), payload, code if isinstance(code, str) else None)
     if data["parent_id"] is None:
         if actor is not None:
             raise ValidationFailed.field("parent_id", "is required")
@@ -326,7 +380,7 @@ def create_account(actor, payload: dict) -> Account:
         rbac.require(actor, "accounts.manage", parent)
     lifecycle.refuse_if_closed(parent, "account", "parent_id")
     check_type(parent, data["type"])
-    profile = validate_profile(data["type"], data.pop("profile"))
+    profile = data.pop("profile")  # validated with the rest (_validated)
     data.pop("parent_id")
     with database.atomic():
         account = Account.create(parent=parent, profile=profile, **data)
@@ -345,11 +399,8 @@ def update_account(actor, account: Account, payload: dict) -> Account:
     if actor is not None:
         rbac.require(actor, "accounts.manage", account)
     try:
-        data = _check_common(_load(AccountUpdate(partial=True), payload) if payload else {})
-        data = {k: v for k, v in data.items() if k in payload}
-        if "profile" in data:
-            merged = dict(account.profile or {}) | data["profile"]
-            data["profile"] = validate_profile(account.type, merged)
+        data = _validated(AccountUpdate(partial=True), payload, account.type, account.profile)
+        data = {k: v for k, v in data.items() if k in (payload or {})}
     except ValidationFailed as exc:
         # a term the caller may not set at all is refused as such, whatever its value
         bad_terms = [name for name in ACCOUNT_TERMS

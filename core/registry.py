@@ -44,6 +44,10 @@ class AccountType:
 
     ``child_types`` are the types an account of this type may own. ``check_parent`` may
     refuse a particular parent with a message (e.g. sub-resellers switched off).
+    ``child_terms(account, child_type)`` names the billing terms an account of this type
+    sets for a new child of ``child_type``: ``{field: (value, why)}`` (a reseller's customers
+    bill on its profile's Billing Cycle); the new-account form shows them fixed, with the
+    why, instead of a default that would not be saved (since API 2).
     """
 
     code: str
@@ -53,6 +57,7 @@ class AccountType:
     child_types: tuple[str, ...] = ()
     parent_types: tuple[str, ...] = ()
     check_parent: Callable[[Any], str | None] | None = None
+    child_terms: Callable[[Any, str], dict[str, tuple[Any, str]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import peewee as pw
 from flask import Flask, abort, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as NotFoundPage
 from werkzeug.routing import IntegerConverter
 
 from core import auth, db, migrations
@@ -37,6 +38,8 @@ def _error_response(status: int, code: str, message: str, errors: dict | None = 
     if _wants_json():
         body = {"code": code, "message": message, "errors": errors or {}}
         return jsonify(body), status
+    if status == 404 and code == "not_found" and message == NotFoundPage.description:
+        message = f"There is no page at {request.path}."
     return render_template("core/error.html", status=status, message=message), status
 
 

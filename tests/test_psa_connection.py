@@ -73,9 +73,9 @@ def test_bad_settings_give_field_errors_and_write_nothing(psa, world, panel, api
     )
     text = resp.get_data(as_text=True)
     assert resp.status_code == 422
-    assert "Site URL must start with https://" in text
-    assert "Company ID must not contain" in text
-    assert "Public key is required" in text
+    assert "Site URL: must start with https://" in text
+    assert "Company ID: must not contain" in text
+    assert "Public key: is required" in text
     assert PsaConnection.select().count() == 0
     assert AuditEntry.select().where(AuditEntry.action == "psa.connection.save").count() == 0
 

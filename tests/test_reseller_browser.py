@@ -45,10 +45,13 @@ def test_operator_creates_a_reseller_whose_admin_creates_a_customer(
     page.click("header nav a:text-is('Resellers')")
     page.wait_for_url(f"{base}/resellers")
     page.click("text=Add reseller")
-    page.wait_for_url(re.compile(r".*/accounts/\d+/new$"))
+    page.wait_for_url(re.compile(r".*/accounts/\d+/new\?type=reseller$"))
     profile = page.locator("fieldset.profile[data-type=reseller]")
     assert page.locator("#f-type option").all_inner_texts() == ["Standard", "Reseller"]
-    assert profile.is_hidden()  # Standard is selected: no profile
+    # "Add reseller" opens the form with Reseller chosen and its profile shown
+    assert page.locator("#f-type").input_value() == "reseller" and profile.is_visible()
+    page.select_option("#f-type", "customer")
+    assert profile.is_hidden()  # Standard: no profile
     page.select_option("#f-type", "reseller")
     assert profile.is_visible()
     page.fill("#f-name", "Acme Reseller")
@@ -56,10 +59,22 @@ def test_operator_creates_a_reseller_whose_admin_creates_a_customer(
     page.check("input[name='profile.customer_invoice_creation']")
     page.select_option("select[name='profile.customer_invoice_type']", label="Both (RAW & PDF)")
     page.fill("input[name='profile.customer_billing_cycle_day']", "29")
+    page.fill("#f-bill_cycle_day", "40")
     submit(page)
-    assert "profile.customer_billing_cycle_day" in page.locator(".flash.error").inner_text()
-    page.select_option("#f-type", "reseller")
+    # both problems at once, named as the form names them, each beside its field
+    summary = page.locator(".flash.error").inner_text()
+    assert "Billing Cycle:" in summary and "Bill cycle day:" in summary, summary
+    assert "profile." not in summary and "bill_cycle_day" not in summary, summary
+    assert "from 1 to 28" in page.locator("#e-profile\\.customer_billing_cycle_day").inner_text()
+    assert "1 to 28" in page.locator("#e-bill_cycle_day").inner_text()
+    # nothing typed is lost: the type, the name, the prefix, the profile's choices
+    assert page.locator("#f-type").input_value() == "reseller" and profile.is_visible()
+    assert page.input_value("#f-name") == "Acme Reseller"
+    assert page.input_value("#f-invoice_prefix") == "ACME-"
+    assert page.is_checked("input[name='profile.customer_invoice_creation']")
+    assert page.input_value("select[name='profile.customer_invoice_type']") == "BOTH"
     page.fill("input[name='profile.customer_billing_cycle_day']", "15")
+    page.fill("#f-bill_cycle_day", "1")
     submit(page)
     reseller = Account.get(Account.name == "Acme Reseller")
     assert reseller.profile == {
@@ -88,10 +103,15 @@ def test_operator_creates_a_reseller_whose_admin_creates_a_customer(
     # the reseller's admin creates its own customer
     log_in(page, base, "admin@acme.example")
     assert page.url == f"{base}/accounts/{reseller.id}"
+    # sub-resellers are off: Standard only, and the form says why Reseller is missing
     page.click("a:text-is('Add account')")
     assert page.locator("#f-type option").all_inner_texts() == ["Standard"]
+    assert "sub-resellers are switched off" in page.locator("#type-unavailable").inner_text()
+    # the cycle day shown is the one saved: the profile's Billing Cycle, not editable here
+    day = page.locator("#f-bill_cycle_day-customer")
+    assert day.input_value() == "15" and day.get_attribute("readonly") is not None
+    assert "Billing Cycle of Acme Reseller" in page.locator(".help.fixed").inner_text()
     page.fill("#f-name", "Acme Customer")
-    page.fill("#f-bill_cycle_day", "3")
     submit(page)
     customer = Account.get(Account.name == "Acme Customer")
     assert customer.parent_id == reseller.id and customer.bill_cycle_day == 15

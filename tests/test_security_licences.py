@@ -123,7 +123,7 @@ def test_the_panel_refuses_a_bad_licence_file_naming_the_reason(ctx, world, pane
         content_type="multipart/form-data",
         follow_redirects=True,
     )
-    assert resp.status_code == 200
+    assert resp.status_code == 422  # the Plugins & Licence page again, with the reason
     page = resp.get_data(as_text=True)
     reason = kind.split("-")[0]
     assert re.search(rf"licence refused \({reason}\)", page), page[:2000]

@@ -38,6 +38,7 @@ from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
 from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
+from core.panel.forms import form_errors
 
 blueprint = Blueprint("billing_account", __name__)
 TAB = "billing_account.index"  # the account's Billing tab (core/builtin.py)
@@ -55,14 +56,30 @@ SUBTABS = [
 ]
 
 
-def _errors(exc: BillhiveError) -> dict:
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
-    }
-    if not errors or exc.status in (403, 404, 409):
-        errors["_"] = exc.message
-    return errors
+#: What the Billing page's forms call their fields (their labels), for their messages.
+LABELS = {
+    "from": "From",
+    "to": "To",
+    "currency": "Currency",
+    "contact_name": "Name",
+    "contact_email": "E-mail",
+    "contact_phone": "Phone",
+    "invoice_email": "Invoice delivery e-mail",
+    "payment_terms_days": "Payment terms",
+    "amount": "Amount",
+    "type": "Type",
+    "description": "Description",
+    "date": "Received on",
+    "reference": "Reference",
+    "method": "Method",
+    "payee_id": "Paid to",
+    "invoice_ids": "Invoices",
+}
+REFUND_LABELS = LABELS | {"payee_id": "Paid by"}
+
+
+def _errors(exc: BillhiveError, labels: dict = LABELS) -> dict:
+    return form_errors(exc, labels)
 
 
 def subtabs(account: Account) -> list[tuple[str, str, str]]:
@@ -402,7 +419,7 @@ def record_refund(account_id):
         refund = payments.record_refund(current_user, account, payload)
     except BillhiveError as exc:
         return _transactions(account, exc.status if exc.status != 400 else 422,
-                             refund_errors=_errors(exc), refund_values=values)  # fmt: skip
+                             refund_errors=_errors(exc, REFUND_LABELS), refund_values=values)  # fmt: skip
     flash(f"Refund of {format_money(refund.amount, refund.currency)} recorded.")
     return redirect(url_for("billing_account.transactions_page", account_id=account.id))
 

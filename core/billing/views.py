@@ -19,25 +19,31 @@ from core.billing.models import (
     Product,
     Subscription,
 )
-from core.billing.money import format_money
 from core.billing.periods import PeriodError, check_run_date, parse_date
 from core.errors import BillhiveError, Forbidden
 from core.models import Account
+from core.panel.forms import form_errors
 
 blueprint = Blueprint("billing", __name__, url_prefix="/billing")
 
 
-def _errors(exc: BillhiveError) -> dict:
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
-    }
-    return errors or {"_": exc.message}
-
-
-@blueprint.app_template_filter("money")
-def _money(minor, currency):
-    return format_money(minor, currency)
+#: What each form calls its fields (the labels of its template), for its messages.
+PRODUCT_LABELS = {"code": "Code", "name": "Name", "unit": "Unit", "kind": "Kind"}
+PLAN_LABELS = {
+    "product_id": "Product",
+    "name": "Plan name",
+    "currency": "Currency",
+    "recurring_price": "Recurring price per period",
+    "usage_rate": "Usage rate per unit",
+    "tiers": "Volume tiers",
+}
+SUBSCRIPTION_LABELS = {
+    "account_id": "Account",
+    "plan_id": "Price plan",
+    "quantity": "Quantity",
+    "start": "Start",
+    "end": "End",
+}
 
 
 # -- catalog ---------------------------------------------------------------------------------
@@ -71,7 +77,8 @@ def catalog_page():
                 flash(f"Price plan {values.get('name')} created.")
             return redirect(url_for("billing.catalog_page"))
         except BillhiveError as exc:
-            errors, status = _errors(exc), exc.status
+            labels = PRODUCT_LABELS if values.get("form") == "product" else PLAN_LABELS
+            errors, status = form_errors(exc, labels), exc.status
     products = rbac.scoped(Product.select(), Product.account, current_user).order_by(Product.id)
     plans = rbac.scoped(PricePlan.select(), PricePlan.account, current_user).order_by(PricePlan.id)
     return render_template("billing/catalog.html", products=list(products), plans=list(plans),
@@ -93,7 +100,7 @@ def subscriptions_page():
             flash("Subscription created.")
             return redirect(url_for("billing.subscriptions_page"))
         except BillhiveError as exc:
-            errors, status = _errors(exc), exc.status
+            errors, status = form_errors(exc, SUBSCRIPTION_LABELS), exc.status
     subs = rbac.scoped(Subscription.select(), Subscription.account, current_user)
     plans = rbac.scoped(PricePlan.select(), PricePlan.account, current_user)
     accounts = rbac.visible_accounts(current_user).where(Account.id != current_user.account_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import current_app, url_for
 from flask_login import current_user
-from marshmallow import fields, validate
+from marshmallow import fields, missing, validate
 
 from core import rbac
 
@@ -54,7 +54,8 @@ def schema_fields(schema_cls) -> list[dict]:
             "label": field.metadata.get("label", name.replace("_", " ").capitalize()),
             "help": field.metadata.get("description", ""),
             "required": field.required,
-            "default": None if field.load_default is None else field.load_default,
+            # no default: None (marshmallow's ``missing`` would print "<marshmallow.missing>")
+            "default": None if field.load_default in (None, missing) else field.load_default,
             "kind": "text",
             "choices": [],
         }
@@ -77,6 +78,29 @@ def _validators(field):
     return field.validators if hasattr(field, "validators") else []
 
 
+def crumbs(account) -> list[tuple[str, str]]:
+    """``[(name, url)]`` of the accounts above ``account`` that the user may open, from their
+    own account down (a breadcrumb: where in the tree this page is)."""
+    from core.models import Account
+
+    if not current_user.is_authenticated or account is None:
+        return []
+    own = current_user.account
+    ids = [int(p) for p in account.path.strip("/").split("/") if p][:-1]
+    above = {a.id: a for a in Account.select().where(Account.id.in_(ids))} if ids else {}
+    return [
+        (above[i].name, url_for("panel.account", account_id=i))
+        for i in ids
+        if i in above and above[i].is_within(own)
+    ]
+
+
+def type_title(code: str) -> str:
+    """An account type's title ("Standard", "Reseller") for its code."""
+    declared = current_app.extensions["billhive"].host.catalog.account_types.get(code)
+    return declared.item.title if declared is not None else code
+
+
 def can(code: str, account=None) -> bool:
     if not current_user.is_authenticated or not rbac.has(current_user, code):
         return False
@@ -84,6 +108,14 @@ def can(code: str, account=None) -> bool:
 
 
 def init_app(app) -> None:
+    from core.panel import filters
+
+    filters.init_app(app)
     app.jinja_env.globals.update(
-        main_menu=main_menu, account_tabs=account_tabs, can=can, schema_fields=schema_fields
+        main_menu=main_menu,
+        account_tabs=account_tabs,
+        can=can,
+        schema_fields=schema_fields,
+        type_title=type_title,
+        crumbs=crumbs,
     )

@@ -7,12 +7,14 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from core import accounts as account_service
 from core import impersonation, license_store, lifecycle, rbac, roles, users
+from core.accounts import AccountInput
 from core.api.resources import license_status, plugin_rows
 from core.billing import parties
 from core.errors import BillhiveError, Forbidden, ValidationFailed
 from core.licenses import LicenseError
 from core.models import Account, AuditEntry, Role, User
 from core.panel import blueprint as bp
+from core.panel.forms import form_errors, keep
 from core.plugins import CORE_PLUGIN
 from core.redirects import redirect_next
 
@@ -21,13 +23,21 @@ def host():
     return current_app.extensions["billhive"].host
 
 
-def form_errors(exc: BillhiveError) -> dict:
-    """Field -> message for templates; the message names field and problem."""
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
-    }
-    return errors or {"_": exc.message}
+#: What each form calls its fields (the labels of its template), for its messages.
+ACCOUNT_LABELS = {
+    "type": "Account Type",
+    "name": "Name",
+    "email": "E-mail",
+    "address": "Address",
+    "currency": "Currency",
+    "bill_cycle_day": "Bill cycle day",
+    "tax_rate": "Tax rate",
+    "invoice_prefix": "Invoice number prefix",
+    "parent_id": "Parent account",
+    "profile": "Profile",
+}
+USER_LABELS = {"email": "E-mail", "name": "Name", "password": "Password", "role_ids": "Roles"}
+PASSWORD_LABELS = {"current_password": "Current password", "new_password": "New password"}
 
 
 # -- login -----------------------------------------------------------------------------------
@@ -35,12 +45,11 @@ def form_errors(exc: BillhiveError) -> dict:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    error, email = None, ""
     if request.method == "POST":
+        email = request.form.get("email", "")
         try:
-            user = users.authenticate(
-                request.form.get("email", ""), request.form.get("password", "")
-            )
+            user = users.authenticate(email, request.form.get("password", ""))
         except ValidationFailed as exc:
             error = exc.message
         else:
@@ -48,7 +57,7 @@ def login():
                 users.end_session(current_user.session_token)
             login_user(users.start_session(user))
             return redirect_next(request.args.get("next"), url_for("panel.home"))
-    return render_template("core/login.html", error=error), (401 if error else 200)
+    return render_template("core/login.html", error=error, email=email), (401 if error else 200)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -84,15 +93,16 @@ def _account(account_id: int) -> Account:
     return rbac.get_account(current_user, account_id)
 
 
-def _creatable_types(parent: Account) -> list:
-    out = []
-    for code, atype in host().account_types().items():
-        try:
-            account_service.check_type(parent, code)
-        except BillhiveError:
-            continue
-        out.append(atype)
-    return out
+def _account_labels(types) -> dict:
+    """The account form's labels, with those of each type's profile (``profile.<field>``)."""
+    from core.panel.jinja import schema_fields
+
+    labels = dict(ACCOUNT_LABELS)
+    for atype in types:
+        if atype is not None and atype.profile_schema is not None:
+            for f in schema_fields(atype.profile_schema):
+                labels[f"profile.{f['name']}"] = f["label"]
+    return labels
 
 
 def _account_form_payload(form, types) -> dict:
@@ -128,35 +138,49 @@ def _account_form_payload(form, types) -> dict:
     return payload
 
 
+def _fixed_terms(parent: Account, types: dict) -> dict[str, dict[str, tuple]]:
+    """``{type code: {field: (value, why)}}``: the terms ``parent`` fixes for a new child of
+    each offered type (``AccountType.child_terms``), shown read-only by the form."""
+    declared = host().catalog.account_types.get(parent.type)
+    rule = declared.item.child_terms if declared is not None else None
+    return {code: dict(rule(parent, code) or {}) if rule else {} for code in types}
+
+
 @bp.route("/accounts/<int:account_id>/new", methods=["GET", "POST"])
 @login_required
 def new_account(account_id):
     parent = _account(account_id)
     rbac.require(current_user, "accounts.manage", parent)
-    types = {t.code: t for t in _creatable_types(parent)}
+    offered, refused = account_service.type_choices(parent)
+    types = {t.code: t for t in offered}
+    # what the form shows is what an untouched form saves (AccountInput's defaults)
     errors, values = (
         {},
         {
+            "type": request.args.get("type", ""),
             "currency": parent.currency,
-            "bill_cycle_day": 1,
+            "bill_cycle_day": AccountInput._declared_fields["bill_cycle_day"].load_default,
             "tax_rate": "0",
             "invoice_prefix": "INV-",
         },
     )
+    fixed = _fixed_terms(parent, types)
     if request.method == "POST":
         values = request.form.to_dict()
         payload = _account_form_payload(request.form, types) | {"parent_id": parent.id}
         try:
             account = account_service.create_account(current_user, payload)
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, _account_labels(types.values()))
         else:
             flash(f"Account '{account.name}' created.")
             return redirect(url_for("panel.account", account_id=account.id))
     return render_template(
         "core/account_form.html",
         parent=parent,
-        types=types.values(),
+        types=list(types.values()),
+        refused=refused,
+        fixed=fixed,
         errors=errors,
         values=values,
         account=None,
@@ -171,11 +195,16 @@ def account(account_id):
         raise Forbidden("you lack the privilege 'accounts.view'")
     children = list(acc.children.order_by(Account.name))
     atype = host().catalog.account_types.get(acc.type)
+    offered, refused = [], []
+    if rbac.has(current_user, "accounts.manage"):
+        offered, refused = account_service.type_choices(acc)
     return render_template(
         "core/account.html",
         account=acc,
         children=children,
         atype=atype.item if atype else None,
+        add_types=offered,
+        add_refused=refused,
         tab="panel.account",
         status_labels=lifecycle.LABELS,
         blocker=lifecycle.blocking_account(acc),
@@ -228,7 +257,7 @@ def edit_account(account_id):
         try:
             account_service.update_account(current_user, acc, payload)
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, _account_labels([atype.item] if atype else []))
         else:
             flash("Account saved.")
             return redirect(url_for("panel.account", account_id=acc.id))
@@ -250,7 +279,7 @@ def account_users(account_id):
     rbac.require(current_user, "users.view", acc)
     errors, values = {}, {}
     if request.method == "POST":
-        values = request.form.to_dict()
+        values = keep(request.form, lists=("role_ids",), drop=("csrf_token", "password"))
         payload = {
             "email": request.form.get("email", ""),
             "name": request.form.get("name", ""),
@@ -261,7 +290,7 @@ def account_users(account_id):
         try:
             user = users.create_user(current_user, payload)
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, USER_LABELS)
         else:
             flash(f"User {user.email} created.")
             return redirect(url_for("panel.account_users", account_id=acc.id))
@@ -424,7 +453,7 @@ def change_password():
                 keep_session=current_user.session_token,
             )
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, PASSWORD_LABELS)
         else:
             flash("Your password was changed; your other sessions were logged out.")
             return redirect(url_for("panel.home"))
@@ -444,13 +473,19 @@ def _require_operator(code: str):
 @login_required
 def plugins():
     _require_operator("plugins.manage")
+    return _plugins_page()
+
+
+def _plugins_page(license_text: str = "", license_error: str = ""):
     rows = [r for r in plugin_rows() if r["name"] != CORE_PLUGIN]
     return render_template(
         "core/plugins.html",
         plugins=rows,
         license=license_status(),
         can_license=rbac.has(current_user, "licenses.manage"),
-    )
+        license_text=license_text,
+        license_error=license_error,
+    ), (422 if license_error else 200)
 
 
 @bp.route("/plugins/<name>/<action>", methods=["POST"])
@@ -477,14 +512,13 @@ def install_license():
     text = upload.read().decode("utf-8", "replace") if upload and upload.filename else ""
     text = text or request.form.get("license_text", "")
     if not text.strip():
-        flash("Licence: paste the licence text or choose a file.", "error")
-    else:
-        try:
-            lic = license_store.install(text, host().license_key_paths, current_user)
-        except LicenseError as exc:
-            flash(str(exc), "error")
-        else:
-            flash(f"Licence for {lic.licensee} installed; valid until {lic.expires}.")
+        return _plugins_page(text, "paste the licence text or choose a file")
+    try:
+        lic = license_store.install(text, host().license_key_paths, current_user)
+    except LicenseError as exc:
+        # the pasted text stays in the box: one wrong character is fixed, not pasted again
+        return _plugins_page(text, str(exc))
+    flash(f"Licence for {lic.licensee} installed; valid until {lic.expires}.")
     return redirect(url_for("panel.plugins"))
 
 

@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from core.billing.money import format_money
 from core.errors import BillhiveError
+from core.panel.forms import form_errors as shared_form_errors
 from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 
@@ -24,14 +25,21 @@ TAB = "billing_account.index"  # the account's Billing tab
 SUBTAB = "billing_units.units"  # our sub-tab of the Billing page
 
 
+#: What the forms call their fields (their labels and assignment panels), for messages.
+LABELS = {
+    "name": "Name",
+    "user_ids": "Assigned users",
+    "team_ids": "Assigned teams",
+    "number_ids": "Assigned numbers",
+    "e164": "Number",
+    "label": "Label",
+    "number_rental_price": "Number rental price",
+    "seat_price": "Seat price per user",
+}
+
+
 def form_errors(exc: BillhiveError) -> dict:
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
-    }
-    if exc.status == 409 or not errors:
-        errors["_"] = exc.message
-    return errors
+    return shared_form_errors(exc, LABELS)
 
 
 def _ids(name: str) -> list[int]:

@@ -7,7 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from core.errors import BillhiveError
-from core.panel.views import form_errors
+from core.panel.forms import form_errors
 from plugins.psa_mapping import service as svc
 from plugins.psa_mapping.models import MAPPING_TYPES, CompanyLink, SyncItem, SyncRun
 
@@ -15,6 +15,23 @@ blueprint = Blueprint(
     "psa", __name__, url_prefix="/accounts/<int:account_id>/psa", template_folder="templates"
 )
 TAB = "psa.billing"
+#: What the forms call their fields (their <label>s), for their messages.
+CONNECTION_LABELS = {
+    "site_url": "Site URL",
+    "company_id": "Company ID",
+    "public_key": "Public key",
+    "private_key": "Private key",
+    "client_id": "Client ID",
+    "timeout": "Timeout",
+    "max_retries": "Max retries",
+    "backoff": "Backoff",
+}
+MAPPING_LABELS = {
+    "mapping_type": "Select Type",
+    "psa_product": "Product/Services",
+    "unique_id": "Unique ID/Plan",
+    "level": "Level",
+}
 
 
 def _render(template: str, account, section: str, status: int = 200, **context):
@@ -81,7 +98,7 @@ def add_mapping(account_id, code):
         try:
             svc.create_mapping(current_user, account, {**values, "product_code": product.code})
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, MAPPING_LABELS)
         else:
             flash(f"Billing mapping for {product.code} saved.")
             return redirect(url_for("psa.setup", account_id=account.id, code=product.code))
@@ -92,7 +109,7 @@ def add_mapping(account_id, code):
         try:
             catalog = svc.psa_catalog(account)
         except BillhiveError as exc:
-            errors = errors or form_errors(exc)
+            errors = errors or form_errors(exc, MAPPING_LABELS)
         if values.get("psa_product") and any(
             i["identifier"] == values["psa_product"] for i in catalog
         ):
@@ -146,7 +163,9 @@ def connection(account_id):
     account = _acc(account_id)
     conn = svc.get_connection(account)
     errors: dict = {}
-    values = svc.masked(conn) or {"timeout": 10.0, "max_retries": 3, "backoff": 0.5}
+    stored = svc.masked(conn) or {"timeout": 10.0, "max_retries": 3, "backoff": 0.5}
+    # the stored keys are shown masked beside the fields, never as their values
+    values = {k: v for k, v in stored.items() if k not in svc.SECRET_FIELDS}
     result = None
     if request.method == "POST":
         account = _acc(account_id, "psa.edit")
@@ -163,8 +182,10 @@ def connection(account_id):
                 flash("ConnectWise settings saved. " + message, "" if ok else "error")
                 return redirect(url_for("psa.connection", account_id=account.id))
         except BillhiveError as exc:
-            errors = form_errors(exc)
-        values = {**values, **{k: v for k, v in form.items() if k not in svc.SECRET_FIELDS}}
+            errors = form_errors(exc, CONNECTION_LABELS)
+        # everything typed stays in the form, the keys too (this response goes to the person
+        # who just typed them; they are never read back from storage)
+        values = {**values, **form}
     return _render(
         "psa_mapping/connection.html",
         account,

@@ -34,6 +34,7 @@ PLUGIN = PluginMeta(
     title="Reseller accounts",
     version="0.1.0",
     license_feature="FT-3001.007",
+    api_version=2,  # AccountType.child_terms
     description="Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing.",
 )
 
@@ -44,6 +45,16 @@ def _check_parent(parent):
     from plugins.reseller_accounts.service import check_parent
 
     return check_parent(parent)
+
+
+def _child_terms(reseller, child_type):
+    """A customer of a reseller bills on the profile's Billing Cycle (``account_created``
+    sets it): the new-account form shows that day instead of an editable default."""
+    day = (reseller.profile or {}).get("customer_billing_cycle_day")
+    if child_type == R or not day:
+        return {}
+    return {"bill_cycle_day": (int(day), f"follows the Billing Cycle of {reseller.name}'s "
+                                         "Reseller Profile")}  # fmt: skip
 
 
 @hookimpl
@@ -59,6 +70,7 @@ def register_account_types():
             child_types=("customer", "reseller"),
             parent_types=("provider", "reseller"),
             check_parent=_check_parent,
+            child_terms=_child_terms,
         )
     ]
 

@@ -10,17 +10,19 @@ from flask_login import current_user, login_required
 from core import accounts as account_service
 from core import rbac
 from core.errors import BillhiveError
+from core.panel.forms import form_errors
 from core.panel.jinja import schema_fields
 from plugins.reseller_accounts import service
 from plugins.reseller_accounts.profile import ResellerProfile
 
+#: What the wholesale link form calls its fields.
+LINK_LABELS = {"retail_plan_id": "Plan of the reseller", "wholesale_plan_id": "Wholesale plan"}
 
-def _form_errors(exc: BillhiveError) -> dict:
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
+
+def _profile_labels() -> dict:
+    return {f"profile.{f['name']}": f["label"] for f in schema_fields(ResellerProfile)} | {
+        f["name"]: f["label"] for f in schema_fields(ResellerProfile)
     }
-    return errors or {"_": exc.message}
 
 
 def _catalog_url() -> str | None:
@@ -77,13 +79,21 @@ def make_panel_blueprint() -> Blueprint:
     def resellers():
         rbac.require(current_user, "resellers.view")
         me = current_user.account
+        # "Add reseller" only where a reseller can be added; otherwise the reason
+        can_create, why_not = False, None
+        if rbac.has(current_user, "accounts.manage"):
+            offered, refused = account_service.type_choices(me)
+            can_create = any(t.code == service.RESELLER for t in offered)
+            why_not = next((why for title, why in refused if title == "Reseller"), None)
         return render_template(
             "reseller_accounts/list.html",
             resellers=service.resellers_below(current_user),
+            profile_fields=schema_fields(ResellerProfile),
             is_provider=me.parent_id is None,
             allow_sub=service.allow_sub_resellers(me),
             can_manage=rbac.has(current_user, "resellers.manage"),
-            can_create=rbac.has(current_user, "accounts.manage"),
+            can_create=can_create,
+            why_not=why_not,
         )
 
     @bp.route("/settings", methods=["POST"])
@@ -140,7 +150,7 @@ def make_panel_blueprint() -> Blueprint:
         except BillhiveError as exc:
             if exc.status == 404:
                 raise
-            return render_detail(reseller, _form_errors(exc), values)
+            return render_detail(reseller, form_errors(exc, LINK_LABELS), values)
         flash("Wholesale link saved: the parent invoices this plan's consumption at its plan.")
         return redirect(url_for("reseller_accounts.detail", account_id=reseller.id))
 
@@ -171,7 +181,7 @@ def make_panel_blueprint() -> Blueprint:
             except BillhiveError as exc:
                 if exc.status == 404:
                     raise
-                errors = _form_errors(exc)
+                errors = form_errors(exc, _profile_labels())
             else:
                 flash("Reseller profile saved; its customers follow the Billing Cycle.")
                 return redirect(url_for("reseller_accounts.detail", account_id=reseller.id))

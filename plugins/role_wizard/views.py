@@ -15,6 +15,7 @@ from flask_login import current_user, login_required
 from core import rbac, roles
 from core.errors import BillhiveError, Conflict, Forbidden, NotFound
 from core.models import Account, Role, User
+from core.panel.forms import form_errors
 
 blueprint = Blueprint("role_wizard", __name__, template_folder="templates")
 
@@ -48,12 +49,12 @@ def _role(account: Account, role_id: int) -> Role:
     return role
 
 
+#: What the wizard calls its fields.
+LABELS = {"name": "Name", "description": "Description", "privileges": "Privileges"}
+
+
 def _errors(exc: BillhiveError) -> dict:
-    errors = {
-        k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in (exc.errors or {}).items()
-    }
-    return errors or {"_": exc.message}
+    return form_errors(exc, LABELS)
 
 
 # -- privileges: what exists, what is offered, why one is greyed ----------------------------
