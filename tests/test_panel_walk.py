@@ -70,13 +70,17 @@ def walk(page, live_server, email) -> dict[str, str]:
         resp = page.goto(f"{live_server}{path}")
         assert resp is not None and resp.status == 200, f"{email}: {path} answered {resp.status}"
         page.wait_for_load_state("load")
-        titles[path] = page.title()
         assert len(problems) == before, f"{email} on {path}: {problems[before:]}"
+        landed = urlparse(page.url).path  # a tab that redirects to its first sub-tab
+        titles[path] = None
+        if landed != path and landed in titles:
+            continue
+        titles[landed] = page.title()
         for href in _links(page, "main a[href], .tabs a[href]"):
             url = urlparse(href)
             if url.netloc == urlparse(live_server).netloc and not _download(url.path):
                 queue.append(url.path)
-    return titles
+    return {path: title for path, title in titles.items() if title is not None}
 
 
 def _download(path: str) -> bool:
