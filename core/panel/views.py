@@ -350,7 +350,7 @@ def edit_user(account_id, user_id):
         except BillhiveError as exc:
             if exc.status == 404:
                 raise
-            errors = form_errors(exc)
+            errors = form_errors(exc, USER_LABELS)
             if "role" in errors:  # the refusal names the user's roles: say it for the form
                 errors = {"_": exc.message}
         else:
