@@ -106,4 +106,7 @@ def load_demo(app, echo=print) -> list[tuple[str, str]]:
     load_parties_demo([Account.get_by_id(a.id) for a in demo_accounts + [customer]], echo)
     load_billing_demo(provider, customer, echo)
     load_dunning_demo(provider, customer, echo)
+    if app.config.get("MAIL_TRANSPORT", "outbox") == "outbox":
+        echo(f"E-mail goes to the outbox folder {app.config['MAIL_OUTBOX_DIR']} (Outbox in the "
+             "panel): `billhive bill-run` puts the invoices there")  # fmt: skip
     return logins

@@ -242,6 +242,7 @@ def _record(event: str, event_key: str, issuer: Account, account: Account, *, in
         raise ValueError(f"an event key is 1 to {MAX_KEY} characters")
     existing = MailMessage.get_or_none(MailMessage.event_key == event_key)
     if existing is not None:
+        existing.created = False
         return existing
     sender, reply_to = identity_of(issuer)
     to = [a for a in map(valid_address, recipients_of(account)) if a]
@@ -272,8 +273,11 @@ def _record(event: str, event_key: str, issuer: Account, account: Account, *, in
         values.update(status="failed", last_error=f"{account.name} has no valid billing "
                       f"e-mail address (found: {account.email or 'none'})")  # fmt: skip
     with database.atomic():
-        MailMessage.insert(values).on_conflict_ignore().execute()
+        # a parallel caller with the same key waits here for the first one's commit, then
+        # inserts nothing (rowcount 0): only the caller that wrote the row reports it new
+        inserted = MailMessage.insert(values).on_conflict_ignore().as_rowcount().execute()
     message = MailMessage.get(MailMessage.event_key == event_key)
+    message.created = bool(inserted)
     if message.status == "queued":
         from core.mail import tasks
 
@@ -287,7 +291,7 @@ def send_for_invoice(invoice: Invoice, event: str, *, event_key: str, context: d
     """Record the e-mail ``event`` (one of :data:`EVENTS`) about ``invoice`` to its buyer,
     from its issuer, and queue its sending once the current transaction commits.
     Idempotent by ``event_key``: a second call with a key already used returns the first
-    record and sends nothing. ``context`` adds template values (a reminder's ``level``,
+    record (``created`` False) and sends nothing. ``context`` adds template values (a reminder's ``level``,
     ``days_overdue``, ``late_fee``), kept JSON-serialisable."""
     issuer = Account.get_by_id(invoice.issuer_id)
     account = Account.get_by_id(invoice.account_id)
@@ -347,9 +351,8 @@ def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -
         raise ValidationFailed.field("key", "must be 1 to 64 printable ASCII characters")
     event_key = f"invoice:{invoice.id}:again:{key}"
     with database.atomic():
-        existing = MailMessage.get_or_none(MailMessage.event_key == event_key)
         message = send_for_invoice(invoice, event, event_key=event_key, actor=actor)
-        if existing is None:
+        if message.created:  # not a replay of the same key (one audit entry per message)
             audit.record(actor, "invoice.send_again", object_type="invoice",
                          object_id=invoice.id, account=invoice.account_id,
                          after={"message_id": message.id, "event": event,
