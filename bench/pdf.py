@@ -40,6 +40,7 @@ def make_doc(n_lines: int) -> dict:
                 "unit": "seat",
                 "unit_price": "12.50",
                 "amount": f"{12.5 * qty:,.2f}",
+                "amount_minor": 1250 * qty,
                 "group": None,
             }
         )
@@ -69,6 +70,9 @@ def make_doc(n_lines: int) -> dict:
         "tax_rate": "20%",
         "tax": "246.91",
         "total": "1,481.47 EUR",
+        "subtotal_minor": 123456,
+        "tax_minor": 24691,
+        "total_minor": 148147,
         "credit_note_for": None,
         "notes": "Payment terms: net 14 days",
     }

@@ -15,6 +15,9 @@ German" live in one place:
 * **Languages**: :data:`SUPPORTED_LOCALES`. :func:`negotiate` maps what a buyer's billing
   details say (``"de"``, ``"de-AT"``, ``"DE"``, ``None``) to one of them; anything else is
   English, so an invoice is always rendered.
+* **Countries** are named in the language (``DE`` -> "Deutschland") from Babel's CLDR data,
+  and the proration note every prorated line ends with (core.billing.periods.prorated_label,
+  "(16 of 31 days)") is translated; the rest of a line's text is the seller's own words.
 * **Translations** are gettext ``.po`` files under ``core/translations/<locale>/LC_MESSAGES/``
   (``messages.pot`` beside them is extracted from the invoice template, see
   docs/translations.md). They are read with Babel's ``read_po`` and compiled in memory on first
@@ -40,12 +43,15 @@ from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 
 from core.billing.money import exponent, parse_decimal, to_decimal
+from core.billing.periods import PRORATED_NOTE
 
 __all__ = [
     "DEFAULT_LOCALE",
     "SUPPORTED_LOCALES",
     "TRANSLATIONS_DIR",
+    "country_name",
     "format_date",
+    "line_text",
     "format_money",
     "format_number",
     "format_price",
@@ -162,3 +168,19 @@ def translations(locale: str) -> Translations:
 def gettext(message: str, locale: str) -> str:
     """``message`` in ``locale`` (the English text where the catalogue has none)."""
     return translations(locale).gettext(message)
+
+
+def country_name(code: str, locale: str) -> str:
+    """The country of an ISO 3166 alpha-2 code in ``locale`` ("DE" -> "Deutschland"); the code
+    itself when CLDR does not know it."""
+    return _locale(locale).territories.get((code or "").upper(), code or "")
+
+
+def line_text(description: str, locale: str) -> str:
+    """A line's description with its proration note in ``locale``: "Seat (16 of 31 days)" ->
+    "Seat (16 von 31 Tagen)" in German."""
+    note = PRORATED_NOTE.search(description or "")
+    if note is None:
+        return description
+    days = gettext("(%(days)s of %(total)s days)", locale) % {"days": note[1], "total": note[2]}
+    return f"{description[: note.start()]} {days}"

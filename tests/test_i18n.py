@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from babel.messages.checkers import checkers
-from babel.messages.extract import extract_from_file
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from babel.numbers import parse_decimal
 from hypothesis import given
@@ -22,7 +23,6 @@ from core import i18n
 from core.billing.money import CURRENCIES, MAX_MINOR, to_decimal
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "plugins/invoice_pdf/templates/invoice_pdf/invoice.html"
 NBSP = "\xa0"
 
 
@@ -119,8 +119,12 @@ def test_an_invoice_language_always_resolves_to_a_shipped_one(asked, used):
 
 
 def _template_messages() -> set[str]:
-    found = extract_from_file("jinja2", str(TEMPLATE), options={"extensions": "jinja2.ext.i18n"})
-    return {m[1] if isinstance(m[1], str) else m[1][0] for m in found}
+    """What pybabel extracts with core/translations/babel.cfg: the invoice template's texts
+    and the proration note of core.i18n."""
+    with (i18n.TRANSLATIONS_DIR / "babel.cfg").open() as cfg:
+        method_map, options_map = parse_mapping_cfg(cfg)
+    found = extract_from_dir(str(ROOT), method_map, options_map)
+    return {m[2] if isinstance(m[2], str) else m[2][0] for m in found}
 
 
 def _catalog(path: Path):
@@ -130,7 +134,12 @@ def _catalog(path: Path):
 
 def test_the_shipped_template_catalogue_is_the_invoice_templates_text():
     in_template = _template_messages()
-    assert {"Invoice", "Due date", "Unit price"} <= in_template
+    assert {
+        "Invoice",
+        "Due date",
+        "Unit price (net)",
+        "(%(days)s of %(total)s days)",
+    } <= in_template
     pot = {m.id for m in _catalog(i18n.TRANSLATIONS_DIR / "messages.pot") if m.id}
     assert pot == in_template, "run the pybabel extract/update of docs/translations.md"
 
@@ -158,6 +167,16 @@ def test_german_texts_come_from_the_catalogue_and_english_is_the_source():
     assert i18n.gettext("Due date", "en") == "Due date"
     assert i18n.gettext("Due date", "fr") == "Due date"
     assert i18n.gettext("not in any catalogue", "de") == "not in any catalogue"
+
+
+def test_countries_and_proration_notes_read_in_the_invoice_language():
+    assert i18n.country_name("DE", "de") == "Deutschland"
+    assert i18n.country_name("de", "en") == "Germany"
+    assert i18n.country_name("QQ", "de") == "QQ" and i18n.country_name("", "de") == ""
+    assert i18n.line_text("Seat — Pro (16 of 31 days)", "de") == "Seat — Pro (16 von 31 Tagen)"
+    assert i18n.line_text("Seat — Pro (16 of 31 days)", "en") == "Seat — Pro (16 of 31 days)"
+    assert i18n.line_text("Minutes (of 3 days)", "de") == "Minutes (of 3 days)"  # not a note
+    assert i18n.line_text("", "de") == ""
 
 
 def test_the_catalogues_are_installed_with_the_package():

@@ -36,6 +36,7 @@ def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) 
         "due_date": "2026-11-29",
         "period_start": "2026-10-15",
         "period_end": "2026-11-14",
+        "supply_period": {"start": "2026-10-15", "end": "2026-11-13"},
         "issuer": {
             "name": "Acme Hosting GmbH",
             "address": ["Hauptstrasse 1", "10115 Berlin", "Germany"],
@@ -88,7 +89,7 @@ def test_three_line_invoice_fits_one_page_with_everything():
     assert "€1,481.47" in text
     assert "Page 1 of 1" in squash(text)
     # The lines table header.
-    for header in ("Description", "Qty", "Unit", "Unit price", "Amount"):
+    for header in ("Description", "Qty", "Unit", "Unit price (net)", "Amount (net)"):
         assert header in text
 
 
@@ -194,9 +195,9 @@ def test_a_buyer_with_german_as_invoice_language_gets_a_german_invoice():
     doc["lines"][0].update(quantity="1234.5", unit_price="0.0123", amount_minor=1518)
     text = squash(pages_text(render_invoice_pdf(doc))[0].replace("\xa0", " "))
     for phrase in ("Rechnung", "Nummer INV-000042", "Rechnungsdatum 15.11.2026",
-                   "Fällig am 29.11.2026", "Leistungszeitraum 15.10.2026 – 14.11.2026",
-                   "Beschreibung", "Einzelpreis netto", "1.234,5", "0,0123 €", "15,18 €",
-                   "Zwischensumme 1.234,56 €", "USt. (20 %) 246,91 €",
+                   "Fällig am 29.11.2026", "Leistungszeitraum 15.10.2026 – 13.11.2026",
+                   "Beschreibung", "Einzelpreis (netto)", "1.234,5", "0,0123 €", "15,18 €",
+                   "Nettobetrag 1.234,56 €", "USt. 20 % auf 1.234,56 € 246,91 €",
                    "Gesamtbetrag 1.481,47 €", "Seite 1 von 1"):  # fmt: skip
         assert phrase in text, phrase
     for english in ("Invoice", "Due date", "Unit price", "Total", "Page 1"):

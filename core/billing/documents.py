@@ -161,7 +161,7 @@ def build(invoice: Invoice, lines: list[dict] | None = None) -> dict:
         "credit_applied_minor": settled["credit"],
         "amount_due_minor": settled["due"],
         "credit_note_for": credited.number if credited else None,
-        "notes": f"Payment due by {invoice.due_date.isoformat()}." if invoice.due_date else "",
+        "notes": "",  # free text; the due date and payment are their own keys
     }
 
 

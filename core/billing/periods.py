@@ -182,6 +182,10 @@ def overlap_fraction(
     return ExactRatio(days, (end - start).days)
 
 
+#: the note :func:`prorated_label` writes, for formats that translate it (core.i18n)
+PRORATED_NOTE = re.compile(r" \((\d+) of (\d+) days\)$")
+
+
 def prorated_label(label: str, days: int, total_days: int) -> str:
     """The text of a line billing ``days`` of a ``total_days`` period: ``"Seat — Pro (16 of
     31 days)"`` whenever it is not the whole period, so that whoever reads the invoice can

@@ -49,6 +49,8 @@ def _environment(locale: str) -> Environment:
         number=lambda value: i18n.format_number(value, locale),
         rate=lambda percent: i18n.format_rate(str(percent).rstrip("% "), locale),
         day=lambda value: i18n.format_date(value, locale),
+        country=lambda code: i18n.country_name(code, locale),
+        line=lambda text: i18n.line_text(text, locale),
     )
     env.globals["locale"] = locale
     return env
@@ -81,6 +83,17 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return sections
 
 
+def _breakdown(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Taxable amount and tax per rate (article 226 (8)-(10)); a document without
+    ``tax_breakdown`` has the one rate of its ``tax_rate``."""
+    rows = doc.get("tax_breakdown")
+    if rows:
+        return rows
+    rate = str(doc.get("tax_rate") or "0").rstrip("% ")
+    return [{"rate_percent": rate, "taxable_minor": doc.get("subtotal_minor", 0),
+             "tax_minor": doc.get("tax_minor", 0)}]  # fmt: skip
+
+
 def render_invoice_html(doc: dict[str, Any]) -> str:
     """The XHTML fed to xhtml2pdf, exposed for debugging and tests."""
     kind = doc.get("kind") or "invoice"
@@ -93,6 +106,11 @@ def render_invoice_html(doc: dict[str, Any]) -> str:
         issuer=doc.get("issuer") or {},
         recipient=doc.get("recipient") or {},
         sections=_sections(doc),
+        breakdown=_breakdown(doc),
+        # what is owed (paid, credit applied, due) is an invoice's, once issued
+        owed=kind == "invoice"
+        and doc.get("status") != "draft"
+        and doc.get("amount_due_minor") is not None,
     )
 
 
