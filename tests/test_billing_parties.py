@@ -584,3 +584,23 @@ def test_invoices_issued_before_the_upgrade_get_their_parties_kept_at_start(worl
     assert documents.build(fresh(old)) == before
     assert documents.build(fresh(draft))["recipient"]["name"] == "Customer B"
     assert parties.backfill() == 0  # nothing left to do
+
+
+def test_the_api_gives_an_invoices_document_within_the_callers_subtree(world, api):
+    from tests.conftest import Fresh
+
+    provider_in_germany(world)
+    buyer_in(world.customer_a, "FR", vat_id=FR_VAT)
+    issued = lifecycle.issue(draft_for(world, world.customer_a))
+    customer = Fresh(api(world.user_a))
+    resp = customer.get(f"/api/v1/invoices/{issued.id}/document")
+    assert resp.status_code == 200
+    doc = resp.get_json()
+    assert set(doc) == DOCUMENT_KEYS
+    assert doc["reverse_charge"] is True and doc["recipient"]["vat_id"] == FR_VAT
+    assert doc["payment"]["iban"] == "DE89 3704 0044 0532 0130 00"
+    assert doc["amount_due_minor"] == issued.total
+    other = Fresh(api(world.user_b))
+    assert other.get(f"/api/v1/invoices/{issued.id}/document").status_code == 404
+    spec = customer.get("/api/v1/openapi.json").get_json()
+    assert "404" in spec["paths"]["/api/v1/invoices/{invoice_id}/document"]["get"]["responses"]

@@ -434,6 +434,57 @@ def get_invoice(invoice_id):
     return _invoice(invoice_id)
 
 
+class InvoiceDocumentOut(Schema):
+    """The invoice as every format renders it (``core/billing/documents.py`` lists each key):
+    for an issued invoice the parties, payment instructions and tax decision kept at issue."""
+
+    kind = fields.String()
+    number = fields.String()
+    status = fields.String()
+    currency = fields.String()
+    language = fields.String()
+    issue_date = fields.String(allow_none=True)
+    due_date = fields.String(allow_none=True)
+    period_start = fields.String(allow_none=True)
+    period_end = fields.String(allow_none=True, metadata={"description": "exclusive"})
+    supply_period = fields.Dict(allow_none=True, metadata={"description": "{start, end} inclusive"})
+    issuer = fields.Dict(metadata={"description": "legal name, address, country, VAT ID, ..."})
+    recipient = fields.Dict()
+    payment = fields.Dict(allow_none=True, metadata={"description": "null on credit notes"})
+    lines = fields.List(fields.Dict())
+    groups = fields.List(fields.Dict())
+    subtotal = fields.String()
+    tax = fields.String()
+    total = fields.String()
+    subtotal_minor = fields.Integer()
+    tax_minor = fields.Integer()
+    total_minor = fields.Integer()
+    tax_rate = fields.String()
+    tax_breakdown = fields.List(fields.Dict())
+    reverse_charge = fields.Boolean()
+    reverse_charge_statement = fields.String()
+    amount_paid = fields.String()
+    credit_applied = fields.String()
+    amount_due = fields.String()
+    amount_paid_minor = fields.Integer()
+    credit_applied_minor = fields.Integer()
+    amount_due_minor = fields.Integer()
+    credit_note_for = fields.String(allow_none=True)
+    notes = fields.String()
+
+
+@invoices_bp.route("/invoices/<int:invoice_id>/document", methods=["GET"])
+@invoices_bp.response(200, InvoiceDocumentOut)
+@invoices_bp.alt_response(404, description="No such invoice in your subtree")
+@api_login_required
+def get_invoice_document(invoice_id):
+    """What the invoice says (EU VAT Directive article 226 items, what is paid and due), as
+    plain data: the same document the RAW, PDF and UBL files are rendered from."""
+    from core.billing import documents
+
+    return documents.build(_invoice(invoice_id))
+
+
 @invoices_bp.route("/invoices/<int:invoice_id>", methods=["PATCH", "PUT"])
 @invoices_bp.arguments(DraftPatch)
 @invoices_bp.response(200, InvoiceDetail)
