@@ -93,6 +93,7 @@ def _mail_settings(folder: Path) -> dict:
         "MAIL_USERNAME": env("BILLHIVE_MAIL_USERNAME") or None,
         "MAIL_PASSWORD": env("BILLHIVE_MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": env("BILLHIVE_MAIL_SENDER") or "billhive@localhost",
+        "MAIL_CA_FILE": env("BILLHIVE_MAIL_CA_FILE") or None,
         **numbers,
     }
 

@@ -104,3 +104,76 @@ def outbox_files(app) -> list[Path]:
 def smtp_config(port: int, **extra) -> dict:
     return {"MAIL_TRANSPORT": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port,
             "MAIL_TIMEOUT": 2, "MAIL_RETRY_SECONDS": 60, **extra}  # fmt: skip
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), as a relay with a private CA has."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class TlsSmtpServer(SmtpServer):
+    """STARTTLS required before AUTH, AUTH required before mail (``implicit``: TLS from the
+    first byte, what ``BILLHIVE_MAIL_SECURITY=ssl`` talks to). Accepts ``billhive`` /
+    ``s3cret`` and records who logged in."""
+
+    def __init__(self, folder: Path, implicit: bool = False):
+        import ssl
+
+        from aiosmtpd.smtp import AuthResult
+
+        self.handler = Recorder()
+        self.port = free_port()
+        self.logins: list[str] = []
+        cert, key = self_signed(folder)
+        self.cert = cert
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == b"billhive" and auth_data.password == b"s3cret"
+            if ok:
+                self.logins.append(auth_data.login.decode())
+            return AuthResult(success=ok)
+
+        options = {"authenticator": authenticate, "auth_required": True}
+        if implicit:
+            options.update(ssl_context=context, auth_require_tls=False)
+        else:
+            options.update(tls_context=context, require_starttls=True, auth_require_tls=True)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     **options)  # fmt: skip

@@ -184,3 +184,58 @@ def test_a_sender_that_stopped_after_smtp_accepted_is_never_resent_by_itself(
     assert messages.deliver(message.id) == "not claimed"
     tasks.sweep()
     assert len(smtp.messages) == 2  # nothing sent twice
+
+
+# -- STARTTLS, SSL and a login ---------------------------------------------------------------
+
+
+# aiosmtpd warns about AUTH "without TLS" on a server whose connections are TLS from the start
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_a_login_reach_a_server_whose_certificate_is_trusted(make_app, tmp_path,
+                                                                     security):  # fmt: skip
+    from tests.mail_support import TlsSmtpServer
+
+    with TlsSmtpServer(tmp_path, implicit=security == "ssl") as server:
+        app = make_app(plugins=[], **smtp_config(
+            server.port, MAIL_USE_TLS=security == "starttls", MAIL_USE_SSL=security == "ssl",
+            MAIL_USERNAME="billhive", MAIL_PASSWORD="s3cret", MAIL_CA_FILE=str(server.cert)))  # fmt: skip
+        with app.app_context(), app.extensions["billhive"].database.connection_context():
+            from tests.conftest import World
+
+            world = World()
+            invoice = issue_invoice(world, billed_customer(world))
+            [message] = messages_of(invoice)
+            assert message.status == "sent", message.last_error
+            assert server.logins == ["billhive"]
+            assert server.messages[0]["message"]["Subject"] == message.subject
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"MAIL_CA_FILE": None}, ("CERTIFICATE_VERIFY_FAILED",)),  # nobody vouches for it
+        # the login is refused (PLAIN: 535; smtplib then tries LOGIN, which aiosmtpd leaves
+        # unanswered until the timeout)
+        ({"MAIL_PASSWORD": "wrong"}, ("535", "timed out")),
+        # without STARTTLS the server offers no login (and takes no mail)
+        ({"MAIL_USE_TLS": False}, ("AUTH extension not supported", "530")),
+    ],
+)
+def test_an_unverified_certificate_or_a_refused_login_is_a_recorded_failure(make_app, tmp_path,
+                                                                            change, says):  # fmt: skip
+    from tests.mail_support import TlsSmtpServer
+
+    with TlsSmtpServer(tmp_path) as server:
+        config = smtp_config(server.port, MAIL_USE_TLS=True, MAIL_USERNAME="billhive",
+                             MAIL_PASSWORD="s3cret", MAIL_CA_FILE=str(server.cert))  # fmt: skip
+        app = make_app(plugins=[], **{**config, **change})
+        with app.app_context(), app.extensions["billhive"].database.connection_context():
+            from tests.conftest import World
+
+            world = World()
+            invoice = issue_invoice(world, billed_customer(world))  # issued all the same
+            [message] = messages_of(invoice)
+            assert message.status == "retry"
+            assert any(text in message.last_error for text in says), message.last_error
+            assert server.messages == [] and server.logins == []

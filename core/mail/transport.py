@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import smtplib
+import ssl
 from pathlib import Path
 
 from flask import current_app
@@ -92,9 +93,29 @@ def write_outbox(message, email) -> str:
 
 
 class _SMTPBackend(EmailBackend):
-    """Flask-Mailman's SMTP backend, keeping what smtplib says about refused recipients."""
+    """Flask-Mailman's SMTP backend, keeping what smtplib says about refused recipients, and
+    verifying the server's certificate on STARTTLS too (Flask-Mailman passes no context to
+    ``starttls()``, and smtplib's default then accepts any certificate: a man in the middle
+    would read the password and the invoices). Trusted: the system's CAs, or
+    ``MAIL_CA_FILE`` (``BILLHIVE_MAIL_CA_FILE``) for a relay with a private CA."""
 
     refused: dict = {}
+
+    @property
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=current_app.config.get("MAIL_CA_FILE") or None)
+
+    @property
+    def connection_class(self):
+        if self.use_ssl:
+            return smtplib.SMTP_SSL  # given ssl_context by Flask-Mailman's open()
+        verified = self.ssl_context
+
+        class VerifyingSMTP(smtplib.SMTP):
+            def starttls(self, *args, context=None, **kwargs):
+                return super().starttls(*args, context=context or verified, **kwargs)
+
+        return VerifyingSMTP
 
     def _send(self, email_message):
         encoding = email_message.encoding or self.mailman.default_charset
