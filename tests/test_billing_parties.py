@@ -387,6 +387,9 @@ def test_billing_details_through_the_api(resellers, world, api):
     assert resp.status_code == 422 and set(resp.get_json()["errors"]) == {"vat_id"}
     resp = customer.patch(url, json={"nickname": "x"})
     assert resp.status_code == 422
+    for body in ([FR_VAT], "FR", {"payment_terms_days": "10" * 20}, {"country": None}):
+        resp = customer.patch(url, json=body)
+        assert resp.status_code == 422, (body, resp.get_json())
     resp = customer.patch(url, data="country=DE", content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 415
     assert customer.get(url).get_json()["vat_id"] == FR_VAT
