@@ -136,6 +136,7 @@ def register_default_roles():
 @hookimpl
 def register_menu_items():
     return [
+        MenuItem("Dashboard", "panel.home", None, order=5),
         MenuItem("Accounts", "panel.accounts", "accounts.view", order=10),
         MenuItem("Catalog", "billing.catalog_page", "catalog.view", order=20),
         MenuItem("Subscriptions", "billing.subscriptions_page", "billing.view", order=25),
@@ -201,6 +202,31 @@ def register_models():
     from core.models import CORE_MODELS
 
     return CORE_MODELS + BILLING_MODELS + PARTY_MODELS + MAIL_MODELS
+
+
+@hookimpl
+def dashboard_alerts(user):
+    """Failed e-mail sends (core.mail) of the user's subtree, for holders of billing.view."""
+    from flask import url_for
+
+    from core import rbac
+    from core.mail.models import MailMessage
+    from core.registry import DashboardAlert
+
+    if not rbac.has(user, "billing.view"):
+        return []
+    failed = rbac.scoped(MailMessage.select(), MailMessage.account, user).where(
+        MailMessage.status == "failed"
+    )
+    count = failed.count()
+    if not count:
+        return []
+    latest = list(failed.order_by(MailMessage.id.desc()).limit(3))
+    lines = tuple(f"{m.subject or m.event} to {', '.join(m.recipients or []) or 'nobody'}: "
+                  f"{(m.last_error or '')[:120]}" for m in latest)  # fmt: skip
+    url = (url_for("mail.outbox_page", status="failed") if rbac.has(user, "audit.view")
+           else url_for("mail.message_page", message_id=latest[0].id))  # fmt: skip
+    return [DashboardAlert("Failed e-mail sends", count, url, lines)]
 
 
 @hookimpl

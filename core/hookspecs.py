@@ -218,3 +218,17 @@ def invoice_options(issuer, account, period):
 
     Since API 1.
     """
+
+
+@hookspec
+def dashboard_alerts(user):
+    """What went wrong that ``user`` should look at, for the panel's dashboard (failed
+    e-mail sends, failed PSA syncs, ...), each scoped by the plugin to the user's subtree and
+    to what the user may see.
+
+    :param user: the :class:`core.models.User` looking at the dashboard.
+    :return: a list of :class:`core.registry.DashboardAlert` (those with ``count`` 0 are not
+        shown), or ``None``.
+
+    Since API 2.
+    """

@@ -120,6 +120,18 @@ class MenuItem:
 
 
 @dataclass(frozen=True)
+class DashboardAlert:
+    """One thing to look at on the dashboard (see the ``dashboard_alerts`` hook): ``title``
+    ("Failed e-mail sends"), how many, where to see them (a panel URL, or ``None``) and up
+    to a few ``lines`` naming the latest ones."""
+
+    title: str
+    count: int
+    url: str | None = None
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Charge:
     """One invoice line a plugin contributes; amounts are computed and rounded by the engine.
 

@@ -183,6 +183,15 @@ def test_every_hook_is_called_through_the_host(make_app):
         calls = [kw for hook, kw in notes.CALLS if hook == "invoice_overdue"]
         assert [(c["invoice"].id, c["level"].code) for c in calls] == [(overdue.id, "reminder_1")]
         exercised.add("invoice_overdue")
+        # the dashboard asks every enabled plugin (core.dashboard.alerts)
+        from core import dashboard
+
+        notes.CALLS.clear()
+        with app.test_request_context():  # asked while the panel renders a page
+            shown = dashboard.alerts(world.operator)
+        assert ("dashboard_alerts", {"user": world.operator}) in notes.CALLS
+        assert ("Unread notes", 1) in [(a.title, a.count) for a in shown]
+        exercised.add("dashboard_alerts")
         answer = host.call(
             "invoice_options", issuer=world.provider, account=world.customer_a, period=period
         )

@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from core import accounts as account_service
-from core import impersonation, license_store, lifecycle, rbac, roles, users
+from core import dashboard, impersonation, license_store, lifecycle, rbac, roles, users
 from core.accounts import AccountInput
 from core.api.resources import license_status, plugin_rows
 from core.billing import parties
@@ -214,6 +214,7 @@ def account(account_id):
         status_history=lifecycle.history(acc, 5),
         billing=parties.party(acc),
         payment=parties.payment_instructions(acc) if parties.is_issuer(acc) else None,
+        board=dashboard.context(current_user._get_current_object(), acc),
     )
 
 

@@ -76,6 +76,29 @@ def register_commands():
 
 
 @hookimpl
+def dashboard_alerts(user):
+    """Failed PSA sync items of the connections in the user's subtree (psa.view)."""
+    from flask import url_for
+
+    from core import rbac
+    from core.registry import DashboardAlert
+    from plugins.psa_mapping.models import SyncItem
+
+    if not rbac.has(user, "psa.view"):
+        return []
+    failed = rbac.scoped(SyncItem.select(), SyncItem.account, user).where(
+        SyncItem.outcome == "failed"
+    )
+    count = failed.count()
+    if not count:
+        return []
+    latest = list(failed.order_by(SyncItem.id.desc()).limit(3))
+    lines = tuple(f"invoice {i.invoice_id}, {i.psa_product}: {i.message[:120]}" for i in latest)
+    url = url_for("psa.sync_log", account_id=latest[0].account_id)
+    return [DashboardAlert("Failed PSA syncs", count, url, lines)]
+
+
+@hookimpl
 def invoice_finalized(invoice):
     from plugins.psa_mapping.service import on_invoice_finalized
 

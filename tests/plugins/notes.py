@@ -19,6 +19,7 @@ from core.registry import (
     AccountType,
     BillingConnector,
     Charge,
+    DashboardAlert,
     DefaultRole,
     InvoiceFormat,
     InvoiceOptions,
@@ -154,6 +155,12 @@ def notes_count():
 @hookimpl
 def register_commands():
     return [notes_count]
+
+
+@hookimpl
+def dashboard_alerts(user):
+    CALLS.append(("dashboard_alerts", {"user": user}))
+    return [DashboardAlert("Unread notes", Note.select().count(), None, ("a note",))]
 
 
 @hookimpl
