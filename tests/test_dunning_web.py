@@ -112,6 +112,7 @@ def test_pause_resume_and_the_steps_of_an_invoice_through_the_api(world, api, se
     got = api(world.user_a).get(f"/api/v1/invoices/{inv.id}/dunning").get_json()
     ((step,),) = [got["steps"]]
     assert (step["level"], step["days_overdue"], step["status"]) == ("reminder_1", 5, "done")
+    assert step["mail_status"].startswith("failed: ")  # customer A has no billing e-mail
     assert step["run_date"] == (inv.due_date + timedelta(days=5)).isoformat()
 
 
@@ -231,6 +232,7 @@ def test_an_operator_sets_a_late_fee_pauses_a_customer_and_sees_the_steps(
     page.goto(f"{live_server}/billing/invoices/{inv.id}")
     steps = page.locator("#dunning-steps tr[data-level=final_notice]")
     assert "Final notice" in steps.inner_text() and fee.number in steps.inner_text()
+    assert "no valid billing e-mail" in steps.locator(".mail-status").inner_text()
     steps.locator(f"text={fee.number}").click()
     assert fee.number in page.locator("h1").inner_text()
 

@@ -511,13 +511,11 @@ def complete(step: DunningStep) -> bool:
             step.mail_error = error
             return False
         step.mailed_at = utcnow()
-        DunningStep.update(mailed_at=step.mailed_at, mail_error=None).where(
-            DunningStep.id == step.id
-        ).execute()
     step.completed_at = utcnow()
-    DunningStep.update(completed_at=step.completed_at).where(
+    DunningStep.update(mailed_at=step.mailed_at, mail_error=None,
+                       completed_at=step.completed_at).where(
         (DunningStep.id == step.id) & DunningStep.completed_at.is_null()
-    ).execute()
+    ).execute()  # fmt: skip
     return True
 
 
@@ -595,6 +593,21 @@ def steps_of(invoice: Invoice) -> list[DunningStep]:
     """The steps taken for ``invoice``, in level order (the invoice page, the API)."""
     rows = list(DunningStep.select().where(DunningStep.invoice == invoice.id))
     return sorted(rows, key=lambda s: DUNNING_LEVELS.index(s.level))
+
+
+def mail_status(step: DunningStep) -> str | None:
+    """What the mailer says of the step's reminder (its send history, core.mail): ``sent``,
+    ``queued`` (retried), ``failed: <why>``; None before it was handed over."""
+    from core.mail.models import MailMessage
+
+    message = MailMessage.get_or_none(
+        MailMessage.event_key == f"dunning:{step.invoice_id}:{step.level}"
+    )
+    if message is None:
+        return None
+    if message.status == "failed" and message.last_error:
+        return f"failed: {message.last_error}"
+    return message.status
 
 
 def step_status(step: DunningStep) -> str:

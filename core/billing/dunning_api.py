@@ -61,13 +61,19 @@ class StepOut(Schema):
     fee_invoice_number = fields.Method("_fee_number")
     fee = fields.Method("_fee")
     note = fields.String()
-    mailed_at = UtcDateTime(allow_none=True)
+    mailed_at = UtcDateTime(allow_none=True, metadata={"description": "handed to the mailer"})
+    mail_status = fields.Method("_mail_status", metadata={
+        "description": "the reminder in the send history: sent, queued (retried), "
+                       "failed: why; null before it was handed over"})  # fmt: skip
     mail_error = fields.String(allow_none=True)
     suspended = fields.Boolean(metadata={"description": "the final notice suspended the account"})
     created_at = UtcDateTime()
 
     def _status(self, step):
         return dunning.step_status(step)
+
+    def _mail_status(self, step):
+        return dunning.mail_status(step)
 
     def _fee_invoice(self, step):
         return Invoice.get_by_id(step.fee_invoice_id) if step.fee_invoice_id else None

@@ -156,6 +156,7 @@ def invoice_page(invoice_id):
                            dunning_steps=dunning.steps_of(invoice),
                            dunning_titles=dunning.TITLES,
                            dunning_status=dunning.step_status,
+                           dunning_mail=dunning.mail_status,
                            owed=ledger.settlement(invoice) if ledger.owes(invoice) else None)  # fmt: skip
 
 
