@@ -16,6 +16,7 @@ from core.billing.account_views import _account, _errors, _render
 from core.billing.models import DUNNING_LEVELS
 from core.billing.money import to_decimal
 from core.errors import BillhiveError
+from core.panel.forms import form_errors
 
 blueprint = Blueprint("billing_dunning", __name__)
 
@@ -49,22 +50,22 @@ def _payload(form) -> dict:
     return {"levels": rows}
 
 
+def _level_field(key: str) -> str:
+    """``levels.<n>.<field>`` (the rules' name) -> ``<code>_<field>`` (the form's input)."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "levels" and parts[1].isdigit():
+        if int(parts[1]) < len(DUNNING_LEVELS):
+            return f"{DUNNING_LEVELS[int(parts[1])]}_{parts[2]}"
+    return key
+
+
 def _level_errors(exc: BillhiveError) -> tuple[dict, dict]:
-    """``levels.<n>.<field>`` errors as (per input name, per label people read)."""
-    fields, summary = {}, {}
-    for key, messages in (exc.errors or {}).items():
-        text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "levels" and parts[1].isdigit():
-            code = DUNNING_LEVELS[int(parts[1])]
-            fields[f"{code}_{parts[2]}"] = text
-            title = dunning.TITLES[code]
-            summary[f"{title}, {FIELD_LABELS.get(parts[2], parts[2])}"] = text
-        else:
-            summary["_"] = exc.message
-    if not summary:
-        summary["_"] = exc.message
-    return fields, summary
+    """The levels form's errors (core.panel.forms): per input, and the same for the summary,
+    which names each as people read it ("Reminder, days after due")."""
+    labels = {f"{code}_{name}": f"{dunning.TITLES[code]}, {label}"
+              for code in DUNNING_LEVELS for name, label in FIELD_LABELS.items()}  # fmt: skip
+    errors = form_errors(exc, labels | {"levels": "Levels"}, field_of=_level_field)
+    return errors, errors
 
 
 @blueprint.route("/accounts/<int:account_id>/billing/dunning", methods=["GET", "POST"])

@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 from core import rbac
 from core.billing import parties
 from core.errors import BillhiveError
+from core.panel.forms import form_errors
 
 blueprint = Blueprint("billing_details", __name__)
 
@@ -53,10 +54,8 @@ def edit(account_id):
         try:
             parties.update(current_user, account, payload)
         except BillhiveError as exc:
-            for key, messages in (exc.errors or {"_": [exc.message]}).items():
-                name = key.split(".")[0]
-                text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
-                errors[name] = f"{errors[name]}; {text}" if name in errors else text
+            # billing_emails.1 and the like: the message belongs to the input they came from
+            errors = form_errors(exc, parties.LABELS, field_of=lambda key: key.split(".")[0])
         else:
             flash("Billing details saved.")
             return redirect(url_for("panel.account", account_id=account.id))

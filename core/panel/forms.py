@@ -16,6 +16,7 @@ Plugins use it the same way (``from core.panel.forms import form_errors``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from core.errors import BillhiveError
 
@@ -73,11 +74,18 @@ def _strip_name(text: str, name: str, label: str) -> str:
     return text
 
 
-def form_errors(exc: BillhiveError, labels: dict[str, str] | None = None) -> FormErrors:
+def form_errors(
+    exc: BillhiveError,
+    labels: dict[str, str] | None = None,
+    field_of: Callable[[str], str] | None = None,
+) -> FormErrors:
     """The form's view of ``exc``: ``{field: message}`` with each message once, worded with
-    ``labels``; an error that names no field is the summary's (``"_"``)."""
+    ``labels``; an error that names no field is the summary's (``"_"``). ``field_of`` maps
+    a service's field name to the form's input when they differ (``levels.0.days`` ->
+    ``reminder_days``; ``billing_emails.1`` -> ``billing_emails``)."""
     labels = dict(labels or {})
-    names = {k: labels.get(k) or humanize(k) for k in (exc.errors or {})} | labels
+    field_of = field_of or (lambda key: key)
+    names = {k: labels.get(field_of(k)) or humanize(k) for k in (exc.errors or {})} | labels
     out = FormErrors(labels=labels)
     head, _, rest = exc.message.partition(": ")
     for key, value in (exc.errors or {}).items():
@@ -90,7 +98,11 @@ def form_errors(exc: BillhiveError, labels: dict[str, str] | None = None) -> For
                 text = _reword(rest, names)
             if text not in messages:
                 messages.append(text)
-        out[key] = "; ".join(messages)
+        field = field_of(key)
+        if field in out:  # several service fields behind one input
+            messages = [m for m in [*out[field].split("; "), *messages] if m]
+            messages = list(dict.fromkeys(messages))
+        out[field] = "; ".join(messages)
     if not out:
         out[GENERAL] = _reword(exc.message, names)
     return out
