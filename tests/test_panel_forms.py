@@ -6,6 +6,7 @@ the same on every page (Yes/No, choice labels); a 404 says in words what was not
 from __future__ import annotations
 
 import re
+import time
 from html import unescape
 
 import pytest
@@ -335,3 +336,21 @@ def test_every_page_has_the_favicon(world, panel, ctx):
     icon = ctx.test_client().get(href)
     assert icon.status_code == 200 and icon.get_data(as_text=True).startswith("<svg")
     assert PASSWORD  # the fixture user logged in with it
+
+
+def test_moments_are_shown_without_microseconds(world, panel):
+    from datetime import date
+
+    client = panel(world.operator)
+    assert client.post("/billing/runs", data={"date": date.today().isoformat()}).status_code == 302
+    from core.billing.models import BillRun
+
+    for _ in range(100):  # the run finishes in the background
+        if BillRun.get_by_id(1).finished_at is not None:
+            break
+        time.sleep(0.1)
+    finished = BillRun.get_by_id(1).finished_at
+    assert finished is not None and finished.microsecond  # what the database holds
+    page = client.get("/billing/runs").get_data(as_text=True)
+    assert finished.strftime("%Y-%m-%d %H:%M:%S UTC") in page
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", page)
