@@ -396,7 +396,10 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     assert "Billing mapping for M365 saved." in page.content()
     mapping = PsaMapping.get()
     assert (mapping.psa_product, mapping.level, mapping.unique_id) == ("M365-BP", 3, "*")
-    # the trashcan deletes, once confirmed in the panel's dialog
+    # a trash icon people can see (an SVG drawn in the button, not an emoji glyph the
+    # system may lack), and it deletes once confirmed in the panel's dialog
+    icon = page.locator("button.trash svg").bounding_box()
+    assert icon and icon["width"] >= 12 and icon["height"] >= 12, icon
     page.click("button.trash")
     assert "Delete the mapping of M365-BP (level 3)?" in page.inner_text("dialog#confirm-dialog")
     page.click("dialog#confirm-dialog button[data-ok]")
