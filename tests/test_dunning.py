@@ -412,3 +412,78 @@ def test_a_resellers_customers_are_dunned_by_the_resellers_levels(make_app, tmp_
         dunning.pause(admin, retail, {"reason": "payment plan"})
         with pytest.raises(Forbidden):
             dunning.pause(admin, reseller, {})
+
+
+# -- a run killed with SIGKILL ----------------------------------------------------------------
+
+KILLED_RUNNER = """
+import json, sys, time
+import core.mail
+from hostapp import cli
+from hostapp.app import create_app
+
+handed = core.mail.send_for_invoice
+
+
+def slowly(*args, **kwargs):  # a slow mail server: the kill lands between mail and step
+    message = handed(*args, **kwargs)
+    time.sleep(0.4)
+    return message
+
+
+core.mail.send_for_invoice = slowly
+cli._app = create_app({**json.loads(sys.argv[1]), "PLUGINS": []})
+sys.argv = ["billhive"] + sys.argv[2:]
+cli.main()
+"""
+
+
+def test_a_run_killed_midway_is_finished_by_the_next_each_reminder_once(world, ctx,
+                                                                        database_url):  # fmt: skip
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from core.mail.models import MailMessage
+
+    root = Path(__file__).resolve().parents[1]
+    invoices = [overdue(world, amount=str(n + 1)) for n in range(6)]
+    Account.update(email="ap@customer-a.example").where(Account.id == world.customer_a.id).execute()
+    for inv in invoices:  # 40 days overdue by the real clock, which the killed process reads
+        Invoice.update(due_date=date.today() - timedelta(days=40)).where(
+            Invoice.id == inv.id).execute()  # fmt: skip
+    config = {"DATABASE_URL": database_url, "DATA_DIR": ctx.config["DATA_DIR"],
+              "SECRET_KEY": "test"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUNNER, json.dumps(config), "dunning", "run"], cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        reminders = MailMessage.select().where(MailMessage.event_key.startswith("dunning:"))
+        while reminders.count() < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run mailed nothing"
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate(timeout=10)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    taken_before = DunningStep.select().count()
+    assert 2 <= taken_before < 6  # killed midway
+    assert DunningStep.select().where(DunningStep.completed_at.is_null()).count() >= 1
+    summary = dunning.run()
+    assert summary["resumed"] >= 1 and not summary["failures"]
+    assert len(summary["steps"]) == 6 - taken_before
+    assert DunningStep.select().where(DunningStep.completed_at.is_null()).count() == 0
+    mails = [m.event_key for m in MailMessage.select().where(
+        MailMessage.event_key.startswith("dunning:"))]  # fmt: skip
+    assert sorted(mails) == sorted(f"dunning:{inv.id}:final_notice" for inv in invoices)
