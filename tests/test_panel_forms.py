@@ -354,3 +354,26 @@ def test_moments_are_shown_without_microseconds(world, panel):
     page = client.get("/billing/runs").get_data(as_text=True)
     assert finished.strftime("%Y-%m-%d %H:%M:%S UTC") in page
     assert not re.search(r"\d\d:\d\d:\d\d\.\d", page)
+
+
+def test_date_ranges_people_ask_for_read_to_included_everywhere(world, panel, resellers):
+    """Statements, the activity page and the billing-unit report: "To (included)" is the
+    last day shown, on each of them."""
+    client = panel(world.operator)
+    acc = world.customer_a.id
+    pages = {
+        "statements": client.get(f"/accounts/{acc}/billing/statements"),
+        "activity": client.get(f"/accounts/{acc}/billing/activity"),
+        "report": client.get(f"/accounts/{acc}/billing/report?start=2024-05-01&to=2024-05-31"),
+    }
+    for name, resp in pages.items():
+        said = text_of(resp)
+        assert resp.status_code == 200, name
+        assert "(included)" in said and "exclusive" not in said, name
+    report = pages["report"].get_data(as_text=True)
+    assert 'name="to" value="2024-05-31"' in report  # the day asked for, as asked
+    assert "start=2024-05-01&amp;end=2024-06-01" in report  # the CSV: the API's own end
+    same = client.get(f"/accounts/{acc}/billing/report?start=2024-05-01&end=2024-06-01")
+    assert 'name="to" value="2024-05-31"' in same.get_data(as_text=True)
+    bad = client.get(f"/accounts/{acc}/billing/report?start=2024-05-01&to=31.05.2024")
+    assert bad.status_code == 422 and "To" in text_of(bad)

@@ -10,12 +10,15 @@ checks Edit Billing unit before reading the form (403), so a hand-made POST chan
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
 from core.billing.money import format_money
-from core.errors import BillhiveError
+from core.billing.periods import PeriodError, parse_date
+from core.errors import BillhiveError, ValidationFailed
 from core.panel.forms import form_errors as shared_form_errors
 from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
@@ -307,11 +310,12 @@ def report(account_id):
         else:
             flash("Recurring prices saved.")
             return redirect(url_for("billing_units.report", account_id=account.id, **request.args))
-    period = svc.parse_period(request.args)
+    period = svc.parse_period(_period_args())
     data = svc.report(current_user, account, period)
     return render_template(
         "billing_units/report.html",
         data=data,
+        last_day=period[1] - timedelta(days=1),
         chart=bar_chart(data),
         settings=svc.settings_for(account),
         errors=errors,
@@ -319,11 +323,24 @@ def report(account_id):
     ), (422 if errors else 200)
 
 
+def _period_args() -> dict:
+    """The report's form reads "From … To (included)" like the statements and the activity
+    page (one meaning for a range people ask for): ``to`` is the last day shown. The
+    service's ``end`` (the day after, as the API takes it) is still understood."""
+    args = request.args.to_dict()
+    if args.get("to") and not args.get("end"):
+        try:
+            args["end"] = (parse_date(args["to"], "to") + timedelta(days=1)).isoformat()
+        except PeriodError as exc:
+            raise ValidationFailed.field("to", str(exc)) from None
+    return args
+
+
 @bp.route("/accounts/<int:account_id>/billing/report.csv")
 @login_required
 def report_csv(account_id):
     account = _account(account_id)
-    data = svc.report(current_user, account, svc.parse_period(request.args))
+    data = svc.report(current_user, account, svc.parse_period(_period_args()))
     return Response(
         svc.report_csv(data),
         mimetype="text/csv",
