@@ -33,7 +33,7 @@ from __future__ import annotations
 from datetime import date
 
 from core import audit, clock, rbac
-from core.db import database, is_postgres, lock_row, utcnow
+from core.db import Prepared, database, is_postgres, lock_row, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.fields import Text
 from core.models import Account, AccountStatusChange, LoginSession
@@ -53,20 +53,40 @@ def path_ids(account: Account) -> list[int]:
     return [int(part) for part in account.path.strip("/").split("/") if part]
 
 
+_DEPTH = 8  # ids of a path looked up with one prepared statement (deeper trees: built each time)
+_blocking = Prepared(
+    lambda *ids: (
+        Account.select(Account.id, Account.name, Account.status, Account.path)
+        .where(Account.id.in_(list(ids)) & (Account.status != ACTIVE))
+        .order_by(Account.path)
+        .limit(1)
+    )
+)
+_blocking.arity = _DEPTH  # a lambda of *ids: tell Prepared how many it binds
+
+
 def blocking_account(account_or_path) -> Account | None:
     """The account (itself or an ancestor) whose status keeps ``account`` from logging in and
     being billed, or None when it and every ancestor are active. A primary-key lookup of a
-    handful of rows: called on every panel request and API call."""
+    handful of rows, its SQL built once: called on every panel request and API call."""
     path = account_or_path if isinstance(account_or_path, str) else account_or_path.path
     ids = [int(part) for part in path.strip("/").split("/") if part]
     if not ids:
         return None
-    return (
-        Account.select(Account.id, Account.name, Account.status, Account.path)
-        .where(Account.id.in_(ids) & (Account.status != ACTIVE))
-        .order_by(Account.path)
-        .first()
-    )
+    if len(ids) <= _DEPTH:
+        row = _blocking.execute(*(ids + [0] * (_DEPTH - len(ids)))).fetchone()  # no id 0
+    else:
+        row = (
+            Account.select(Account.id, Account.name, Account.status, Account.path)
+            .where(Account.id.in_(ids) & (Account.status != ACTIVE))
+            .order_by(Account.path)
+            .limit(1)
+            .tuples()
+            .first()
+        )
+    if row is None:
+        return None
+    return Account(id=row[0], name=row[1], status=row[2], path=row[3])
 
 
 def login_refusal(account: Account) -> str | None:

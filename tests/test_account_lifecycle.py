@@ -7,6 +7,7 @@ a reseller with open customers; a suspension racing a bill run on PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date
 
@@ -345,3 +346,34 @@ def test_a_suspension_racing_the_invoice_being_written_waits_for_it(billed):
     assert _invoiced(w.customer_a) == 0
     assert summary["invoices_skipped"][-1]["reason"] == "account suspended"
     assert Subscription.get_by_id(w.sub_a.id).billed_through is None
+
+
+def test_the_cli_suspends_reactivates_and_closes(tree, monkeypatch):
+    """``billhive accounts status``: the operator's shell, the same rules and messages."""
+    from click.testing import CliRunner
+
+    import hostapp.cli
+
+    w = tree
+    monkeypatch.setattr(hostapp.cli, "_app", w.app)
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(hostapp.cli.main, ["accounts", "status", *args])
+
+    result = run(str(w.end_customer.id), "suspended", "--reason", "unpaid")
+    assert result.exit_code == 0, result.output
+    assert "End Customer: suspended" in result.output
+    assert AccountStatusChange.get().reason == "unpaid"
+    listed = runner.invoke(hostapp.cli.main, ["accounts", "list"]).output
+    assert re.search(r"End Customer \(customer\).*\[suspended\]", listed)
+    result = run(str(w.reseller.id), "closed")
+    assert result.exit_code != 0 and "End Customer" in result.output  # open child
+    result = run(str(w.provider.id), "suspended")
+    assert result.exit_code != 0 and "provider's own account" in result.output
+    result = run(str(w.end_customer.id), "frozen")
+    assert result.exit_code != 0 and "frozen" in result.output
+    result = run("999999", "active")
+    assert result.exit_code != 0 and "999999" in result.output
+    assert run(str(w.end_customer.id), "active").exit_code == 0
+    assert _status(w.end_customer) == "active"

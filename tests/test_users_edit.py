@@ -95,3 +95,46 @@ def test_two_users_taking_one_e_mail_at_once_one_wins(scene, api):
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 409], [r.get_json() for r in results]
     assert User.select().where(User.email == "same@a.example").count() == 1
+
+
+@pytest.mark.browser
+def test_a_customer_admin_sees_what_it_owes_and_edits_a_user_in_a_browser(scene, live_server, page):
+    import re
+
+    from tests.conftest import PASSWORD
+    from tests.test_dashboard import invoice
+
+    w = scene
+    invoice(w.customer_a, w.provider, "80.00", due_in_days=-3)
+    errors = []
+    page.on("console", lambda m: errors.append((m.text, m.location.get("url", "")))
+            if m.type in ("error", "warning") else None)  # fmt: skip
+    page.goto(f"{live_server}/login")
+    page.fill("#email", w.user_a.email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/accounts/\d+$"))
+    # the landing page: the customer's own dashboard, what it owes its seller
+    owed = page.locator("#owed tr[data-group='you_owe'][data-currency='EUR']")
+    assert "Owed by Customer A" in owed.inner_text()
+    assert owed.get_attribute("data-overdue") == "8000"
+    assert page.locator("#runs").count() == 0 and page.locator("#licence").count() == 0
+
+    page.click(".tabs a:text-is('Users')")
+    page.click("a[aria-label='Edit plain@a.example']")
+    page.fill("#f-email", "lite@a.example")
+    page.fill("#f-name", "Pat Plain")
+    page.click("#user-form button[type=submit]")
+    assert "already used by another user" in page.locator("#user-form").inner_text()
+    assert page.input_value("#f-name") == "Pat Plain"  # nothing to type again
+    page.fill("#f-email", "pat@a.example")
+    with page.expect_navigation():
+        page.click("#user-form button[type=submit]")
+    assert "User pat@a.example saved." in page.locator(".flash").first.inner_text()
+    assert page.locator("tr[data-user='pat@a.example']").is_visible()
+    # Chromium logs the refused form's 422 answer itself ("Failed to load resource"): the
+    # one expected message; nothing else (the favicon aside)
+    refused = [(t, u) for t, u in errors if "status of 422" in t and u.endswith("/edit")]
+    assert len(refused) == 1
+    others = [(t, u) for t, u in errors if not u.endswith("/favicon.ico")]
+    assert others == refused, errors

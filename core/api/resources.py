@@ -201,6 +201,8 @@ def get_user(user_id):
 @users_bp.route("/<int:user_id>", methods=["PATCH"])
 @users_bp.arguments(users.UserPatch)
 @users_bp.response(200, s.UserOut)
+@users_bp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@users_bp.alt_response(409, response="DEFAULT_ERROR", description="The e-mail is another user's")
 @api_login_required
 def update_user(data, user_id):
     """Edit a user's ``name`` and ``email``: your own always; someone else's with
