@@ -377,3 +377,19 @@ def test_date_ranges_people_ask_for_read_to_included_everywhere(world, panel, re
     assert 'name="to" value="2024-05-31"' in same.get_data(as_text=True)
     bad = client.get(f"/accounts/{acc}/billing/report?start=2024-05-01&to=31.05.2024")
     assert bad.status_code == 422 and "To" in text_of(bad)
+
+
+def test_breadcrumbs_lead_back_up_the_tree_within_ones_own_part(world, panel, resellers):
+    reseller = world.add_account(world.provider, "North", "reseller", profile=PROFILE)
+    shop = world.add_account(reseller, "Corner Shop")
+    trail = re.compile(r'<nav class="crumbs" aria-label="Breadcrumb">(.*?)</nav>', re.S)
+    page = panel(world.operator).get(f"/accounts/{shop.id}/users").get_data(as_text=True)
+    links = re.findall(r'<a href="/accounts/(\d+)">([^<]+)</a>', trail.search(page).group(1))
+    assert links == [(str(world.provider.id), "Provider"), (str(reseller.id), "North")]
+    # the reseller's admin sees the trail from its own account, never above it
+    admin = world.add_user(reseller, "admin@north.example")
+    page = panel(admin).get(f"/accounts/{shop.id}").get_data(as_text=True)
+    links = re.findall(r'<a href="/accounts/(\d+)">([^<]+)</a>', trail.search(page).group(1))
+    assert links == [(str(reseller.id), "North")]
+    form = panel(world.operator).get(f"/accounts/{shop.id}/edit").get_data(as_text=True)
+    assert "Corner Shop" in trail.search(form).group(1)
