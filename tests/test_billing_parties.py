@@ -227,9 +227,11 @@ def test_a_draft_is_rated_again_when_it_is_issued(world):
     draft = draft_for(world, world.customer_a)
     assert draft.tax_rate == "19"
     buyer_in(world.customer_a, "AT", vat_id=AT_VAT)  # it gave its VAT ID before the issue
-    assert documents.build(fresh(draft))["reverse_charge"] is True
+    preview = documents.build(fresh(draft))  # the draft as it stands: taxed, no statement
+    assert (preview["tax_rate"], preview["reverse_charge"]) == ("19%", False)
     issued = lifecycle.issue(fresh(draft))
     assert (issued.tax_rate, issued.tax) == ("0", 0)
+    assert documents.build(fresh(issued))["reverse_charge"] is True
 
 
 def test_no_reverse_charge_without_the_sellers_country_or_outside_the_eu(world):

@@ -63,7 +63,10 @@ def _kept(invoice: Invoice) -> tuple[dict, dict, dict | None, dict]:
             issue_year=(invoice.issued_at or invoice.created_at).year,
         )
     if invoice.status == "draft":
-        decision = tax_rule.decide(issuer, recipient)
+        # what the draft charges now (it is rated again when issued): the statement only
+        # where the rule says reverse charge and the draft's own rate is 0 as well
+        decision = dict(tax_rule.decide(issuer, recipient), rate=invoice.tax_rate)
+        decision["reverse_charge"] &= Decimal(invoice.tax_rate or "0") == 0
     else:  # issued before the parties were kept: what it charged
         decision = {"rule": "issuer", "rate": invoice.tax_rate, "reverse_charge": False}
     return parties.party(issuer), parties.party(recipient), payment, decision
