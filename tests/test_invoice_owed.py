@@ -149,3 +149,27 @@ def test_in_chromium_the_invoice_page_shows_what_is_owed_then_nothing_after_a_vo
     assert page.locator("#amount-due td.num").last.inner_text() == "0.00 EUR"
     assert page.locator("#amount-paid td.num").last.inner_text() == "0.00 EUR"
     assert "void: nothing is owed" in page.locator("#amount-due-summary").inner_text()
+
+
+def test_the_invoice_page_names_the_parties_supply_tax_and_payment_as_issued(world, panel):
+    from core.billing import parties
+
+    parties.update(None, world.provider, {
+        "legal_name": "Billhive Demo GmbH", "street": "Friedrichstr. 1", "postcode": "10117",
+        "city": "Berlin", "country": "DE", "vat_id": "DE136695976",
+        "iban": "DE89370400440532013000", "payment_reference": "{number}"})  # fmt: skip
+    parties.update(None, world.customer_a, {
+        "legal_name": "Customer A SARL", "street": "1 rue de Rivoli", "postcode": "75001",
+        "city": "Paris", "country": "FR", "vat_id": "FR40303265045",
+        "invoice_language": "de"})  # fmt: skip
+    inv = issue(world, world.customer_a, "100.00")
+    parties.update(None, world.customer_a, {"city": "Lyon"})  # after the issue
+    html = panel(world.user_a).get(f"/billing/invoices/{inv.id}").get_data(as_text=True)
+    seller = html.split('id="seller"', 1)[1].split("</section>", 1)[0]
+    buyer = html.split('id="buyer"', 1)[1].split("</section>", 1)[0]
+    assert "Billhive Demo GmbH" in seller and "VAT ID: DE136695976" in seller
+    assert "Customer A SARL" in buyer and "75001 Paris" in buyer and "Lyon" not in buyer
+    assert "VAT ID: FR40303265045" in buyer and "Invoice language: German" in buyer
+    assert "reverse charge" in html and 'id="reverse-charge"' in html
+    payment = html.split('id="payment"', 1)[1].split("</section>", 1)[0]
+    assert "IBAN DE89 3704 0044 0532 0130 00" in payment and f"<b>{inv.number}</b>" in payment

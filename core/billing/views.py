@@ -7,7 +7,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_login import current_user, login_required
 
 from core import clock, rbac
-from core.billing import catalog, ledger, storage
+from core.billing import catalog, documents, ledger, storage
 from core.billing import invoices as lifecycle
 from core.billing import queue as billing_queue
 from core.billing.api import resume_bill_run, scoped_run, send_invoice_file, start_bill_run
@@ -157,7 +157,10 @@ def invoice_page(invoice_id):
                            dunning_titles=dunning.TITLES,
                            dunning_status=dunning.step_status,
                            dunning_mail=dunning.mail_status,
-                           owed=ledger.settlement(invoice) if ledger.owes(invoice) else None)  # fmt: skip
+                           owed=ledger.settlement(invoice) if ledger.owes(invoice) else None,
+                           # the parties, supply, tax and payment as the PDF reads them (kept at
+                           # issue: core.billing.parties), so page and PDF never disagree
+                           doc=documents.build(invoice))  # fmt: skip
 
 
 @blueprint.route("/invoices/<int:invoice_id>/files/<fmt>")
