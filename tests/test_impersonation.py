@@ -196,6 +196,10 @@ def test_log_in_as_in_a_browser_with_a_banner_on_every_page(tree, live_server, p
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/accounts/\d+$"))
+    # the reseller's landing page: its dashboard, its bill runs, no operator's licence
+    assert page.locator("#dashboard").is_visible()
+    assert "No bill runs yet" in page.locator("#runs").inner_text()
+    assert page.locator("#licence").count() == 0
     page.goto(f"{live_server}/accounts/{w.end_customer.id}/users")
     with page.expect_navigation():
         page.click("button[aria-label='Log in as end@customer.example']")
