@@ -77,29 +77,35 @@ def split_addresses(text: str) -> list[str]:
     return [part.strip() for part in (text or "").replace(";", ",").split(",") if part.strip()]
 
 
-def recipients_of(account: Account) -> list[str]:
+def _party(account: Account) -> dict:
+    """The account as its invoices name it (:func:`core.billing.parties.party`: legal name,
+    billing e-mails, VAT ID); read once per message."""
+    from core.billing import parties
+
+    if account.id is None:  # the preview's made-up customer
+        return {"name": account.name, "email": "", "emails": [], "vat_id": ""}
+    return parties.party(account)
+
+
+def recipients_of(account: Account, party: dict | None = None) -> list[str]:
     """The buyer's billing e-mail addresses (:func:`core.billing.parties.billing_emails`: its
     billing details' e-mails, else its payment settings' invoice e-mail, which may list
     several separated by commas, else the account's e-mail)."""
-    from core.billing import parties
+    party = party or _party(account)
+    return [a for entry in party["emails"] for a in split_addresses(entry)]
 
-    return [a for entry in parties.billing_emails(account) for a in split_addresses(entry)]
 
-
-def identity_of(issuer: Account) -> tuple[str, str]:
+def identity_of(issuer: Account, party: dict | None = None) -> tuple[str, str]:
     """(From, Reply-To) of mail an issuer sends: its legal name (else its name) with its
     first billing e-mail (else its billing contact's e-mail) as the address; with neither,
     the instance's sender address under the issuer's name and no Reply-To."""
-    from core.billing import parties
-
-    details = parties.details_of(issuer)
-    settings = BillingSettings.get_or_none(BillingSettings.account == issuer.id)
-    candidates = parties.billing_emails(issuer, details)[:1]
-    candidates.append(settings.contact_email if settings else "")
-    own = next((a for a in map(valid_address, candidates) if a), None)
+    party = party or _party(issuer)
+    own = valid_address(party["emails"][0]) if party["emails"] else None
+    if own is None:
+        settings = BillingSettings.get_or_none(BillingSettings.account == issuer.id)
+        own = valid_address(settings.contact_email) if settings else None
     address = own or parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
-    name = templates.one_line(details.legal_name or issuer.name)
-    return formataddr((name, address)), own or ""
+    return formataddr((templates.one_line(party["name"]), address)), own or ""
 
 
 # -- what: template context ------------------------------------------------------------------
@@ -134,13 +140,9 @@ def invoice_values(invoice: Invoice) -> dict:
     }
 
 
-def party_values(account: Account) -> dict:
-    """An account as mail names it: its legal name (billing details), else its name."""
-    from core.billing import parties
-
-    if account.id is None:  # the preview's made-up customer
-        return {"name": account.name, "email": "", "vat_id": ""}
-    party = parties.party(account)
+def party_values(party: dict) -> dict:
+    """What templates see of a party: ``name`` (legal name, else the account's), ``email``,
+    ``vat_id``."""
     return {"name": party["name"], "email": party["email"], "vat_id": party["vat_id"]}
 
 
@@ -164,10 +166,13 @@ def payment_values(payment: Payment) -> dict:
 
 
 def build_context(issuer: Account, account: Account, invoice=None, payment=None,
-                  extra: dict | None = None) -> dict:  # fmt: skip
+                  extra: dict | None = None, *, parties: tuple | None = None) -> dict:  # fmt: skip
+    """The template values of one message. ``parties``: the (issuer, buyer) party dicts when
+    the caller has them."""
+    seller, buyer = parties or (_party(issuer), _party(account))
     context = {
-        "issuer": {**party_values(issuer), "email": identity_of(issuer)[1]},
-        "account": party_values(account),
+        "issuer": {**party_values(seller), "email": identity_of(issuer, seller)[1]},
+        "account": party_values(buyer),
         "invoice": invoice_values(invoice) if invoice is not None else None,
         "payment": payment_values(payment) if payment is not None else None,
         "late_fee": "",
@@ -244,8 +249,9 @@ def _record(event: str, event_key: str, issuer: Account, account: Account, *, in
     if existing is not None:
         existing.created = False
         return existing
-    sender, reply_to = identity_of(issuer)
-    to = [a for a in map(valid_address, recipients_of(account)) if a]
+    seller, buyer = _party(issuer), _party(account)
+    sender, reply_to = identity_of(issuer, seller)
+    to = [a for a in map(valid_address, recipients_of(account, buyer)) if a]
     values = {
         "event_key": event_key,
         "event": event,
@@ -263,7 +269,9 @@ def _record(event: str, event_key: str, issuer: Account, account: Account, *, in
     }
     try:
         values["subject"], values["body"] = templates.render(
-            issuer.id, event, build_context(issuer, account, invoice, payment, context)
+            issuer.id,
+            event,
+            build_context(issuer, account, invoice, payment, context, parties=(seller, buyer)),
         )
         values["attachment"] = attachment_for(invoice, event)
     except templates.TemplateProblem as problem:
