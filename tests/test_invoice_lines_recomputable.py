@@ -2,7 +2,8 @@
 share of the period it bills, "(16 of 31 days)", and quantity x unit price x days / period
 days, rounded half up to the cent, is its amount. Retail lines always did; the provider's
 wholesale lines to a reseller now do too, whatever the start, end, month length or cycle day,
-from year 1 to year 9999."""
+from year 1 to year 9999 (the property checks the wholesale line and the reseller's retail
+line for the same days)."""
 
 from __future__ import annotations
 
@@ -153,3 +154,16 @@ def test_every_prorated_wholesale_line_reads_back_to_its_amount(
     assert (charge.service_start, charge.service_end) == (first, until)
     amount = line_amount(charge.quantity, charge.unit_price, "EUR", charge.fraction)
     assert as_read(charge.description, charge.quantity, charge.unit_price, total) == amount
+
+    # the reseller's retail line to its customer for the same days reads back the same way
+    # (its earlier periods taken as billed, as a bill run would have done first)
+    from core.billing import engine
+
+    sub.billed_through = max(start, period[0])
+    (retail_lines,) = engine.rate_subscriptions(customer, period, [sub], {}).values()
+    (line,) = retail_lines
+    assert (line["service_start"], line["service_end"]) == (first, until)
+    assert (
+        as_read(line["description"], line["quantity"], line["unit_price"], total) == line["amount"]
+    )
+    assert (NOTE.search(line["description"]) is None) == (days == total)
