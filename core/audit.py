@@ -40,7 +40,7 @@ def record(
         "account": account,
         "action": action,
         "object_type": object_type or "",
-        "object_id": str(object_id),
+        "object_id": "" if object_id is None else str(object_id),  # no "None" in the log
         "before": before,
         "after": after,
     }

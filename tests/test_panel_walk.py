@@ -1,11 +1,13 @@
 """In a real Chromium, the demo walked as an operator, a reseller admin and a customer admin:
 every page reachable from the menu by following the panel's links (account tabs, billing
 sub-tabs, "Add" and "Edit" forms, the accounts below) loads without a console error
-or warning, without a server error, and with a title of its own (a user with three tabs open
+or warning, without a server error, without raw values (True, None, microseconds), and with a
+title of its own (a user with three tabs open
 tells them apart by the title)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from urllib.parse import urlparse
 
@@ -16,6 +18,9 @@ from tests.conftest import BUILTIN_PLUGINS
 pytestmark = pytest.mark.browser
 
 DEMO_PASSWORD = "billhive-demo-2026"
+# what a page shows people is never Python's own spelling of a value: booleans, None, a
+# moment with microseconds, marshmallow's "missing"
+RAW_VALUES = re.compile(r"\b(?:True|False|None)\b|\d\d:\d\d:\d\d\.\d+|<marshmallow")
 
 
 @pytest.fixture
@@ -76,6 +81,11 @@ def walk(page, live_server, email) -> dict[str, str]:
         if landed != path and landed in titles:
             continue
         titles[landed] = page.title()
+        shown = page.inner_text("main")
+        raw = RAW_VALUES.findall(shown)
+        assert not raw, f"{email} on {path}: raw values {raw} in " + " | ".join(
+            line for line in shown.splitlines() if RAW_VALUES.search(line)
+        )
         for href in _links(page, "main a[href], .tabs a[href]"):
             url = urlparse(href)
             if url.netloc == urlparse(live_server).netloc and not _download(url.path):

@@ -134,8 +134,14 @@ def create_plan(actor, payload) -> PricePlan:
     with database.atomic():
         plan = PricePlan.create(account=product.account_id, product=product, **data)
         audit.record(actor, "plan.create", plan, account=product.account_id,
-                     after={k: str(v) for k, v in data.items()})  # fmt: skip
+                     after={k: _recorded(v) for k, v in data.items()})  # fmt: skip
     return plan
+
+
+def _recorded(value):
+    """A plan's value as the audit log keeps it: JSON's own types stay (tiers a list, no
+    tier bound a null, never the text "None"), decimals as their text."""
+    return value if value is None or isinstance(value, str | int | list) else str(value)
 
 
 def _date(value, field, errors):
