@@ -178,8 +178,9 @@ def _check(actor, account: Account, status: str, reason) -> str:
 def set_account_status(account: Account, status: str, actor=None, reason: str = "") -> Account:
     """Move ``account`` to ``status`` (active, suspended or closed) for ``reason``.
 
-    The same status again changes nothing (and records nothing): dunning may ask twice. A
-    closed account stays closed (409). Closing refuses an account with child accounts that
+    The same status again changes nothing (and records nothing): dunning may ask twice; so
+    does suspending a closed account (it has no logins and no bill runs already). A closed
+    account is never reactivated (409). Closing refuses an account with child accounts that
     are not closed (409 naming them), ends its open subscriptions on the closing day.
     Suspending and closing end the panel sessions of every user of the account and below.
     Returns the account as stored after the change."""
@@ -189,8 +190,8 @@ def set_account_status(account: Account, status: str, actor=None, reason: str = 
         if locked is None:
             raise NotFound(f"account {account.id} not found")
         before = locked.status
-        if before == status:
-            return locked
+        if before == status or (before == CLOSED and status == SUSPENDED):
+            return locked  # a closed account is already out of bill runs and logins
         if before == CLOSED:
             raise Conflict(
                 f"account '{locked.name}' is closed: closing is final",

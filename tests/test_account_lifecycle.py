@@ -215,8 +215,10 @@ def test_closing_is_final_and_bills_up_to_the_closing_day(billed, monkeypatch):
     assert Subscription.get_by_id(w.sub_a.id).end == date(2026, 2, 15)
     with pytest.raises(Conflict, match="closing is final"):
         lifecycle.set_account_status(w.customer_a, "active", w.operator)
-    with pytest.raises(Conflict, match="closing is final"):
-        lifecycle.set_account_status(w.customer_a, "suspended", None)
+    # dunning's final notice may still ask to suspend it: nothing changes, nothing recorded
+    lifecycle.set_account_status(w.customer_a, "suspended", None, "final notice")
+    assert _status(w.customer_a) == "closed"
+    assert AccountStatusChange.select().count() == 1
     monkeypatch.setattr(clock, "today", lambda: date(2026, 5, 1))
     engine.run(date(2026, 5, 1))
     invoices = list(Invoice.select().where(Invoice.account == w.customer_a.id)
