@@ -179,3 +179,26 @@ def test_templates_are_the_issuers_admins_business(ctx, world, panel):
     assert panel(world.user_a).get(url).status_code == 404  # above the customer: not its tree
     own = panel(world.operator).get(f"/accounts/{world.provider.id}/billing/my-account")
     assert "E-mail templates" in own.get_data(as_text=True)  # a Billing sub-tab
+
+
+def test_a_payment_through_the_api_and_mark_paid_each_send_one_receipt(ctx, world, api):
+    from core.mail.models import MailMessage
+
+    customer = billed_customer(world)
+    first = issue_invoice(world, customer, amount="10.00")
+    second = issue_invoice(world, customer, amount="20.00")
+    client = api(world.operator)
+    key = {"Idempotency-Key": "pay-1"}
+    for _ in range(2):  # the retried request replays the first answer: one receipt
+        resp = client.post(f"{API}/accounts/{customer.id}/payments", headers=key,
+                           json={"amount": "12.00", "invoice_ids": [first.id]})  # fmt: skip
+        assert resp.status_code == 201, resp.get_json()
+    paid = client.post(f"{API}/invoices/{second.id}/pay")
+    assert paid.status_code == 200
+    receipts = list(MailMessage.select().where(MailMessage.event == "receipt").order_by(
+        MailMessage.id))  # fmt: skip
+    assert [(r.invoice_id, r.subject, r.status) for r in receipts] == [
+        (first.id, "Payment received: 12.00 EUR", "sent"),
+        (second.id, "Payment received: 24.00 EUR", "sent"),
+    ]
+    assert f"marked paid: {second.number}" in receipts[1].body

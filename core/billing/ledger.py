@@ -612,6 +612,9 @@ def on_mark_paid(invoice: Invoice, actor=None) -> None:
         memo=f"{invoice.number} marked paid",
     )  # fmt: skip
     allocate(invoice.account_id, due, payment=payment, invoice=invoice)
+    from core.mail import send_receipt
+
+    send_receipt(payment, actor)  # recorded in this transaction, sent after its commit
 
 
 # -- payments, refunds, reversals (the services in core.billing.payments call these) --------
