@@ -276,6 +276,9 @@ def pause(actor, account: Account, payload=None) -> DunningPause:
         raise marshmallow_errors(err) from None
     try:
         with lifecycle.write_transaction():
+            # the account's money lock, which every step holds: a step under way finishes
+            # first, one starting later sees the pause
+            ledger.lock_account(account.id)
             row = DunningPause.create(account=account.id, reason=data["reason"].strip(),
                                       paused_by=actor)  # fmt: skip
             audit.record(actor, "dunning.pause", account, account=account.id,
