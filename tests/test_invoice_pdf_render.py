@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 from pypdf import PdfReader
 
-from plugins.invoice_pdf.render import render_invoice_pdf
+from plugins.invoice_pdf.render import render_invoice_html, render_invoice_pdf
 
 
 def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) -> dict:
@@ -208,3 +208,26 @@ def test_an_unknown_or_missing_invoice_language_renders_in_english():
     for language in ("fr", None, "", "<b>de</b>"):
         text = squash(pages_text(render_invoice_pdf(make_doc(1, language=language)))[0])
         assert "Invoice" in text and "Due date Nov 29, 2026" in text and "€1,481.47" in text
+
+
+def test_values_inside_translated_sentences_are_escaped_in_every_language():
+    for language, sentence in (("en", "refers to invoice"), ("de", "bezieht sich auf Rechnung")):
+        doc = make_doc(1, kind="credit_note", credit_note_for="<i>INV</i> & 1", language=language)
+        doc["recipient"]["country"], doc["recipient"]["country_name"] = "<b>", "<b>"
+        doc["recipient"]["address"] = ["1 Road", "<b>"]
+        html = render_invoice_html(doc)
+        assert "&lt;i&gt;INV&lt;/i&gt; &amp; 1" in html and "<i>INV" not in html
+        text = squash(pages_text(render_invoice_pdf(doc))[0])
+        assert f"{sentence} <i>INV</i> & 1" in text and "<b>" in text
+
+
+def test_one_layout_pass_per_document(monkeypatch):
+    """Issue 18: rendering costs one xhtml2pdf pass; translation and Babel formatting happen
+    in the template, never by laying the document out twice."""
+    from plugins.invoice_pdf import render
+
+    calls = []
+    real = render.pisa.CreatePDF
+    monkeypatch.setattr(render.pisa, "CreatePDF", lambda *a, **k: calls.append(1) or real(*a, **k))
+    render_invoice_pdf(make_doc(30, language="de"))
+    assert calls == [1]
