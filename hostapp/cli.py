@@ -227,8 +227,8 @@ def run(bind_host, port, workers):
               help="Worker processes (or threads with --threads).")  # fmt: skip
 @click.option("--threads", is_flag=True, help="Thread workers instead of processes.")
 def worker(workers, threads):
-    """Work off queued bill runs and invoice rendering (a huey consumer); queue a dunning
-    run for today every BILLHIVE_DUNNING_SECONDS (default 3600; 0: never).
+    """Work off queued bill runs, invoice rendering and e-mail (a huey consumer); queue a
+    dunning run for today every BILLHIVE_DUNNING_SECONDS (default 3600; 0: never).
 
     The queue is BILLHIVE_QUEUE: sqlite (a file in the data dir, this machine) or redis
     (BILLHIVE_REDIS_URL, any number of machines sharing the database). Start as many workers

@@ -30,7 +30,9 @@ PAGE = 50
 
 def init_app(app) -> None:
     app.register_blueprint(blueprint)
-    app.jinja_env.globals.update(mail_history=mail_history, mail_key=lambda: uuid.uuid4().hex)
+    app.jinja_env.globals.update(
+        mail_history=mail_history, mail_key=lambda: uuid.uuid4().hex, mail_events=messages.EVENTS
+    )
 
 
 def mail_history(invoice) -> list[MailMessage]:
