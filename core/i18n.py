@@ -57,6 +57,7 @@ __all__ = [
     "format_price",
     "format_rate",
     "gettext",
+    "language_name",
     "negotiate",
     "translations",
 ]
@@ -184,3 +185,8 @@ def line_text(description: str, locale: str) -> str:
         return description
     days = gettext("(%(days)s of %(total)s days)", locale) % {"days": note[1], "total": note[2]}
     return f"{description[: note.start()]} {days}"
+
+
+def language_name(code: str, locale: str = DEFAULT_LOCALE) -> str:
+    """An invoice language as people name it ("de" -> "German", in German "Deutsch")."""
+    return _locale(locale).languages.get((code or "").lower(), code or "")

@@ -177,6 +177,8 @@ def test_countries_and_proration_notes_read_in_the_invoice_language():
     assert i18n.line_text("Seat — Pro (16 of 31 days)", "en") == "Seat — Pro (16 of 31 days)"
     assert i18n.line_text("Minutes (of 3 days)", "de") == "Minutes (of 3 days)"  # not a note
     assert i18n.line_text("", "de") == ""
+    assert i18n.language_name("de") == "German" and i18n.language_name("de", "de") == "Deutsch"
+    assert i18n.language_name("EN") == "English" and i18n.language_name("") == ""
 
 
 def test_the_catalogues_are_installed_with_the_package():

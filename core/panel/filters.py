@@ -8,6 +8,7 @@ PDF)", never "BOTH"), a moment has no microseconds and an amount has its currenc
     {{ moment|when }}  {{ day|day }}         2026-12-03 07:28 UTC  /  2026-12-03
     {{ minor|money(currency) }}              1,234.56 EUR
     {{ entry.before|changes(entry.after) }}  an audit entry's changes, readable
+    {{ code|language }}                      an invoice language: "de" -> German (core.i18n)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from datetime import date, datetime
 
 from core.billing.money import format_money
+from core.i18n import language_name
 
 EMPTY = "—"
 
@@ -103,6 +105,7 @@ FILTERS = {
     "day": day,
     "money": money,
     "changes": changes,
+    "language": language_name,
 }
 
 
