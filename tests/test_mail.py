@@ -237,3 +237,23 @@ def test_a_resellers_customer_gets_mail_from_the_reseller_at_its_billing_address
     assert mail["Reply-To"] == "invoices@northwind.example"
     assert mail["To"] == "ap@fabrikam.example, cfo@fabrikam.example"  # not the account e-mail
     assert mail["Subject"] == f"Invoice {invoice.number} from Northwind Handels GmbH"
+
+
+def test_the_longest_non_ascii_names_and_largest_amounts_are_mailed_whole(ctx, world):
+    """200 characters of a non-ASCII name (the longest an account name is) in From, the
+    subject and the body; the largest amount an invoice line takes."""
+    from core.fields import MAX_AMOUNT
+    from core.models import Account
+
+    long_name = "Ä" * 200
+    customer = billed_customer(world, name="Ö" * 200)
+    Account.update(name=long_name).where(Account.id == world.provider.id).execute()
+    invoice = issue_invoice(world, customer, amount=str(MAX_AMOUNT))
+    [message] = messages_of(invoice)
+    assert message.status == "sent", message.last_error
+    mail = parse((Path(ctx.config["MAIL_OUTBOX_DIR"]) / message.outbox_path).read_bytes())
+    assert mail["From"].addresses[0].display_name == long_name
+    # folded over several encoded words; the parser keeps the fold's space, clients do not
+    assert mail["Subject"].strip() == f"Invoice {invoice.number} from {long_name}"
+    body = mail.get_body(("plain",)).get_content()
+    assert "Ö" * 200 in body and f"{invoice.total // 100:,}" in body

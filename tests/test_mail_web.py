@@ -14,7 +14,7 @@ API = "/api/v1"
 
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=["invoice_pdf"], MAIL_RETRY_SECONDS=60)
+    return make_app(plugins=["invoice_pdf", "reseller_accounts"], MAIL_RETRY_SECONDS=60)
 
 
 @pytest.fixture
@@ -202,3 +202,35 @@ def test_a_payment_through_the_api_and_mark_paid_each_send_one_receipt(ctx, worl
         (second.id, "Payment received: 24.00 EUR", "sent"),
     ]
     assert f"marked paid: {second.number}" in receipts[1].body
+
+
+def test_a_reseller_admin_writes_the_resellers_template_and_only_its_customers_get_it(
+    ctx, world, install_license, panel
+):
+    from core.billing import invoices
+    from core.mail.models import MailMessage
+
+    install_license(["FT-3001.007"])
+    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
+    reseller = world.add_account(world.provider, "Northwind", "reseller", profile={
+        "customer_invoice_creation": True, "customer_invoice_type": "RAW",
+        "customer_billing_cycle_day": 1})  # fmt: skip
+    admin = world.add_user(reseller, "rita@northwind.example")
+    retail = world.add_account(reseller, "Fabrikam", email="ap@fabrikam.example")
+    client = panel(admin)
+    page = client.get(f"/accounts/{reseller.id}/billing/my-account").get_data(as_text=True)
+    assert "E-mail templates" in page
+    url = f"/accounts/{reseller.id}/billing/email-templates"
+    saved = client.post(url, data={"event": "invoice", "subject": "Northwind: {{ invoice.number }}",
+                                   "body": "Hi {{ account.name }}"})  # fmt: skip
+    assert saved.status_code == 302
+    assert client.get(f"/accounts/{world.provider.id}/billing/email-templates").status_code == 404
+    own = invoices.issue(invoices.create_draft(None, retail, reseller,
+                                               [{"description": "Seat", "unit_price": "5"}]))  # fmt: skip
+    other = issue_invoice(world, billed_customer(world))  # the provider's, to its customer
+    subjects = {m.invoice_id: m.subject for m in MailMessage.select()}
+    assert subjects[own.id] == f"Northwind: {own.number}"
+    assert subjects[other.id] == f"Invoice {other.number} from Provider GmbH"
+    retail_admin = world.add_user(retail, "frank@fabrikam.example")
+    retail_page = panel(retail_admin).get(f"/accounts/{retail.id}/billing/my-account")
+    assert "E-mail templates" not in retail_page.get_data(as_text=True)  # customers issue none

@@ -31,7 +31,7 @@ class MailMessage(BaseModel):
     invoice = pw.ForeignKeyField(Invoice, null=True, backref="+", on_delete="RESTRICT")
     payment = pw.ForeignKeyField(Payment, null=True, backref="+", on_delete="RESTRICT")
     status = pw.CharField(max_length=10, default="queued")
-    sender = pw.CharField(max_length=400)  # the From header
+    sender = pw.CharField(max_length=1000)  # the From header (RFC 2047-encoded names grow)
     reply_to = pw.CharField(max_length=300, default="")
     recipients = JSONField(default=list)  # the To addresses
     subject = pw.CharField(max_length=500, default="")
