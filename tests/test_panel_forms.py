@@ -10,6 +10,8 @@ import time
 from html import unescape
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD, Fresh, issue
 
@@ -393,3 +395,35 @@ def test_breadcrumbs_lead_back_up_the_tree_within_ones_own_part(world, panel, re
     assert links == [(str(reseller.id), "North")]
     form = panel(world.operator).get(f"/accounts/{shop.id}/edit").get_data(as_text=True)
     assert "Corner Shop" in trail.search(form).group(1)
+
+
+@given(
+    fields=st.dictionaries(
+        st.from_regex(r"[a-z]{2,8}(_[a-z]{2,8}){1,2}(\.[a-z]{2,8}_[a-z]{2,8})?", fullmatch=True),
+        st.lists(
+            st.sampled_from(["is required", "must be at most 5", "already exists"]),
+            min_size=1,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    prefixed=st.booleans(),
+)
+@settings(max_examples=200, deadline=None, derandomize=True)
+def test_no_internal_name_survives_and_nothing_is_said_twice(fields, prefixed):
+    """Whatever fields a service names (snake_case, dotted profile paths) and however it
+    words them ("x_y: ...", "x_y ..."), the form shows words, each message once per field."""
+    from core.errors import ValidationFailed
+    from core.panel.forms import form_errors
+
+    errors = {k: [f"{k}: {m}" if prefixed else m for m in v] for k, v in fields.items()}
+    message = "invalid input — " + ", ".join(f"{k}: {v[0]}" for k, v in errors.items())
+    out = form_errors(ValidationFailed(message, errors))
+    assert set(out) == set(fields)
+    for key, text in out.items():
+        parts = text.split("; ")
+        assert len(parts) == len(set(parts)) == len(set(fields[key]))
+        shown = " ".join(f"{label} {msg}" for label, msg in out.summary())
+        for name in fields:
+            assert name not in shown and name.rsplit(".", 1)[-1] not in shown
