@@ -120,8 +120,10 @@ def test_the_openapi_document_lists_dunning_with_its_errors(world, api):
     doc = api(world.operator).get("/api/v1/openapi.json").get_json()
     put = doc["paths"]["/api/v1/accounts/{account_id}/dunning/levels"]["put"]
     assert {"200", "403", "404", "422"} <= set(put["responses"])
-    assert "/api/v1/invoices/{invoice_id}/dunning" in doc["paths"]
-    assert "409" in doc["paths"]["/api/v1/accounts/{account_id}/dunning/pause"]["post"]["responses"]
+    steps = doc["paths"]["/api/v1/invoices/{invoice_id}/dunning"]["get"]
+    assert {"200", "404"} <= set(steps["responses"])
+    pause = doc["paths"]["/api/v1/accounts/{account_id}/dunning/pause"]["post"]
+    assert {"200", "403", "404", "409", "422"} <= set(pause["responses"])
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -155,10 +157,22 @@ def test_billhive_dunning_run_sends_the_reminder_and_refuses_a_future_date(cli):
     assert "1 step(s): 1 reminder 1, 0 reminder 2, 0 final notice" in out and inv.number in out
     again = cli.ok("dunning", "run", "--date", day, "--json")
     assert '"steps": []' in again
+    # the operator's shell pauses and resumes (audited), and shows an issuer's levels
+    assert "paused" in cli.ok("dunning", "pause", str(customer.id), "--reason", "on holiday")
+    result = cli("dunning", "pause", str(customer.id))
+    assert result.exit_code == 1 and "already paused" in result.output
+    assert "resumed" in cli.ok("dunning", "resume", str(customer.id))
+    assert cli("dunning", "resume", "999999").exit_code == 1
+    assert "Final notice: due + 30 days" in cli.ok("dunning", "levels", str(provider.id))
     with app.app_context(), app.extensions["billhive"].database.connection_context():
         from core.mail.models import MailMessage
 
         mails = MailMessage.select().where(MailMessage.event_key.startswith("dunning:"))
+        from core.models import AuditEntry
+
+        actions = [e.action for e in AuditEntry.select().where(
+            AuditEntry.action.startswith("dunning.")).order_by(AuditEntry.id)]  # fmt: skip
+        assert actions == ["dunning.pause", "dunning.resume"]
         assert [(m.event_key, m.subject) for m in mails] == [
             (f"dunning:{inv.id}:reminder_1", f"Reminder: invoice {inv.number} is overdue")
         ]

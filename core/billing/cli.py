@@ -387,3 +387,54 @@ def _with_dunning_progress(as_json, label, work):
             bar.update(1)
 
         return work(progress)
+
+
+def _dunned_account(account_id):
+    from core.models import Account
+
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise click.ClickException(f"account {account_id} not found")
+    return account
+
+
+@dunning.command("pause")
+@click.argument("account_id", type=click.IntRange(1, 2**63 - 1))
+@click.option("--reason", default="", help="Why (shown on the account's Dunning tab).")
+@with_app
+def dunning_pause(account_id, reason):
+    """No reminders, late fees or suspension for the account's invoices until resumed
+    (audited, as the operator's shell)."""
+    from core.billing import dunning as dunning_rules
+
+    account = _dunned_account(account_id)
+    dunning_rules.pause(None, account, {"reason": reason})
+    click.echo(f"Dunning of {account.name} paused.")
+
+
+@dunning.command("resume")
+@click.argument("account_id", type=click.IntRange(1, 2**63 - 1))
+@with_app
+def dunning_resume(account_id):
+    """Dun the account again: the next run sends the level each invoice reached (audited)."""
+    from core.billing import dunning as dunning_rules
+
+    account = _dunned_account(account_id)
+    dunning_rules.resume(None, account)
+    click.echo(f"Dunning of {account.name} resumed.")
+
+
+@dunning.command("levels")
+@click.argument("issuer_id", type=click.IntRange(1, 2**63 - 1))
+@with_app
+def dunning_levels(issuer_id):
+    """The dunning levels of an issuer (the provider or a reseller); edit them in the panel
+    (Billing > Dunning) or with PUT /api/v1/accounts/<id>/dunning/levels."""
+    from core.billing import dunning as dunning_rules
+
+    issuer = _dunned_account(issuer_id)
+    for level in dunning_rules.levels_of(issuer):
+        fee = f", late fee {level.fee_text()}" if level.fee else ""
+        state = "" if level.enabled else " (off)"
+        suspend = ", suspends the account" if level.suspend else ""
+        click.echo(f"{level.title}: due + {level.days} days{fee}{suspend}{state}")

@@ -109,6 +109,8 @@ def _pause_out(account: Account) -> dict:
 
 @blp.route("/accounts/<int:account_id>/dunning/levels", methods=["GET"])
 @blp.response(200, LevelsOut)
+@blp.alt_response(403, description="without billing.view")
+@blp.alt_response(404, description="the account is outside your subtree")
 @api_login_required
 def get_levels(account_id):
     """The dunning levels of an issuer (the provider or a reseller): its own, else the
@@ -137,6 +139,8 @@ def put_levels(data, account_id):
 
 @blp.route("/accounts/<int:account_id>/dunning", methods=["GET"])
 @blp.response(200, PauseOut)
+@blp.alt_response(403, description="without billing.view")
+@blp.alt_response(404, description="the account is outside your subtree")
 @api_login_required
 def get_pause(account_id):
     """Whether the account's dunning is paused."""
@@ -147,7 +151,10 @@ def get_pause(account_id):
 @blp.arguments(dunning.PauseInput)
 @blp.response(200, PauseOut)
 @blp.alt_response(403, description="without invoices.issue, or your own account")
+@blp.alt_response(404, description="the account is outside your subtree")
 @blp.alt_response(409, description="already paused")
+@blp.alt_response(422, description="a reason longer than 500 characters or with control "
+                  "characters or a card number")  # fmt: skip
 @api_login_required
 def post_pause(data, account_id):
     """Pause the dunning of an account below yours (no reminders, fees or suspension while
@@ -161,6 +168,7 @@ def post_pause(data, account_id):
 @blp.route("/accounts/<int:account_id>/dunning/resume", methods=["POST"])
 @blp.response(200, PauseOut)
 @blp.alt_response(403, description="without invoices.issue, or your own account")
+@blp.alt_response(404, description="the account is outside your subtree")
 @blp.alt_response(409, description="not paused")
 @api_login_required
 def post_resume(account_id):
@@ -173,6 +181,8 @@ def post_resume(account_id):
 
 @blp.route("/invoices/<int:invoice_id>/dunning", methods=["GET"])
 @blp.response(200, InvoiceDunningOut)
+@blp.alt_response(403, description="without billing.view")
+@blp.alt_response(404, description="the invoice is outside your subtree")
 @api_login_required
 def get_invoice_dunning(invoice_id):
     """The dunning steps taken for an invoice (each level at most once)."""
