@@ -72,6 +72,9 @@ def _mail_settings(folder: Path) -> dict:
     security = (env("BILLHIVE_MAIL_SECURITY") or "none").strip().lower()
     if security not in ("none", "starttls", "ssl"):
         raise ValueError(f"BILLHIVE_MAIL_SECURITY must be none, starttls or ssl, not {security!r}")
+    transport = (env("BILLHIVE_MAIL_TRANSPORT") or "outbox").strip().lower()
+    if transport not in ("outbox", "smtp"):
+        raise ValueError(f"BILLHIVE_MAIL_TRANSPORT must be outbox or smtp, not {transport!r}")
     numbers = {}
     for key, name, default in (
         ("MAIL_PORT", "BILLHIVE_MAIL_PORT", 465 if security == "ssl" else 25),
@@ -85,7 +88,7 @@ def _mail_settings(folder: Path) -> dict:
             raise ValueError(f"{name} must be a whole number, got {raw!r}")
         numbers[key] = int(raw) if raw else default
     return {
-        "MAIL_TRANSPORT": (env("BILLHIVE_MAIL_TRANSPORT") or "outbox").strip().lower(),
+        "MAIL_TRANSPORT": transport,
         "MAIL_OUTBOX_DIR": env("BILLHIVE_MAIL_OUTBOX_DIR") or str(folder / "outbox"),
         "MAIL_SERVER": env("BILLHIVE_MAIL_SERVER") or "localhost",
         "MAIL_USE_TLS": security == "starttls",

@@ -239,3 +239,38 @@ def test_an_unverified_certificate_or_a_refused_login_is_a_recorded_failure(make
             assert message.status == "retry"
             assert any(text in message.last_error for text in says), message.last_error
             assert server.messages == [] and server.logins == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("BILLHIVE_MAIL_TRANSPORT", "pigeon", "BILLHIVE_MAIL_TRANSPORT must be outbox or smtp"),
+        ("BILLHIVE_MAIL_SECURITY", "tls1", "BILLHIVE_MAIL_SECURITY must be none, starttls or ssl"),
+        ("BILLHIVE_MAIL_PORT", "25a", "BILLHIVE_MAIL_PORT must be a whole number"),
+        ("BILLHIVE_MAIL_TIMEOUT", "-1", "BILLHIVE_MAIL_TIMEOUT must be a whole number"),
+    ],
+)
+def test_a_bad_mail_setting_is_refused_naming_the_variable(monkeypatch, tmp_path, name, value,
+                                                           says):  # fmt: skip
+    from hostapp import config
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=says):
+        config.load({"DATA_DIR": str(tmp_path)})
+
+
+def test_mail_settings_from_the_environment(monkeypatch, tmp_path):
+    from hostapp import config
+
+    for name, value in {"BILLHIVE_MAIL_TRANSPORT": "SMTP", "BILLHIVE_MAIL_SECURITY": "ssl",
+                        "BILLHIVE_MAIL_SERVER": "smtp.example.net",
+                        "BILLHIVE_MAIL_USERNAME": "u", "BILLHIVE_MAIL_PASSWORD": "p",
+                        "BILLHIVE_MAIL_SENDER": "billing@example.net"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    loaded = config.load({"DATA_DIR": str(tmp_path)})
+    assert loaded["MAIL_TRANSPORT"] == "smtp" and loaded["MAIL_USE_SSL"] is True
+    assert loaded["MAIL_PORT"] == 465 and loaded["MAIL_USE_TLS"] is False
+    assert (loaded["MAIL_SERVER"], loaded["MAIL_USERNAME"], loaded["MAIL_PASSWORD"]) == (
+        "smtp.example.net", "u", "p")  # fmt: skip
+    assert loaded["MAIL_DEFAULT_SENDER"] == "billing@example.net"
+    assert loaded["MAIL_OUTBOX_DIR"] == str(tmp_path / "outbox")
