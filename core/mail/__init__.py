@@ -6,6 +6,8 @@
 * :mod:`core.mail.transport`  the outbox folder of .eml files (default) or SMTP (Flask-Mailman)
 * :mod:`core.mail.tasks`      when it is sent: after commit, inline or on the worker queue
 * :mod:`core.mail.api`, :mod:`core.mail.views`  an invoice's messages, the outbox, templates
+  (panel templates in ``core/mail/templates/mail/``)
+* :mod:`core.mail.cli`        ``billhive mail send`` (the sweep, for cron) and ``mail list``
 
 What others call: :func:`send_for_invoice` (dunning sends its reminders with it). The core
 sends an invoice or credit note when it is issued (its ``invoice_finalized`` hook) and a

@@ -178,10 +178,9 @@ def build_context(issuer: Account, account: Account, invoice=None, payment=None,
         "late_fee": "",
         "level": "",
     }
-    for key, value in (extra or {}).items():
-        context.setdefault(key, value)
-        if key in ("late_fee", "level", "days_overdue"):
-            context[key] = value
+    for key, value in (extra or {}).items():  # the caller's values (a reminder's level,
+        if key in ("late_fee", "level", "days_overdue") or key not in context:  # late fee...)
+            context[key] = value  # never replacing the parties, the invoice or the payment
     return context
 
 
