@@ -90,13 +90,17 @@ def test_api_units_numbers_teams_calls_report(world, units, api):
         f"/api/v1/accounts/{acc}/billing-units/report?start=2024-05-01&end=2024-06-01"
     )
     assert report.status_code == 200, report.get_json()
-    rows = {r["unit"]: r for r in report.get_json()["units"]}
-    assert rows["Sales"]["usage"] == 100 and rows["Unassigned"]["usage"] == 0
+    body_report = report.get_json()
+    rows = {r["unit"]: r for r in body_report["units"]}
+    # nothing is invoiced yet: the invoiced figures are 0, the calls are in the estimate
+    assert rows["Sales"]["usage"] == 0 and body_report["totals"]["total"] == 0
+    pending = {r["unit"]: r["total"] for r in body_report["not_invoiced"]["units"]}
+    assert pending == {"Sales": 100, "Unassigned": 0}
     csv = client.get(
         f"/api/v1/accounts/{acc}/billing-units/report.csv?start=2024-05-01&end=2024-06-01"
     )
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
-    assert "Sales,1,1,2,120,1.00," in csv.get_data(as_text=True)
+    assert "Sales,0,0,0.00,0.00,0.00,0.00,0.00,0.00,EUR" in csv.get_data(as_text=True)
     uid = body["id"]
     patched = client.patch(f"/api/v1/billing-units/{uid}", json={"number_ids": []})
     assert patched.status_code == 200 and patched.get_json()["numbers"] == []
@@ -223,15 +227,15 @@ def test_view_billing_unit_alone_opens_the_billing_page_read_only(world, units, 
         f"/accounts/{acc.id}/billing/units"
     )
     page = viewer.get(f"/accounts/{acc.id}/billing/units").get_data(as_text=True)
-    assert _subtab_labels(page) == ["Billing units"]  # the core's sub-tabs need Edit Billing
+    # the core's sub-tabs need Edit Billing; the plugin's two are the unit privileges'
+    assert _subtab_labels(page) == ["Billing units", "Call recording"]
     assert "Sales" in page and "+442079460001" in page
     assert "Add billing unit" not in page and ">Edit<" not in page and ">Delete<" not in page
     assert "Read-only" in page
-    for url in ("teams", "numbers", "report"):
+    for url in ("teams", "numbers", "report", "recording"):
         html = viewer.get(f"/accounts/{acc.id}/billing/{url}").get_data(as_text=True)
-        assert "<button" not in html.split("</nav>", 2)[-1].replace(
-            '<button type="submit">Show</button>', ""
-        ), url
+        main = html.split("<main", 1)[1].replace('<button type="submit">Show</button>', "")
+        assert "<button" not in main and 'method="post"' not in main, url
     assert viewer.get(f"/accounts/{acc.id}/billing/my-account").status_code == 403
     assert viewer.get(f"/accounts/{acc.id}/billing/units/new").status_code == 403
     assert viewer.get(f"/accounts/{acc.id}/billing/units/{unit.id}").status_code == 403
@@ -242,6 +246,7 @@ def test_view_billing_unit_alone_opens_the_billing_page_read_only(world, units, 
         f"/accounts/{acc.id}/billing/teams": {"name": "New team"},
         f"/accounts/{acc.id}/billing/numbers": {"e164": "+442079460002"},
         f"/accounts/{acc.id}/billing/report": {"seat_price": "9"},
+        f"/accounts/{acc.id}/billing/recording": {"days": "30"},
     }
     posts[f"/accounts/{acc.id}/billing/teams?x=1"] = {"team_id": str(team.id), "action": "delete"}
     posts[f"/accounts/{acc.id}/billing/numbers?x=1"] = {"number_id": str(number.id)}

@@ -57,6 +57,9 @@ def register_menu_items():
     either = ("billing_units.view", "billing_units.edit")
     return [
         MenuItem("Billing units", "billing_units.units", either, where="billing", order=40),
+        MenuItem(
+            "Call recording", "billing_units.recording_page", either, where="billing", order=90
+        ),  # fmt: skip
     ]
 
 

@@ -9,6 +9,7 @@ from marshmallow import Schema, fields
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.fields import Text
+from plugins.billing_units import recording
 from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 
@@ -99,22 +100,45 @@ class PeriodArgs(Schema):
 
 
 class ReportRow(Schema):
-    unit_id = fields.Integer(allow_none=True)
-    unit = fields.String()
-    numbers = fields.Integer()
-    users = fields.Integer()
-    calls = fields.Integer()
-    duration_seconds = fields.Integer()
-    usage = fields.Integer(metadata={"description": "minor units"})
-    rental = fields.Integer()
+    """A unit's invoiced charges of the period, net of tax, minor units."""
+
+    unit_id = fields.Integer(allow_none=True, metadata={"description": "null: Unassigned, or "
+                                                        "a unit renamed or deleted since"})  # fmt: skip
+    unit = fields.String(metadata={"description": "the unit's name as invoiced"})
+    billed_as = fields.Boolean(metadata={"description": "true: no unit has this name now"})
+    numbers = fields.Integer(metadata={"description": "numbers invoiced (rental quantity)"})
+    users = fields.Integer(metadata={"description": "seats invoiced"})
+    usage = fields.Integer(metadata={"description": "calls"})
+    rental = fields.Integer(metadata={"description": "number rental"})
     seats = fields.Integer()
-    recurring = fields.Integer()
-    total = fields.Integer()
+    recording = fields.Integer(metadata={"description": "recording storage (its share)"})
+    recurring = fields.Integer(metadata={"description": "rental + seats"})
+    credited = fields.Integer(metadata={"description": "credit notes, included in the columns"})
+    total = fields.Integer(metadata={"description": "usage + rental + seats + recording"})
 
 
 class ReportTotals(ReportRow):
     class Meta:
-        exclude = ("unit_id", "unit")
+        exclude = ("unit_id", "unit", "billed_as")
+
+
+class ReportInvoice(Schema):
+    id = fields.Integer()
+    number = fields.String(allow_none=True)
+    kind = fields.String()
+    status = fields.String()
+
+
+class PendingRow(Schema):
+    unit = fields.String()
+    total = fields.Integer()
+
+
+class NotInvoiced(Schema):
+    start = fields.Date()
+    end = fields.Date()
+    units = fields.List(fields.Nested(PendingRow))
+    total = fields.Integer(metadata={"description": "estimate at today's assignments and prices"})
 
 
 class ReportOut(Schema):
@@ -122,10 +146,16 @@ class ReportOut(Schema):
     currency = fields.String()
     start = fields.Date()
     end = fields.Date()
-    number_rental_price = fields.String()
-    seat_price = fields.String()
+    number_rental_price = fields.String(metadata={"description": "the seller's price today"})
+    seat_price = fields.String(metadata={"description": "the seller's price today"})
+    billed_through = fields.Date(allow_none=True)
     units = fields.List(fields.Nested(ReportRow))
     totals = fields.Nested(ReportTotals)
+    invoices = fields.List(fields.Nested(ReportInvoice),
+                           metadata={"description": "the invoices and credit notes read"})  # fmt: skip
+    not_invoiced = fields.Nested(NotInvoiced, allow_none=True,
+                                 metadata={"description": "days of the period not invoiced yet: "
+                                           "an estimate, not part of the totals"})  # fmt: skip
 
 
 class SettingsOut(Schema):
@@ -290,9 +320,13 @@ def get_settings(account_id):
 @blp.route("/accounts/<int:account_id>/billing-units/settings", methods=["PUT"])
 @blp.arguments(svc.SettingsInput)
 @blp.response(200, SettingsOut)
+@blp.alt_response(403, response="DEFAULT_ERROR", description="Not from an account above this "
+                  "one with accounts.billing_terms and billing_units.edit")  # fmt: skip
+@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
 @api_login_required
 def put_settings(data, account_id):
-    """Recurring prices per period: number_rental_price and seat_price (decimal text)."""
+    """The prices the seller invoices per period: number_rental_price and seat_price
+    (decimal text). Billing terms: set from an account above, never by the customer."""
     return svc.update_settings(api_user(), _account(account_id), data)
 
 
@@ -301,8 +335,10 @@ def put_settings(data, account_id):
 @blp.response(200, ReportOut)
 @api_login_required
 def get_report(args, account_id):
-    """Usage and recurring costs per unit for a period, with an Unassigned bucket (amounts in
-    minor units)."""
+    """The period's invoiced charges per unit (calls, number rental, seats, recording
+    storage, credit notes deducted; net of tax, minor units), with an Unassigned bucket; the
+    total equals what the account was invoiced for them. Days not invoiced yet come apart,
+    as an estimate."""
     account = _account(account_id)
     return svc.report(api_user(), account, svc.parse_period(args))
 
@@ -320,3 +356,89 @@ def get_report_csv(args, account_id):
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=billing-units-{data['start']}.csv"},
     )
+
+
+# -- call recording --------------------------------------------------------------------------
+
+
+class RecordingRow(Schema):
+    unit = fields.String()
+    gigabytes = fields.String(metadata={"description": "storage used in the period (GB)"})
+    charges = fields.Integer(metadata={"description": "invoiced, minor units (its share)"})
+
+
+class RecordingPlan(Schema):
+    subscription_id = fields.Integer()
+    plan = fields.String()
+    usage_rate = fields.String()
+    unit = fields.String()
+    billed_through = fields.Date(allow_none=True)
+
+
+class RecordingOut(Schema):
+    account_id = fields.Integer()
+    currency = fields.String()
+    start = fields.Date()
+    end = fields.Date()
+    units = fields.List(fields.Nested(RecordingRow))
+    total_gigabytes = fields.String()
+    total_charges = fields.Integer()
+    retention_days = fields.Integer()
+    retention_since = fields.Date(allow_none=True)
+    plans = fields.List(fields.Nested(RecordingPlan))
+
+
+class RetentionOut(Schema):
+    days = fields.Integer()
+    effective_from = fields.Date(allow_none=True, metadata={
+        "description": "the first day not invoiced yet when it was set"})  # fmt: skip
+
+
+@blp.route("/accounts/<int:account_id>/recording", methods=["GET"])
+@blp.arguments(PeriodArgs, location="query")
+@blp.response(200, RecordingOut)
+@blp.alt_response(403, response="DEFAULT_ERROR", description="Neither unit privilege")
+@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@api_login_required
+def get_recording(args, account_id):
+    """Call recording storage used per billing unit in a period, its invoiced charges and the
+    retention in force."""
+    account = _account(account_id)
+    svc.require_view(api_user(), account)
+    return recording.page_data(account, svc.parse_period(args))
+
+
+@blp.route("/accounts/<int:account_id>/recording/storage", methods=["POST"])
+@blp.arguments(recording.StorageBatch)
+@blp.response(200, CallsResult)
+@blp.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit, or the "
+                  "licence lacks BH-UNITS")  # fmt: skip
+@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@api_login_required
+def add_storage(data, account_id):
+    """Storage used by call recordings: records ``{external_id, number, date, gigabytes}``,
+    all or nothing, idempotent by external_id; each becomes a usage record of the account's
+    recording-storage subscription (product code BU-REC), rated by the seller's plan. A day
+    already invoiced is refused (422 naming the record and field)."""
+    return recording.add_storage(api_user(), _account(account_id), data["records"])
+
+
+@blp.route("/accounts/<int:account_id>/recording/retention", methods=["GET"])
+@blp.response(200, RetentionOut)
+@api_login_required
+def get_retention(account_id):
+    account = _account(account_id)
+    svc.require_view(api_user(), account)
+    return recording.retention(account)
+
+
+@blp.route("/accounts/<int:account_id>/recording/retention", methods=["PUT"])
+@blp.arguments(recording.RetentionInput)
+@blp.response(200, RetentionOut)
+@blp.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit")
+@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@api_login_required
+def put_retention(data, account_id):
+    """Days a recording is kept (1 to 3650); it applies from the first day not invoiced yet
+    on and never changes a billed period."""
+    return recording.set_retention(api_user(), _account(account_id), data)

@@ -43,7 +43,7 @@ def import_calls(path, account_id):
 @click.option("--start", default=None, help="YYYY-MM-DD (default: first of this month)")
 @click.option("--end", default=None, help="YYYY-MM-DD, exclusive")
 def report(account_id, start, end):
-    """Print the cost report per billing unit as CSV."""
+    """Print the billing-unit report (the period's invoiced charges per unit) as CSV."""
 
     @_in_app
     def run():
@@ -51,6 +51,48 @@ def report(account_id, start, end):
 
         account = svc.account_for(None, account_id)
         period = svc.parse_period({"start": start, "end": end})
-        click.echo(svc.report_csv(svc.compute_report(account, period)), nl=False)
+        click.echo(svc.report_csv(svc.report(None, account, period)), nl=False)
+
+    run()
+
+
+@units.command("import-recording")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--account", "account_id", required=True, type=int, help="customer account id")
+def import_recording(path, account_id):
+    """Import call-recording storage records from a CSV file (columns: external_id, number,
+    date, gigabytes); each becomes usage of the account's recording-storage subscription.
+    Re-importing the same file adds nothing; a day already invoiced is refused."""
+
+    @_in_app
+    def run():
+        from plugins.billing_units import recording
+        from plugins.billing_units import services as svc
+
+        account = svc.account_for(None, account_id)
+        with open(path, encoding="utf-8-sig") as fh:
+            result = recording.import_storage_csv(None, account, fh.read())
+        click.echo(
+            f"{result['created']} storage record(s) imported, {result['duplicates']} already "
+            f"present (of {result['received']})"
+        )
+
+    run()
+
+
+@units.command("retention")
+@click.option("--account", "account_id", required=True, type=int)
+@click.option("--days", required=True, type=click.IntRange(1, 3650),
+              help="days a call recording is kept")  # fmt: skip
+def retention(account_id, days):
+    """Set how long call recordings are kept (from the first day not invoiced yet on)."""
+
+    @_in_app
+    def run():
+        from plugins.billing_units import recording
+        from plugins.billing_units import services as svc
+
+        row = recording.set_retention(None, svc.account_for(None, account_id), {"days": days})
+        click.echo(f"recordings kept {row.days} days from {row.effective_from} on")
 
     run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import peewee as pw
 
+from core.billing.models import UsageRecord
 from core.billing.money import DecimalTextField, MinorUnitsField
 from core.db import BaseModel, utcnow
 from core.models import Account, User
@@ -109,6 +110,43 @@ class UnitSettings(BaseModel):
         table_name = "bu_settings"
 
 
+class RecordingStorage(BaseModel):
+    """Call-recording storage used on one day by the recordings of one number, as the recorder
+    reports it (idempotent by ``external_id`` per account). ``unit_name`` is the unit holding
+    the number when the record arrived (the report allocates the storage line by it); the
+    record is billed through the core usage record ``usage`` it created, rated by the seller's
+    recording-storage plan like any other usage (``plugins.billing_units.recording``)."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    external_id = pw.CharField(max_length=100)
+    day = pw.DateField()
+    number = pw.ForeignKeyField(PhoneNumber, backref="+", on_delete="RESTRICT")
+    unit_name = pw.CharField(max_length=200)
+    gigabytes = DecimalTextField()
+    usage = pw.ForeignKeyField(UsageRecord, backref="+", on_delete="RESTRICT")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "bu_recording_storage"
+        indexes = ((("account", "external_id"), True), (("account", "day"), False))
+
+
+class RecordingRetention(BaseModel):
+    """How many days call recordings are kept, from ``effective_from`` on (a history: the
+    latest row in force applies). A change takes effect on the first day not invoiced yet,
+    so it never reaches back into a billed period."""
+
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
+    days = pw.IntegerField()
+    effective_from = pw.DateField()
+    changed_by = pw.ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "bu_recording_retention"
+        indexes = ((("account", "effective_from"), False),)
+
+
 MODELS = [
     Team,
     TeamMember,
@@ -119,4 +157,6 @@ MODELS = [
     UnitNumber,
     CallRecord,
     UnitSettings,
+    RecordingStorage,
+    RecordingRetention,
 ]

@@ -38,6 +38,8 @@ LABELS = {
     "label": "Label",
     "number_rental_price": "Number rental price",
     "seat_price": "Seat price per user",
+    "days": "Retention (days)",
+    "file": "Import storage records (CSV)",
 }
 
 
@@ -291,9 +293,11 @@ def bar_chart(data: dict) -> Markup:
 @bp.route("/accounts/<int:account_id>/billing/report", methods=["GET", "POST"])
 @login_required
 def report(account_id):
+    """The period's invoiced charges per unit; the seller sets the prices here (a POST needs
+    Edit Billing unit, then the billing-terms rule: from an account above only)."""
     account = _account(account_id)
     svc.require_view(current_user, account)
-    errors = {}
+    errors, status = {}, 200
     if request.method == "POST":
         svc.require_edit(current_user, account)  # View Billing unit alone: 403
         try:
@@ -307,8 +311,9 @@ def report(account_id):
             )
         except BillhiveError as exc:
             errors = form_errors(exc)
+            status = exc.status if exc.status in (403, 404, 409) else 422
         else:
-            flash("Recurring prices saved.")
+            flash("Prices saved.")
             return redirect(url_for("billing_units.report", account_id=account.id, **request.args))
     period = svc.parse_period(_period_args())
     data = svc.report(current_user, account, period)
@@ -318,9 +323,10 @@ def report(account_id):
         last_day=period[1] - timedelta(days=1),
         chart=bar_chart(data),
         settings=svc.settings_for(account),
+        can_set_prices=svc.can_set_prices(current_user, account),
         errors=errors,
         **_ctx(account, "report"),
-    ), (422 if errors else 200)
+    ), status
 
 
 def _period_args() -> dict:
@@ -346,3 +352,59 @@ def report_csv(account_id):
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=billing-units-{data['start']}.csv"},
     )
+
+
+# -- call recording ----------------------------------------------------------------------------
+
+
+@bp.route("/accounts/<int:account_id>/billing/recording", methods=["GET", "POST"])
+@login_required
+def recording_page(account_id):
+    """The Call recording sub-tab: storage per unit in a period, its invoiced charges, the
+    retention setting (a POST needs Edit Billing unit) and a CSV import of storage records."""
+    from plugins.billing_units import recording
+
+    account = _account(account_id)
+    svc.require_view(current_user, account)
+    errors, values, status = {}, {}, 200
+    if request.method == "POST":
+        svc.require_edit(current_user, account)  # View Billing unit alone: 403
+        try:
+            if request.form.get("action") == "import":
+                upload = request.files.get("file")
+                if upload is None or not upload.filename:
+                    raise ValidationFailed.field("file", "choose a CSV file")
+                try:
+                    text = upload.read(5_000_001).decode("utf-8-sig")
+                except UnicodeDecodeError:
+                    raise ValidationFailed.field("file", "must be a UTF-8 CSV file") from None
+                if len(text) > 5_000_000:
+                    raise ValidationFailed.field("file", "must be at most 5 MB")
+                result = recording.import_storage_csv(current_user, account, text)
+                flash(f"{result['created']} storage record(s) imported, "
+                      f"{result['duplicates']} already present.")  # fmt: skip
+            else:
+                values = {"days": request.form.get("days", "")}
+                days = values["days"].strip()
+                row = recording.set_retention(
+                    current_user, account, {"days": int(days) if days.isdigit() else days}
+                )
+                flash(f"Recordings are kept {row.days} days from {row.effective_from} on.")
+        except BillhiveError as exc:
+            errors = form_errors(exc)
+            status = exc.status if exc.status in (403, 404, 409) else 422
+        else:
+            return redirect(url_for("billing_units.recording_page", account_id=account.id,
+                                    **request.args))  # fmt: skip
+    period = svc.parse_period(_period_args())
+    data = recording.page_data(account, period)
+    return render_template(
+        "billing_units/recording.html",
+        data=data,
+        last_day=period[1] - timedelta(days=1),
+        history=recording.retention_history(account),
+        values=values or {"days": data["retention_days"]},
+        errors=errors,
+        product_code=recording.PRODUCT_CODE,
+        **{**_ctx(account, "recording"), "sub": "billing_units.recording_page"},
+    ), status

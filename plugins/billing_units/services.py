@@ -7,7 +7,7 @@ The panel, the API and the CLI all call these functions; privilege checks live h
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import peewee as pw
@@ -555,9 +555,24 @@ def settings_for(account: Account) -> UnitSettings:
     )
 
 
+def can_set_prices(actor, account: Account) -> bool:
+    """The prices of numbers and seats are what the seller invoices: billing terms, set
+    from an account above (``core.accounts``), never by the customer for itself."""
+    from core.accounts import can_edit_billing_terms
+
+    return can_edit(actor, account) and can_edit_billing_terms(actor, account)
+
+
 def update_settings(actor, account: Account, payload) -> UnitSettings:
+    """Set the prices the seller invoices per number and per seat (a billing term of the
+    account: only from an account above it, with ``accounts.billing_terms`` and Edit
+    Billing unit)."""
+    from core.accounts import require_billing_terms
+
     require_edit(actor, account)
     data = _load(SettingsInput(partial=True), payload)
+    require_billing_terms(actor, account, list(data) or list(SettingsInput().fields),
+                          {k: str(v) for k, v in data.items()})  # fmt: skip
     prices = {}
     for key, value in data.items():
         try:
@@ -780,7 +795,9 @@ def _bounds(period: tuple[date, date]) -> tuple[datetime, datetime]:
 
 
 def compute_report(account: Account, period: tuple[date, date]) -> dict:
-    """Costs per unit for ``period`` (start, end exclusive), plus an Unassigned bucket.
+    """The **rating**: what a bill run invoices for ``period`` (start, end exclusive) per
+    unit, plus an Unassigned bucket (:func:`charges` bills it; the report shows it only as
+    the estimate of days not invoiced yet; the report itself reads the invoices).
 
     * Usage: the sum of the rated costs of the calls on the unit's numbers (calls on numbers
       in no unit go to Unassigned). One SQL GROUP BY per number, then a mapping to units.
@@ -904,11 +921,52 @@ def compute_report(account: Account, period: tuple[date, date]) -> dict:
 
 
 def report(actor, account: Account, period: tuple[date, date]) -> dict:
+    """The billing-unit report of ``period``: the invoiced charges per unit
+    (:mod:`plugins.billing_units.report`), plus, clearly apart, an estimate of the days of
+    the period not invoiced yet (today's assignments and prices; the bill run decides)."""
+    from plugins.billing_units import recording
+    from plugins.billing_units import report as invoiced_report
+
     require_view(actor, account)
-    return compute_report(account, period)
+    units = units_of(account)
+    data = invoiced_report.invoiced(account, period, units, recording.report_allocation(account))
+    settings = settings_for(account)
+    through = _billed_through(account)
+    begin = max(period[0], through or period[0])
+    pending = None
+    if begin < period[1]:
+        estimate = compute_report(account, (begin, period[1]))
+        pending = {
+            "start": begin,
+            "end": period[1],
+            "last_day": period[1] - timedelta(days=1),
+            "units": [{"unit": r["unit"], "total": r["total"]} for r in estimate["units"]],
+            "total": estimate["totals"]["total"],
+        }
+    return {
+        "account_id": account.id,
+        "currency": account.currency,
+        "start": period[0],
+        "end": period[1],
+        "number_rental_price": settings.number_rental_price,
+        "seat_price": settings.seat_price,
+        "billed_through": through,
+        **data,
+        "not_invoiced": pending,
+    }
+
+
+def _billed_through(account: Account) -> date | None:
+    from core.billing import coverage
+
+    return coverage.key_through(f"billing_units:{account.id}")
+
+
+REPORT_CSV_COLUMNS = ("usage", "rental", "seats", "recording", "total", "credited")
 
 
 def report_csv(data: dict) -> str:
+    """The invoiced report as CSV, major units; the last row is the total."""
     import io
 
     from core import csv_export
@@ -916,28 +974,12 @@ def report_csv(data: dict) -> str:
     buf = io.StringIO()
     writer = csv_export.writer(buf)
     cur = data["currency"]
-    writer.writerow(
-        [
-            "unit",
-            "numbers",
-            "users",
-            "calls",
-            "duration_seconds",
-            "usage",
-            "rental",
-            "seats",
-            "recurring",
-            "total",
-            "currency",
-        ]
-    )
+    writer.writerow(["unit", "numbers", "seats_billed", "calls", "number_rental", "seats",
+                     "recording_storage", "total", "credited_included", "currency"])  # fmt: skip
     for r in data["units"] + [{**data["totals"], "unit": "TOTAL"}]:
         writer.writerow(
-            [r["unit"], r["numbers"], r["users"], r["calls"], r["duration_seconds"]]
-            + [
-                str(to_decimal(r[k], cur))
-                for k in ("usage", "rental", "seats", "recurring", "total")
-            ]
+            [r["unit"], r["numbers"], r["users"]]
+            + [str(to_decimal(r[k], cur)) for k in REPORT_CSV_COLUMNS]
             + [cur]
         )
     return buf.getvalue()
