@@ -138,7 +138,7 @@ def test_reseller_admin_sets_the_prices_and_reads_the_invoiced_report(center, li
     form = page.locator("#settings-form")
     form.locator("input[name=seat_price]").fill("abc")
     form.locator("button[type=submit]").click()
-    assert "seat_price" in page.locator(".flash.error").inner_text()
+    assert "Seat price per user" in page.locator(".flash.error").inner_text()
     page.locator("#settings-form input[name=seat_price]").fill("12.50")
     with page.expect_navigation():
         page.locator("#settings-form button[type=submit]").click()
