@@ -126,8 +126,18 @@ def create_user(actor, payload: dict) -> User:
         rbac.require(actor, "users.manage", account)
     lifecycle.refuse_if_closed(account, "user", "account_id")
     email = data["email"].strip().lower()
-    passwords.check(data["password"], "password", email)
-    if User.get_or_none(User.email == email):
+    # every problem at once (a form shows them together): the password policy, the e-mail
+    # in use; the e-mail alone stays the 409 it always was
+    weak = passwords.problem(data["password"], email)
+    taken = User.get_or_none(User.email == email) is not None
+    if weak and taken:
+        raise ValidationFailed(
+            f"password: {weak}; email: a user with e-mail {email} already exists",
+            {"password": [weak], "email": [f"a user with e-mail {email} already exists"]},
+        )
+    if weak:
+        raise ValidationFailed.field("password", weak)
+    if taken:
         raise Conflict(f"email: a user with e-mail {email} already exists", {"email": ["taken"]})
     roles = _roles_of(account, data["role_ids"])
     with database.atomic():

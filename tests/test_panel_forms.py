@@ -427,3 +427,18 @@ def test_no_internal_name_survives_and_nothing_is_said_twice(fields, prefixed):
         shown = " ".join(f"{label} {msg}" for label, msg in out.summary())
         for name in fields:
             assert name not in shown and name.rsplit(".", 1)[-1] not in shown
+
+
+def test_add_user_says_a_taken_email_and_a_weak_password_together(world, panel):
+    from core.models import User
+
+    before = User.select().count()
+    resp = panel(world.operator).post(
+        f"/accounts/{world.customer_a.id}/users",
+        # long enough for the form, refused by the policy: the address itself
+        data={"email": world.user_b.email, "name": "Twin", "password": world.user_b.email},
+    )
+    assert resp.status_code == 422
+    assert "already exists" in error_under(resp, "email")
+    assert error_under(resp, "password")
+    assert User.select().count() == before
