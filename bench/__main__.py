@@ -2,7 +2,7 @@
 
 Run from the repository root (``make bench``):
 
-    python -m bench [--quick] [--only billrun,growth,pdf,api,hooks,usage] [--markdown FILE]
+    python -m bench [--quick] [--only billrun,growth,pdf,api,hooks,usage,lists] [--markdown FILE]
 
 Sections (full size; ``--quick`` divides the sizes by 10 for development):
 
@@ -17,6 +17,9 @@ Sections (full size; ``--quick`` divides the sizes by 10 for development):
   server; the load comes from a second process on 127.0.0.1.
 * ``hooks`` — a 2,000-customer bill run with 10 no-op plugins enabled; baseline: none.
 * ``usage`` — importing 1,000,000 usage records; baseline: raw sqlite3 executemany.
+* ``lists`` — the list and search pages of the panel and the API (``core.find``) at 100,000
+  accounts, median milliseconds per page as the operator; baseline: the same page at 1,000
+  accounts (``bench.lists``; a ratio near 1 means index-served).
 
 Everything runs in throwaway folders (``BILLHIVE_BENCH_TMP`` picks where) in this process
 tree: workers, servers and load generators are subprocesses, stopped at the end. Numbers
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from bench.common import Report, machine, temp_root
 
-SECTIONS = ("billrun", "growth", "pdf", "api", "hooks", "usage")
+SECTIONS = ("billrun", "growth", "pdf", "api", "hooks", "usage", "lists")
 
 
 def pdf_section(report: Report, runs: int) -> None:
@@ -130,6 +133,12 @@ def main(argv=None) -> int:
             records = 1_000_000 // scale
             print(f"\n[usage] {records:,} records", flush=True)
             usage.bench(report, root, records)
+        if "lists" in only:
+            from bench import lists
+
+            print(f"\n[lists] {big:,} accounts vs {1000 // scale:,}", flush=True)
+            lists.bench(report, root, big, 1000 // scale, 5 if args.quick else 15,
+                        postgres=args.postgres)  # fmt: skip
     finally:
         from bench.common import drop_databases
 

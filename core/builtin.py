@@ -138,6 +138,7 @@ def register_menu_items():
     return [
         MenuItem("Dashboard", "panel.home", None, order=5),
         MenuItem("Accounts", "panel.accounts", "accounts.view", order=10),
+        MenuItem("Users", "find.users_page", "users.view", order=12),
         MenuItem("Catalog", "billing.catalog_page", "catalog.view", order=20),
         MenuItem("Subscriptions", "billing.subscriptions_page", "billing.view", order=25),
         MenuItem("Invoices", "billing.invoices_page", "billing.view", order=30),
@@ -184,6 +185,12 @@ def invoice_parties_backfill(migrator, db):
     backfill(migrator, db)
 
 
+def list_indexes(migrator, db):
+    from core.find.indexes import add_list_indexes
+
+    add_list_indexes(migrator, db)
+
+
 # the core's own schema history (core.migrations): applied at start-up, after the models'
 # missing tables are created; each step also runs (idempotently) on a brand-new database
 MIGRATIONS = [
@@ -191,6 +198,7 @@ MIGRATIONS = [
     (2, bill_run_heartbeat),
     (3, login_session_last_seen),
     (4, invoice_parties_backfill),
+    (7, list_indexes),  # 5 and 6 are reserved for work landing in parallel (issue 19/20)
 ]
 
 

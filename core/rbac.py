@@ -88,19 +88,54 @@ def in_subtree(account: Account, *, strict: bool = False) -> pw.Expression:
     the index :func:`core.models.create_core_tables` makes there."""
     low = account.path
     high = low[:-1] + chr(ord(low[-1]) + 1)
-    path = Account.path.collate('"C"') if is_postgres() else Account.path
+    if is_postgres():
+        path = Account.path.collate('"C"')
+    elif account.parent_id is None:
+        # the root's subtree is the whole tree: SQLite (no range statistics) would still
+        # walk the path index and sort, so the range is kept out of its index choice (unary
+        # '+', the same value and collation) and a list's sort index serves it (core.find)
+        path = pw.NodeList((pw.SQL("+"), Account.path), glue="")
+    else:
+        path = Account.path
     condition = (path >= low) & (path < high)
     return condition & (Account.id != account.id) if strict else condition
 
 
+def sees_every_account(user: User) -> bool:
+    """True when the caller's account is the tree's only root (the provider, as
+    ``core.bootstrap`` makes it): every account is then in its subtree, and scoping adds no
+    condition, so the operator's lists at 100,000 accounts read one index instead of first
+    listing every account (core.find). Asked each time (one indexed read, never cached: a
+    second root, which only the operator's shell could make, turns it off at once)."""
+    if user.account.parent_id is not None:
+        return False
+    roots = Account.select(Account.id).where(Account.parent.is_null()).limit(2)
+    return [a.id for a in roots] == [user.account_id]
+
+
 def visible_accounts(user: User) -> pw.ModelSelect:
     """The caller's subtree: the single definition of tenant visibility."""
+    if sees_every_account(user):
+        return Account.select()
     return Account.select().where(in_subtree(user.account))
+
+
+def scope_column(account_field: pw.Field, user: User):
+    """``account_field`` as the scoping condition compares it. The root sees every account:
+    on SQLite the membership test is then a check per row (unary '+': the same value, kept
+    out of the index choice), so a list's sort index serves the query instead of a walk over
+    every account followed by a sort (see in_subtree; core.find)."""
+    if not is_postgres() and user.account.parent_id is None:
+        return pw.NodeList((pw.SQL("+"), account_field), glue="")
+    return account_field
 
 
 def scoped(query: pw.ModelSelect, account_field: pw.Field, user: User) -> pw.ModelSelect:
     """Restrict any query over a table with an account column to the caller's subtree."""
-    return query.where(account_field.in_(visible_accounts(user).select(Account.id)))
+    if sees_every_account(user):
+        return query
+    column = scope_column(account_field, user)
+    return query.where(column.in_(visible_accounts(user).select(Account.id)))
 
 
 def _refused_outside(user: User, model, object_id, account_field: pw.Field | None = None) -> None:

@@ -95,6 +95,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     api = create_api(app, csrf)
     app.extensions["billhive"] = Billhive(host=host, database=database, api=api)
 
+    from core.find import views as find_views
     from core.panel import blueprint as panel_bp
     from core.panel import jinja
 
@@ -112,6 +113,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     mail_views.init_app(app)
     jinja.init_app(app)
+    find_views.init_app(app)  # the search box, the users list, list-page helpers
 
     for plugin, bp in host.blueprints():
         if hasattr(bp, "register_views_in_doc"):  # flask-smorest blueprint: an API resource
@@ -162,8 +164,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     def _http_error(exc: HTTPException):
         data = getattr(exc, "data", None) or {}
         messages = data.get("messages") or data.get("errors") or {}
-        if isinstance(messages, dict) and len(messages) == 1 and "json" in messages:
-            messages = messages["json"]  # webargs nests by location; callers want fields
+        if (
+            isinstance(messages, dict)
+            and len(messages) == 1
+            and messages.keys() & {"json", "query"}
+        ):
+            # webargs nests by location; callers want the field or query parameter's name
+            messages = next(iter(messages.values()))
         # nested fields by their dotted path ("lines.0.unit_price"); ["Invalid JSON body."]
         # and other messages that name no field under "_schema"
         messages = field_messages(messages) if messages else {}

@@ -10,8 +10,10 @@ from core import audit, license_store, lifecycle, rbac, roles, users
 from core.api import schemas as s
 from core.auth import api_login_required, api_user
 from core.errors import Forbidden, ValidationFailed
+from core.find import lists
+from core.find.listing import API_HEADERS, api_answer
 from core.licenses import LicenseError
-from core.models import Account, AuditEntry, Role, User
+from core.models import Role, User
 from core.plugins import CORE_PLUGIN
 
 tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens")
@@ -27,10 +29,6 @@ def blueprints():
 
 def host():
     return current_app.extensions["billhive"].host
-
-
-def page(query, args):
-    return query.paginate(args["page"], args["per_page"])
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -59,14 +57,20 @@ def revoke_token(prefix):
 
 
 @accounts.route("", methods=["GET"])
-@accounts.arguments(s.ListArgs, location="query")
-@accounts.response(200, s.AccountOut(many=True))
+@accounts.arguments(lists.AccountListArgs, location="query")
+@accounts.response(200, s.AccountOut(many=True), headers=API_HEADERS)
+@accounts.alt_response(403, response="DEFAULT_ERROR", description="without the list's privilege")
+@accounts.alt_response(
+    404, response="DEFAULT_ERROR", description="an account_id or parent_id outside your subtree"
+)
 @api_login_required
 def list_accounts(args):
-    """Accounts of your subtree, tree order."""
+    """Accounts of your subtree (your own included), tree order unless ``sort`` says
+    otherwise. ``parent_id`` lists one level of the tree (404 for an account outside your
+    subtree). Paging in the ``X-Total-Count`` and ``Link`` headers."""
     user = api_user()
     rbac.require(user, "accounts.view")
-    return page(rbac.visible_accounts(user).order_by(Account.path), args)
+    return api_answer(lists.ACCOUNTS, lists.accounts_query(user), args, user)
 
 
 @accounts.route("", methods=["POST"])
@@ -171,6 +175,22 @@ def create_role(data, account_id):
 
 
 # -- users -----------------------------------------------------------------------------------
+
+
+@users_bp.route("", methods=["GET"])
+@users_bp.arguments(lists.UserListArgs, location="query")
+@users_bp.response(200, s.UserOut(many=True), headers=API_HEADERS)
+@users_bp.alt_response(403, response="DEFAULT_ERROR", description="without the list's privilege")
+@users_bp.alt_response(
+    404, response="DEFAULT_ERROR", description="an account_id or parent_id outside your subtree"
+)
+@api_login_required
+def list_users(args):
+    """Users of your subtree (``users.view``), by e-mail unless ``sort`` says otherwise.
+    Paging in the ``X-Total-Count`` and ``Link`` headers."""
+    user = api_user()
+    rbac.require(user, "users.view")
+    return api_answer(lists.USERS, lists.users_query(user), args, user)
 
 
 @users_bp.route("", methods=["POST"])
@@ -418,12 +438,19 @@ def put_license(data):
 
 
 @ops.route("/audit", methods=["GET"])
-@ops.arguments(s.ListArgs, location="query")
-@ops.response(200, s.AuditOut(many=True))
+@ops.arguments(lists.AuditListArgs, location="query")
+@ops.response(200, s.AuditOut(many=True), headers=API_HEADERS)
+@ops.alt_response(403, response="DEFAULT_ERROR", description="without the list's privilege")
+@ops.alt_response(
+    404, response="DEFAULT_ERROR", description="an account_id or parent_id outside your subtree"
+)
 @api_login_required
 def list_audit(args):
-    _operator("audit.view")
-    return page(AuditEntry.select().order_by(AuditEntry.id.desc()), args)
+    """The audit log, newest first: filters ``account_id``, ``actor``, ``action`` (or its
+    start), ``from``/``to`` (days, both included). Paging in the ``X-Total-Count`` and
+    ``Link`` headers."""
+    user = _operator("audit.view")
+    return api_answer(lists.AUDIT, lists.audit_query(user), args, user)
 
 
 __all__ = ["blueprints", "plugin_rows", "license_status", "audit"]

@@ -161,9 +161,3 @@ class AuditOut(Schema):
     object_id = fields.String()
     before = fields.Raw(allow_none=True)
     after = fields.Raw(allow_none=True)
-
-
-class ListArgs(Schema):
-    # marshmallow 4 ignores a validator's False: ranges must raise, as validate.Range does
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(1, 500))

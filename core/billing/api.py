@@ -38,6 +38,8 @@ from core.fields import (
     Text,
     check_lines_total,
 )
+from core.find import lists
+from core.find.listing import API_HEADERS, api_answer
 
 catalog_bp = Blueprint("billing_catalog", __name__, url_prefix="/api/v1",
                        description="Products, price plans, subscriptions, usage")  # fmt: skip
@@ -175,15 +177,6 @@ class InvoiceDetail(InvoiceOut):
         return None if inv.owed is None else inv.owed["due"]
 
 
-class InvoiceFilter(Schema):
-    status = Text(40, load_default=None, card_numbers=False)
-    account_id = Id(load_default=None)
-    period = Text(40, load_default=None, card_numbers=False,
-                  metadata={"description": "period start YYYY-MM-DD"})  # fmt: skip
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-
-
 class LineIn(Schema):
     description = Text(500, required=True, multiline=True)
     quantity = Quantity(signed=True, load_default="1")
@@ -294,13 +287,20 @@ def create_plan(data):
 
 
 @catalog_bp.route("/subscriptions", methods=["GET"])
-@catalog_bp.response(200, SubscriptionOut(many=True))
+@catalog_bp.arguments(lists.SubscriptionListArgs, location="query")
+@catalog_bp.response(200, SubscriptionOut(many=True), headers=API_HEADERS)
+@catalog_bp.alt_response(403, response="DEFAULT_ERROR", description="without the list's privilege")
+@catalog_bp.alt_response(
+    404, response="DEFAULT_ERROR", description="an account_id or parent_id outside your subtree"
+)
 @api_login_required
-def list_subscriptions():
+def list_subscriptions(args):
+    """Subscriptions of your subtree, oldest first unless ``sort`` says otherwise; paged
+    (``per_page`` 100 by default: before paging, every subscription came in one answer).
+    Paging in the ``X-Total-Count`` and ``Link`` headers."""
     user = api_user()
     rbac.require(user, "billing.view")
-    query = rbac.scoped(Subscription.select(), Subscription.account, user)
-    return query.order_by(Subscription.id)
+    return api_answer(lists.SUBSCRIPTIONS, lists.subscriptions_query(user), args, user)
 
 
 @catalog_bp.route("/subscriptions/<int:subscription_id>", methods=["GET"])
@@ -394,23 +394,19 @@ def _as_issuer(invoice: Invoice, code: str):
 
 
 @invoices_bp.route("/invoices", methods=["GET"])
-@invoices_bp.arguments(InvoiceFilter, location="query")
-@invoices_bp.response(200, InvoiceOut(many=True))
+@invoices_bp.arguments(lists.InvoiceListArgs, location="query")
+@invoices_bp.response(200, InvoiceOut(many=True), headers=API_HEADERS)
+@invoices_bp.alt_response(403, response="DEFAULT_ERROR", description="without the list's privilege")
+@invoices_bp.alt_response(
+    404, response="DEFAULT_ERROR", description="an account_id or parent_id outside your subtree"
+)
 @api_login_required
 def list_invoices(args):
+    """Invoices and credit notes of your subtree, newest first unless ``sort`` says
+    otherwise. Paging in the ``X-Total-Count`` and ``Link`` headers."""
     user = api_user()
     rbac.require(user, "billing.view")
-    query = rbac.scoped(Invoice.select(), Invoice.account, user)
-    if args["status"]:
-        query = query.where(Invoice.status == args["status"])
-    if args["account_id"]:
-        query = query.where(Invoice.account == args["account_id"])
-    if args["period"]:
-        try:
-            query = query.where(Invoice.period_start == parse_date(args["period"], "period"))
-        except PeriodError as exc:
-            raise ValidationFailed.field("period", str(exc)) from None
-    return query.order_by(Invoice.id.desc()).paginate(args["page"], args["per_page"])
+    return api_answer(lists.INVOICES, lists.invoices_query(user), args, user)
 
 
 @invoices_bp.route("/invoices", methods=["POST"])

@@ -17,14 +17,18 @@ from core.billing.models import (
     InvoiceLine,
     PricePlan,
     Product,
-    Subscription,
 )
-from core.billing.periods import PeriodError, check_run_date, parse_date
+from core.billing.periods import PeriodError, check_run_date
 from core.errors import BillhiveError, Forbidden
+from core.find import lists
+from core.find.listing import panel_list
+from core.find.views import account_names
 from core.models import Account
 from core.panel.forms import form_errors
 
 blueprint = Blueprint("billing", __name__, url_prefix="/billing")
+
+PICK_MAX = 500  # accounts offered in a form's list; past that, the form asks for the id
 
 
 #: What each form calls its fields (the labels of its template), for its messages.
@@ -101,12 +105,28 @@ def subscriptions_page():
             return redirect(url_for("billing.subscriptions_page"))
         except BillhiveError as exc:
             errors, status = form_errors(exc, SUBSCRIPTION_LABELS), exc.status
-    subs = rbac.scoped(Subscription.select(), Subscription.account, current_user)
+    page, sent, error = panel_list(lists.SUBSCRIPTIONS, lists.subscriptions_query(current_user),
+                                   current_user, request.args)  # fmt: skip
+    if error and status == 200:
+        status = 422
     plans = rbac.scoped(PricePlan.select(), PricePlan.account, current_user)
+    # the new subscription's account: a list to pick from, or its id past PICK_MAX accounts
     accounts = rbac.visible_accounts(current_user).where(Account.id != current_user.account_id)
-    return render_template("billing/subscriptions.html", subs=list(subs.order_by(Subscription.id)),
-                           plans=list(plans), accounts=list(accounts.order_by(Account.path)),
+    accounts = list(accounts.order_by(Account.path).limit(PICK_MAX + 1))
+    return render_template("billing/subscriptions.html", page=page, sent=sent, error=error,
+                           names=account_names({s.account_id for s in page.items}),
+                           page_plans=_plans_of(page.items),
+                           plans=list(plans), accounts=accounts, pick_max=PICK_MAX,
                            errors=errors, values=values), status  # fmt: skip
+
+
+def _plans_of(subscriptions) -> dict:
+    """The price plans (with their products) of one page of subscriptions, in one query."""
+    ids = {s.plan_id for s in subscriptions}
+    if not ids:
+        return {}
+    query = PricePlan.select(PricePlan, Product).join(Product).where(PricePlan.id.in_(ids))
+    return {p.id: p for p in query}
 
 
 # -- invoices --------------------------------------------------------------------------------
@@ -115,26 +135,18 @@ def subscriptions_page():
 @blueprint.route("/invoices")
 @login_required
 def invoices_page():
+    """Invoices of the caller's subtree: search by number, filters, sort, pages (core.find)."""
     rbac.require(current_user, "billing.view")
-    query = rbac.scoped(Invoice.select(), Invoice.account, current_user)
-    status = request.args.get("status") or ""
-    account_id = request.args.get("account_id") or ""
-    period = request.args.get("period") or ""
-    if status:
-        query = query.where(Invoice.status == status)
-    account_filter = request.args.get("account_id", type=int)  # None unless a number
-    if account_filter is not None and 0 < account_filter < 2**63:
-        query = query.where(Invoice.account == account_filter)
-    error = None
-    if period:
-        try:
-            query = query.where(Invoice.period_start == parse_date(period, "period"))
-        except PeriodError as exc:
-            error = str(exc)
-    accounts = {a.id: a for a in rbac.visible_accounts(current_user)}
-    return render_template("billing/invoices.html", invoices=list(query.order_by(
-        Invoice.id.desc()).limit(500)), accounts=accounts, status=status,
-        account_id=account_id, period=period, error=error)  # fmt: skip
+    page, sent, error = panel_list(lists.INVOICES, lists.invoices_query(current_user),
+                                   current_user, request.args)  # fmt: skip
+    account = None
+    if sent.get("account_id") and not error:
+        account = rbac.get_account(current_user, sent["account_id"])
+    ids = {i.account_id for i in page.items} | {i.issuer_id for i in page.items}
+    return render_template("billing/invoices.html", page=page, sent=sent, error=error,
+                           account=account, names=account_names(ids),
+                           statuses=lists.INVOICE_STATUSES, kinds=lists.INVOICE_KINDS), (
+        422 if error else 200)  # fmt: skip
 
 
 def _invoice(invoice_id) -> Invoice:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from peewee import fn
 
 from core import accounts as account_service
 from core import dashboard, impersonation, license_store, lifecycle, rbac, roles, users
@@ -11,8 +12,11 @@ from core.accounts import AccountInput
 from core.api.resources import license_status, plugin_rows
 from core.billing import parties
 from core.errors import BillhiveError, Forbidden, ValidationFailed
+from core.find import lists
+from core.find.listing import panel_list
+from core.find.views import account_names
 from core.licenses import LicenseError
-from core.models import Account, AuditEntry, Role, User
+from core.models import Account, Role, User
 from core.panel import blueprint as bp
 from core.panel.forms import form_errors, keep
 from core.plugins import CORE_PLUGIN
@@ -83,10 +87,36 @@ def home():
 @bp.route("/accounts")
 @login_required
 def accounts():
+    """The account tree one level at a time (``parent_id``, your own account's children at
+    first, breadcrumbs up to yours), or, once something is searched or filtered, every
+    matching account of your subtree with its path (core.find.lists.ACCOUNTS)."""
     rbac.require(current_user, "accounts.view")
-    tree = list(rbac.visible_accounts(current_user).order_by(Account.path))
-    base = current_user.account.depth
-    return render_template("core/accounts.html", tree=tree, base=base)
+    searching = any(request.args.get(k) for k in ("q", "type", "status"))
+    browsing = not searching or bool(request.args.get("parent_id"))
+    defaults = {"sort": "name"}
+    if not searching and not request.args.get("parent_id"):
+        defaults["parent_id"] = current_user.account_id
+    page, sent, error = panel_list(lists.ACCOUNTS, lists.accounts_query(current_user),
+                                   current_user, request.args, **defaults)  # fmt: skip
+    parent = None
+    if browsing and not error:
+        parent = rbac.get_account(current_user, sent.get("parent_id", current_user.account_id))
+    ids = [a.id for a in page.items]
+    below = dict(
+        Account.select(Account.parent, fn.COUNT(Account.id))
+        .where(Account.parent.in_(ids))
+        .group_by(Account.parent)
+        .tuples()
+    ) if ids else {}  # fmt: skip
+    ancestors = account_names({int(x) for a in page.items for x in a.path.strip("/").split("/")})
+    return render_template(
+        "core/accounts.html", page=page, sent=sent, error=error, parent=parent, below=below,
+        ancestors=ancestors, types=host().account_types(), searching=searching,
+        status_labels=lifecycle.LABELS,
+    ), (422 if error else 200)  # fmt: skip
+
+
+CHILDREN_SHOWN = 50  # on an account's page; the Accounts page pages through the rest
 
 
 def _account(account_id: int) -> Account:
@@ -193,7 +223,8 @@ def account(account_id):
     acc = _account(account_id)
     if not (rbac.has(current_user, "accounts.view") or acc.id == current_user.account_id):
         raise Forbidden("you lack the privilege 'accounts.view'")
-    children = list(acc.children.order_by(Account.name))
+    # the first ones, and a link to all of them: a provider may have 100,000 (core.find)
+    children = list(acc.children.order_by(Account.name, Account.id).limit(CHILDREN_SHOWN + 1))
     atype = host().catalog.account_types.get(acc.type)
     offered, refused = [], []
     if rbac.has(current_user, "accounts.manage"):
@@ -215,6 +246,7 @@ def account(account_id):
         billing=parties.party(acc),
         payment=parties.payment_instructions(acc) if parties.is_issuer(acc) else None,
         board=dashboard.context(current_user._get_current_object(), acc),
+        children_shown=CHILDREN_SHOWN,
     )
 
 
@@ -526,7 +558,13 @@ def install_license():
 @bp.route("/audit")
 @login_required
 def audit():
+    """The audit log, newest first: filters account, actor, action, from/to (core.find)."""
     _require_operator("audit.view")
-    page = max(request.args.get("page", 1, type=int), 1)
-    entries = list(AuditEntry.select().order_by(AuditEntry.id.desc()).paginate(page, 100))
-    return render_template("core/audit.html", entries=entries, page=page)
+    page, sent, error = panel_list(lists.AUDIT, lists.audit_query(current_user), current_user,
+                                   request.args)  # fmt: skip
+    account = None
+    if sent.get("account_id") and not error:
+        account = rbac.get_account(current_user, sent["account_id"])
+    names = account_names({e.account_id for e in page.items})
+    return render_template("core/audit.html", page=page, sent=sent, error=error,
+                           account=account, names=names), (422 if error else 200)  # fmt: skip

@@ -12,6 +12,7 @@
    [data-panel="dialog-id"]             opens that <dialog>; [data-close] inside one closes it
    [data-assign="dialog-id target-id"]  copies the dialog's checked boxes into target as chips with hidden inputs
    fieldset.priv-group input.select-all checks/unchecks the group's privileges, follows them
+   input[data-search="json-url"]        the header's search box: offers answers as typed (core.find)
 */
 (function () {
   "use strict";
@@ -165,8 +166,97 @@
     });
   }
 
+  // The header's search box as a combobox (WAI-ARIA): answers appear as one types; ArrowDown
+  // and ArrowUp move through them, Enter opens the one chosen (or, with none, the results
+  // page), Escape closes the list; "/" anywhere outside a field puts the cursor in the box.
+  function searchBox() {
+    var input = document.querySelector("input[data-search]");
+    if (!input) { return; }
+    var list = document.getElementById(input.getAttribute("aria-controls"));
+    var active = -1, timer = null, asked = "";
+    var kinds = {section: "Page", account: "Account", invoice: "Invoice"};
+
+    function options() { return list.querySelectorAll("[role=option]"); }
+    function close() {
+      list.hidden = true; input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant"); active = -1;
+    }
+    function mark(index) {
+      var opts = options();
+      if (!opts.length) { return; }
+      active = (index + opts.length) % opts.length;
+      Array.prototype.forEach.call(opts, function (o, i) { o.setAttribute("aria-selected", i === active ? "true" : "false"); });
+      input.setAttribute("aria-activedescendant", opts[active].id);
+      opts[active].scrollIntoView({block: "nearest"});
+    }
+    function show(answer) {
+      list.innerHTML = "";
+      active = -1;
+      var hits = answer.hits || [];
+      hits.forEach(function (hit, i) {
+        var li = document.createElement("li");
+        li.id = "global-search-option-" + i;
+        li.setAttribute("role", "option");
+        li.setAttribute("aria-selected", "false");
+        li.dataset.url = hit.url;
+        var kind = document.createElement("span");
+        kind.className = "badge"; kind.textContent = kinds[hit.kind] || hit.kind;
+        var label = document.createElement("span");
+        label.className = "hit-label"; label.textContent = hit.label;
+        var detail = document.createElement("span");
+        detail.className = "muted"; detail.textContent = hit.detail;
+        li.appendChild(kind); li.appendChild(label); li.appendChild(detail);
+        li.addEventListener("mousedown", function (event) { event.preventDefault(); window.location.assign(hit.url); });
+        list.appendChild(li);
+      });
+      var all = document.createElement("li");
+      all.id = "global-search-option-all";
+      all.setAttribute("role", "option");
+      all.setAttribute("aria-selected", "false");
+      all.className = "search-all";
+      all.dataset.url = input.form.action + "?q=" + encodeURIComponent(answer.q || input.value);
+      all.textContent = answer.error ? answer.error : (hits.length ? "All results for “" + answer.q + "”" : "Nothing found for “" + answer.q + "”: see all results");
+      all.addEventListener("mousedown", function (event) { event.preventDefault(); window.location.assign(all.dataset.url); });
+      list.appendChild(all);
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+    }
+    function ask() {
+      var text = input.value.trim();
+      if (!text) { close(); asked = ""; return; }
+      if (text === asked) { return; }
+      asked = text;
+      fetch(input.dataset.search + "?q=" + encodeURIComponent(text), {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (r) { return r.json(); })
+        .then(function (answer) { if (input.value.trim() === text) { show(answer); } })
+        .catch(function () { /* offline or logged out: the form still submits */ });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(ask, 150); });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        if (list.hidden) { asked = ""; ask(); return; }
+        mark(active + (event.key === "ArrowDown" ? 1 : -1));
+      } else if (event.key === "Enter" && !list.hidden && active >= 0) {
+        event.preventDefault();
+        window.location.assign(options()[active].dataset.url);
+      } else if (event.key === "Escape" && !list.hidden) {
+        event.preventDefault();  // a search field clears itself on Escape: close the list only
+        close();
+      }
+    });
+    input.addEventListener("blur", function () { setTimeout(close, 100); });
+    document.addEventListener("keydown", function (event) {
+      var t = event.target;
+      if (event.key === "/" && !(t.closest && t.closest("input, textarea, select, [contenteditable]"))) {
+        event.preventDefault(); input.focus();
+      }
+    });
+  }
+
   function start() {
     confirmations(); autosubmit(); profileSwitch(); billRunProgress(); dialogs(); selectAll();
+    searchBox();
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
