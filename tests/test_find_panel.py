@@ -54,7 +54,9 @@ def test_the_tree_one_level_at_a_time_with_breadcrumbs(world, panel):
     body = text(resp)
     assert resp.status_code == 200
     assert "Customer A" in body and "Customer B" in body
-    assert re.search(r'<nav class="crumbs"[^>]*>.*<span aria-current="page">Provider</span>', body, re.S)
+    assert re.search(
+        r'<nav class="crumbs"[^>]*>.*<span aria-current="page">Provider</span>', body, re.S
+    )
 
 
 def test_a_customer_browses_only_its_own_tree(world, panel):
