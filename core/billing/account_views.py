@@ -48,10 +48,10 @@ SUBTABS = [
     ("my_account", "My account", "billing_account.my_account", 10),
     ("statements", "Statements", "billing_account.statements_page", 20),
     ("settings", "Payment settings", "billing_account.settings_page", 30),
-    ("dunning", "Dunning", "billing_dunning.dunning_page", 40),  # core.billing.dunning_views
     ("prepaid", "Prepaid invoices", "billing_account.prepaid_page", 50),
     ("methods", "Payment methods", "billing_account.methods_page", 60),
     ("transactions", "Transactions", "billing_account.transactions_page", 70),
+    ("dunning", "Dunning", "billing_dunning.dunning_page", 75),  # core.billing.dunning_views
     ("activity", "Activity reports", "billing_account.activity_page", 80),
 ]
 
