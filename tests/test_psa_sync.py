@@ -109,7 +109,8 @@ def test_add_billing_mapping_walks_the_steps(setup, world, panel, fake):
         data={"mapping_type": "per_unit", "psa_product": "M365-BP", "unique_id": "*",
               "level": "-1"},
     )  # fmt: skip
-    assert resp.status_code == 422 and "Level must be a whole number" in resp.get_data(as_text=True)
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "Level: must be a whole number" in page  # as labelled
     assert PsaMapping.select().count() == 0
     resp = client.post(
         base + "/add",
