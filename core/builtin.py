@@ -22,6 +22,7 @@ PLUGIN = PluginMeta(
     version="0.1.0",
     description="Accounts, users, roles, plugins, licences, audit.",
     essential=True,
+    api_version=2,  # dashboard_alerts, invoice_overdue
 )
 
 P, R, C = "provider", "reseller", "customer"

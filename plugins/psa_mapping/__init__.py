@@ -9,6 +9,7 @@ PLUGIN = PluginMeta(
     version="0.1.0",
     license_feature="BH-PSA",
     description="Billing mappings pushed to ConnectWise Manage through a billing connector.",
+    api_version=2,  # dashboard_alerts
 )
 
 P, R, C = "provider", "reseller", "customer"
