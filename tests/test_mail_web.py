@@ -63,6 +63,11 @@ def test_send_again_refusals_name_the_field_and_send_nothing(ctx, issued, world,
     client = api(world.operator)
     bad = client.post(f"{API}/invoices/{issued.id}/messages", json={"event": "birthday"})
     assert bad.status_code == 422 and "event" in bad.get_json()["errors"]
+    wrong = client.post(f"{API}/invoices/{issued.id}/messages", json={"event": "credit_note"})
+    assert wrong.status_code == 422
+    assert wrong.get_json()["errors"]["event"] == [
+        "for an invoice: one of invoice, reminder_1, reminder_2, final_notice"
+    ]
     long_key = client.post(f"{API}/invoices/{issued.id}/messages", json={"key": "k" * 65})
     assert long_key.status_code == 422 and "key" in long_key.get_json()["errors"]
     buyer = api(world.user_a).post(f"{API}/invoices/{issued.id}/messages", json={})

@@ -351,8 +351,14 @@ def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -
         raise ValidationFailed.field("invoice", why)
     default = "credit_note" if invoice.kind == "credit_note" else "invoice"
     event = event or default
-    if event not in INVOICE_EVENTS:
-        raise ValidationFailed.field("event", f"must be one of {', '.join(INVOICE_EVENTS)}")
+    allowed = (
+        ("credit_note",)
+        if default == "credit_note"
+        else tuple(e for e in INVOICE_EVENTS if e != "credit_note")
+    )
+    if event not in allowed:
+        what = "a credit note" if default == "credit_note" else "an invoice"
+        raise ValidationFailed.field("event", f"for {what}: one of {', '.join(allowed)}")
     key = (key or "").strip()
     if not key or len(key) > 64 or not key.isascii() or not key.isprintable():
         raise ValidationFailed.field("key", "must be 1 to 64 printable ASCII characters")
