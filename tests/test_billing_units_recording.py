@@ -311,3 +311,32 @@ def test_panel_call_recording_sub_tab(world, rec, panel):
     )
     assert rec.retention(acc).days == 30
     assert panel(world.user_b).get(f"/accounts/{acc.id}/billing/recording").status_code == 404
+
+
+# -- parallel callers (both backends) ----------------------------------------------------------
+
+
+def test_the_same_storage_imported_by_parallel_callers_is_stored_once(world, rec, ctx):
+    from core.billing.models import UsageRecord
+    from plugins.billing_units.models import RecordingStorage
+    from tests.test_billing_units_races import race
+
+    acc = world.customer_a
+    results = race(ctx, [lambda: rec.add_storage(None, acc, NOVEMBER) for _ in range(6)])
+    assert all(isinstance(r, dict) for r in results), results
+    assert sum(r["created"] for r in results) == 3
+    assert sum(r["duplicates"] for r in results) == 3 * 6 - 3
+    assert RecordingStorage.select().count() == 3 and UsageRecord.select().count() == 3
+    assert rec.page_data(acc, NOV)["total_gigabytes"] == Decimal("40.5")
+
+
+def test_parallel_retention_changes_each_apply_once(world, rec, ctx):
+    from tests.test_billing_units_races import race
+
+    acc = world.customer_a
+    days = [30, 60, 90, 365]
+    results = race(ctx, [lambda d=d: rec.set_retention(None, acc, {"days": d}) for d in days])
+    assert sorted(r.days for r in results) == days, results
+    history = rec.retention_history(acc)
+    assert sorted(h.days for h in history) == days
+    assert rec.retention(acc).days == history[0].days  # the last one written is in force

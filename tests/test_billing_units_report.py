@@ -267,3 +267,27 @@ def test_report_total_equals_what_was_billed_over_any_assignment(world, units, c
         assert billed == sum(expected.values())
     elif invoice is not None:
         assert billed == 0
+
+
+def test_a_call_of_a_billed_day_is_refused_but_a_retry_of_a_stored_one_is_not(world, units):
+    from core.billing import engine
+    from core.errors import ValidationFailed
+
+    acc = world.customer_a
+    n1 = units.create_number(None, acc, {"e164": "+442079460001"})
+    units.create_unit(None, acc, {"name": "Sales", "number_ids": [n1.id]})
+    november = _calls("+442079460001", ["1.00"])
+    units.add_calls(None, acc, november)
+    engine.run(date(2026, 12, 1))
+    billed = units.report(None, acc, NOV)["totals"]["total"]
+    assert billed == 100
+    assert units.add_calls(None, acc, november) == {"received": 1, "created": 0, "duplicates": 1}
+    late = {**november[0], "external_id": "late", "started_at": "2026-11-30T23:59:59"}
+    dec = {**november[0], "external_id": "dec", "started_at": "2026-12-01T00:00:00"}
+    with pytest.raises(ValidationFailed) as err:
+        units.add_calls(None, acc, [dec, late])
+    assert err.value.errors["records"] == {"1": [
+        "started_at: 2026-11-30 23:59 is invoiced already (calls are billed through 2026-12-01);"
+        " a billed period is never billed again"]}  # fmt: skip
+    assert units.add_calls(None, acc, [dec])["created"] == 1
+    assert units.report(None, acc, NOV)["totals"]["total"] == billed

@@ -676,13 +676,26 @@ def add_calls(actor, account: Account, rows: list[dict]) -> dict:
         try:
             if not isinstance(row, dict):
                 raise ValidationFailed("a call record must be an object")
-            clean.append(_validate_call(account, row, numbers, users))
+            clean.append({**_validate_call(account, row, numbers, users), "_index": index})
         except ValidationError as err:
             errors[str(index)] = [f"{k}: {'; '.join(map(str, v))}" for k, v in err.messages.items()]
         except ValidationFailed as exc:
             errors[str(index)] = [exc.message]
         except MoneyError as exc:
             errors[str(index)] = [f"{exc.field or 'value'}: {exc.message}"]
+    # a call of a day invoiced already would never be billed (charges bill from what the
+    # coverage key is billed through): refused, like recording storage of a billed day
+    through = _billed_through(account)
+    if through is not None:
+        billed = datetime.combine(through, datetime.min.time())
+        late = [rec for rec in clean if rec["started_at"] < billed]
+        stored = _existing_ids(account, [rec["external_id"] for rec in late])  # a retry: fine
+        for rec in late:
+            if rec["external_id"] not in stored:
+                errors.setdefault(str(rec["_index"]), []).append(
+                    f"started_at: {rec['started_at']:%Y-%m-%d %H:%M} is invoiced already (calls "
+                    f"are billed through {through}); a billed period is never billed again"
+                )
     if errors:
         first = next(iter(errors.items()))
         raise ValidationFailed(
@@ -691,6 +704,7 @@ def add_calls(actor, account: Account, rows: list[dict]) -> dict:
         )
     seen: dict[str, dict] = {}
     for rec in clean:
+        rec.pop("_index", None)
         seen.setdefault(rec["external_id"], rec)
     unique = list(seen.values())
     with _tx():
