@@ -1,4 +1,4 @@
-"""Benchmark: the billing units cost report over 100,000 call records and 1,000 units.
+"""Benchmark: the billing units rating and report over 100,000 call records and 1,000 units.
 
 Run from the repository root:
 
@@ -9,11 +9,14 @@ It builds a throwaway instance (SQLite in a temporary folder unless ``--database
 billing units (one number each, plus 10% unassigned numbers) and ``--calls`` call records in one
 month, then times, in the same run, best of N after one warm-up:
 
-* ``compute_report`` — the full report (usage per unit incl. Unassigned, rental, seats);
-* a baseline: one SQL ``GROUP BY`` unit over the same rows (calls LEFT JOIN unit numbers).
+* ``compute_report`` — the rating (what a bill run invoices: usage per unit incl. Unassigned,
+  rental, seats);
+* a baseline: one SQL ``GROUP BY`` unit over the same rows (calls LEFT JOIN unit numbers);
+* then a bill run for the month, and ``report`` — the billing-unit report read from that
+  invoice (its lines per unit), checked against the invoice's billing-units lines.
 
-It checks that both give the same usage per unit and prints the ratio. It asserts nothing
-about speed.
+It checks that the rating and the GROUP BY give the same usage per unit and that the report's
+total is what the invoice billed, and prints the times. It asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -107,6 +110,26 @@ def baseline(customer) -> dict:
     return {unit_id: int(total) for unit_id, total in query}
 
 
+def bill(customer) -> int:
+    """Bill the month (the customer dates from its start); what its billing-units lines
+    amount to."""
+    from core.billing import engine
+    from core.billing.models import Invoice, InvoiceLine
+    from core.models import Account
+
+    Account.update(created_at=datetime.combine(PERIOD[0], datetime.min.time())).where(
+        Account.id == customer.id
+    ).execute()
+    summary = engine.run(PERIOD[1])
+    assert not summary["failures"], summary["failures"][:3]
+    lines = (
+        InvoiceLine.select(InvoiceLine.amount)
+        .join(Invoice)
+        .where((Invoice.account == customer.id) & (InvoiceLine.source == "billing_units"))
+    )
+    return sum(line.amount for line in lines)
+
+
 def best_of(fn, runs: int) -> tuple[float, object]:
     result = fn()  # warm-up
     times = []
@@ -127,6 +150,7 @@ def main(argv=None) -> None:
 
     from hostapp.app import create_app
     from plugins.billing_units.services import compute_report
+    from plugins.billing_units.services import report as invoiced_report
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -155,6 +179,13 @@ def main(argv=None) -> None:
             print(f"single SQL GROUP BY:       {t_sql * 1000:8.1f} ms  (best of {args.runs})")
             print(f"ratio report / GROUP BY:   {t_report / t_sql:8.2f}x")
             print(f"usage total {report['totals']['usage']} minor units, identical in both")
+            t0 = time.perf_counter()
+            billed = bill(customer)
+            print(f"bill run of the month:     {(time.perf_counter() - t0) * 1000:8.1f} ms")
+            t_inv, invoiced = best_of(lambda: invoiced_report(None, customer, PERIOD), args.runs)
+            assert invoiced["totals"]["total"] == billed, "report and invoice disagree"
+            print(f"report (from the invoice): {t_inv * 1000:8.1f} ms  (best of {args.runs})")
+            print(f"invoiced total {billed} minor units, identical in report and invoice")
         if not database.is_closed():
             database.close()
 
