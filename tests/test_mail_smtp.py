@@ -274,3 +274,30 @@ def test_mail_settings_from_the_environment(monkeypatch, tmp_path):
         "smtp.example.net", "u", "p")  # fmt: skip
     assert loaded["MAIL_DEFAULT_SENDER"] == "billing@example.net"
     assert loaded["MAIL_OUTBOX_DIR"] == str(tmp_path / "outbox")
+
+
+def test_an_inline_bill_run_does_not_wait_for_a_dead_server_once_per_invoice(make_app, smtp):
+    """Inline sending pauses after a failed attempt: 4 invoices, one connection attempt; the
+    others wait, queued, and go out once the server is back (`billhive mail send`)."""
+    import time
+
+    from core.mail import tasks
+
+    with SilentServer() as silent:
+        app = make_app(plugins=[], **smtp_config(silent.port, MAIL_TIMEOUT=1))
+        with app.app_context(), app.extensions["billhive"].database.connection_context():
+            from core.mail.models import MailMessage
+            from tests.conftest import World
+
+            world = World()
+            customer = billed_customer(world)
+            started = time.monotonic()
+            for amount in ("1.00", "2.00", "3.00", "4.00"):
+                issue_invoice(world, customer, amount=amount)
+            assert time.monotonic() - started < 3.5  # one timeout (1 s), not four
+            statuses = [m.status for m in MailMessage.select().order_by(MailMessage.id)]
+            assert statuses == ["retry", "queued", "queued", "queued"]
+            app.config["MAIL_PORT"] = smtp.port  # the server is back
+            MailMessage.update(next_attempt_at=None).execute()
+            assert tasks.sweep()["sent"] == 4
+            assert len(smtp.messages) == 4

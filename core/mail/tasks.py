@@ -3,7 +3,10 @@
 ``BILLHIVE_QUEUE`` decides, as for bill runs (:mod:`core.billing.queue`):
 
 * ``inline`` (the default without a worker): the process that recorded the message sends it
-  right after the commit, and retries whatever failed earlier and is due again;
+  right after the commit and, when that worked, whatever failed earlier and is due again;
+  after a failed attempt it tries no other message for the first backoff (at most
+  ``PAUSE_MAX``), so a bill run does not wait for a dead server's timeout once per invoice:
+  those messages stay ``queued`` for the next send or ``billhive mail send``;
 * ``sqlite`` / ``redis``: a ``billhive_mail`` task per message on the huey queue that
   ``billhive worker`` consumes; a failed attempt schedules the next one after its backoff.
 
@@ -16,6 +19,7 @@ Nothing here raises into the caller: the invoice or payment is committed whateve
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from flask import current_app
@@ -27,6 +31,7 @@ from core.mail.models import OPEN, MailMessage
 log = logging.getLogger("billhive.mail")
 
 GRACE_SECONDS = 5.0  # a queued message younger than this may still be on its way to a sender
+PAUSE_MAX = 300.0  # inline: after a failed attempt, try no other message for at most this long
 DUE_BATCH = 200
 
 
@@ -46,8 +51,15 @@ def dispatch(message_id: int) -> None:
 
             get_queue().mail_task(message_id)
             return
-        messages.deliver(message_id)
-        deliver_due(limit=10)
+        state = current_app.extensions.setdefault("billhive_mail", {})
+        if time.monotonic() < state.get("paused_until", 0.0):
+            return  # the transport failed a moment ago: the next send after the pause, or
+            # `billhive mail send`, takes this one (a bill run does not wait on a dead server)
+        outcome = messages.deliver(message_id)
+        if outcome == "sent":
+            deliver_due(limit=10)  # the transport works: what failed earlier goes too
+        elif outcome in ("retry", "failed"):
+            state["paused_until"] = time.monotonic() + min(messages.backoff(1), PAUSE_MAX)
     except Exception:  # noqa: BLE001 - the message is recorded; the sweeper sends it
         log.warning("message %s could not be dispatched now; the sweeper will", message_id,
                     exc_info=True)  # fmt: skip
@@ -140,5 +152,5 @@ def sweep(now=None) -> dict:
             queue.mail_task(message_id)
         report["queued"] = len(ids)
     else:
-        report.update(deliver_due())
+        report.update(deliver_due(grace=0))  # the claim keeps a message from being sent twice
     return report
