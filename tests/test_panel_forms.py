@@ -266,6 +266,7 @@ def test_a_standard_account_offers_no_add_account(world, panel):
     assert resp.status_code == 200
     said = text_of(resp)
     assert "No account can be added under Customer A" in said and "<select" not in said
+    assert "A Standard account owns no other accounts" in said
 
 
 def test_a_licence_without_the_reseller_feature_says_so(world, panel, resellers, ctx, license_keys):

@@ -93,7 +93,8 @@ def check_parent(parent: Account) -> str | None:
     if parent.type == RESELLER and not allow_sub_resellers(parent):
         return (
             f"'{parent.name}' is a reseller and sub-resellers are switched off: the provider "
-            "must allow resellers to own resellers (reseller setting allow_sub_resellers)"
+            "must allow resellers to own resellers (the setting 'Allow resellers to own "
+            "sub-resellers' of the Resellers page)"
         )
     actor = request_actor()
     if actor is not None and not rbac.has(actor, "resellers.manage"):
