@@ -270,6 +270,8 @@ def test_audit_filters_account_actor_action_and_days(world, api, tree):
         return [e["id"] for e in resp.get_json()]
 
     assert ids(action="find.test") == [old.id]
+    # the last character Unicode has: a prefix with nothing after it, never a 500
+    assert ids(action="find.\U0010ffff") == []
     assert old.id in ids(action="find.")
     assert ids(action="find.test", **{"from": "2026-01-31", "to": "2026-01-31"}) == [old.id]
     assert ids(action="find.test", **{"from": "2026-02-01"}) == []
