@@ -26,7 +26,7 @@ PROFILE = {"customer_invoice_creation": True, "customer_invoice_type": "RAW",
 
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=["reseller_accounts"])
+    return make_app(plugins=["reseller_accounts", "role_wizard"])
 
 
 @pytest.fixture
@@ -203,6 +203,11 @@ def test_the_licence_warns_thirty_days_ahead(tree, install_license, panel, days,
     page = panel(w.operator).get(f"/accounts/{w.provider.id}").get_data(as_text=True)
     assert ('id="licence-warning"' in page) == warned
     assert 'id="addons"' in page
+    for addon in board["addons"]:  # each add-on says in words what licence feature it needs
+        needs = addon["license_feature"] or "No licence needed"
+        assert re.search(
+            rf'data-plugin="{addon["name"]}"><td>[^<]*</td><td>{re.escape(needs)}<', page
+        )
     assert 'id="licence"' not in panel(w.reseller_admin).get(
         f"/accounts/{w.reseller.id}").get_data(as_text=True)  # fmt: skip
 
