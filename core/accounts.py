@@ -44,6 +44,11 @@ class AccountCreate(AccountInput):
     ``parent_id`` is required (only the operator's shell creates the root)."""
 
     parent_id = Id(required=True)
+    # no default here: a day left out takes the one the parent fixes (create_account)
+    bill_cycle_day = fields.Raw(metadata={
+        "type": "integer", "minimum": 1, "maximum": 28,
+        "description": "Defaults to 1, or to the day the parent fixes (a reseller's Billing "
+                       "Cycle); another day than the fixed one is refused"})  # fmt: skip
 
 
 class AccountUpdate(AccountInput):
@@ -304,6 +309,28 @@ def check_type(parent: Account | None, type_code: str) -> None:
             raise ValidationFailed.field("type", refusal)
 
 
+def fixed_terms(parent: Account | None, type_code: str) -> dict[str, tuple]:
+    """``{field: (value, why)}``: the billing terms ``parent`` fixes for a child of type
+    ``type_code`` (``AccountType.child_terms`` of the parent's type; a reseller's customers
+    bill on its profile's Billing Cycle). Forms show them read-only; the API refuses another
+    value by name (:func:`refuse_other_terms`) instead of silently replacing it."""
+    if parent is None:
+        return {}
+    declared = rbac.host().catalog.account_types.get(parent.type)
+    rule = declared.item.child_terms if declared is not None else None
+    return dict(rule(parent, type_code) or {}) if rule else {}
+
+
+def refuse_other_terms(parent: Account | None, type_code: str, data: dict) -> None:
+    """A value the caller gave for a term the parent fixes must be that value."""
+    errors = {}
+    for name, (value, why) in fixed_terms(parent, type_code).items():
+        if name in data and data[name] != value:
+            errors[name] = [f"{TERM_LABELS.get(name, name)} is {value} here: it {why}"]
+    if errors:
+        raise ValidationFailed("; ".join(m for ms in errors.values() for m in ms), errors)
+
+
 def type_choices(parent: Account) -> tuple[list, list[tuple[str, str]]]:
     """What can be created under ``parent`` right now, for forms that offer only that:
     ``(offered AccountTypes, [(title, why not)])``. "Why not" lists the types the tree's
@@ -380,6 +407,8 @@ def create_account(actor, payload: dict) -> Account:
         rbac.require(actor, "accounts.manage", parent)
     lifecycle.refuse_if_closed(parent, "account", "parent_id")
     check_type(parent, data["type"])
+    refuse_other_terms(parent, data["type"], {k: data[k] for k in (payload or {}) if k in data})
+    data.update({name: value for name, (value, _) in fixed_terms(parent, data["type"]).items()})
     profile = data.pop("profile")  # validated with the rest (_validated)
     data.pop("parent_id")
     with database.atomic():
@@ -408,6 +437,8 @@ def update_account(actor, account: Account, payload: dict) -> Account:
         if bad_terms and not can_edit_billing_terms(actor, account):
             require_billing_terms(actor, account, bad_terms, payload)
         raise
+    changed = {k: v for k, v in data.items() if getattr(account, k, None) != v}
+    refuse_other_terms(account.parent, account.type, changed)
     require_billing_terms(actor, account, _changed_terms(account, data), payload)
     refusal = None
     with database.atomic():

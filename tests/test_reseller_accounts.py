@@ -144,7 +144,7 @@ def test_a_standard_account_has_no_profile(enabled, world):
 def test_customers_follow_the_profile_billing_cycle(enabled, world, api):
     reseller = make_reseller(world, customer_billing_cycle_day=15, account={"bill_cycle_day": 1})
     assert reseller.bill_cycle_day == 1  # the reseller's own cycle may differ
-    first = world.add_account(reseller, "C1", bill_cycle_day=3)
+    first = world.add_account(reseller, "C1")
     assert first.bill_cycle_day == 15
     world.add_user(world.provider, "prof@example.com")
     resp = api(world.operator).patch(
@@ -155,6 +155,33 @@ def test_customers_follow_the_profile_billing_cycle(enabled, world, api):
     first = type(first).get_by_id(first.id)
     assert first.bill_cycle_day == 20
     assert type(reseller).get_by_id(reseller.id).bill_cycle_day == 1
+
+
+def test_a_cycle_day_other_than_the_profile_is_refused_by_name_not_replaced(enabled, world, api):
+    """The API never silently replaces a value it was given: a reseller's customers bill on
+    the profile's Billing Cycle, so another day is a 422 naming the field and the reason."""
+    from core.models import Account
+
+    reseller = make_reseller(world, customer_billing_cycle_day=15, account={"bill_cycle_day": 1})
+    admin = world.add_user(reseller, "cycle@r.example")
+    client = api(admin)
+    new = {"name": "Own", "type": "customer", "parent_id": reseller.id}
+    resp = client.post("/api/v1/accounts", json={**new, "bill_cycle_day": 3})
+    assert resp.status_code == 422, resp.get_json()
+    message = resp.get_json()["errors"]["bill_cycle_day"][0]
+    assert "Bill cycle day is 15 here" in message and "Billing Cycle" in message
+    assert not Account.select().where(Account.name == "Own").exists()  # nothing half-written
+    resp = client.post("/api/v1/accounts", json={**new, "bill_cycle_day": 15})
+    assert resp.status_code == 201 and resp.get_json()["bill_cycle_day"] == 15
+    own = Account.get(Account.name == "Own")
+    resp = api(world.operator).patch(f"/api/v1/accounts/{own.id}", json={"bill_cycle_day": 20})
+    assert resp.status_code == 422 and "bill_cycle_day" in resp.get_json()["errors"]
+    assert Account.get_by_id(own.id).bill_cycle_day == 15
+    # an edit that repeats the day it has (a whole form sent back) is no change: accepted
+    resp = api(world.operator).patch(
+        f"/api/v1/accounts/{own.id}", json={"bill_cycle_day": 15, "name": "Own Ltd"}
+    )
+    assert resp.status_code == 200 and Account.get_by_id(own.id).name == "Own Ltd"
 
 
 def test_the_core_account_edit_moves_customers_to_a_new_billing_cycle(enabled, world, api, panel):

@@ -171,9 +171,7 @@ def _account_form_payload(form, types) -> dict:
 def _fixed_terms(parent: Account, types: dict) -> dict[str, dict[str, tuple]]:
     """``{type code: {field: (value, why)}}``: the terms ``parent`` fixes for a new child of
     each offered type (``AccountType.child_terms``), shown read-only by the form."""
-    declared = host().catalog.account_types.get(parent.type)
-    rule = declared.item.child_terms if declared is not None else None
-    return {code: dict(rule(parent, code) or {}) if rule else {} for code in types}
+    return {code: account_service.fixed_terms(parent, code) for code in types}
 
 
 @bp.route("/accounts/<int:account_id>/new", methods=["GET", "POST"])
