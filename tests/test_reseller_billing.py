@@ -57,7 +57,7 @@ class Scenario:
         )
         _, self.wholesale = setup_catalog(world.provider, price="6.00", rate="0.05", code="VOICE")
         _, self.retail = setup_catalog(self.reseller, price="10.00", rate="0.10", code="VOICE")
-        self.c1 = world.add_account(self.reseller, "C1", bill_cycle_day=3)
+        self.c1 = world.add_account(self.reseller, "C1")
         self.c2 = world.add_account(self.reseller, "C2")
         s1 = subscribe(self.c1, self.retail, start="2024-01-15", quantity="2")
         s2 = subscribe(self.c2, self.retail, start="2024-01-15", quantity="1")
@@ -262,7 +262,7 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
     _, provider_plan = setup_catalog(world.provider, price="4.00", rate="0.02", code="VOICE")
     _, r1_plan = setup_catalog(r1, price="7.00", rate="0.05", code="VOICE")
     _, r2_plan = setup_catalog(r2, price="10.00", rate="0.10", code="VOICE")
-    d1 = world.add_account(r2, "D1", bill_cycle_day=3)
+    d1 = world.add_account(r2, "D1")
     d2 = world.add_account(r2, "D2")
     assert (d1.bill_cycle_day, d2.bill_cycle_day) == (20, 20)  # R2's profile
     s1 = subscribe(d1, r2_plan, start="2024-01-20", quantity="2")
