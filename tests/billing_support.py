@@ -64,3 +64,22 @@ def set_tax(account, rate):
 
     Account.update(tax_rate=rate).where(Account.id == account.id).execute()
     return Account.get_by_id(account.id)
+
+
+def reseller_tree(world, ctx, install_license):
+    """The world's provider and customers A and B, plus a reseller (profile: customer invoices
+    in RAW, Billing Cycle day 1) with its admin, and the reseller's end customer with its user;
+    reseller_accounts licensed and enabled. Returns ``world`` with those attributes set."""
+    install_license(["FT-3001.007"])
+    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
+    world.reseller = world.add_account(world.provider, "Acme Reseller", "reseller",
+                                       profile=dict(RESELLER_PROFILE))  # fmt: skip
+    world.reseller_admin = world.add_user(world.reseller, "admin@acme.example")
+    world.end_customer = world.add_account(world.reseller, "End Customer")
+    world.end_user = world.add_user(world.end_customer, "end@customer.example")
+    world.app = ctx
+    return world
+
+
+RESELLER_PROFILE = {"customer_invoice_creation": True, "customer_invoice_type": "RAW",
+                    "customer_billing_cycle_day": 1}  # fmt: skip

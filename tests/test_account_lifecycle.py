@@ -18,7 +18,7 @@ from core.billing import engine
 from core.billing.models import Invoice, Subscription
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, AccountStatusChange, AuditEntry, LoginSession
-from tests.billing_support import setup_catalog, subscribe
+from tests.billing_support import reseller_tree, setup_catalog, subscribe
 from tests.conftest import PASSWORD, Fresh
 
 
@@ -31,20 +31,7 @@ def app(make_app):
 def tree(world, ctx, install_license):
     """The provider, a reseller (with its admin) owning a customer (with its admin), and the
     world's customers A and B."""
-    install_license(["FT-3001.007"])
-    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
-    world.reseller = world.add_account(
-        world.provider,
-        "Acme Reseller",
-        "reseller",
-        profile={"customer_invoice_creation": True, "customer_invoice_type": "RAW",
-                 "customer_billing_cycle_day": 1},
-    )  # fmt: skip
-    world.reseller_admin = world.add_user(world.reseller, "admin@acme.example")
-    world.end_customer = world.add_account(world.reseller, "End Customer")
-    world.end_user = world.add_user(world.end_customer, "end@customer.example")
-    world.app = ctx
-    return world
+    return reseller_tree(world, ctx, install_license)
 
 
 def _status(account) -> str:

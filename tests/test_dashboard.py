@@ -18,10 +18,7 @@ from core.billing import engine, ledger, payments
 from core.billing import invoices as lifecycle
 from core.billing.models import Invoice
 from core.billing.money import to_minor
-from tests.billing_support import setup_catalog, subscribe
-
-PROFILE = {"customer_invoice_creation": True, "customer_invoice_type": "RAW",
-           "customer_billing_cycle_day": 1}  # fmt: skip
+from tests.billing_support import reseller_tree, setup_catalog, subscribe
 
 
 @pytest.fixture
@@ -31,15 +28,8 @@ def app(make_app):
 
 @pytest.fixture
 def tree(world, ctx, install_license):
-    install_license(["FT-3001.007"])
-    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
-    w = world
-    w.reseller = w.add_account(w.provider, "Acme Reseller", "reseller", profile=PROFILE)
-    w.reseller_admin = w.add_user(w.reseller, "admin@acme.example")
-    w.end_customer = w.add_account(w.reseller, "End Customer")
-    w.end_user = w.add_user(w.end_customer, "end@customer.example")
+    w = reseller_tree(world, ctx, install_license)
     w.usd = w.add_account(w.provider, "Dollar Customer", currency="USD")
-    w.app = ctx
     return w
 
 

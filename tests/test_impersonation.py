@@ -12,6 +12,7 @@ import pytest
 from core import impersonation, lifecycle, roles, users
 from core.errors import Conflict, Forbidden, NotFound
 from core.models import AuditEntry, Impersonation, LoginSession
+from tests.billing_support import reseller_tree
 from tests.conftest import PASSWORD, Fresh
 
 
@@ -22,20 +23,8 @@ def app(make_app):
 
 @pytest.fixture
 def tree(world, ctx, install_license):
-    install_license(["FT-3001.007"])
-    ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)
-    world.reseller = world.add_account(
-        world.provider,
-        "Acme Reseller",
-        "reseller",
-        profile={"customer_invoice_creation": True, "customer_invoice_type": "RAW",
-                 "customer_billing_cycle_day": 1},
-    )  # fmt: skip
-    world.reseller_admin = world.add_user(world.reseller, "admin@acme.example")
+    world = reseller_tree(world, ctx, install_license)
     world.reseller_staff = world.add_user(world.reseller, "staff@acme.example")
-    world.end_customer = world.add_account(world.reseller, "End Customer")
-    world.end_user = world.add_user(world.end_customer, "end@customer.example")
-    world.app = ctx
     return world
 
 
