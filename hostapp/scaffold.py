@@ -82,7 +82,7 @@ def new_plugin(name, parent):
 
     It holds a pyproject.toml with the billhive.plugins entry point, PLUGIN metadata, hooks
     for two privileges and an invoice format, a model with its first migration, a panel page
-    with its template and menu entry, and tests using Billhive's core.testing fixtures.
+    with its template and menu entry, and tests using Billhive's core.kit.testing fixtures.
     """
     try:
         target = generate(name, parent)

@@ -1,6 +1,6 @@
 """``billhive new-plugin NAME`` writes a plugin package a developer can install, enable and test
 at once: it pip-installs (into a throwaway folder, not the shared virtualenv), is found through
-its entry point, and its own generated tests pass with the ``core.testing`` fixtures."""
+its entry point, and its own generated tests pass with the ``core.kit.testing`` fixtures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""core.testing, the fixtures plugin authors get, used in-process (the generated plugin's own
+"""core.kit.testing, the fixtures plugin authors get, used in-process (the generated plugin's own
 tests in test_devkit_scaffold.py use them through pytest): accounts at every level, users
 holding exactly the privileges asked for, issued invoices, and clear refusals."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core import rbac
-from core.testing import PASSWORD, Accounts
+from core.kit.testing import PASSWORD, Accounts
 
 
 @pytest.fixture

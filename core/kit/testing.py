@@ -3,7 +3,7 @@ every level, and clients logged in as a user of any level with any privileges.
 
 Load them from your tests' ``conftest.py`` and name your plugin::
 
-    pytest_plugins = ["core.testing"]
+    pytest_plugins = ["core.kit.testing"]
 
     @pytest.fixture
     def billhive_plugins():
@@ -217,7 +217,7 @@ class Accounts:
                 account,
                 {
                     "name": f"Test role {next(_counter)}",
-                    "description": "made by core.testing",
+                    "description": "made by core.kit.testing",
                     "privileges": list(privileges),
                 },
             )
