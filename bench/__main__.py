@@ -42,7 +42,7 @@ SECTIONS = ("billrun", "growth", "pdf", "api", "hooks", "usage", "lists")
 
 def pdf_section(report: Report, runs: int) -> None:
     from bench.pdf import SIZES, best_of, make_doc, page_count, render_baseline
-    from plugins.invoice_pdf.render import render_invoice_pdf
+    from plugins.invoice_pdf.formats import render_invoice_pdf
 
     for target, n_lines in SIZES.items():
         doc = make_doc(n_lines)

@@ -21,7 +21,7 @@ from io import BytesIO
 from pypdf import PdfReader
 from xhtml2pdf import pisa
 
-from plugins.invoice_pdf.render import render_invoice_pdf
+from plugins.invoice_pdf.formats import render_invoice_pdf
 
 # Line counts that give invoices of 1, 5 and 25 A4 pages with the shipped
 # template (first page holds ~19 lines under the header blocks, later pages

@@ -149,8 +149,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from hostapp.app import create_app
-    from plugins.billing_units.services import compute_report
-    from plugins.billing_units.services import report as invoiced_report
+    from plugins.billing_units.service.report import report as invoiced_report
+    from plugins.billing_units.service.units import compute_report
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"

@@ -90,7 +90,7 @@ class Tree:
     def __init__(self, ctx, world, install_license):
         from core.billing import catalog, invoices
         from core.billing.models import BillRun, Subscription
-        from plugins.billing_units import services as units
+        from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
         from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
         from tests.billing_support import setup_catalog

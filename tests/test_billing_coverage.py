@@ -129,7 +129,7 @@ def reseller_enabled(ctx, install_license):
 
 
 def test_cycle_day_change_through_the_reseller_profile(world, api, today, reseller_enabled):
-    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service.billing import link_wholesale
 
     reseller = world.add_account(
         world.provider,

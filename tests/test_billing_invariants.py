@@ -83,7 +83,7 @@ def make_world():
 
     from core import accounts
     from core.bootstrap import initialise
-    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service.billing import link_wholesale
 
     for key in list(g):
         g.pop(key)
@@ -314,7 +314,7 @@ def machine_for(monkeypatch, seen):
 
         @rule(day=st.integers(1, 28))
         def cycle_day_of_the_reseller_profile(self, day):
-            from plugins.reseller_accounts import service
+            from plugins.reseller_accounts.service import resellers as service
 
             reseller = Account.get_by_id(self.world["reseller"].id)
             service.update_profile(

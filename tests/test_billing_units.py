@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from core.errors import Conflict, Forbidden, LicenseRequired, NotFound, ValidationFailed
+from plugins.billing_units.service import report as unit_report
 
 PERIOD = (date(2024, 5, 1), date(2024, 6, 1))
 
@@ -23,9 +24,9 @@ def units(world, install_license, ctx):
     """The plugin licensed and enabled; returns the services module."""
     install_license(["BH-UNITS"])
     ctx.extensions["billhive"].host.set_enabled("billing_units", True)
-    from plugins.billing_units import services
+    from plugins.billing_units.service import units
 
-    return services
+    return units
 
 
 @pytest.fixture
@@ -214,7 +215,7 @@ def test_view_billing_unit_alone_reads_but_never_changes(world, units, setup):
         world.user_a, world.customer_a, {"name": "Sales", "number_ids": [n1.id]}
     )
     viewer = _limited_user(world, ["billing_units.view"], "viewer@example.com")
-    data = units.report(viewer, world.customer_a, PERIOD)
+    data = unit_report.for_period(viewer, world.customer_a, PERIOD)
     assert [r["unit"] for r in data["units"]] == ["Sales", "Unassigned"]
     for change in (
         lambda: units.create_unit(viewer, world.customer_a, {"name": "Mine"}),
@@ -231,7 +232,7 @@ def test_view_billing_unit_alone_reads_but_never_changes(world, units, setup):
     assert units.create_unit(editor, world.customer_a, {"name": "Support"}).name == "Support"
     billing_only = _limited_user(world, ["billing.edit"], "billing@example.com")
     with pytest.raises(Forbidden):
-        units.report(billing_only, world.customer_a, PERIOD)
+        unit_report.for_period(billing_only, world.customer_a, PERIOD)
 
 
 def test_licence_gone_refuses_new_units_but_data_stays(world, units, setup, install_license):
@@ -241,7 +242,10 @@ def test_licence_gone_refuses_new_units_but_data_stays(world, units, setup, inst
         units.create_unit(world.user_a, world.customer_a, {"name": "New"})
     assert "BH-UNITS" in err.value.message
     assert [u.name for u in units.units_of(world.customer_a)] == ["Sales"]
-    assert units.report(world.user_a, world.customer_a, PERIOD)["units"][0]["unit"] == "Sales"
+    assert (
+        unit_report.for_period(world.user_a, world.customer_a, PERIOD)["units"][0]["unit"]
+        == "Sales"
+    )
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -386,7 +390,7 @@ def test_csv_import_and_export(world, units, billed):
     with pytest.raises(ValidationFailed) as err:
         units.import_calls_csv(None, world.customer_a, text.replace("k2,+4420", "k3,+0020"))
     assert "line 3" in err.value.message
-    csv_text = units.report_csv(units.report(world.user_a, world.customer_a, PERIOD))
+    csv_text = unit_report.as_csv(unit_report.for_period(world.user_a, world.customer_a, PERIOD))
     lines = csv_text.splitlines()
     assert lines[0] == ("unit,numbers,seats_billed,calls,number_rental,seats,recording_storage,"
                         "total,credited_included,currency")  # fmt: skip

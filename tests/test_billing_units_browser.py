@@ -32,7 +32,7 @@ def center(world, ctx, install_license, monkeypatch):
     from core import clock
     from core.billing import engine
     from core.models import Account
-    from plugins.billing_units import services as svc
+    from plugins.billing_units.service import units as svc
 
     install_license(["BH-UNITS", "FT-3001.007"])
     host = ctx.extensions["billhive"].host

@@ -21,7 +21,7 @@ def test_bill_run_groups_unit_charges_and_pdf_shows_them(world, install_license,
 
     from core.billing import documents, engine, storage
     from core.billing.models import Invoice
-    from plugins.billing_units import services as svc
+    from plugins.billing_units.service import units as svc
 
     host = ctx.extensions["billhive"].host
     features = ["BH-UNITS"] + [f for f in [host.plugins["invoice_pdf"].meta.license_feature] if f]
@@ -85,7 +85,7 @@ def test_unit_charges_after_a_cycle_day_change_bill_only_the_days_not_billed(
     from core import clock
     from core.billing import engine
     from core.billing.models import Account, Coverage, Invoice
-    from plugins.billing_units import services as svc
+    from plugins.billing_units.service import units as svc
 
     host = ctx.extensions["billhive"].host
     install_license(["BH-UNITS"])

@@ -24,9 +24,9 @@ def units(world, install_license, ctx):
     """The plugin licensed and enabled; returns the services module."""
     install_license(["BH-UNITS"])
     ctx.extensions["billhive"].host.set_enabled("billing_units", True)
-    from plugins.billing_units import services
+    from plugins.billing_units.service import units
 
-    return services
+    return units
 
 
 @pytest.fixture

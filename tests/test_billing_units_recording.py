@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from core.errors import Forbidden, NotFound, ValidationFailed
+from plugins.billing_units.service import report as unit_report
 
 NOV = (date(2026, 11, 1), date(2026, 12, 1))
 
@@ -27,8 +28,8 @@ def rec(world, install_license, ctx, monkeypatch):
     from core import clock
     from core.billing import catalog
     from core.models import Account
-    from plugins.billing_units import recording
-    from plugins.billing_units import services as svc
+    from plugins.billing_units.service import recording
+    from plugins.billing_units.service import units as svc
 
     install_license(["BH-UNITS"])
     ctx.extensions["billhive"].host.set_enabled("billing_units", True)
@@ -69,14 +70,13 @@ def _invoice(account):
 
 def test_storage_is_usage_rated_by_the_plan_on_the_invoice_and_shared_per_unit(world, rec):
     from core.billing import engine
-    from plugins.billing_units import services as svc
-    from plugins.billing_units.report import billed_amount
+    from plugins.billing_units.service.report import billed_amount
 
     acc = world.customer_a
     assert rec.add_storage(world.user_a, acc, NOVEMBER) == {
         "received": 3, "created": 3, "duplicates": 0}  # fmt: skip
     assert rec.add_storage(world.user_a, acc, NOVEMBER[:1])["duplicates"] == 1  # idempotent
-    page = rec.page_data(acc, NOV)
+    page = unit_report.recording_page(acc, NOV)
     assert {r["unit"]: r["gigabytes"] for r in page["units"]} == {
         "Sales": Decimal(10), "Support": Decimal(30), "Unassigned": Decimal("0.5")}  # fmt: skip
     assert page["total_charges"] == 0  # not invoiced yet
@@ -89,10 +89,10 @@ def test_storage_is_usage_rated_by_the_plan_on_the_invoice_and_shared_per_unit(w
         "Call recording storage usage", Decimal("40.5"), Decimal("0.10"), 405)  # fmt: skip
     assert invoice.total == 405  # nothing else is billed (no prices, no calls)
 
-    page = rec.page_data(acc, NOV)
+    page = unit_report.recording_page(acc, NOV)
     assert {r["unit"]: r["charges"] for r in page["units"]} == {
         "Sales": 100, "Support": 300, "Unassigned": 5}  # fmt: skip
-    report = svc.report(world.user_a, acc, NOV)
+    report = unit_report.for_period(world.user_a, acc, NOV)
     assert {r["unit"]: r["recording"] for r in report["units"]} == {
         "Sales": 100, "Support": 300, "Unassigned": 5}  # fmt: skip
     sources = {"billing_units", f"usage:{rec.sub.id}"}
@@ -103,20 +103,18 @@ def test_storage_shares_always_add_up_to_the_invoiced_line(world, rec):
     """Three units of 0.333333 GB each on a line of 0.10 (0.0999999 rounded): 3.33.. cents
     each, 10 in all."""
     from core.billing import engine
-    from plugins.billing_units import services as svc
 
     acc = world.customer_a
     rec.add_storage(
         None, acc, [_storage(f"x{i}", f"+44207946000{i}", "0.333333") for i in (1, 2, 3)]
     )
     engine.run(date(2026, 12, 1))
-    shares = {r["unit"]: r["recording"] for r in svc.report(None, acc, NOV)["units"]}
+    shares = {r["unit"]: r["recording"] for r in unit_report.for_period(None, acc, NOV)["units"]}
     assert sorted(shares.values()) == [3, 3, 4] and sum(shares.values()) == 10
 
 
 def test_a_billed_day_is_refused_and_a_retention_change_never_rebills(world, rec):
     from core.billing import engine
-    from plugins.billing_units import services as svc
     from plugins.billing_units.models import RecordingStorage
 
     acc = world.customer_a
@@ -124,7 +122,7 @@ def test_a_billed_day_is_refused_and_a_retention_change_never_rebills(world, rec
     engine.run(date(2026, 12, 1))
     invoice = _invoice(acc)
     lines_before = [(ln.description, ln.quantity, ln.amount) for ln in invoice.lines]
-    report_before = svc.report(None, acc, NOV)
+    report_before = unit_report.for_period(None, acc, NOV)
 
     with pytest.raises(ValidationFailed) as err:
         rec.add_storage(None, acc, [_storage("late", "+442079460001", "5", day="2026-11-30"),
@@ -141,7 +139,7 @@ def test_a_billed_day_is_refused_and_a_retention_change_never_rebills(world, rec
     assert engine.run(date(2026, 12, 1))["invoices_created"] == 0
     invoice = _invoice(acc)
     assert [(ln.description, ln.quantity, ln.amount) for ln in invoice.lines] == lines_before
-    assert svc.report(None, acc, NOV)["units"] == report_before["units"]
+    assert unit_report.for_period(None, acc, NOV)["units"] == report_before["units"]
     assert rec.add_storage(None, acc, [_storage("dec", "+442079460001", "5", "2026-12-01")])[
         "created"] == 1  # fmt: skip
 
@@ -219,7 +217,7 @@ def test_licence_gone_refuses_new_storage_but_the_page_stays(world, rec, install
     install_license(["SOMETHING-ELSE"])
     with pytest.raises(LicenseRequired):
         rec.add_storage(None, acc, NOVEMBER[1:])
-    assert rec.page_data(acc, NOV)["total_gigabytes"] == Decimal(10)
+    assert unit_report.recording_page(acc, NOV)["total_gigabytes"] == Decimal(10)
 
 
 # -- API, CLI, panel ---------------------------------------------------------------------------
@@ -327,7 +325,7 @@ def test_the_same_storage_imported_by_parallel_callers_is_stored_once(world, rec
     assert sum(r["created"] for r in results) == 3
     assert sum(r["duplicates"] for r in results) == 3 * 6 - 3
     assert RecordingStorage.select().count() == 3 and UsageRecord.select().count() == 3
-    assert rec.page_data(acc, NOV)["total_gigabytes"] == Decimal("40.5")
+    assert unit_report.recording_page(acc, NOV)["total_gigabytes"] == Decimal("40.5")
 
 
 def test_parallel_retention_changes_each_apply_once(world, rec, ctx):

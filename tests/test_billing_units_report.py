@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import Forbidden
+from plugins.billing_units.service import report as unit_report
 
 NOV = (date(2026, 11, 1), date(2026, 12, 1))
 
@@ -35,9 +36,9 @@ def units(world, install_license, ctx, monkeypatch):
     ctx.extensions["billhive"].host.set_enabled("billing_units", True)
     monkeypatch.setattr(clock, "today", lambda: date(2026, 12, 1))
     Account.update(created_at="2026-11-01 00:00:00").execute()
-    from plugins.billing_units import services
+    from plugins.billing_units.service import units
 
-    return services
+    return units
 
 
 def _calls(number, costs, day="2026-11-10"):
@@ -95,7 +96,7 @@ def test_the_report_is_what_was_invoiced_whatever_changed_since(world, units):
     assert billed == {"Sales": 1403, "Support": 1551, "Unassigned": 257}
 
     def report():
-        data = units.report(world.user_a, acc, NOV)
+        data = unit_report.for_period(world.user_a, acc, NOV)
         return {r["unit"]: r["total"] for r in data["units"]}, data
 
     rows, data = report()
@@ -138,7 +139,7 @@ def test_the_open_period_is_an_estimate_apart_from_the_invoiced_figures(world, u
     n1 = units.create_number(None, acc, {"e164": "+442079460001"})
     units.create_unit(None, acc, {"name": "Sales", "number_ids": [n1.id]})
     units.add_calls(None, acc, _calls("+442079460001", ["1.00"], day="2026-12-01"))
-    data = units.report(world.user_a, acc, (date(2026, 12, 1), date(2027, 1, 1)))
+    data = unit_report.for_period(world.user_a, acc, (date(2026, 12, 1), date(2027, 1, 1)))
     assert data["totals"]["total"] == 0 and data["invoices"] == []
     pending = data["not_invoiced"]
     assert (pending["start"], pending["end"], pending["total"]) == (
@@ -169,7 +170,7 @@ def test_prices_are_the_sellers_billing_terms_not_the_customers(world, units):
 )
 @settings(derandomize=True, max_examples=300)
 def test_allocation_adds_up_to_the_line_and_follows_the_weights(amount, weights):
-    from plugins.billing_units.report import allocate
+    from plugins.billing_units.service.report import allocate
 
     shares = allocate(amount, {f"u{i}": w for i, w in enumerate(weights)})
     total = sum(Fraction(w) for w in weights)
@@ -212,7 +213,7 @@ def test_report_total_equals_what_was_billed_over_any_assignment(world, units, c
     from core.billing import invoices as lifecycle
     from core.billing.models import Invoice
     from core.models import Account
-    from plugins.billing_units.report import billed_amount
+    from plugins.billing_units.service.report import billed_amount
 
     n = next(_serial)
     acc = world.add_account(world.provider, f"Contact center {n}")
@@ -252,7 +253,7 @@ def test_report_total_equals_what_was_billed_over_any_assignment(world, units, c
     # after the invoice: the assignments move, prices change; November stays as billed
     for unit in units.units_of(acc):
         units.update_unit(None, unit, {"number_ids": [], "user_ids": [], "team_ids": []})
-    data = units.report(None, acc, NOV)
+    data = unit_report.for_period(None, acc, NOV)
     billed = billed_amount(acc, NOV, {"billing_units"})
     assert data["totals"]["total"] == billed
     assert sum(r["total"] for r in data["units"]) == billed
@@ -279,7 +280,7 @@ def test_a_call_of_a_billed_day_is_refused_but_a_retry_of_a_stored_one_is_not(wo
     november = _calls("+442079460001", ["1.00"])
     units.add_calls(None, acc, november)
     engine.run(date(2026, 12, 1))
-    billed = units.report(None, acc, NOV)["totals"]["total"]
+    billed = unit_report.for_period(None, acc, NOV)["totals"]["total"]
     assert billed == 100
     assert units.add_calls(None, acc, november) == {"received": 1, "created": 0, "duplicates": 1}
     late = {**november[0], "external_id": "late", "started_at": "2026-11-30T23:59:59"}
@@ -290,4 +291,4 @@ def test_a_call_of_a_billed_day_is_refused_but_a_retry_of_a_stored_one_is_not(wo
         "started_at: 2026-11-30 23:59 is invoiced already (calls are billed through 2026-12-01);"
         " a billed period is never billed again"]}  # fmt: skip
     assert units.add_calls(None, acc, [dec])["created"] == 1
-    assert units.report(None, acc, NOV)["totals"]["total"] == billed
+    assert unit_report.for_period(None, acc, NOV)["totals"]["total"] == billed

@@ -16,9 +16,9 @@ def app(make_app):
 def units(world, install_license, ctx):
     install_license(["BH-UNITS"])
     ctx.extensions["billhive"].host.set_enabled("billing_units", True)
-    from plugins.billing_units import services
+    from plugins.billing_units.service import units
 
-    return services
+    return units
 
 
 def _limited_user(world, codes, email):

@@ -77,7 +77,7 @@ class Tree:
         from core import roles
         from core.billing import catalog, invoices
         from core.billing.models import BillRun
-        from plugins.billing_units import services as units
+        from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
         from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
 

@@ -51,7 +51,7 @@ def as_read(description: str, quantity, unit_price, total_days: int) -> int:
 def reseller_selling(world, price: str, cycle_day: int = 1):
     """A reseller (cycle day ``cycle_day``) with one customer on a retail plan sold on the
     provider's wholesale plan at ``price``."""
-    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service.billing import link_wholesale
 
     n = next(_names)
     reseller = world.add_account(
@@ -128,7 +128,7 @@ prices = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(99_999), pla
 def test_every_prorated_wholesale_line_reads_back_to_its_amount(
     enabled, world, day, cycle_day, start_shift, length, quantity, price
 ):
-    from plugins.reseller_accounts.billing import wholesale_charges
+    from plugins.reseller_accounts.service.billing import wholesale_charges
 
     period = period_containing(day, cycle_day)
     start = period[0] + timedelta(days=start_shift)

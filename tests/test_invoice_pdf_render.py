@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 from pypdf import PdfReader
 
-from plugins.invoice_pdf.render import render_invoice_html, render_invoice_pdf
+from plugins.invoice_pdf.formats import render_invoice_html, render_invoice_pdf
 
 
 def make_doc(n_lines: int = 3, *, groups: list[str] | None = None, **overrides) -> dict:
@@ -180,7 +180,7 @@ def test_optional_fields_may_be_missing():
 
 
 def test_render_failure_raises_runtime_error(monkeypatch):
-    from plugins.invoice_pdf import render
+    from plugins.invoice_pdf import formats as render
 
     class Failed:
         err = 2
@@ -224,7 +224,7 @@ def test_values_inside_translated_sentences_are_escaped_in_every_language():
 def test_one_layout_pass_per_document(monkeypatch):
     """Issue 18: rendering costs one xhtml2pdf pass; translation and Babel formatting happen
     in the template, never by laying the document out twice."""
-    from plugins.invoice_pdf import render
+    from plugins.invoice_pdf import formats as render
 
     calls = []
     real = render.pisa.CreatePDF

@@ -186,7 +186,7 @@ def test_a_cycle_day_other_than_the_profile_is_refused_by_name_not_replaced(enab
 
 def test_the_core_account_edit_moves_customers_to_a_new_billing_cycle(enabled, world, api, panel):
     from core.models import Account, AuditEntry
-    from plugins.reseller_accounts.service import set_allow_sub_resellers
+    from plugins.reseller_accounts.service.resellers import set_allow_sub_resellers
 
     set_allow_sub_resellers(None, world.provider, True)
     reseller = make_reseller(world, customer_billing_cycle_day=15, account={"bill_cycle_day": 1})

@@ -39,7 +39,7 @@ class Scenario:
     wholesale plan (6.00/seat, 0.05/min); subscriptions from 2024-01-15, usage on 01-20."""
 
     def __init__(self, world, **profile):
-        from plugins.reseller_accounts.billing import link_wholesale
+        from plugins.reseller_accounts.service.billing import link_wholesale
 
         self.world = world
         self.reseller = world.add_account(
@@ -151,7 +151,7 @@ def test_both_gives_two_files_per_invoice_and_raw_one(enabled, world):
     retail = invoices(issuer=s.reseller.id)
     assert len(retail) == 2 and all(files_of(i) == ["PDF", "RAW"] for i in retail)
 
-    from plugins.reseller_accounts.service import update_profile
+    from plugins.reseller_accounts.service.resellers import update_profile
 
     update_profile(None, s.reseller, {"customer_invoice_type": "RAW"})
     engine.run(date(2024, 3, 15))
@@ -185,7 +185,7 @@ def test_disabled_or_unlicensed_reseller_invoicing_is_reported_skipped(
 
 def test_wholesale_links_are_checked(enabled, world):
     from core.errors import ValidationFailed
-    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service.billing import link_wholesale
 
     s = Scenario(world)
     _, foreign = setup_catalog(world.provider, currency="USD", code="USD")
@@ -230,8 +230,8 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
     0.10/min), sold on R1's plan (7.00, 0.05), itself sold on the provider's (4.00, 0.02).
     Subscriptions from 2024-01-20; usage D1 100 on 01-25, D2 50 on 02-10."""
     from core.billing import engine
-    from plugins.reseller_accounts.billing import link_wholesale
-    from plugins.reseller_accounts.service import set_allow_sub_resellers
+    from plugins.reseller_accounts.service.billing import link_wholesale
+    from plugins.reseller_accounts.service.resellers import set_allow_sub_resellers
 
     set_allow_sub_resellers(None, world.provider, True)
     r1 = world.add_account(

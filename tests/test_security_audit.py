@@ -101,10 +101,10 @@ def changes():
     from core import accounts, license_store, roles, users
     from core.billing import catalog, invoices, payments
     from core.billing.models import LedgerEntry
-    from plugins.billing_units import services as units
+    from plugins.billing_units.service import units
     from plugins.psa_mapping import service as psa
-    from plugins.reseller_accounts import service as resellers
-    from plugins.reseller_accounts.billing import link_wholesale
+    from plugins.reseller_accounts.service import resellers as resellers
+    from plugins.reseller_accounts.service.billing import link_wholesale
     from tests.conftest import issue
 
     def host(s):

@@ -43,7 +43,7 @@ class Site:
         from core import license_store, roles
         from core.billing import catalog, invoices, payments
         from core.billing.models import BillRun, LedgerEntry
-        from plugins.billing_units import services as units
+        from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
         from plugins.psa_mapping.models import CompanyLink, PsaMapping
 

@@ -96,7 +96,7 @@ def steps(job: dict):
     if job["kind"] == "credit":
         return [lambda i=i: invoices.credit_note(Invoice.get_by_id(i)) for i in job["invoices"]]
 
-    from plugins.billing_units import services as units
+    from plugins.billing_units.service import units
 
     n, provider = job["n"], Account.get_by_id(job["provider"])
     plan_id = job["plan"]

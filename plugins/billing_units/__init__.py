@@ -2,6 +2,9 @@
 
 from core import hookimpl
 from core.registry import MenuItem, PluginMeta, Privilege
+from plugins.billing_units import api, cli, views
+from plugins.billing_units.models import MODELS
+from plugins.billing_units.service import units
 
 PLUGIN = PluginMeta(
     name="billing_units",
@@ -36,17 +39,12 @@ def register_privileges():
 
 @hookimpl
 def register_models():
-    from plugins.billing_units.models import MODELS
-
     return MODELS
 
 
 @hookimpl
 def register_blueprints():
-    from plugins.billing_units.api import blp
-    from plugins.billing_units.panel import bp
-
-    return [bp, blp]
+    return [views.blueprint, api.blueprint]
 
 
 @hookimpl
@@ -65,13 +63,9 @@ def register_menu_items():
 
 @hookimpl
 def register_commands():
-    from plugins.billing_units.cli import units
-
-    return [units]
+    return [cli.units]
 
 
 @hookimpl
 def charges_for_period(account, period):
-    from plugins.billing_units.services import charges
-
-    return charges(account, period)
+    return units.charges(account, period)

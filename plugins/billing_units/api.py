@@ -9,11 +9,11 @@ from marshmallow import Schema, fields
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.fields import Text
-from plugins.billing_units import recording
-from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
+from plugins.billing_units.service import recording, report
+from plugins.billing_units.service import units as svc
 
-blp = Blueprint(
+blueprint = Blueprint(
     "billing_units_api",
     __name__,
     url_prefix="/api/v1",
@@ -170,8 +170,8 @@ def _account(account_id):
 # -- units -------------------------------------------------------------------------------------
 
 
-@blp.route("/accounts/<int:account_id>/billing-units", methods=["GET"])
-@blp.response(200, UnitOut(many=True))
+@blueprint.route("/accounts/<int:account_id>/billing-units", methods=["GET"])
+@blueprint.response(200, UnitOut(many=True))
 @api_login_required
 def list_units(account_id):
     """Billing units of an account (needs Edit Billing and View or Edit Billing unit)."""
@@ -180,9 +180,9 @@ def list_units(account_id):
     return svc.units_of(account)
 
 
-@blp.route("/accounts/<int:account_id>/billing-units", methods=["POST"])
-@blp.arguments(svc.UnitInput)
-@blp.response(201, UnitOut)
+@blueprint.route("/accounts/<int:account_id>/billing-units", methods=["POST"])
+@blueprint.arguments(svc.UnitInput)
+@blueprint.response(201, UnitOut)
 @api_login_required
 def create_unit(data, account_id):
     """Create a unit with its users, teams and numbers; a number held by another unit is
@@ -194,8 +194,8 @@ def _unit(unit_id) -> BillingUnit:
     return svc.get_object(BillingUnit, api_user(), unit_id)
 
 
-@blp.route("/billing-units/<int:unit_id>", methods=["GET"])
-@blp.response(200, UnitOut)
+@blueprint.route("/billing-units/<int:unit_id>", methods=["GET"])
+@blueprint.response(200, UnitOut)
 @api_login_required
 def get_unit(unit_id):
     unit = _unit(unit_id)
@@ -203,17 +203,17 @@ def get_unit(unit_id):
     return unit
 
 
-@blp.route("/billing-units/<int:unit_id>", methods=["PATCH"])
-@blp.arguments(svc.UnitPatch(partial=True))
-@blp.response(200, UnitOut)
+@blueprint.route("/billing-units/<int:unit_id>", methods=["PATCH"])
+@blueprint.arguments(svc.UnitPatch(partial=True))
+@blueprint.response(200, UnitOut)
 @api_login_required
 def update_unit(data, unit_id):
     """Change name and/or replace the lists of users, teams or numbers."""
     return svc.update_unit(api_user(), _unit(unit_id), request.get_json(silent=True) or {})
 
 
-@blp.route("/billing-units/<int:unit_id>", methods=["DELETE"])
-@blp.response(204)
+@blueprint.route("/billing-units/<int:unit_id>", methods=["DELETE"])
+@blueprint.response(204)
 @api_login_required
 def delete_unit(unit_id):
     """Delete a unit; its numbers become available again."""
@@ -223,8 +223,8 @@ def delete_unit(unit_id):
 # -- numbers -----------------------------------------------------------------------------------
 
 
-@blp.route("/accounts/<int:account_id>/phone-numbers", methods=["GET"])
-@blp.response(200, NumberOut(many=True))
+@blueprint.route("/accounts/<int:account_id>/phone-numbers", methods=["GET"])
+@blueprint.response(200, NumberOut(many=True))
 @api_login_required
 def list_numbers(account_id):
     account = _account(account_id)
@@ -232,17 +232,17 @@ def list_numbers(account_id):
     return svc.numbers_of(account)
 
 
-@blp.route("/accounts/<int:account_id>/phone-numbers", methods=["POST"])
-@blp.arguments(svc.NumberInput)
-@blp.response(201, NumberOut)
+@blueprint.route("/accounts/<int:account_id>/phone-numbers", methods=["POST"])
+@blueprint.arguments(svc.NumberInput)
+@blueprint.response(201, NumberOut)
 @api_login_required
 def create_number(data, account_id):
     """Add an E.164 phone number to the account."""
     return svc.create_number(api_user(), _account(account_id), data)
 
 
-@blp.route("/phone-numbers/<int:number_id>", methods=["DELETE"])
-@blp.response(204)
+@blueprint.route("/phone-numbers/<int:number_id>", methods=["DELETE"])
+@blueprint.response(204)
 @api_login_required
 def delete_number(number_id):
     svc.delete_number(api_user(), svc.get_object(PhoneNumber, api_user(), number_id))
@@ -251,8 +251,8 @@ def delete_number(number_id):
 # -- teams -------------------------------------------------------------------------------------
 
 
-@blp.route("/accounts/<int:account_id>/teams", methods=["GET"])
-@blp.response(200, TeamOut(many=True))
+@blueprint.route("/accounts/<int:account_id>/teams", methods=["GET"])
+@blueprint.response(200, TeamOut(many=True))
 @api_login_required
 def list_teams(account_id):
     account = _account(account_id)
@@ -260,17 +260,17 @@ def list_teams(account_id):
     return svc.teams_of(account)
 
 
-@blp.route("/accounts/<int:account_id>/teams", methods=["POST"])
-@blp.arguments(svc.TeamInput)
-@blp.response(201, TeamOut)
+@blueprint.route("/accounts/<int:account_id>/teams", methods=["POST"])
+@blueprint.arguments(svc.TeamInput)
+@blueprint.response(201, TeamOut)
 @api_login_required
 def create_team(data, account_id):
     return svc.create_team(api_user(), _account(account_id), data)
 
 
-@blp.route("/teams/<int:team_id>", methods=["PATCH"])
-@blp.arguments(svc.TeamPatch(partial=True))
-@blp.response(200, TeamOut)
+@blueprint.route("/teams/<int:team_id>", methods=["PATCH"])
+@blueprint.arguments(svc.TeamPatch(partial=True))
+@blueprint.response(200, TeamOut)
 @api_login_required
 def update_team(data, team_id):
     """Rename or replace the members; units the team is assigned to follow (live)."""
@@ -278,8 +278,8 @@ def update_team(data, team_id):
     return svc.update_team(api_user(), team, request.get_json(silent=True) or {})
 
 
-@blp.route("/teams/<int:team_id>", methods=["DELETE"])
-@blp.response(204)
+@blueprint.route("/teams/<int:team_id>", methods=["DELETE"])
+@blueprint.response(204)
 @api_login_required
 def delete_team(team_id):
     svc.delete_team(api_user(), svc.get_object(Team, api_user(), team_id))
@@ -288,18 +288,18 @@ def delete_team(team_id):
 # -- call records, settings, report ------------------------------------------------------------
 
 
-@blp.route("/accounts/<int:account_id>/call-records", methods=["POST"])
-@blp.arguments(CallsIn)
-@blp.response(200, CallsResult)
+@blueprint.route("/accounts/<int:account_id>/call-records", methods=["POST"])
+@blueprint.arguments(CallsIn)
+@blueprint.response(200, CallsResult)
 @api_login_required
 def add_calls(data, account_id):
     """Store many rated call records at once, all or nothing; idempotent by external_id."""
     return svc.add_calls(api_user(), _account(account_id), data["records"])
 
 
-@blp.route("/accounts/<int:account_id>/call-records", methods=["GET"])
-@blp.arguments(PeriodArgs, location="query")
-@blp.response(200, CallOut(many=True))
+@blueprint.route("/accounts/<int:account_id>/call-records", methods=["GET"])
+@blueprint.arguments(PeriodArgs, location="query")
+@blueprint.response(200, CallOut(many=True))
 @api_login_required
 def list_calls(args, account_id):
     account = _account(account_id)
@@ -308,8 +308,8 @@ def list_calls(args, account_id):
     return list(svc.calls_of(account, start, end, limit=1000))
 
 
-@blp.route("/accounts/<int:account_id>/billing-units/settings", methods=["GET"])
-@blp.response(200, SettingsOut)
+@blueprint.route("/accounts/<int:account_id>/billing-units/settings", methods=["GET"])
+@blueprint.response(200, SettingsOut)
 @api_login_required
 def get_settings(account_id):
     account = _account(account_id)
@@ -317,12 +317,12 @@ def get_settings(account_id):
     return svc.settings_for(account)
 
 
-@blp.route("/accounts/<int:account_id>/billing-units/settings", methods=["PUT"])
-@blp.arguments(svc.SettingsInput)
-@blp.response(200, SettingsOut)
-@blp.alt_response(403, response="DEFAULT_ERROR", description="Not from an account above this "
+@blueprint.route("/accounts/<int:account_id>/billing-units/settings", methods=["PUT"])
+@blueprint.arguments(svc.SettingsInput)
+@blueprint.response(200, SettingsOut)
+@blueprint.alt_response(403, response="DEFAULT_ERROR", description="Not from an account above this "
                   "one with accounts.billing_terms and billing_units.edit")  # fmt: skip
-@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@blueprint.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
 @api_login_required
 def put_settings(data, account_id):
     """The prices the seller invoices per period: number_rental_price and seat_price
@@ -330,9 +330,9 @@ def put_settings(data, account_id):
     return svc.update_settings(api_user(), _account(account_id), data)
 
 
-@blp.route("/accounts/<int:account_id>/billing-units/report", methods=["GET"])
-@blp.arguments(PeriodArgs, location="query")
-@blp.response(200, ReportOut)
+@blueprint.route("/accounts/<int:account_id>/billing-units/report", methods=["GET"])
+@blueprint.arguments(PeriodArgs, location="query")
+@blueprint.response(200, ReportOut)
 @api_login_required
 def get_report(args, account_id):
     """The period's invoiced charges per unit (calls, number rental, seats, recording
@@ -340,19 +340,19 @@ def get_report(args, account_id):
     total equals what the account was invoiced for them. Days not invoiced yet come apart,
     as an estimate."""
     account = _account(account_id)
-    return svc.report(api_user(), account, svc.parse_period(args))
+    return report.for_period(api_user(), account, svc.parse_period(args))
 
 
-@blp.route("/accounts/<int:account_id>/billing-units/report.csv", methods=["GET"])
-@blp.arguments(PeriodArgs, location="query")
-@blp.response(200, {"type": "string"}, content_type="text/csv")
+@blueprint.route("/accounts/<int:account_id>/billing-units/report.csv", methods=["GET"])
+@blueprint.arguments(PeriodArgs, location="query")
+@blueprint.response(200, {"type": "string"}, content_type="text/csv")
 @api_login_required
 def get_report_csv(args, account_id):
     """The same report as CSV (amounts in major units)."""
     account = _account(account_id)
-    data = svc.report(api_user(), account, svc.parse_period(args))
+    data = report.for_period(api_user(), account, svc.parse_period(args))
     return Response(
-        svc.report_csv(data),
+        report.as_csv(data),
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=billing-units-{data['start']}.csv"},
     )
@@ -394,26 +394,26 @@ class RetentionOut(Schema):
         "description": "the first day not invoiced yet when it was set"})  # fmt: skip
 
 
-@blp.route("/accounts/<int:account_id>/recording", methods=["GET"])
-@blp.arguments(PeriodArgs, location="query")
-@blp.response(200, RecordingOut)
-@blp.alt_response(403, response="DEFAULT_ERROR", description="Neither unit privilege")
-@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@blueprint.route("/accounts/<int:account_id>/recording", methods=["GET"])
+@blueprint.arguments(PeriodArgs, location="query")
+@blueprint.response(200, RecordingOut)
+@blueprint.alt_response(403, response="DEFAULT_ERROR", description="Neither unit privilege")
+@blueprint.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
 @api_login_required
 def get_recording(args, account_id):
     """Call recording storage used per billing unit in a period, its invoiced charges and the
     retention in force."""
     account = _account(account_id)
     svc.require_view(api_user(), account)
-    return recording.page_data(account, svc.parse_period(args))
+    return report.recording_page(account, svc.parse_period(args))
 
 
-@blp.route("/accounts/<int:account_id>/recording/storage", methods=["POST"])
-@blp.arguments(recording.StorageBatch)
-@blp.response(200, CallsResult)
-@blp.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit, or the "
+@blueprint.route("/accounts/<int:account_id>/recording/storage", methods=["POST"])
+@blueprint.arguments(recording.StorageBatch)
+@blueprint.response(200, CallsResult)
+@blueprint.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit, or the "
                   "licence lacks BH-UNITS")  # fmt: skip
-@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@blueprint.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
 @api_login_required
 def add_storage(data, account_id):
     """Storage used by call recordings: records ``{external_id, number, date, gigabytes}``,
@@ -423,8 +423,8 @@ def add_storage(data, account_id):
     return recording.add_storage(api_user(), _account(account_id), data["records"])
 
 
-@blp.route("/accounts/<int:account_id>/recording/retention", methods=["GET"])
-@blp.response(200, RetentionOut)
+@blueprint.route("/accounts/<int:account_id>/recording/retention", methods=["GET"])
+@blueprint.response(200, RetentionOut)
 @api_login_required
 def get_retention(account_id):
     account = _account(account_id)
@@ -432,11 +432,11 @@ def get_retention(account_id):
     return recording.retention(account)
 
 
-@blp.route("/accounts/<int:account_id>/recording/retention", methods=["PUT"])
-@blp.arguments(recording.RetentionInput)
-@blp.response(200, RetentionOut)
-@blp.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit")
-@blp.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
+@blueprint.route("/accounts/<int:account_id>/recording/retention", methods=["PUT"])
+@blueprint.arguments(recording.RetentionInput)
+@blueprint.response(200, RetentionOut)
+@blueprint.alt_response(403, response="DEFAULT_ERROR", description="No Edit Billing unit")
+@blueprint.alt_response(404, response="DEFAULT_ERROR", description="Not in your subtree")
 @api_login_required
 def put_retention(data, account_id):
     """Days a recording is kept (1 to 3650); it applies from the first day not invoiced yet

@@ -25,7 +25,7 @@ def import_calls(path, account_id):
 
     @_in_app
     def run():
-        from plugins.billing_units import services as svc
+        from plugins.billing_units.service import units as svc
 
         account = svc.account_for(None, account_id)
         with open(path, encoding="utf-8-sig") as fh:
@@ -47,11 +47,12 @@ def report(account_id, start, end):
 
     @_in_app
     def run():
-        from plugins.billing_units import services as svc
+        from plugins.billing_units.service import report as unit_report
+        from plugins.billing_units.service import units as svc
 
         account = svc.account_for(None, account_id)
         period = svc.parse_period({"start": start, "end": end})
-        click.echo(svc.report_csv(svc.report(None, account, period)), nl=False)
+        click.echo(unit_report.as_csv(unit_report.for_period(None, account, period)), nl=False)
 
     run()
 
@@ -66,8 +67,8 @@ def import_recording(path, account_id):
 
     @_in_app
     def run():
-        from plugins.billing_units import recording
-        from plugins.billing_units import services as svc
+        from plugins.billing_units.service import recording
+        from plugins.billing_units.service import units as svc
 
         account = svc.account_for(None, account_id)
         with open(path, encoding="utf-8-sig") as fh:
@@ -89,8 +90,8 @@ def retention(account_id, days):
 
     @_in_app
     def run():
-        from plugins.billing_units import recording
-        from plugins.billing_units import services as svc
+        from plugins.billing_units.service import recording
+        from plugins.billing_units.service import units as svc
 
         row = recording.set_retention(None, svc.account_for(None, account_id), {"days": days})
         click.echo(f"recordings kept {row.days} days from {row.effective_from} on")

@@ -115,7 +115,7 @@ class RecordingStorage(BaseModel):
     reports it (idempotent by ``external_id`` per account). ``unit_name`` is the unit holding
     the number when the record arrived (the report allocates the storage line by it); the
     record is billed through the core usage record ``usage`` it created, rated by the seller's
-    recording-storage plan like any other usage (``plugins.billing_units.recording``)."""
+    recording-storage plan like any other usage (``plugins.billing_units.service.recording``)."""
 
     account = pw.ForeignKeyField(Account, backref="+", on_delete="CASCADE")
     external_id = pw.CharField(max_length=100)

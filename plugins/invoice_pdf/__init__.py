@@ -12,7 +12,7 @@ PLUGIN = PluginMeta(
 
 
 def _render(document: dict) -> bytes:
-    from plugins.invoice_pdf.render import render_invoice_pdf  # xhtml2pdf loads on first use
+    from plugins.invoice_pdf.formats import render_invoice_pdf  # xhtml2pdf loads on first use
 
     return render_invoice_pdf(document)
 

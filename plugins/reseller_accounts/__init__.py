@@ -3,7 +3,7 @@
 What the plugin adds (licence feature FT-3001.007):
 
 * the account type ``reseller`` (title "Reseller", level ``reseller``) with the Reseller
-  Profile (:mod:`plugins.reseller_accounts.profile`): Customer Invoice Creation, Customer
+  Profile (:mod:`.service.profile`): Customer Invoice Creation, Customer
   Invoice Type (RAW, PDF, Both) and Billing Cycle (1-28). A reseller sits under the provider
   or, when the provider allows sub-resellers (setting ``allow_sub_resellers``, off by
   default), under another reseller; it owns customers (and allowed sub-resellers).
@@ -13,13 +13,13 @@ What the plugin adds (licence feature FT-3001.007):
   (``PATCH /api/v1/accounts/<id>``, the panel's Edit), the reseller's existing customers
   follow (sub-resellers keep their own day): every one of those edits fires the core's
   ``account_updated`` event and the plugin's hook moves the customers
-  (``service.profile_updated``).
+  (``service.resellers.profile_updated``).
 * privileges ``resellers.view``, ``resellers.manage`` (create resellers, the sub-reseller
   setting) and ``resellers.profile`` (edit a reseller's profile), at provider and reseller
   level; panel pages (Resellers list, reseller detail with profile, customers, catalog and the
   wholesale link form) and
   the API ``/api/v1/resellers``.
-* cascading billing through ``invoice_options`` and ``charges_for_period`` (``billing.py``).
+* cascading billing through ``invoice_options`` and ``charges_for_period`` (``service/billing.py``).
 
 Disabled or unlicensed: existing resellers, their customers and invoices stay readable
 through the core pages; creating a reseller is refused naming FT-3001.007 (the core checks
@@ -28,6 +28,10 @@ the type plugin's licence); the bill run reports the reseller's customer invoici
 
 from core import hookimpl
 from core.registry import AccountType, MenuItem, PluginMeta, Privilege
+from plugins.reseller_accounts import api, views
+from plugins.reseller_accounts.models import MODELS
+from plugins.reseller_accounts.service import billing, resellers
+from plugins.reseller_accounts.service.profile import ResellerProfile
 
 PLUGIN = PluginMeta(
     name="reseller_accounts",
@@ -41,26 +45,8 @@ PLUGIN = PluginMeta(
 P, R = "provider", "reseller"
 
 
-def _check_parent(parent):
-    from plugins.reseller_accounts.service import check_parent
-
-    return check_parent(parent)
-
-
-def _child_terms(reseller, child_type):
-    """A customer of a reseller bills on the profile's Billing Cycle (``account_created``
-    sets it): the new-account form shows that day instead of an editable default."""
-    day = (reseller.profile or {}).get("customer_billing_cycle_day")
-    if child_type == R or not day:
-        return {}
-    return {"bill_cycle_day": (int(day), f"follows the Billing Cycle of {reseller.name}'s "
-                                         "Reseller Profile")}  # fmt: skip
-
-
 @hookimpl
 def register_account_types():
-    from plugins.reseller_accounts.profile import ResellerProfile
-
     return [
         AccountType(
             "reseller",
@@ -69,8 +55,8 @@ def register_account_types():
             ResellerProfile,
             child_types=("customer", "reseller"),
             parent_types=("provider", "reseller"),
-            check_parent=_check_parent,
-            child_terms=_child_terms,
+            check_parent=resellers.check_parent,
+            child_terms=resellers.child_terms,
         )
     ]
 
@@ -100,17 +86,12 @@ def register_privileges():
 
 @hookimpl
 def register_models():
-    from plugins.reseller_accounts.models import MODELS
-
     return MODELS
 
 
 @hookimpl
 def register_blueprints():
-    from plugins.reseller_accounts.api import make_api_blueprint
-    from plugins.reseller_accounts.views import make_panel_blueprint
-
-    return [make_panel_blueprint(), make_api_blueprint()]
+    return [views.blueprint, api.blueprint]
 
 
 @hookimpl
@@ -146,24 +127,18 @@ def account_updated(account, actor, before):
     (the reseller pages and API, the core's account edit in the panel and the API)."""
     if account.type != "reseller":
         return
-    from plugins.reseller_accounts.service import profile_updated
-
-    profile_updated(actor, account, before)
+    resellers.profile_updated(actor, account, before)
 
 
 @hookimpl
 def invoice_options(issuer, account, period):
     """A reseller issuer invoices its customers as its Reseller Profile says."""
-    from plugins.reseller_accounts.billing import options_for
-
-    return options_for(issuer)
+    return billing.options_for(issuer)
 
 
 @hookimpl
 def charges_for_period(account, period):
-    """The provider's wholesale lines on a reseller's invoice (see ``billing.py``)."""
+    """The provider's wholesale lines on a reseller's invoice (see ``service/billing.py``)."""
     if account.type != "reseller":
         return []
-    from plugins.reseller_accounts.billing import wholesale_charges
-
-    return wholesale_charges(account, period)
+    return billing.wholesale_charges(account, period)

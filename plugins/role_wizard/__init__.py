@@ -2,6 +2,7 @@
 
 from core import hookimpl
 from core.registry import MenuItem, PluginMeta
+from plugins.role_wizard import views
 
 PLUGIN = PluginMeta(
     name="role_wizard",
@@ -14,9 +15,7 @@ PLUGIN = PluginMeta(
 
 @hookimpl
 def register_blueprints():
-    from plugins.role_wizard.views import blueprint
-
-    return [blueprint]
+    return [views.blueprint]
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from core import audit, rbac
 from core.db import database
 from core.errors import BillhiveError, NotFound
 from core.models import Account
+from plugins.reseller_accounts.models import ResellerSettings
 
 RESELLER = "reseller"
 CYCLE_KEY = "customer_billing_cycle_day"
@@ -46,8 +47,6 @@ def root_of(account: Account) -> int:
 
 
 def settings_for(provider_id: int):
-    from plugins.reseller_accounts.models import ResellerSettings
-
     return ResellerSettings.get_or_none(ResellerSettings.provider == provider_id)
 
 
@@ -57,8 +56,6 @@ def allow_sub_resellers(account: Account) -> bool:
 
 
 def set_allow_sub_resellers(actor, provider: Account, allowed: bool) -> bool:
-    from plugins.reseller_accounts.models import ResellerSettings
-
     if provider.parent_id is not None:
         raise NotFound("reseller settings are made by the provider")
     if actor is not None:
@@ -100,6 +97,17 @@ def check_parent(parent: Account) -> str | None:
     if actor is not None and not rbac.has(actor, "resellers.manage"):
         return "creating a reseller needs the privilege 'resellers.manage' (Manage resellers)"
     return None
+
+
+def child_terms(reseller: Account, child_type: str) -> dict:
+    """AccountType.child_terms of ``reseller``: a customer of a reseller bills on the profile's
+    Billing Cycle (``account_created`` sets it), so the new-account form shows that day
+    instead of an editable default."""
+    day = (reseller.profile or {}).get(CYCLE_KEY)
+    if child_type == RESELLER or not day:
+        return {}
+    return {"bill_cycle_day": (int(day), f"follows the Billing Cycle of {reseller.name}'s "
+                                         "Reseller Profile")}  # fmt: skip
 
 
 # -- queries -------------------------------------------------------------------------------

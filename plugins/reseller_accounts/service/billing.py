@@ -48,7 +48,7 @@ from core.db import database
 from core.errors import ValidationFailed
 from core.models import Account
 from core.registry import Charge, InvoiceOptions
-from plugins.reseller_accounts.profile import formats_for
+from plugins.reseller_accounts.service.profile import formats_for
 
 ANCHOR = "reseller-wholesale-anchor"
 _NOT_ANCHOR = (Subscription.external_id != ANCHOR) | Subscription.external_id.is_null()

@@ -6,9 +6,9 @@ account was billed for those charges, whatever changed since (a number moved to 
 a unit renamed or deleted, a price changed), and a credit note or a void shows at once.
 
 Which lines: the lines of the account's invoices that are not void, written by this plugin
-(``source="billing_units"``: calls, number rental, seats; see :func:`services.charges`) or
+(``source="billing_units"``: calls, number rental, seats; see :func:`.units.charges`) or
 rating its recording storage (the usage line of a recording-storage subscription, see
-:mod:`plugins.billing_units.recording`), whose service began in the period; minus the lines
+:mod:`plugins.billing_units.service.recording`), whose service began in the period; minus the lines
 of credit notes (not void) that credit them. Amounts are net of tax, in minor units.
 
 How a line is allocated to units:
@@ -29,12 +29,17 @@ much of a row's total credits took off (already included in the columns).
 
 from __future__ import annotations
 
-from datetime import date
+import io
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+from core import csv_export
 from core.billing.models import Invoice, InvoiceLine
+from core.billing.money import to_decimal
 from core.models import Account
+from plugins.billing_units.service import recording
+from plugins.billing_units.service import units as svc
 
 UNASSIGNED = "Unassigned"
 SOURCE = "billing_units"
@@ -188,3 +193,88 @@ def billed_amount(account: Account, period: tuple[date, date], sources: set[str]
     total = sum(line.amount for line in lines)
     total += sum(line.amount for line in _credits(account, [line.id for line in lines]))
     return total
+
+
+def for_period(actor, account: Account, period: tuple[date, date]) -> dict:
+    """The billing-unit report of ``period``: the invoiced charges per unit
+    (:func:`invoiced`), plus, clearly apart, an estimate of the days of
+    the period not invoiced yet (today's assignments and prices; the bill run decides)."""
+    svc.require_view(actor, account)
+    data = invoiced(account, period, svc.units_of(account), recording.report_allocation(account))
+    settings = svc.settings_for(account)
+    through = svc.billed_through(account)
+    begin = max(period[0], through or period[0])
+    pending = None
+    if begin < period[1]:
+        estimate = svc.compute_report(account, (begin, period[1]))
+        pending = {
+            "start": begin,
+            "end": period[1],
+            "last_day": period[1] - timedelta(days=1),
+            "units": [{"unit": r["unit"], "total": r["total"]} for r in estimate["units"]],
+            "total": estimate["totals"]["total"],
+        }
+    return {
+        "account_id": account.id,
+        "currency": account.currency,
+        "start": period[0],
+        "end": period[1],
+        "number_rental_price": settings.number_rental_price,
+        "seat_price": settings.seat_price,
+        "billed_through": through,
+        **data,
+        "not_invoiced": pending,
+    }
+
+
+REPORT_CSV_COLUMNS = ("usage", "rental", "seats", "recording", "total", "credited")
+
+
+def as_csv(data: dict) -> str:
+    """The invoiced report as CSV, major units; the last row is the total."""
+    buf = io.StringIO()
+    writer = csv_export.writer(buf)
+    cur = data["currency"]
+    writer.writerow(["unit", "numbers", "seats_billed", "calls", "number_rental", "seats",
+                     "recording_storage", "total", "credited_included", "currency"])  # fmt: skip
+    for r in data["units"] + [{**data["totals"], "unit": "TOTAL"}]:
+        writer.writerow(
+            [r["unit"], r["numbers"], r["users"]]
+            + [str(to_decimal(r[k], cur)) for k in REPORT_CSV_COLUMNS]
+            + [cur]
+        )
+    return buf.getvalue()
+
+
+def recording_page(account: Account, period: tuple[date, date]) -> dict:
+    """What the Call recording sub-tab and its API show for ``period``."""
+    used = recording.storage_by_unit(account, period)
+    data = invoiced(account, period, svc.units_of(account), recording.report_allocation(account))
+    charges = {r["unit"]: r["recording"] for r in data["units"]}
+    names = [r["unit"] for r in data["units"]]
+    names += [n for n in sorted(used) if n not in names]
+    rows = [{"unit": n, "gigabytes": used.get(n, Decimal(0)), "charges": charges.get(n, 0)}
+            for n in names]  # fmt: skip
+    subs = recording.subscriptions(account)
+    current = recording.retention(account)
+    return {
+        "account_id": account.id,
+        "currency": account.currency,
+        "start": period[0],
+        "end": period[1],
+        "units": rows,
+        "total_gigabytes": sum((r["gigabytes"] for r in rows), Decimal(0)),
+        "total_charges": data["totals"]["recording"],
+        "retention_days": current.days,
+        "retention_since": current.effective_from,
+        "plans": [
+            {
+                "subscription_id": s.id,
+                "plan": s.plan.name,
+                "usage_rate": s.plan.usage_rate,
+                "unit": s.plan.product.unit,
+                "billed_through": s.billed_through,
+            }
+            for s in subs
+        ],  # fmt: skip
+    }

@@ -20,10 +20,12 @@ from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
 from core.errors import BillhiveError, ValidationFailed
 from core.panel.forms import form_errors as shared_form_errors
-from plugins.billing_units import services as svc
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
+from plugins.billing_units.service import recording
+from plugins.billing_units.service import report as unit_report
+from plugins.billing_units.service import units as svc
 
-bp = Blueprint("billing_units", __name__, template_folder="templates")
+blueprint = Blueprint("billing_units", __name__, template_folder="templates")
 TAB = "billing_account.index"  # the account's Billing tab
 SUBTAB = "billing_units.units"  # our sub-tab of the Billing page
 
@@ -79,7 +81,7 @@ def _account(account_id):
 # -- billing units -----------------------------------------------------------------------------
 
 
-@bp.route("/accounts/<int:account_id>/billing/units")
+@blueprint.route("/accounts/<int:account_id>/billing/units")
 @login_required
 def units(account_id):
     account = _account(account_id)
@@ -141,7 +143,7 @@ def _unit_form(account, unit: BillingUnit | None):
     ), (422 if errors else 200)
 
 
-@bp.route("/accounts/<int:account_id>/billing/units/new", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/units/new", methods=["GET", "POST"])
 @login_required
 def new_unit(account_id):
     account = _account(account_id)
@@ -158,7 +160,7 @@ def _unit(account_id, unit_id) -> BillingUnit:
     return unit
 
 
-@bp.route("/accounts/<int:account_id>/billing/units/<int:unit_id>", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/units/<int:unit_id>", methods=["GET", "POST"])
 @login_required
 def edit_unit(account_id, unit_id):
     unit = _unit(account_id, unit_id)
@@ -166,7 +168,7 @@ def edit_unit(account_id, unit_id):
     return _unit_form(unit.account, unit)
 
 
-@bp.route("/accounts/<int:account_id>/billing/units/<int:unit_id>/delete", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/units/<int:unit_id>/delete", methods=["POST"])
 @login_required
 def delete_unit(account_id, unit_id):
     unit = _unit(account_id, unit_id)
@@ -180,7 +182,7 @@ def delete_unit(account_id, unit_id):
 # -- teams -------------------------------------------------------------------------------------
 
 
-@bp.route("/accounts/<int:account_id>/billing/teams", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/teams", methods=["GET", "POST"])
 @login_required
 def teams(account_id):
     account = _account(account_id)
@@ -223,7 +225,7 @@ def teams(account_id):
 # -- phone numbers -----------------------------------------------------------------------------
 
 
-@bp.route("/accounts/<int:account_id>/billing/numbers", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/numbers", methods=["GET", "POST"])
 @login_required
 def numbers(account_id):
     account = _account(account_id)
@@ -290,7 +292,7 @@ def bar_chart(data: dict) -> Markup:
     return Markup("".join(parts))
 
 
-@bp.route("/accounts/<int:account_id>/billing/report", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/report", methods=["GET", "POST"])
 @login_required
 def report(account_id):
     """The period's invoiced charges per unit; the seller sets the prices here (a POST needs
@@ -316,7 +318,7 @@ def report(account_id):
             flash("Prices saved.")
             return redirect(url_for("billing_units.report", account_id=account.id, **request.args))
     period = svc.parse_period(_period_args())
-    data = svc.report(current_user, account, period)
+    data = unit_report.for_period(current_user, account, period)
     return render_template(
         "billing_units/report.html",
         data=data,
@@ -342,13 +344,13 @@ def _period_args() -> dict:
     return args
 
 
-@bp.route("/accounts/<int:account_id>/billing/report.csv")
+@blueprint.route("/accounts/<int:account_id>/billing/report.csv")
 @login_required
 def report_csv(account_id):
     account = _account(account_id)
-    data = svc.report(current_user, account, svc.parse_period(_period_args()))
+    data = unit_report.for_period(current_user, account, svc.parse_period(_period_args()))
     return Response(
-        svc.report_csv(data),
+        unit_report.as_csv(data),
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=billing-units-{data['start']}.csv"},
     )
@@ -357,13 +359,11 @@ def report_csv(account_id):
 # -- call recording ----------------------------------------------------------------------------
 
 
-@bp.route("/accounts/<int:account_id>/billing/recording", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/billing/recording", methods=["GET", "POST"])
 @login_required
 def recording_page(account_id):
     """The Call recording sub-tab: storage per unit in a period, its invoiced charges, the
     retention setting (a POST needs Edit Billing unit) and a CSV import of storage records."""
-    from plugins.billing_units import recording
-
     account = _account(account_id)
     svc.require_view(current_user, account)
     errors, values, status = {}, {}, 200
@@ -397,7 +397,7 @@ def recording_page(account_id):
             return redirect(url_for("billing_units.recording_page", account_id=account.id,
                                     **request.args))  # fmt: skip
     period = svc.parse_period(_period_args())
-    data = recording.page_data(account, period)
+    data = unit_report.recording_page(account, period)
     return render_template(
         "billing_units/recording.html",
         data=data,

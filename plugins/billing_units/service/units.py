@@ -1,4 +1,5 @@
-"""Billing units services: every change validates, writes and audits in one transaction.
+"""Phone numbers, teams, billing units, their settings and rated call records; every change
+validates, writes and audits in one transaction.
 
 The panel, the API and the CLI all call these functions; privilege checks live here.
 ``actor=None`` is the operator's shell (CLI) and skips privilege checks.
@@ -7,7 +8,7 @@ The panel, the API and the CLI all call these functions; privilege checks live h
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 import peewee as pw
@@ -15,6 +16,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
+from core.billing import coverage
 from core.billing.money import (
     MoneyError,
     check_currency,
@@ -685,7 +687,7 @@ def add_calls(actor, account: Account, rows: list[dict]) -> dict:
             errors[str(index)] = [f"{exc.field or 'value'}: {exc.message}"]
     # a call of a day invoiced already would never be billed (charges bill from what the
     # coverage key is billed through): refused, like recording storage of a billed day
-    through = _billed_through(account)
+    through = billed_through(account)
     if through is not None:
         billed = datetime.combine(through, datetime.min.time())
         late = [rec for rec in clean if rec["started_at"] < billed]
@@ -934,69 +936,9 @@ def compute_report(account: Account, period: tuple[date, date]) -> dict:
     }
 
 
-def report(actor, account: Account, period: tuple[date, date]) -> dict:
-    """The billing-unit report of ``period``: the invoiced charges per unit
-    (:mod:`plugins.billing_units.report`), plus, clearly apart, an estimate of the days of
-    the period not invoiced yet (today's assignments and prices; the bill run decides)."""
-    from plugins.billing_units import recording
-    from plugins.billing_units import report as invoiced_report
-
-    require_view(actor, account)
-    units = units_of(account)
-    data = invoiced_report.invoiced(account, period, units, recording.report_allocation(account))
-    settings = settings_for(account)
-    through = _billed_through(account)
-    begin = max(period[0], through or period[0])
-    pending = None
-    if begin < period[1]:
-        estimate = compute_report(account, (begin, period[1]))
-        pending = {
-            "start": begin,
-            "end": period[1],
-            "last_day": period[1] - timedelta(days=1),
-            "units": [{"unit": r["unit"], "total": r["total"]} for r in estimate["units"]],
-            "total": estimate["totals"]["total"],
-        }
-    return {
-        "account_id": account.id,
-        "currency": account.currency,
-        "start": period[0],
-        "end": period[1],
-        "number_rental_price": settings.number_rental_price,
-        "seat_price": settings.seat_price,
-        "billed_through": through,
-        **data,
-        "not_invoiced": pending,
-    }
-
-
-def _billed_through(account: Account) -> date | None:
-    from core.billing import coverage
-
+def billed_through(account: Account) -> date | None:
+    """The last day (exclusive) the account's unit charges are invoiced through, if any."""
     return coverage.key_through(f"billing_units:{account.id}")
-
-
-REPORT_CSV_COLUMNS = ("usage", "rental", "seats", "recording", "total", "credited")
-
-
-def report_csv(data: dict) -> str:
-    """The invoiced report as CSV, major units; the last row is the total."""
-    import io
-
-    from core import csv_export
-
-    buf = io.StringIO()
-    writer = csv_export.writer(buf)
-    cur = data["currency"]
-    writer.writerow(["unit", "numbers", "seats_billed", "calls", "number_rental", "seats",
-                     "recording_storage", "total", "credited_included", "currency"])  # fmt: skip
-    for r in data["units"] + [{**data["totals"], "unit": "TOTAL"}]:
-        writer.writerow(
-            [r["unit"], r["numbers"], r["users"]]
-            + [str(to_decimal(r[k], cur)) for k in REPORT_CSV_COLUMNS]
-            + [cur]
-        )
-    return buf.getvalue()
 
 
 def charges(account: Account, period: tuple[date, date]) -> list:
@@ -1008,7 +950,6 @@ def charges(account: Account, period: tuple[date, date]) -> list:
     to those days ("(14 of 30 days)")."""
     from decimal import Decimal
 
-    from core.billing import coverage
     from core.billing.money import ExactRatio
     from core.registry import Charge
 

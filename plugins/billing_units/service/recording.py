@@ -17,7 +17,7 @@ billed again (``core/billing/coverage.py``).
 
 **Per unit.** Each record keeps the unit holding its number when it arrived (or Unassigned);
 the report allocates the invoiced storage line over units in proportion to those gigabytes
-(:func:`plugins.billing_units.report.allocate`).
+(:func:`plugins.billing_units.service.report.allocate`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from core.db import insert_rows, lock_row
 from core.errors import ValidationFailed
 from core.fields import Quantity, Text
 from core.models import Account
-from plugins.billing_units import services as svc
 from plugins.billing_units.models import RecordingRetention, RecordingStorage
+from plugins.billing_units.service import units as svc
 
 PRODUCT_CODE = "BU-REC"
 DEFAULT_RETENTION_DAYS = 90
@@ -88,7 +88,7 @@ def _subscription_on(subs: list[Subscription], day: date) -> Subscription | None
 
 
 def report_allocation(account: Account):
-    """``(sources, shares)`` for :func:`plugins.billing_units.report.invoiced`: the invoice
+    """``(sources, shares)`` for :func:`plugins.billing_units.service.report.invoiced`: the invoice
     line sources of the account's storage usage and, per line, the gigabytes per unit of
     the line's days."""
     subs = {sub.id: sub for sub in subscriptions(account)}
@@ -339,40 +339,3 @@ def set_retention(actor, account: Account, payload) -> RecordingRetention:
                      before={"days": before.days}, after={"days": row.days,
                                                           "effective_from": str(row.effective_from)})  # fmt: skip
     return row
-
-
-def page_data(account: Account, period: tuple[date, date]) -> dict:
-    """What the Call recording sub-tab and its API show for ``period``."""
-    from plugins.billing_units import report as invoiced_report
-
-    used = storage_by_unit(account, period)
-    data = invoiced_report.invoiced(account, period, svc.units_of(account),
-                                    report_allocation(account))  # fmt: skip
-    charges = {r["unit"]: r["recording"] for r in data["units"]}
-    names = [r["unit"] for r in data["units"]]
-    names += [n for n in sorted(used) if n not in names]
-    rows = [{"unit": n, "gigabytes": used.get(n, Decimal(0)), "charges": charges.get(n, 0)}
-            for n in names]  # fmt: skip
-    subs = subscriptions(account)
-    current = retention(account)
-    return {
-        "account_id": account.id,
-        "currency": account.currency,
-        "start": period[0],
-        "end": period[1],
-        "units": rows,
-        "total_gigabytes": sum((r["gigabytes"] for r in rows), Decimal(0)),
-        "total_charges": data["totals"]["recording"],
-        "retention_days": current.days,
-        "retention_since": current.effective_from,
-        "plans": [
-            {
-                "subscription_id": s.id,
-                "plan": s.plan.name,
-                "usage_rate": s.plan.usage_rate,
-                "unit": s.plan.product.unit,
-                "billed_through": s.billed_through,
-            }
-            for s in subs
-        ],  # fmt: skip
-    }
