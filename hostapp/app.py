@@ -71,6 +71,16 @@ def _guard(host: PluginHost, plugin: str):
     return guard
 
 
+def start_database(database, host: PluginHost) -> None:
+    """What start-up does to the database: the core's tables and migrations, the plugins'
+    state read, the tables of enabled plugins (pending plugin migrations are logged)."""
+    with database.connection_context():
+        create_core_tables()
+        StateVersion.get_or_create(key="plugins", defaults={"value": 0})
+        host.refresh(force=True)
+        migrations.start(host)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask("billhive", template_folder="../core/panel/templates")
     app.url_map.converters["int"] = IdConverter
@@ -82,11 +92,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         discover(app.config["PLUGINS"], app.config["PLUGIN_MODULES"]),
         app.config["LICENSE_KEY_PATHS"],
     )
-    with database.connection_context():
-        create_core_tables()
-        StateVersion.get_or_create(key="plugins", defaults={"value": 0})
-        host.refresh(force=True)
-        migrations.start(host)  # tables of enabled plugins; pending migrations are logged
+    start_database(database, host)
 
     security.init_app(app)  # proxy hops, Secure cookies, security headers: one place
     mail_transport.init_app(app)  # e-mail: the outbox folder or SMTP (core.mail)

@@ -6,14 +6,13 @@ Tests name the plugins they load, so whatever else is installed is never picked 
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
-import uuid
 from datetime import date, timedelta
-from urllib.parse import urlparse
 
 import pytest
+
+pytest_plugins = ["core.testing"]
 
 BUILTIN_PLUGINS = [
     "invoice_pdf",
@@ -22,9 +21,7 @@ BUILTIN_PLUGINS = [
     "billing_units",
     "psa_mapping",
 ]
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("BILLHIVE_TEST_POSTGRES") else [])
 PASSWORD = "secret-pass-1"
-_counter = itertools.count()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         params = getattr(item, "callspec", None)
-        backend = params.params.get("backend") if params else None
+        backend = params.params.get("billhive_backend") if params else None
         (drop if item.get_closest_marker("browser") and backend == "postgresql" else keep).append(
             item
         )
@@ -42,39 +39,14 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
-
-
-def _pg_admin():
-    import psycopg2
-
-    conn = psycopg2.connect(os.environ["BILLHIVE_TEST_POSTGRES"])
-    conn.autocommit = True
-    return conn
+@pytest.fixture
+def backend(billhive_backend):
+    return billhive_backend
 
 
 @pytest.fixture
-def database_url(backend, tmp_path):
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'billhive.db'}"
-        return
-    name = f"bh_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
-    admin = _pg_admin()
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    base = urlparse(os.environ["BILLHIVE_TEST_POSTGRES"])
-    yield base._replace(path=f"/{name}").geturl()
-    from core.db import database
-
-    if database.obj is not None and not database.obj.is_closed():
-        database.obj.close()
-    cur = admin.cursor()
-    cur.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-    )
-    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
+def database_url(billhive_database_url):
+    return billhive_database_url
 
 
 @pytest.fixture
@@ -90,14 +62,12 @@ def license_keys(tmp_path):
 
 
 @pytest.fixture
-def make_app(database_url, tmp_path, license_keys):
-    """Build an app with just the named plugins installed (none enabled until asked)."""
-    apps = []
+def make_app(database_url, tmp_path, license_keys, billhive_make_app):
+    """An app with just the named plugins installed (none enabled until asked): the public
+    ``billhive_make_app`` with the suite's defaults."""
 
     def factory(plugins=None, modules=None, csrf=False, **config):
-        from hostapp.app import create_app
-
-        app = create_app(
+        return billhive_make_app(
             {
                 "TESTING": True,
                 "DATA_DIR": str(tmp_path / "data"),
@@ -114,14 +84,8 @@ def make_app(database_url, tmp_path, license_keys):
                 **config,
             }
         )
-        apps.append(app)
-        return app
 
-    yield factory
-    for app in apps:
-        db = app.extensions["billhive"].database
-        if not db.is_closed():
-            db.close()
+    return factory
 
 
 @pytest.fixture

@@ -182,6 +182,7 @@ def test_trace_hooks_logs_each_call_with_its_plugins_and_timing(make_app, monkey
     assert len(done) == 1 and re.fullmatch(r".* done in \d+\.\d\d ms", done[0])
 
 
+@pytest.mark.billhive_new_app
 def test_trace_hooks_times_each_plugins_declarations_at_start_up(make_app, monkeypatch, caplog):
     monkeypatch.setenv("BILLHIVE_TRACE_HOOKS", "1")
     caplog.set_level(logging.WARNING, logger="billhive.hooks")

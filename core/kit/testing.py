@@ -46,10 +46,13 @@ built-in ``reseller_accounts``, say): name it in ``billhive_plugins``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -71,65 +74,318 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "billhive_plugins(*names): the installed plugins billhive_app enables"
     )
+    config.addinivalue_line(
+        "markers", "billhive_new_app: build the test's apps anew (it checks what create_app does)"
+    )
 
 
 def _backends() -> list[str]:
     return ["sqlite"] + (["postgresql"] if os.environ.get("BILLHIVE_TEST_POSTGRES") else [])
 
 
-@pytest.fixture
-def billhive_plugins(request) -> list[str]:
-    marker = request.node.get_closest_marker("billhive_plugins")
-    return list(marker.args) if marker else []
+# -- databases: start-up runs once per session, each test gets a copy ------------------------
 
 
-@pytest.fixture
-def billhive_modules() -> dict[str, str]:
-    return {}
+class Databases:
+    """Fresh databases as start-up leaves them (the core's tables and migrations), made from a
+    template that start-up made once per session and backend.
+
+    SQLite: a copy of the template's file in the test's folder. PostgreSQL: a database made
+    with ``CREATE DATABASE ... TEMPLATE`` and, when the test is over, brought back to the
+    template's state for the next test (its connections ended, the tables the test added
+    dropped, every table emptied and the template's rows and sequences put back); a database
+    whose schema the test changed otherwise is dropped instead. Names carry the process id
+    and a random part, so parallel runs and workers never collide; everything made here is
+    dropped at the end of the session. Test databases commit without waiting for the disk
+    (``synchronous_commit = off``: nothing to keep after a crash)."""
+
+    def __init__(self, folder: Path, admin_url: str | None):
+        self.folder = folder
+        self.admin_url = admin_url
+        self.run = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self._templates: dict[str, str] = {}
+        self._admin = None
+        self._made: list[str] = []  # PostgreSQL databases of this session, templates last
+        self._free: list[str] = []  # ... in the template's state, ready for a test
+        self._state = None  # the template's (schema, rows, sequences)
+
+    def _sql(self, statement: str, params=()) -> None:
+        if self._admin is None:
+            import psycopg2
+
+            self._admin = psycopg2.connect(self.admin_url)
+            self._admin.autocommit = True
+        self._admin.cursor().execute(statement, params)
+
+    def _pg_url(self, name: str) -> str:
+        return urlparse(self.admin_url)._replace(path=f"/{name}").geturl()
+
+    def _template(self, backend: str) -> str:
+        """The template of ``backend`` (a file path or a database name), made on first use."""
+        if backend in self._templates:
+            return self._templates[backend]
+        from core import db
+        from core.plugins import PluginHost
+        from hostapp.app import start_database
+
+        if backend == "sqlite":
+            target = str(self.folder / "template.db")
+            url = f"sqlite:///{target}"
+        else:
+            target = f"bh_tpl_{self.run}"
+            self._sql(f'CREATE DATABASE "{target}"')
+            self._made.append(target)
+            url = self._pg_url(target)
+        database = db.open_database(url)
+        db.bind(database)
+        start_database(database, PluginHost([]))
+        database.close()  # SQLite: the last connection folds the WAL into the file
+        if backend == "postgresql":
+            with self._connect(target) as conn:
+                self._state = _pg_state(conn)
+        self._templates[backend] = target
+        return target
+
+    def _connect(self, name: str):
+        import psycopg2
+
+        conn = psycopg2.connect(self._pg_url(name))
+        conn.autocommit = True
+        return contextlib.closing(conn)
+
+    def new(self, backend: str, folder: Path) -> str:
+        """The URL of a new database for one test (SQLite: a file in ``folder``)."""
+        template = self._template(backend)
+        if backend == "sqlite":
+            path = folder / "billhive.db"
+            shutil.copyfile(template, path)
+            return f"sqlite:///{path}"
+        if self._free:
+            return self._pg_url(self._free.pop())
+        name = f"bh_test_{self.run}_{next(_counter)}"
+        self._sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self._made.insert(0, name)
+        self._sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        return self._pg_url(name)
+
+    def done(self, url: str) -> None:
+        """The test that had ``url`` is over."""
+        if not url.startswith("postgres"):
+            return
+        name = urlparse(url).path[1:]
+        try:
+            with self._connect(name) as conn:
+                clean = _pg_reset(conn, self._state)
+        except Exception:  # noqa: BLE001 - a database that cannot be reset is dropped
+            clean = False
+        if clean:
+            self._free.append(name)
+        else:
+            self._sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._made.remove(name)
+
+    def close(self) -> None:
+        for name in self._made:
+            self._sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._made.clear()
+        if self._admin is not None:
+            self._admin.close()
 
 
-@pytest.fixture
-def billhive_config() -> dict:
-    return {}
+def _pg_schema(cur) -> dict:
+    """What a test could change in a database's schema besides adding tables."""
+    queries = {
+        "relations": "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default "
+        "FROM information_schema.columns WHERE table_schema = 'public'",
+        "constraints": "SELECT conname, conrelid::regclass::text, pg_get_constraintdef(c.oid) "
+        "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE n.nspname = 'public'",
+        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+        "triggers": "SELECT tgname, tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal",
+        "functions": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+        "types": "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'r', 'm')",
+        "extensions": "SELECT extname, extversion FROM pg_extension",
+        "schemas": "SELECT nspname FROM pg_namespace",
+    }
+    schema = {}
+    for key, sql in queries.items():
+        cur.execute(sql)
+        schema[key] = sorted(cur.fetchall())
+    return schema
+
+
+def _pg_tables(cur) -> list[str]:
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    return [row[0] for row in cur.fetchall()]
+
+
+def _pg_state(conn) -> dict:
+    """The template's schema, rows and sequence positions."""
+    cur = conn.cursor()
+    tables = _pg_tables(cur)
+    rows = {}
+    for table in tables:
+        cur.execute(f'SELECT * FROM "{table}"')
+        found = cur.fetchall()
+        if found:
+            rows[table] = ([d[0] for d in cur.description], found)
+    cur.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences "
+                "WHERE schemaname = 'public'")  # fmt: skip
+    return {"schema": _pg_schema(cur), "tables": tables, "rows": rows,
+            "sequences": cur.fetchall()}  # fmt: skip
+
+
+def _pg_reset(conn, state: dict) -> bool:
+    """Bring a test's database back to the template's state; False if its schema changed
+    in a way other than added tables (the caller drops it)."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    added = sorted(set(_pg_tables(cur)) - set(state["tables"]))
+    cur.execute("BEGIN")
+    if added:
+        cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in added) + " CASCADE")
+    if _pg_schema(cur) != state["schema"]:
+        cur.execute("ROLLBACK")
+        return False
+    # DELETE, not TRUNCATE (which makes new files for every table: ~50x slower here), with
+    # the foreign-key triggers off for this transaction so the order does not matter
+    cur.execute("SET LOCAL session_replication_role = replica")
+    cur.execute("; ".join(f'DELETE FROM "{t}"' for t in state["tables"]))
+    for table, (columns, rows) in state["rows"].items():
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join(["%s"] * len(columns))
+        cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+    for sequence, last in state["sequences"]:
+        cur.execute("SELECT setval(%s, %s, %s)", (sequence, last or 1, last is not None))
+    cur.execute("COMMIT")
+    return True
+
+
+@pytest.fixture(scope="session")
+def billhive_databases(tmp_path_factory):
+    databases = Databases(
+        tmp_path_factory.mktemp("billhive-template"), os.environ.get("BILLHIVE_TEST_POSTGRES")
+    )
+    yield databases
+    databases.close()
 
 
 @pytest.fixture(params=_backends())
-def billhive_database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'billhive.db'}"
-        return
-    import psycopg2
+def billhive_backend(request) -> str:
+    """ "sqlite", and "postgresql" when ``BILLHIVE_TEST_POSTGRES`` names a server."""
+    return request.param
 
-    admin_url = os.environ["BILLHIVE_TEST_POSTGRES"]
-    name = f"bh_plugin_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield urlparse(admin_url)._replace(path=f"/{name}").geturl()
+
+@pytest.fixture
+def billhive_database_url(billhive_backend, billhive_databases, tmp_path):
+    url = billhive_databases.new(billhive_backend, tmp_path)
+    yield url
     from core.db import database
 
     if database.obj is not None and not database.obj.is_closed():
         database.obj.close()
-    cur = admin.cursor()
-    cur.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-    )
-    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
+    billhive_databases.done(url)
+
+
+# -- apps: built once per module and configuration, handed to each test re-homed -------------
+
+# configuration that names the test's own folder and database: never part of an app's key
+_PER_TEST = ("DATA_DIR", "DATABASE_URL")
+
+
+class Apps:
+    """Apps built by ``create_app``, kept for the module's later tests with the same
+    configuration and environment (``BILLHIVE_*``). Building one (routes, the OpenAPI
+    document, plugin loading) costs more than most tests; the next test with the same
+    configuration gets the same app re-homed: its configuration as built again from the
+    test's, pointed at the test's own database and data folder, and start-up run there
+    (:func:`hostapp.app.start_database`). A test that asks twice gets two apps."""
+
+    def __init__(self):
+        self._idle: dict[str, list[tuple]] = {}
+        self._lent: list[tuple] = []
+
+    @staticmethod
+    def _key(config: dict) -> str:
+        env = sorted((k, v) for k, v in os.environ.items() if k.startswith("BILLHIVE_"))
+        rest = sorted((k, repr(v)) for k, v in config.items() if k not in _PER_TEST)
+        return repr((urlparse(config["DATABASE_URL"]).scheme, rest, env))
+
+    def get(self, config: dict, new: bool = False):
+        from hostapp.app import create_app
+
+        key = self._key(config)
+        if self._idle.get(key) and not new:
+            entry = self._idle[key].pop()
+            _rehome(*entry[1:], config)
+        else:
+            app = create_app(dict(config))
+            entry = (key, app, dict(app.config))
+        self._lent.append(entry)
+        return entry[1]
+
+    def give_back(self) -> None:
+        """At the end of a test: close the apps' connections and keep them for the next."""
+        for entry in self._lent:
+            database = entry[1].extensions["billhive"].database
+            if not database.is_closed():
+                database.close()
+            self._idle.setdefault(entry[0], []).append(entry)
+        self._lent.clear()
+
+
+def _rehome(app, built: dict, config: dict) -> None:
+    from core import db
+    from hostapp import config as config_module
+    from hostapp.app import start_database
+
+    ext = app.extensions["billhive"]
+    app.config.clear()
+    app.config.update(built)
+    app.config.update(config_module.load(dict(config)))
+    fresh = db.open_database(app.config["DATABASE_URL"])  # not connected: only its target
+    options = dict(fresh.connect_params)
+    if isinstance(fresh, db.pw.SqliteDatabase):
+        options["timeout"] = fresh._timeout
+    ext.database.init(fresh.database, **options)
+    ext.host.license_key_paths = app.config["LICENSE_KEY_PATHS"]
+    db.bind(ext.database)
+    start_database(ext.database, ext.host)
+
+
+@pytest.fixture(scope="module")
+def billhive_app_cache():
+    return Apps()
+
+
+@pytest.fixture
+def billhive_make_app(request, billhive_app_cache):
+    """``billhive_make_app(config)``: ``create_app(config)``, or the module's app of the same
+    configuration re-homed to this config's database and data folder. A test marked
+    ``billhive_new_app`` (it checks what building an app does) always gets a new one."""
+    new = request.node.get_closest_marker("billhive_new_app") is not None
+    yield lambda config: billhive_app_cache.get(config, new=new)
+    billhive_app_cache.give_back()
 
 
 @pytest.fixture
 def billhive_app(billhive_plugins, billhive_modules, billhive_config, billhive_database_url,
-                 tmp_path):  # fmt: skip
+                 billhive_make_app, tmp_path):  # fmt: skip
     from core import license_store
     from core.licenses import generate_keypair, issue_license
-    from hostapp.app import create_app
 
     private, public = generate_keypair()
     data_dir = tmp_path / "billhive-data"
     (data_dir / "license-keys").mkdir(parents=True, exist_ok=True)
     (data_dir / "license-keys" / "testing.pem").write_bytes(public)
-    app = create_app(
+    app = billhive_make_app(
         {
             "TESTING": True,
             "DATA_DIR": str(data_dir),
@@ -155,8 +411,6 @@ def billhive_app(billhive_plugins, billhive_modules, billhive_config, billhive_d
         for name in names:
             ext.host.set_enabled(name, True)
         yield app
-    if not ext.database.is_closed():
-        ext.database.close()
 
 
 class Accounts:
