@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import pytest
 
-pytest_plugins = ["core.testing"]
+pytest_plugins = ["core.kit.testing"]
 
 BUILTIN_PLUGINS = [
     "invoice_pdf",
