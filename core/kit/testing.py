@@ -83,6 +83,22 @@ def _backends() -> list[str]:
     return ["sqlite"] + (["postgresql"] if os.environ.get("BILLHIVE_TEST_POSTGRES") else [])
 
 
+@pytest.fixture
+def billhive_plugins(request) -> list[str]:
+    marker = request.node.get_closest_marker("billhive_plugins")
+    return list(marker.args) if marker else []
+
+
+@pytest.fixture
+def billhive_modules() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def billhive_config() -> dict:
+    return {}
+
+
 # -- databases: start-up runs once per session, each test gets a copy ------------------------
 
 
