@@ -1,7 +1,8 @@
-"""Rating and bill runs.
+"""Bill runs: which days of what each account is billed, and writing their invoices.
 
-Every day of a subscription's service is billed exactly once (DESIGN.md "Coverage
-invariant"). A bill run for ``as_of`` (never after today, :func:`core.clock.today`) takes every
+What those days cost is :mod:`core.billing.rating`'s to say (the only place proration,
+tiers and one-off charges are computed). Every day of a subscription's service is billed
+exactly once (DESIGN.md "Coverage invariant"). A bill run for ``as_of`` (never after today, :func:`core.clock.today`) takes every
 account below the root and, for each billing period of that account (its ``bill_cycle_day``
 as it is now) that ended on or before ``as_of``, rates what is not billed yet:
 
@@ -10,7 +11,7 @@ as it is now) that ended on or before ``as_of``, rates what is not billed yet:
   days / the period's days (exact, rounded once); "(14 of 30 days)" when not the whole period.
   After a cycle-day change the first period bills one short stretch up to the new anchor;
 * one **usage** line per subscription with usage on those same days: the summed quantity x the
-  plan's usage rate, or the volume-tier price the total falls in (``tiered_unit_price``);
+  plan's usage rate, or the volume-tier price the total falls in;
 * **one-off** products: quantity x price once, in the period containing the start;
 * the :class:`~core.registry.Charge` lines plugins return from ``charges_for_period``, each
   billing the days of its coverage key (see :func:`plugin_charges`).
@@ -44,14 +45,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from fractions import Fraction
 
 import peewee as pw
 from flask import current_app
 
 from core import audit, rbac
 from core import lifecycle as account_status
-from core.billing import coverage, ledger, parties, storage
+from core.billing import coverage, ledger, parties, rating, storage
 from core.billing import invoices as lifecycle
 from core.billing import tax as tax_rule
 from core.billing.models import (
@@ -65,14 +65,11 @@ from core.billing.models import (
     UsageRecord,
 )
 from core.billing.money import (
-    ExactRatio,
     canonical_decimal_text,
     format_money,
     invoice_totals,
-    line_amount,
-    tiered_unit_price,
 )
-from core.billing.periods import check_run_date, closed_periods, prorated_label
+from core.billing.periods import check_run_date, closed_periods
 from core.db import Prepared, database, insert_row, insert_rows, utcnow
 from core.models import Account
 
@@ -86,19 +83,19 @@ def host():
 # -- rating ----------------------------------------------------------------------------------
 
 
-def _line(description, quantity, unit_price, currency, *, fraction=Decimal(1), unit="",
-          product_code="", group=None, source="", service=None, coverage=None,
+def _line(rated: rating.RatedLine, *, unit="", product_code="", group=None, coverage=None,
           advance=None) -> dict:  # fmt: skip
+    service = rated.service
     return {
-        "description": description,
-        "quantity": quantity,
+        "description": rated.description,
+        "quantity": rated.quantity,
         "unit": unit,
-        "unit_price": unit_price,
-        "fraction": fraction,
-        "amount": line_amount(quantity, unit_price, currency, fraction),
+        "unit_price": rated.unit_price,
+        "fraction": rated.fraction,
+        "amount": rated.amount,
         "product_code": product_code,
         "group": group,
-        "source": source,
+        "source": rated.source,
         "service_start": service[0] if service else None,
         "service_end": service[1] if service else None,
         "coverage": coverage,  # the coverage key whose days the line bills, or None
@@ -130,10 +127,9 @@ def service_range(sub: Subscription, period) -> tuple[date, date] | None:
     start, end = period
     begin = sub.billed_through or sub.start
     if sub.plan.product.kind == "one_off":
-        if sub.billed_through is not None or not start <= sub.start < end:
+        if sub.billed_through is not None:
             return None
-        until = end if sub.end is None else min(end, sub.end)
-        return (sub.start, until) if sub.start < until else None
+        return rating.one_off_days(sub.start, sub.end, period)
     if begin >= end:
         return None
     if begin < start and sub.plan.recurring_price:
@@ -146,7 +142,7 @@ def rate_subscriptions(account: Account, period, subs: list, usage) -> dict[int,
     """Plan lines of ``account`` for ``period``: ``{issuer_id: [line, ...]}``.
 
     Each subscription is billed for :func:`service_range` only (the days not covered yet), its
-    recurring price prorated over the period's days, its usage summed over the same days.
+    usage summed over the same days, priced by :func:`core.billing.rating.plan_lines`.
     ``usage`` is a list of ``(subscription id, day, quantity)`` (or a mapping subscription id
     -> quantity, taken as the usage of the whole range). Subscriptions on a plan in another
     currency than the account's are left out (:func:`currency_refusal`).
@@ -154,7 +150,6 @@ def rate_subscriptions(account: Account, period, subs: list, usage) -> dict[int,
     currency = account.currency
     per_day = isinstance(usage, list)
     out: dict[int, list] = defaultdict(list)
-    total_days = (period[1] - period[0]).days
     for sub in subs:
         plan, product = sub.plan, sub.plan.product
         if currency_refusal(account, plan):
@@ -162,36 +157,23 @@ def rate_subscriptions(account: Account, period, subs: list, usage) -> dict[int,
         service = service_range(sub, period)
         if service is None:
             continue
-        issuer = plan.account_id
-        label = f"{product.name} — {plan.name}"
-        key = coverage.subscription_key(sub.id)
-        common = {"unit": product.unit, "product_code": product.code, "service": service,
-                  "coverage": key, "advance": (sub.id, sub.billed_through)}  # fmt: skip
-        if product.kind == "one_off":
-            if plan.recurring_price:
-                out[issuer].append(_line(label, sub.quantity, plan.recurring_price, currency,
-                                         source=f"subscription:{sub.id}", **common))  # fmt: skip
-            continue
-        if plan.recurring_price:
-            days = (service[1] - service[0]).days
-            fraction = ExactRatio(days, total_days)
-            text = prorated_label(label, days, total_days)
-            out[issuer].append(_line(text, sub.quantity, plan.recurring_price, currency,
-                                     fraction=fraction, source=f"subscription:{sub.id}",
-                                     **common))  # fmt: skip
+        used = None  # no usage line unless the days have usage records
         if per_day:
-            quantity, seen = Decimal(0), False
             for sub_id, day, amount in usage:
                 if sub_id == sub.id and service[0] <= day < service[1]:
-                    quantity += amount
-                    seen = True
-        else:
-            seen = sub.id in usage
-            quantity = usage.get(sub.id, Decimal(0))
-        if seen:
-            price = tiered_unit_price(quantity, plan.tiers) if plan.tiers else plan.usage_rate
-            out[issuer].append(_line(f"{product.name} usage", quantity, price, currency,
-                                     source=f"usage:{sub.id}", **common))  # fmt: skip
+                    used = (Decimal(0) if used is None else used) + amount
+        elif sub.id in usage:
+            used = usage[sub.id]
+        rated = rating.plan_lines(rating.Prices.of(plan), sub.quantity, currency, service,
+                                  period, label=f"{product.name} — {plan.name}",
+                                  usage_label=f"{product.name} usage", used=used,
+                                  source=f"subscription:{sub.id}",
+                                  usage_source=f"usage:{sub.id}")  # fmt: skip
+        key = coverage.subscription_key(sub.id)
+        out[plan.account_id].extend(
+            _line(r, unit=product.unit, product_code=product.code, coverage=key,
+                  advance=(sub.id, sub.billed_through)) for r in rated
+        )  # fmt: skip
     return out
 
 
@@ -210,7 +192,6 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
     charge that breaks these rules is left out and described in ``problems``.
     """
     start, end = period
-    total_days = (end - start).days
     charges = [c for result in host().call("charges_for_period", account=account, period=period)
                for c in result or ()]  # fmt: skip
     if not charges:
@@ -220,7 +201,7 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
     lines = []
     for c in charges:
         key = c.coverage or coverage.charges_key(account.id, c.source)
-        fraction, text = c.fraction, c.description
+        source = c.source or "plugin"
         if c.coverage:
             service = (c.service_start or start, c.service_end or end)
             problem = None
@@ -232,19 +213,23 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
                 if problems is not None:
                     problems.append(f"charge '{c.description}' ({key}) {problem}")
                 continue
+            rated = rating.line(c.description, c.quantity, c.unit_price, account.currency,
+                                fraction=c.fraction, service=service, source=source)  # fmt: skip
         else:
             begin = max(start, through.get(key, start))
             if begin >= end:
                 continue  # billed already
             service = (begin, end)
-            if begin > start:
-                days = (end - begin).days
-                ratio = Fraction(c.fraction) * Fraction(days, total_days)
-                fraction = ExactRatio(ratio.numerator, ratio.denominator)
-                text = prorated_label(c.description, days, total_days)
-        lines.append(_line(text, c.quantity, c.unit_price, account.currency,
-                           fraction=fraction, unit=c.unit, product_code=c.product_code,
-                           group=c.group, source=c.source or "plugin", service=service,
+            if begin > start:  # its share of the days not billed yet
+                rated = rating.recurring(c.description, c.quantity, c.unit_price,
+                                         account.currency, service, period,
+                                         fraction=c.fraction, source=source,
+                                         charge="charge")  # fmt: skip
+            else:
+                rated = rating.line(c.description, c.quantity, c.unit_price, account.currency,
+                                    fraction=c.fraction, service=service,
+                                    source=source)  # fmt: skip
+        lines.append(_line(rated, unit=c.unit, product_code=c.product_code, group=c.group,
                            coverage=key))  # fmt: skip
     return lines
 

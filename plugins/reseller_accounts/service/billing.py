@@ -40,10 +40,8 @@ from datetime import date
 from decimal import Decimal
 
 from core import audit, rbac
-from core.billing import coverage
+from core.billing import coverage, rating
 from core.billing.models import PricePlan, Subscription, UsageRecord
-from core.billing.money import ExactRatio, tiered_unit_price
-from core.billing.periods import prorated_label
 from core.db import database
 from core.errors import ValidationFailed
 from core.models import Account
@@ -233,11 +231,9 @@ def _wholesale_range(sub, plan, key, through, period):
     billed through (or the subscription's start), never before the period's start, to the
     period's end or the subscription's."""
     start, end = period
-    until = end if sub.end is None else min(end, sub.end)
     if plan.product.kind == "one_off":
-        if key in through or not start <= sub.start < end:
-            return None
-        return (sub.start, until) if sub.start < until else None
+        return None if key in through else rating.one_off_days(sub.start, sub.end, period)
+    until = end if sub.end is None else min(end, sub.end)
     begin = max(start, through.get(key) or sub.start)
     return (begin, until) if begin < until else None
 
@@ -289,67 +285,36 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
             first, until = ranges[rec.subscription_id]
             if first <= rec.occurred_at < until:
                 usage[rec.subscription_id] += rec.quantity
-    total_days = (period[1] - period[0]).days
     charges = []
     for sub in subs:
-        plan = links[sub.plan_id]
-        product = plan.product
         who = sub.account.name
         if sub.account.parent_id in names:
             who = f"{names[sub.account.parent_id]} / {who}"
-        service = ranges[sub.id]
-        cover = {
-            "coverage": coverage.wholesale_key(reseller.id, sub.id),
-            "service_start": service[0],
-            "service_end": service[1],
-        }
-        if product.kind == "one_off":
-            if plan.recurring_price:
-                charges.append(
-                    Charge(
-                        f"{who}: {product.name} — {plan.name}",
-                        sub.quantity,
-                        plan.recurring_price,
-                        unit=product.unit,
-                        product_code=product.code,
-                        group=who,
-                        source=f"wholesale:{sub.id}",
-                        **cover,
-                    )  # fmt: skip
-                )
-            continue
-        if plan.recurring_price:
-            days = (service[1] - service[0]).days
-            # "(16 of 31 days)" on every partial period, as on retail lines: a late start, an
-            # end, a cycle-day change (quantity x unit price x days / period days = amount)
-            text = prorated_label(f"{who}: {product.name} — {plan.name}", days, total_days)
-            charges.append(
-                Charge(
-                    text,
-                    sub.quantity,
-                    plan.recurring_price,
-                    unit=product.unit,
-                    product_code=product.code,
-                    group=who,
-                    fraction=ExactRatio(days, total_days),
-                    source=f"wholesale:{sub.id}",
-                    **cover,
-                )  # fmt: skip
-            )
-        if usage.get(sub.id):
-            quantity = usage[sub.id]
-            price = tiered_unit_price(quantity, plan.tiers) if plan.tiers else plan.usage_rate
-            if price:
-                charges.append(
-                    Charge(
-                        f"{who}: {product.name} usage",
-                        quantity,
-                        price,
-                        unit=product.unit,
-                        product_code=product.code,
-                        group=who,
-                        source=f"wholesale-usage:{sub.id}",
-                        **cover,
-                    )  # fmt: skip
-                )
+        plan = links[sub.plan_id]
+        charges += wholesale_lines(
+            reseller, sub, plan, who, ranges[sub.id], period, usage.get(sub.id)
+        )
     return charges
+
+
+def wholesale_lines(reseller: Account, sub: Subscription, plan: PricePlan, who: str,
+                    service, period, used: Decimal | None) -> list[Charge]:  # fmt: skip
+    """The charges of ``sub``'s ``service`` days of ``period`` at the wholesale ``plan``,
+    rated as its retail lines are (:func:`core.billing.rating.plan_lines`) and named after
+    ``who`` consumed them; the usage (``used``) only when something was used at a price.
+    "(16 of 31 days)" on every partial period, as on retail lines: a late start, an end, a
+    cycle-day change (quantity x unit price x days / period days = amount)."""
+    product = plan.product
+    rated = rating.plan_lines(rating.Prices.of(plan), sub.quantity, reseller.currency, service,
+                              period, label=f"{who}: {product.name} — {plan.name}",
+                              usage_label=f"{who}: {product.name} usage", used=used or None,
+                              source=f"wholesale:{sub.id}",
+                              usage_source=f"wholesale-usage:{sub.id}")  # fmt: skip
+    return [
+        Charge(r.description, r.quantity, r.unit_price, unit=product.unit,
+               product_code=product.code, group=who, fraction=r.fraction, source=r.source,
+               coverage=coverage.wholesale_key(reseller.id, sub.id), service_start=service[0],
+               service_end=service[1])
+        for r in rated
+        if r.charge != "usage" or r.unit_price  # usage at no price is not billed
+    ]  # fmt: skip
