@@ -16,7 +16,7 @@ from core.billing.models import PricePlan, Product, Subscription
 from core.billing.money import MAX_MINOR, MoneyError, line_amount
 from core.billing.periods import PeriodError, period_containing
 from core.models import Account
-from plugins.reseller_accounts import billing as wholesale
+from plugins.reseller_accounts.service import billing as wholesale
 
 D = Decimal
 
