@@ -200,7 +200,7 @@ def bench(report: Report, folder: Path, logins: list[str], *, requests: int, sec
 def build_billed(root: Path, customers: int, users: int) -> tuple[Path, list[str]]:
     """An instance of ``customers`` customers (``users`` of them with a login), billed."""
     from bench.common import build_customers
-    from core.billing import engine
+    from core.billing.runs import engine
 
     folder = root / f"api-{customers}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -153,7 +153,7 @@ def build_template(root: Path, customers: int, lines: int, users: int = 0,
 
 def run_inline(template: Path, root: Path, name: str) -> dict:
     """``engine.run`` in this process on a copy of the template."""
-    from core.billing import engine
+    from core.billing.runs import engine
 
     folder = copy_instance(template, root / name)
     app = make_app(config_for(folder))
@@ -170,8 +170,8 @@ def run_inline(template: Path, root: Path, name: str) -> dict:
 def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url=None) -> dict:
     """A queued run on a copy of the template, worked off by ``billhive worker --workers K``
     (a subprocess, started and ready before the clock starts)."""
-    from core.billing import queue
     from core.billing.models import BillRun, Invoice, InvoiceFile
+    from core.billing.runs import queue
 
     folder = copy_instance(template, root / name)
     extra = {"QUEUE": "redis", "REDIS_URL": redis_url} if redis_url else {}

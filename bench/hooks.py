@@ -62,7 +62,7 @@ def noop_plugins(count: int) -> dict[str, str]:
 def billed(folder: Path, modules: dict[str, str], enable: bool) -> float:
     """invoices/s of an in-process bill run on ``folder``, the plugins installed and enabled
     or not."""
-    from core.billing import engine
+    from core.billing.runs import engine
 
     app = make_app(config_for(folder, PLUGIN_MODULES=modules))
     with in_app(app):

@@ -113,8 +113,8 @@ def baseline(customer) -> dict:
 def bill(customer) -> int:
     """Bill the month (the customer dates from its start); what its billing-units lines
     amount to."""
-    from core.billing import engine
     from core.billing.models import Invoice, InvoiceLine
+    from core.billing.runs import engine
     from core.models import Account
 
     Account.update(created_at=datetime.combine(PERIOD[0], datetime.min.time())).where(

@@ -169,7 +169,7 @@ def billing_coverage(migrator, db):
 
 
 def bill_run_heartbeat(migrator, db):
-    from core.billing.runs import add_heartbeat_column
+    from core.billing.runs.records import add_heartbeat_column
 
     add_heartbeat_column(migrator, db)
 
@@ -181,7 +181,7 @@ def login_session_last_seen(migrator, db):
 
 
 def invoice_parties_backfill(migrator, db):
-    from core.billing.parties import backfill
+    from core.billing.invoicing.parties import backfill
 
     backfill(migrator, db)
 
@@ -205,8 +205,8 @@ MIGRATIONS = [
 
 @hookimpl
 def register_models():
+    from core.billing.invoicing.parties import PARTY_MODELS
     from core.billing.models import BILLING_MODELS
-    from core.billing.parties import PARTY_MODELS
     from core.mail.models import MAIL_MODELS
     from core.models import CORE_MODELS
 
@@ -240,7 +240,7 @@ def dashboard_alerts(user):
 
 @hookimpl
 def register_invoice_formats():
-    from core.billing import raw
+    from core.billing.invoicing import raw
     from core.registry import InvoiceFormat
 
     return [InvoiceFormat("RAW", "RAW (CSV)", "text/csv", "csv", raw.render)]

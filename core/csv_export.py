@@ -5,7 +5,7 @@ reports): cells a spreadsheet would run as a formula are neutralised.
 ``@``, a tab or a carriage return is written with a single quote in front (``'=SUM(A1)``),
 which spreadsheets show as text and never evaluate. A cell that begins with a single quote
 gets one more, so that :func:`unescape_cell` (one leading quote off) gives back exactly what
-was written, for machine readers such as ``core.billing.raw.parse``.
+was written, for machine readers such as ``core.billing.invoicing.raw.parse``.
 
 **Numbers are exempt.** A cell that is entirely a plain decimal number (``-6.66``, ``12``,
 ``0.50``: an optional minus, digits, an optional fraction) is written as it is, whether the

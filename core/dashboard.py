@@ -8,7 +8,7 @@ elsewhere (the ``dashboard_alerts`` hook: failed e-mail sends, failed PSA syncs,
 plugin reports) and, for the provider's operators on their own account, the licence and what each add-on
 needs. What went wrong elsewhere and the licence show on the caller's own account only.
 
-Amounts come from the ledger's own rule (``core.billing.ledger.amounts_due``: total less
+Amounts come from the ledger's own rule (``core.billing.ledger.entries.amounts_due``: total less
 allocated money and prepaid credit applied), summed in the database per currency; nothing
 is converted between currencies.
 """
@@ -165,7 +165,7 @@ def mrr_totals(rows: list[dict]) -> dict[str, int]:
 
 def last_runs(account: Account, limit: int = 5) -> list[BillRun]:
     """The latest bill runs of ``account``'s subtree (run by it or below it)."""
-    from core.billing import queue
+    from core.billing.runs import queue
 
     below = Account.select(Account.id).where(rbac.in_subtree(account))
     query = BillRun.select().where(BillRun.scope.in_(below))
@@ -209,7 +209,7 @@ def licence(today: date | None = None) -> dict:
 
 def hbar_chart(rows: list[dict], value: str, label: str, currency: str, title: str):
     """A horizontal bar chart as inline SVG (server-side, no script: the activity chart's
-    way, ``core.billing.reports.bar_chart``), one bar per row."""
+    way, ``core.billing.ledger.reports.bar_chart``), one bar per row."""
     from markupsafe import Markup, escape
 
     width, left, right, bar_h, gap = 720, 220, 110, 18, 8

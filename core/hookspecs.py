@@ -62,7 +62,7 @@ def register_invoice_formats():
 
     :return: a list of :class:`core.registry.InvoiceFormat`: code, title, media type, file
         extension and ``render(document: dict) -> bytes``. ``document`` is the invoice as
-        plain data (see ``core.billing.documents``).
+        plain data (see ``core.billing.invoicing.documents``).
 
     Since API 1.
     """
@@ -185,7 +185,7 @@ def invoice_overdue(invoice, level):
     committed, before its reminder is mailed), once per invoice and level.
 
     :param invoice: the overdue :class:`core.billing.models.Invoice` (issued, unpaid).
-    :param level: the :class:`core.billing.dunning.Level` reached: ``code`` (``reminder_1``,
+    :param level: the :class:`core.billing.ledger.dunning.Level` reached: ``code`` (``reminder_1``,
         ``reminder_2`` or ``final_notice``), ``days`` after the due date, ``fee`` /
         ``fee_currency`` of the late fee (0: none) and ``suspend``.
 

@@ -106,10 +106,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from core.panel import jinja
 
     app.register_blueprint(panel_bp)
-    from core.billing.account_views import blueprint as billing_account_bp
-    from core.billing.dunning_views import blueprint as billing_dunning_bp
-    from core.billing.parties_views import blueprint as billing_parties_bp
-    from core.billing.views import blueprint as billing_bp
+    from core.billing.web.account_views import blueprint as billing_account_bp
+    from core.billing.web.dunning_views import blueprint as billing_dunning_bp
+    from core.billing.web.parties_views import blueprint as billing_parties_bp
+    from core.billing.web.views import blueprint as billing_bp
 
     app.register_blueprint(billing_bp)
     app.register_blueprint(billing_account_bp)

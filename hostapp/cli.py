@@ -236,7 +236,7 @@ def worker(workers, threads):
     """
     import logging
 
-    from core.billing import queue
+    from core.billing.runs import queue
 
     if workers < 1:
         raise click.BadParameter("at least 1", param_hint="--workers")
@@ -532,7 +532,7 @@ def accounts_edit(account_id, payment_terms_days, **fields):
     rate, payment terms) of any account, the provider's too; the same checks as the API and
     the panel apply (a used currency stays; nothing is written when one fails)."""
     from core import accounts
-    from core.billing import payments
+    from core.billing.ledger import payments
     from core.models import Account
 
     account = Account.get_or_none(Account.id == account_id)
@@ -584,9 +584,9 @@ def accounts_edit(account_id, payment_terms_days, **fields):
 @with_app
 def accounts_billing_details(account_id, **fields):
     """Show or change an account's billing details and (issuers) payment instructions
-    (core/billing/parties.py): the same checks as the API and the panel, every bad field named
+    (core/billing/invoicing/parties.py): the same checks as the API and the panel, every bad field named
     at once, nothing written when one fails. Without options: show them."""
-    from core.billing import parties
+    from core.billing.invoicing import parties
     from core.models import Account
 
     account = Account.get_or_none(Account.id == account_id)

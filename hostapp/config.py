@@ -126,7 +126,7 @@ def load(overrides: dict | None = None) -> dict:
         "QUEUE_PATH": os.environ.get("BILLHIVE_QUEUE_PATH") or str(folder / "queue.db"),
         "QUEUE_STALE_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_STALE_SECONDS") or 120),
         "QUEUE_SWEEP_SECONDS": float(os.environ.get("BILLHIVE_QUEUE_SWEEP_SECONDS") or 30),
-        # each `billhive worker` queues a dunning run this often (core.billing.dunning); 0: never
+        # each `billhive worker` queues a dunning run this often (core.billing.ledger.dunning); 0: never
         "DUNNING_SECONDS": float(os.environ.get("BILLHIVE_DUNNING_SECONDS") or 3600),
         # the instance's calendar (core.clock.today): a bill run may not be for a later date
         "TIMEZONE": os.environ.get("BILLHIVE_TIMEZONE") or "UTC",

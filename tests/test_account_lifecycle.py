@@ -14,8 +14,8 @@ from datetime import date
 import pytest
 
 from core import lifecycle
-from core.billing import engine
 from core.billing.models import Invoice, Subscription
+from core.billing.runs import engine
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, AccountStatusChange, AuditEntry, LoginSession
 from tests.billing_support import reseller_tree, setup_catalog, subscribe

@@ -12,8 +12,8 @@ from datetime import date
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceLine, PricePlan, Product, Subscription, UsageRecord
+from core.billing.runs import engine
 from core.fields import MAX_PRICE, MAX_QUANTITY
 from core.models import Account, Role, User
 from tests.billing_support import set_tax, setup_catalog, subscribe

@@ -88,7 +88,8 @@ NOT_200 = [
 
 class Tree:
     def __init__(self, ctx, world, install_license):
-        from core.billing import catalog, invoices
+        from core.billing import catalog
+        from core.billing.invoicing import lifecycle as invoices
         from core.billing.models import BillRun, Subscription
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
@@ -166,7 +167,7 @@ class Tree:
 
     def _ledger_objects(self):
         """Payment methods, payments and ledger entries of every account."""
-        from core.billing import payments
+        from core.billing.ledger import payments
         from core.billing.models import LedgerEntry
 
         for key, acc in self.accounts.items():

@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from pypdf import PdfReader
 
-from core.billing import engine, raw
+from core.billing.invoicing import raw
 from core.billing.models import (
     ImmutableInvoice,
     Invoice,
@@ -20,6 +20,7 @@ from core.billing.models import (
     Subscription,
     UsageRecord,
 )
+from core.billing.runs import engine
 from core.models import Account
 from tests.billing_support import set_tax, setup_catalog, subscribe
 

@@ -15,9 +15,9 @@ import peewee as pw
 import pytest
 
 from core import clock
-from core.billing import engine
 from core.billing.models import BillRun, Coverage, Invoice, InvoiceLine, Subscription
 from core.billing.periods import PeriodError
+from core.billing.runs import engine
 from core.models import Account
 from tests.billing_support import setup_catalog, subscribe, usage
 

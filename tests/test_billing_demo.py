@@ -9,8 +9,9 @@ from datetime import date
 import pytest
 from pypdf import PdfReader
 
-from core.billing import engine, raw, storage
+from core.billing.invoicing import raw, storage
 from core.billing.models import Invoice, InvoiceFile
+from core.billing.runs import engine
 from core.models import Account
 
 
@@ -47,7 +48,7 @@ def test_demo_customer_gets_one_correct_invoice_in_raw_and_pdf(ctx):
     assert header["payment_reference"] == f"{inv.number}/A-{contoso.id}"
     assert header["reverse_charge"] == ""  # Munich buys from Berlin: German VAT
     northwind = Account.get(Account.name == "Northwind Reseller")
-    from core.billing import tax
+    from core.billing.invoicing import tax
 
     assert tax.decide(Account.get_by_id(contoso.parent_id), northwind)["reverse_charge"] is True
     assert engine.run(date.today())["invoices_created"] == 0

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceFile, InvoiceLine
+from core.billing.runs import engine
 from core.models import Account
 from tests.billing_support import set_tax, setup_catalog, subscribe, usage
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from core.billing import runs
 from core.billing.models import BillRun, Invoice, InvoiceFile, InvoiceLine
+from core.billing.runs import records as runs
 from core.db import utcnow
 from tests.billing_support import setup_catalog, subscribe
 from tests.conftest import PASSWORD
@@ -230,7 +230,7 @@ def test_a_run_dies_with_the_web_process_and_is_resumed_in_the_panel(customers, 
 
 
 def test_resume_is_refused_unless_the_run_is_interrupted(customers, api, world, ctx):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     client = api(world.operator)
     alive = BillRun.create(as_of=date(2026, 2, 1), status="running", scope=world.provider.id,
@@ -251,7 +251,7 @@ def test_resume_is_refused_unless_the_run_is_interrupted(customers, api, world, 
 
 
 def test_resume_renders_the_files_the_dead_process_did_not(customers, api, world, ctx):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     run = BillRun.create(as_of=date(2026, 2, 1), status="queued", scope=world.provider.id)
     engine.run(date(2026, 2, 1), bill_run=run)

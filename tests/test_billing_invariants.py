@@ -35,9 +35,11 @@ from hypothesis.stateful import (
 )
 
 from core import clock
-from core.billing import catalog, engine, ledger
+from core.billing import catalog
+from core.billing.ledger import entries as ledger
 from core.billing.models import Coverage, Invoice, InvoiceLine, LedgerEntry, Subscription
 from core.billing.periods import PeriodError
+from core.billing.runs import engine
 from core.db import database, is_postgres
 from core.errors import BillhiveError
 from core.models import Account

@@ -8,8 +8,8 @@ from datetime import date
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceFile
+from core.billing.runs import engine
 from core.registry import InvoiceOptions
 from tests.billing_support import setup_catalog, subscribe
 from tests.plugins import billing_charges, billing_seller

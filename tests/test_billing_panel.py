@@ -12,8 +12,8 @@ import pytest
 from flask import g
 from pypdf import PdfReader
 
-from core.billing import engine
 from core.billing.models import BillRun, Invoice, PricePlan, Product, Subscription
+from core.billing.runs import engine
 from tests.billing_support import set_tax, setup_catalog, subscribe
 
 

@@ -9,10 +9,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from core.billing import documents, engine, parties, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import documents, lifecycle, parties
+from core.billing.invoicing.tax import REVERSE_CHARGE_STATEMENT
+from core.billing.ledger import payments
 from core.billing.models import Invoice
-from core.billing.tax import REVERSE_CHARGE_STATEMENT
+from core.billing.runs import engine
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.models import Account, AuditEntry
 from tests.billing_support import set_tax, setup_catalog, subscribe
@@ -452,7 +453,7 @@ def test_the_operators_shell_shows_and_sets_billing_details(world, ctx, monkeypa
 
 
 def test_the_raw_file_carries_the_parties_payment_and_reverse_charge(world):
-    from core.billing import raw, storage
+    from core.billing.invoicing import raw, storage
 
     provider_in_germany(world, registration_number="HRB 12345")
     buyer_in(world.customer_a, "FR", vat_id=FR_VAT)

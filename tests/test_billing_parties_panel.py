@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.billing import documents, parties
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import documents, lifecycle, parties
 from tests.conftest import PASSWORD, Fresh
 
 FR_VAT, IBAN = "FR40303265045", "DE89370400440532013000"

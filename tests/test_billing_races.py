@@ -19,8 +19,9 @@ import peewee as pw
 import pytest
 import requests
 
-from core.billing import invoices as lifecycle
-from core.billing import ledger, payments
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import (
     Allocation,
     Invoice,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceLine, UsageRecord
+from core.billing.runs import engine
 from tests.billing_support import setup_catalog, subscribe
 from tests.plugins import billing_charges
 

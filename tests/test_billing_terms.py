@@ -47,7 +47,7 @@ def resellers(ctx, install_license):
 
 def state(account) -> dict:
     """What a user checks: the account as stored, and its payment terms."""
-    from core.billing.payments import settings_of
+    from core.billing.ledger.payments import settings_of
 
     fresh = Account.get_by_id(account.id)
     return {
@@ -147,7 +147,7 @@ def test_a_customer_still_edits_its_own_name_contacts_and_address(world, api):
 
 
 def test_a_customer_cannot_change_its_own_payment_terms(world, api):
-    from core.billing import payments
+    from core.billing.ledger import payments
 
     payments.update_settings(None, world.customer_a, {"payment_terms_days": "30"})
     client = api(world.user_a)
@@ -202,7 +202,7 @@ def test_the_provider_changes_an_unused_customers_currency(world, api):
 
 
 def test_invoices_ledger_entries_and_top_ups_fix_the_currency(world, api):
-    from core.billing import payments
+    from core.billing.ledger import payments
     from core.errors import ValidationFailed
 
     payments.create_topup(None, world.customer_b, {"amount": "50.00"})
@@ -417,7 +417,7 @@ def test_the_panel_shows_own_terms_read_only(world, panel):
 
 
 def test_the_panel_payment_settings_keep_own_terms_read_only(world, panel):
-    from core.billing import payments
+    from core.billing.ledger import payments
 
     payments.update_settings(None, world.customer_a, {"payment_terms_days": "30"})
     client = panel(world.user_a)

@@ -30,7 +30,7 @@ def center(world, ctx, install_license, monkeypatch):
     """A reseller selling to a contact center with two units, numbers and November's calls,
     invoiced by the bill run of 1 December 2026."""
     from core import clock
-    from core.billing import engine
+    from core.billing.runs import engine
     from core.models import Account
     from plugins.billing_units.service import units as svc
 

@@ -19,8 +19,9 @@ def app(make_app):
 def test_bill_run_groups_unit_charges_and_pdf_shows_them(world, install_license, ctx):
     from pypdf import PdfReader
 
-    from core.billing import documents, engine, storage
+    from core.billing.invoicing import documents, storage
     from core.billing.models import Invoice
+    from core.billing.runs import engine
     from plugins.billing_units.service import units as svc
 
     host = ctx.extensions["billhive"].host
@@ -83,8 +84,8 @@ def test_unit_charges_after_a_cycle_day_change_bill_only_the_days_not_billed(
     """Coverage (issue 15): the billing-units charges bill from what their key is billed
     through; after a cycle-day change one short stretch, prorated, with only its calls."""
     from core import clock
-    from core.billing import engine
     from core.billing.models import Account, Coverage, Invoice
+    from core.billing.runs import engine
     from plugins.billing_units.service import units as svc
 
     host = ctx.extensions["billhive"].host

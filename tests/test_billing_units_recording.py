@@ -69,7 +69,7 @@ def _invoice(account):
 
 
 def test_storage_is_usage_rated_by_the_plan_on_the_invoice_and_shared_per_unit(world, rec):
-    from core.billing import engine
+    from core.billing.runs import engine
     from plugins.billing_units.service.report import billed_amount
 
     acc = world.customer_a
@@ -102,7 +102,7 @@ def test_storage_is_usage_rated_by_the_plan_on_the_invoice_and_shared_per_unit(w
 def test_storage_shares_always_add_up_to_the_invoiced_line(world, rec):
     """Three units of 0.333333 GB each on a line of 0.10 (0.0999999 rounded): 3.33.. cents
     each, 10 in all."""
-    from core.billing import engine
+    from core.billing.runs import engine
 
     acc = world.customer_a
     rec.add_storage(
@@ -114,7 +114,7 @@ def test_storage_shares_always_add_up_to_the_invoiced_line(world, rec):
 
 
 def test_a_billed_day_is_refused_and_a_retention_change_never_rebills(world, rec):
-    from core.billing import engine
+    from core.billing.runs import engine
     from plugins.billing_units.models import RecordingStorage
 
     acc = world.customer_a

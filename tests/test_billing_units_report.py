@@ -69,9 +69,9 @@ def _by_group(lines) -> dict[str, int]:
 
 
 def test_the_report_is_what_was_invoiced_whatever_changed_since(world, units):
-    from core.billing import engine
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
     from core.billing.models import Invoice
+    from core.billing.runs import engine
 
     acc = world.customer_a
     agent = world.add_user(acc, "agent@example.com", role_code=None)
@@ -209,9 +209,9 @@ assignment = st.fixed_dictionaries({
 @settings(derandomize=True, max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 def test_report_total_equals_what_was_billed_over_any_assignment(world, units, case):
-    from core.billing import engine
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
     from core.billing.models import Invoice
+    from core.billing.runs import engine
     from core.models import Account
     from plugins.billing_units.service.report import billed_amount
 
@@ -271,7 +271,7 @@ def test_report_total_equals_what_was_billed_over_any_assignment(world, units, c
 
 
 def test_a_call_of_a_billed_day_is_refused_but_a_retry_of_a_stored_one_is_not(world, units):
-    from core.billing import engine
+    from core.billing.runs import engine
     from core.errors import ValidationFailed
 
     acc = world.customer_a

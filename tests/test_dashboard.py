@@ -14,10 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import clock, dashboard
-from core.billing import engine, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import Invoice
 from core.billing.money import to_minor
+from core.billing.runs import engine
 from tests.billing_support import reseller_tree, setup_catalog, subscribe
 
 

@@ -1,4 +1,4 @@
-"""Dunning (core.billing.dunning): an overdue invoice gets each level once, on its day, only
+"""Dunning (core.billing.ledger.dunning): an overdue invoice gets each level once, on its day, only
 the highest it reached; paid, voided, credited invoices and paused accounts get nothing; the
 late fee is a normal, numbered invoice in the ledger; the final notice suspends when told;
 levels are validated; a killed run is finished by the next; parallel runs send once.
@@ -13,8 +13,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from core.billing import dunning, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import dunning, payments
+from core.billing.ledger import entries as ledger
 from core.billing.models import DunningStep, Invoice
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, AccountStatusChange, AuditEntry
@@ -361,7 +362,7 @@ def test_parallel_runs_take_each_step_once(world, sent, ctx, backend):
 def test_the_workers_dunning_task_duns_as_of_today(make_app, tmp_path, monkeypatch):
     """What `billhive worker` queues every DUNNING_SECONDS: a dunning run for today, taken
     from the queue by a worker; queued twice (two workers), it still mails once."""
-    from core.billing import queue
+    from core.billing.runs import queue
     from tests.conftest import World
 
     app = make_app(plugins=[], QUEUE="sqlite", QUEUE_PATH=str(tmp_path / "queue.db"))

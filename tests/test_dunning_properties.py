@@ -12,8 +12,9 @@ from datetime import date, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.billing import dunning, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import dunning, payments
+from core.billing.ledger import entries as ledger
 from core.billing.models import DUNNING_LEVELS, DunningStep, Invoice
 from core.errors import BillhiveError
 from core.mail.models import MailMessage

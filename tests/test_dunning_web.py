@@ -10,8 +10,8 @@ from datetime import date, timedelta
 import pytest
 
 import hostapp.cli
-from core.billing import dunning
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import dunning
 from core.billing.models import DunningLevel, DunningStep, Invoice
 from tests.conftest import PASSWORD
 from tests.test_cli import cli  # noqa: F401 - the CLI fixture over a fresh instance

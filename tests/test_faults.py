@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceLine, InvoiceSequence
+from core.billing.runs import engine
 from core.models import AuditEntry
 from tests.billing_support import setup_catalog, subscribe
 
@@ -164,7 +164,7 @@ def record(actor, action, *args, **kwargs):
             time.sleep(120)
     return entry
 audit.record = record
-from core.billing import engine
+from core.billing.runs import engine
 db = app.extensions["billhive"].database
 with app.app_context(), db.connection_context():
     app.extensions["billhive"].host.refresh()
@@ -213,7 +213,7 @@ def raising(ctx):
 
 
 def test_a_raising_invoice_finalized_does_not_fail_an_issued_invoice(world, api, raising):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     draft = invoices.create_draft(
         None, world.customer_a, world.provider, [{"description": "x", "unit_price": "5"}]
@@ -285,7 +285,7 @@ def psa_setup(make_app, license_keys):
 
 
 def test_a_connectwise_timeout_mid_sync_loses_nothing(psa_setup):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
     from plugins.psa_mapping.models import SyncItem, SyncRun
 
     fake, world, service = psa_setup.fake, psa_setup.world, psa_setup.service

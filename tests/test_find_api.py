@@ -154,7 +154,7 @@ def test_a_second_root_is_outside_the_first_roots_lists(world, api, tree):
     """Scoping skips its condition only for the tree's single root (rbac.sees_every_account):
     with a second root (the operator's shell can make one) each root sees its own tree."""
     from core import accounts
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
     from core.models import AuditEntry
 
     other = accounts.create_account(None, {"name": "Other Root", "type": "provider",
@@ -292,7 +292,7 @@ def _invoices(world):
     """Customer A: two issued invoices and a draft; customer B: one issued invoice."""
     from datetime import date
 
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     line = [{"description": "Work", "quantity": "1", "unit_price": "10"}]
     made = []

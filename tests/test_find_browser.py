@@ -24,7 +24,7 @@ def app(make_app):
 def tree(world, ctx, install_license):
     """The World plus a reseller (Acme) with an admin and 12 customers, one of which has an
     invoice; the provider gets a 13th customer outside Acme."""
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     install_license(["FT-3001.007"])
     host = ctx.extensions["billhive"].host

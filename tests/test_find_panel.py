@@ -87,7 +87,7 @@ def test_the_accounts_page_pages_and_keeps_the_search(world, panel):
 
 
 def test_global_search_finds_accounts_invoices_and_sections(world, panel):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     line = [{"description": "Work", "quantity": "1", "unit_price": "10"}]
     inv = invoices.issue(invoices.create_draft(None, world.customer_b, world.provider, line))

@@ -75,7 +75,8 @@ class Tree:
 
     def __init__(self, ctx, world, install_license):
         from core import roles
-        from core.billing import catalog, invoices
+        from core.billing import catalog
+        from core.billing.invoicing import lifecycle as invoices
         from core.billing.models import BillRun
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa

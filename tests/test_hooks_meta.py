@@ -168,8 +168,8 @@ def test_every_hook_is_called_through_the_host(make_app):
         assert ("invoice_finalized", {"invoice": "INV-1"}) in notes.CALLS
         exercised.add("invoice_finalized")
         # a dunning run calls invoice_overdue once per step (tests/test_dunning.py: the rules)
-        from core.billing import dunning
-        from core.billing import invoices as lifecycle
+        from core.billing.invoicing import lifecycle
+        from core.billing.ledger import dunning
 
         overdue = lifecycle.issue(
             lifecycle.create_draft(

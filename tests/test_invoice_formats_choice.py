@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice, InvoiceFile
+from core.billing.runs import engine
 from tests.billing_support import setup_catalog, subscribe
 from tests.conftest import PASSWORD
 
@@ -135,7 +135,7 @@ def test_the_panel_offers_only_the_issuers_formats(billed, panel):
 
 
 def test_a_manual_invoice_of_a_reseller_follows_its_profile(billed, api, world):
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
 
     resellers, _ = billed
     reseller, customer, user = resellers["RAW"]

@@ -66,7 +66,7 @@ def reseller_selling(world, price: str, cycle_day: int = 1):
 
 
 def test_the_providers_invoice_to_a_reseller_says_16_of_31_days(enabled, world):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     reseller, customer, retail, wholesale, link = reseller_selling(world, "4.00")
     subscribe(customer, retail, start="2026-01-16", quantity="2")  # 16 of January's 31 days
@@ -157,7 +157,7 @@ def test_every_prorated_wholesale_line_reads_back_to_its_amount(
 
     # the reseller's retail line to its customer for the same days reads back the same way
     # (its earlier periods taken as billed, as a bill run would have done first)
-    from core.billing import engine
+    from core.billing.runs import engine
 
     sub.billed_through = max(start, period[0])
     (retail_lines,) = engine.rate_subscriptions(customer, period, [sub], {}).values()

@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from core.billing import invoices as lifecycle
-from core.billing import ledger, payments
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import Invoice, LedgerEntry
 from tests.conftest import PASSWORD
 
@@ -152,7 +153,7 @@ def test_in_chromium_the_invoice_page_shows_what_is_owed_then_nothing_after_a_vo
 
 
 def test_the_invoice_page_names_the_parties_supply_tax_and_payment_as_issued(world, panel):
-    from core.billing import parties
+    from core.billing.invoicing import parties
 
     parties.update(None, world.provider, {
         "legal_name": "Billhive Demo GmbH", "street": "Friedrichstr. 1", "postcode": "10117",

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from core.billing import engine, parties, payments, storage
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle, parties, storage
+from core.billing.ledger import payments
 from core.billing.models import Invoice
+from core.billing.runs import engine
 from tests.billing_support import set_tax, setup_catalog, subscribe
 
 DE_VAT, FR_VAT = "DE136695976", "FR40303265045"

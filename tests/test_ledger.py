@@ -9,8 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from core.billing import engine, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import (
     Allocation,
     Invoice,
@@ -18,6 +19,7 @@ from core.billing.models import (
     LedgerImmutable,
     Payment,
 )
+from core.billing.runs import engine
 from core.errors import Conflict, Forbidden, ValidationFailed
 from tests.billing_support import setup_catalog, subscribe
 

@@ -14,9 +14,11 @@ import pytest
 from pypdf import PdfReader
 
 from core import roles
-from core.billing import engine, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import IdempotencyKey, Invoice, Payment, PaymentMethod
+from core.billing.runs import engine
 from tests.billing_support import setup_catalog, subscribe, usage
 
 app = pytest.fixture(lambda make_app: make_app(plugins=["invoice_pdf"]), name="app")

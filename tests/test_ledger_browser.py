@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
 from core.billing.models import Invoice
 from tests.conftest import PASSWORD
 

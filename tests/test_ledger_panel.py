@@ -10,9 +10,11 @@ from datetime import date
 import pytest
 
 from core import roles
-from core.billing import engine, ledger, payments
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments
 from core.billing.models import Invoice, Payment, PaymentMethod
+from core.billing.runs import engine
 from core.models import Role
 from tests.billing_support import setup_catalog, subscribe, usage
 

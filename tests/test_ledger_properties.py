@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.billing import invoices as lifecycle
-from core.billing import ledger, payments, statements
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments, statements
 from core.billing.models import Invoice, LedgerEntry, Payment, PrepaidTopup
 from core.db import utcnow
 from core.errors import BillhiveError

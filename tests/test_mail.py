@@ -34,7 +34,7 @@ def billed_customer(world, email="ap@contoso.example", name="Contoso Ltd"):
 
 
 def issue_invoice(world, customer, amount="99.00", description="Cloud seats"):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
     from core.models import Account
 
     provider = Account.get_by_id(world.provider.id)
@@ -56,8 +56,8 @@ def messages_of(invoice):
 
 
 def test_an_issued_invoice_lands_in_the_outbox_once_with_its_pdf(ctx, world, pdf):
-    from core.billing import storage
-    from core.billing.invoices import notify_finalized
+    from core.billing.invoicing import storage
+    from core.billing.invoicing.lifecycle import notify_finalized
 
     customer = billed_customer(world)
     invoice = issue_invoice(world, customer)
@@ -104,7 +104,7 @@ def test_a_customer_without_an_address_gets_nothing_and_the_failure_is_recorded(
 
 
 def test_a_credit_note_is_mailed_as_a_credit_note(ctx, world):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     customer = billed_customer(world)
     invoice = issue_invoice(world, customer)
@@ -117,7 +117,7 @@ def test_a_credit_note_is_mailed_as_a_credit_note(ctx, world):
 
 
 def test_a_recorded_payment_sends_a_receipt(ctx, world):
-    from core.billing import payments
+    from core.billing.ledger import payments
 
     customer = billed_customer(world)
     invoice = issue_invoice(world, customer)
@@ -133,7 +133,7 @@ def test_a_recorded_payment_sends_a_receipt(ctx, world):
 
 
 def test_a_payment_refused_sends_no_receipt(ctx, world):
-    from core.billing import payments
+    from core.billing.ledger import payments
     from core.errors import ValidationFailed
     from core.mail.models import MailMessage
 
@@ -215,7 +215,8 @@ def test_a_sender_that_stopped_is_settled_from_the_outbox_file(ctx, world, monke
 def test_a_resellers_customer_gets_mail_from_the_reseller_at_its_billing_addresses(
     ctx, world, install_license
 ):
-    from core.billing import invoices, parties
+    from core.billing.invoicing import lifecycle as invoices
+    from core.billing.invoicing import parties
 
     install_license(["FT-3001.007"])
     ctx.extensions["billhive"].host.set_enabled("reseller_accounts", True)

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from core.billing import engine
 from core.billing.models import Invoice
+from core.billing.runs import engine
 from core.models import Account
 from tests.mail_support import outbox_files, parse
 

@@ -8,8 +8,8 @@ from datetime import date
 
 import pytest
 
-from core.billing import engine, queue
 from core.billing.models import BillRun, Invoice
+from core.billing.runs import engine, queue
 from tests.billing_support import setup_catalog, subscribe
 from tests.mail_support import outbox_files, parse
 

@@ -31,7 +31,7 @@ def retry_now(message):
 
 
 def test_smtp_delivers_headers_encoding_and_the_pdf(ctx, smtp, world):
-    from core.billing import storage
+    from core.billing.invoicing import storage
     from core.models import Account
 
     customer = billed_customer(world, name="Müller & Söhne GmbH — Zürich")

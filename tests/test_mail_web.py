@@ -57,7 +57,7 @@ def test_send_again_through_the_api_is_a_new_audited_message_sent_once_per_key(
 
 
 def test_send_again_refusals_name_the_field_and_send_nothing(ctx, issued, world, api):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
     from core.models import Account
 
     client = api(world.operator)
@@ -212,7 +212,7 @@ def test_a_payment_through_the_api_and_mark_paid_each_send_one_receipt(ctx, worl
 def test_a_reseller_admin_writes_the_resellers_template_and_only_its_customers_get_it(
     ctx, world, install_license, panel
 ):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
     from core.mail.models import MailMessage
 
     install_license(["FT-3001.007"])

@@ -30,7 +30,7 @@ def app(make_app):
 
 @pytest.fixture
 def demo(ctx):
-    from core.billing import engine
+    from core.billing.runs import engine
     from hostapp.demo import load_demo
 
     load_demo(ctx, lambda *a: None)

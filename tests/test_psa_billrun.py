@@ -1,4 +1,4 @@
-"""psa_mapping through the real bill run (``core.billing.engine.run``), ``billhive psa sync``
+"""psa_mapping through the real bill run (``core.billing.runs.engine.run``), ``billhive psa sync``
 over every connected account, and what BH-PSA's expiry or absence still allows."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def billing(psa, world, fake, cw):
 
 
 def test_bill_run_issues_the_invoice_and_pushes_quantity_and_level(billing, world, fake, cw):
-    from core.billing import engine
+    from core.billing.runs import engine
     from plugins.psa_mapping.connectwise import parse_marker
     from plugins.psa_mapping.models import SyncItem, SyncRun
     from plugins.psa_mapping.service import external_key
@@ -171,7 +171,7 @@ def two_integrations(psa, world, fake, cw):
     """The provider (fake) and a reseller (a second ConnectWise site) each connected, each
     with its own linked customer and mapping; invoices issued BEFORE anything was linked or
     mapped, so nothing was pushed at issuing time."""
-    from core.billing import engine
+    from core.billing.runs import engine
 
     with FakeConnectWise(company_id="reseller-site") as other:
         reseller = world.add_account(
@@ -268,7 +268,7 @@ def lose_licence(how, monkeypatch, install_license):
 def test_without_bh_psa_mappings_stay_readable_and_new_work_is_refused(
     billing, world, fake, cw, panel, api, ctx, monkeypatch, install_license, how
 ):
-    from core.billing import engine
+    from core.billing.runs import engine
     from plugins.psa_mapping.models import PsaMapping, SyncItem, SyncRun
     from tests.conftest import forget_request_user
 

@@ -59,7 +59,7 @@ def map_service(account, code, psa_product, level, mapping_type="per_unit", uniq
 
 
 def issue_invoice(customer, issuer, lines):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     draft = invoices.create_draft(
         None,

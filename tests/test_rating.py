@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.billing import engine, rating
+from core.billing import rating
 from core.billing.models import PricePlan, Product, Subscription
 from core.billing.money import MAX_MINOR, MoneyError, line_amount
 from core.billing.periods import PeriodError, period_containing
+from core.billing.runs import engine
 from core.models import Account
 from plugins.reseller_accounts.service import billing as wholesale
 

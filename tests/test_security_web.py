@@ -41,7 +41,9 @@ class Site:
 
     def __init__(self, app, license_keys):
         from core import license_store, roles
-        from core.billing import catalog, invoices, payments
+        from core.billing import catalog
+        from core.billing.invoicing import lifecycle as invoices
+        from core.billing.ledger import payments
         from core.billing.models import BillRun, LedgerEntry
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa

@@ -88,7 +88,8 @@ def run_all(app, database_url):
 def steps(job: dict):
     """The work of one process (run inside it): a list of callables, one write each."""
     from core import accounts, roles, users
-    from core.billing import catalog, invoices
+    from core.billing import catalog
+    from core.billing.invoicing import lifecycle as invoices
     from core.models import Account
 
     if job["kind"] == "issue":
@@ -135,7 +136,7 @@ def steps(job: dict):
 
 
 def _drafts(world, count, lines=1):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     return [
         invoices.create_draft(

@@ -84,9 +84,9 @@ def create_api(app, csrf) -> Api:
     )
     api = BillhiveApi(app)
     from core.api import resources
-    from core.billing import api as billing_api
-    from core.billing import dunning_api, ledger_api, parties_api
     from core.billing.money import MoneyError
+    from core.billing.web import api as billing_api
+    from core.billing.web import dunning_api, ledger_api, parties_api
     from core.mail import api as mail_api
 
     app.register_error_handler(MoneyError, _money_error)

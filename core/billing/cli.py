@@ -41,10 +41,11 @@ def bill_run(ctx, day, as_json, queued, no_wait):
 def _bill_run(day, as_json, queued, no_wait):
     from flask import current_app
 
-    from core.billing import engine, runs
-    from core.billing import queue as billing_queue
     from core.billing.models import BillRun
     from core.billing.periods import PeriodError, check_run_date
+    from core.billing.runs import engine
+    from core.billing.runs import queue as billing_queue
+    from core.billing.runs import records as runs
     from core.models import Account
 
     as_of = _parse_day(day, "--date") if day else clock.today()
@@ -85,7 +86,7 @@ def _with_progress(as_json, label, work):
 
 
 def _hint_interrupted():
-    from core.billing import runs
+    from core.billing.runs import records as runs
 
     for run in runs.interrupted_runs().order_by(runs.BillRun.id):
         click.echo(f"Bill run {run.id} ({run.as_of}) was interrupted; continue it with "
@@ -129,9 +130,9 @@ def _queued_run(run, as_json, no_wait):
 
     from flask import current_app
 
-    from core.billing import queue as billing_queue
     from core.billing.models import BillRun, Invoice
     from core.billing.money import format_money
+    from core.billing.runs import queue as billing_queue
     from core.models import Account
 
     try:
@@ -192,7 +193,7 @@ def _queued_run(run, as_json, no_wait):
 @with_app
 def bill_run_sweep(stale_after):
     """Queue again what queued bill runs left unfinished (workers killed, queue lost)."""
-    from core.billing import queue as billing_queue
+    from core.billing.runs import queue as billing_queue
 
     report = billing_queue.sweep(stale_after)
     click.echo(
@@ -209,8 +210,8 @@ def bill_run_sweep(stale_after):
 @with_app
 def bill_run_list(as_json, limit):
     """The latest bill runs and their status; "interrupted": its process died (resume it)."""
-    from core.billing import queue as billing_queue
     from core.billing.models import BillRun
+    from core.billing.runs import queue as billing_queue
 
     rows = []
     for run in BillRun.select().order_by(BillRun.id.desc()).limit(limit):
@@ -237,8 +238,8 @@ def bill_run_list(as_json, limit):
 def bill_run_resume(run_id, as_json):
     """Continue an interrupted bill run (its process died) in this process: the accounts it
     had not billed are billed, nothing twice; exit status 1 when anything failed."""
-    from core.billing import runs
     from core.billing.models import BillRun
+    from core.billing.runs import records as runs
     from core.errors import BillhiveError
 
     run = BillRun.get_or_none(BillRun.id == run_id)
@@ -333,7 +334,7 @@ def invoices_list(status, account_id, as_json):
 
 @click.group("dunning")
 def dunning():
-    """Reminders and dunning of overdue invoices (core.billing.dunning)."""
+    """Reminders and dunning of overdue invoices (core.billing.ledger.dunning)."""
 
 
 @dunning.command("run")
@@ -346,7 +347,7 @@ def dunning_run(day, as_json):
     (a reminder, a second reminder, a final notice with its late fee and suspension as the
     issuer set them). Steps a killed run left unfinished are finished first. Exit status 1
     when anything failed (it is retried by the next run)."""
-    from core.billing import dunning as dunning_rules
+    from core.billing.ledger import dunning as dunning_rules
     from core.billing.periods import PeriodError
 
     on = _parse_day(day, "--date") if day else clock.today()
@@ -405,7 +406,7 @@ def _dunned_account(account_id):
 def dunning_pause(account_id, reason):
     """No reminders, late fees or suspension for the account's invoices until resumed
     (audited, as the operator's shell)."""
-    from core.billing import dunning as dunning_rules
+    from core.billing.ledger import dunning as dunning_rules
 
     account = _dunned_account(account_id)
     dunning_rules.pause(None, account, {"reason": reason})
@@ -417,7 +418,7 @@ def dunning_pause(account_id, reason):
 @with_app
 def dunning_resume(account_id):
     """Dun the account again: the next run sends the level each invoice reached (audited)."""
-    from core.billing import dunning as dunning_rules
+    from core.billing.ledger import dunning as dunning_rules
 
     account = _dunned_account(account_id)
     dunning_rules.resume(None, account)
@@ -430,7 +431,7 @@ def dunning_resume(account_id):
 def dunning_levels(issuer_id):
     """The dunning levels of an issuer (the provider or a reseller); edit them in the panel
     (Billing > Dunning) or with PUT /api/v1/accounts/<id>/dunning/levels."""
-    from core.billing import dunning as dunning_rules
+    from core.billing.ledger import dunning as dunning_rules
 
     issuer = _dunned_account(issuer_id)
     for level in dunning_rules.levels_of(issuer):

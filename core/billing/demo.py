@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from core.billing import catalog, parties
+from core.billing import catalog
+from core.billing.invoicing import parties
 from core.billing.models import PricePlan, Product, Subscription, UsageRecord
 from core.models import Account
 
@@ -114,7 +115,7 @@ def load_dunning_demo(provider: Account, customer: Account, echo=print) -> None:
     issue reads is set back. Idempotent: a second load finds it by its product code."""
     from datetime import timedelta
 
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
     from core.billing.models import Invoice, InvoiceLine
     from core.db import utcnow
 

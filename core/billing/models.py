@@ -78,7 +78,7 @@ class Subscription(BaseModel):
     external_id = pw.CharField(max_length=100, null=True)
     created_at = pw.DateTimeField(default=utcnow)
     # exclusive end of what is billed (the first day not billed yet); NULL: never billed.
-    # Moved only by a bill-run invoice's transaction, compare-and-set (core.billing.engine)
+    # Moved only by a bill-run invoice's transaction, compare-and-set (core.billing.runs.engine)
     billed_through = pw.DateField(null=True)
 
 
@@ -261,13 +261,13 @@ class BillRun(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
-    # an in-process run beats while it bills (core.billing.runs): a queued or running run
+    # an in-process run beats while it bills (core.billing.runs.records): a queued or running run
     # whose last beat is older than QUEUE_STALE_SECONDS died with its process: "interrupted"
     heartbeat_at = pw.DateTimeField(null=True)
 
 
 class PendingRender(BaseModel):
-    """A file a queued bill run wants and has not stored yet (core.billing.queue): made when
+    """A file a queued bill run wants and has not stored yet (core.billing.runs.queue): made when
     the bill task queues its render task, deleted when the file is stored; ``error`` is set
     when rendering failed (reported in the run's summary). A run is done only when none of
     its rows is left without an error; the sweeper queues the others again (a killed worker
@@ -291,7 +291,7 @@ ITEM_STATUSES = ("pending", "running", "done", "failed")
 
 
 class BillRunItem(BaseModel):
-    """One account of a queued bill run (core.billing.queue). The run's state lives here, not
+    """One account of a queued bill run (core.billing.runs.queue). The run's state lives here, not
     in the queue: a task claims its item (running, heartbeat_at), bills the account and marks
     it done or failed; an item left running with an old heartbeat belongs to a worker that
     died, and the sweeper puts it back on the queue. Exactly-once still comes from coverage
@@ -332,7 +332,7 @@ BILLING_MODELS = [
 ]
 
 
-# -- the account ledger (core.billing.ledger, payments, statements) ---------------------------
+# -- the account ledger (core.billing.ledger.entries, payments, statements) ---------------------------
 
 LEDGER_KINDS = (
     "invoice",
@@ -500,14 +500,14 @@ LEDGER_MODELS = [
 BILLING_MODELS += LEDGER_MODELS
 
 
-# -- dunning (core.billing.dunning) -----------------------------------------------------------
+# -- dunning (core.billing.ledger.dunning) -----------------------------------------------------------
 
 DUNNING_LEVELS = ("reminder_1", "reminder_2", "final_notice")
 
 
 class DunningLevel(BaseModel):
     """An issuer's setting of one dunning level (``DUNNING_LEVELS``); a level without a row
-    has the defaults of :data:`core.billing.dunning.DEFAULT_LEVELS`. ``fee`` is minor units
+    has the defaults of :data:`core.billing.ledger.dunning.DEFAULT_LEVELS`. ``fee`` is minor units
     of ``fee_currency`` invoiced separately when the level is reached (0: no fee);
     ``suspend`` (final notice only) suspends the billed account."""
 

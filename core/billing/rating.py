@@ -1,6 +1,6 @@
 """Rating: the only place proration, volume tiers and one-off charges are computed.
 
-Public. The bill-run engine (:mod:`core.billing.engine`) rates its subscriptions and plugin
+Public. The bill-run engine (:mod:`core.billing.runs.engine`) rates its subscriptions and plugin
 charges here, and the reseller_accounts plugin its wholesale lines, so a retail line and the
 wholesale line for the same days at the same prices come out the same. Rating reads plain
 values (quantities, prices, dates) and returns :class:`RatedLine` values: no database, no

@@ -3,7 +3,7 @@ of the caller's subtree, and the template helpers every list page uses (links th
 list's arguments, sortable column headings, breadcrumbs of an account's path).
 
 The Accounts, Subscriptions, Invoices and Audit log pages stay where their menu items point
-(``core.panel.views``, ``core.billing.views``); they read their arguments through the same
+(``core.panel.views``, ``core.billing.web.views``); they read their arguments through the same
 ``core.find.listing`` as the API.
 """
 

@@ -505,7 +505,7 @@ class Accounts:
         """An issued invoice (rendered to every enabled format) of ``issuer`` (the provider)
         for ``account`` (a new customer). Lines are ``{description, quantity, unit_price,
         unit, product_code}``; amounts in major units as strings."""
-        from core.billing import invoices
+        from core.billing.invoicing import lifecycle as invoices
 
         lines = lines or [
             {"description": "Hosting", "quantity": "2", "unit": "seat", "unit_price": "30.00"}

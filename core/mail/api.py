@@ -14,7 +14,7 @@ from marshmallow import Schema, fields, validate
 
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required
-from core.billing.api import _as_issuer, _invoice
+from core.billing.web.api import _as_issuer, _invoice
 from core.fields import Text
 from core.mail import messages
 

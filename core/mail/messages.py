@@ -78,9 +78,9 @@ def split_addresses(text: str) -> list[str]:
 
 
 def _party(account: Account) -> dict:
-    """The account as its invoices name it (:func:`core.billing.parties.party`: legal name,
+    """The account as its invoices name it (:func:`core.billing.invoicing.parties.party`: legal name,
     billing e-mails, VAT ID); read once per message."""
-    from core.billing import parties
+    from core.billing.invoicing import parties
 
     if account.id is None:  # the preview's made-up customer
         return {"name": account.name, "email": "", "emails": [], "vat_id": ""}
@@ -88,7 +88,7 @@ def _party(account: Account) -> dict:
 
 
 def recipients_of(account: Account, party: dict | None = None) -> list[str]:
-    """The buyer's billing e-mail addresses (:func:`core.billing.parties.billing_emails`: its
+    """The buyer's billing e-mail addresses (:func:`core.billing.invoicing.parties.billing_emails`: its
     billing details' e-mails, else its payment settings' invoice e-mail, which may list
     several separated by commas, else the account's e-mail)."""
     party = party or _party(account)
@@ -116,7 +116,7 @@ def _day(value) -> str:
 
 
 def invoice_values(invoice: Invoice) -> dict:
-    from core.billing import ledger
+    from core.billing.ledger import entries as ledger
 
     credit_for = None
     if invoice.credit_for_id:
@@ -226,10 +226,10 @@ def _message_id(event_key: str, sender: str) -> str:
 
 def attachment_for(invoice: Invoice | None, event: str) -> str:
     """The invoice file a message carries: PDF when the invoice has that format, else RAW
-    (what :func:`core.billing.storage.wanted_formats` decides), none for receipts."""
+    (what :func:`core.billing.invoicing.storage.wanted_formats` decides), none for receipts."""
     if invoice is None or event == "receipt":
         return ""
-    from core.billing import storage
+    from core.billing.invoicing import storage
 
     wanted = storage.wanted_formats(invoice)
     for code in ("PDF", "RAW"):
@@ -395,7 +395,7 @@ def build_email(message: MailMessage):
     """The MIME message of a row (Flask-Mailman), with the invoice file attached."""
     from flask_mailman import EmailMessage
 
-    from core.billing import storage
+    from core.billing.invoicing import storage
 
     headers = {"From": message.sender, "Message-ID": message.message_id}
     email = EmailMessage(

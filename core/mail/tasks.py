@@ -1,6 +1,6 @@
 """Who sends, and when: after the recording transaction commits, on the worker queue.
 
-``BILLHIVE_QUEUE`` decides, as for bill runs (:mod:`core.billing.queue`):
+``BILLHIVE_QUEUE`` decides, as for bill runs (:mod:`core.billing.runs.queue`):
 
 * ``inline`` (the default without a worker): the process that recorded the message sends it
   right after the commit and, when that worked, whatever failed earlier and is due again;
@@ -36,7 +36,7 @@ DUE_BATCH = 200
 
 
 def queued_mode() -> bool:
-    from core.billing import queue
+    from core.billing.runs import queue
 
     return queue.queued_by_default(current_app.config)
 
@@ -47,7 +47,7 @@ def dispatch(message_id: int) -> None:
         if not messages.in_app():
             return  # no application here (a bare script): the sweeper sends it
         if queued_mode():
-            from core.billing.queue import get_queue
+            from core.billing.runs.queue import get_queue
 
             get_queue().mail_task(message_id)
             return
@@ -69,7 +69,7 @@ def run_task(message_id: int) -> str:
     """The ``billhive_mail`` task: send, and on a failed attempt schedule the next."""
     outcome = messages.deliver(message_id)
     if outcome == "retry":
-        from core.billing.queue import get_queue
+        from core.billing.runs.queue import get_queue
 
         attempts = (
             MailMessage.select(MailMessage.attempts).where(MailMessage.id == message_id).scalar()
@@ -144,7 +144,7 @@ def sweep(now=None) -> dict:
     ``billhive mail send``."""
     report = settle_stale(now)
     if queued_mode():
-        from core.billing.queue import get_queue
+        from core.billing.runs.queue import get_queue
 
         queue = get_queue()
         ids = due_ids(now or utcnow(), grace=60.0)  # younger ones are on the queue

@@ -15,10 +15,10 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from core import audit, rbac
-from core.billing.account_views import TAB as BILLING_TAB
-from core.billing.account_views import _account as billing_account
-from core.billing.account_views import subtabs
 from core.billing.models import Invoice
+from core.billing.web.account_views import TAB as BILLING_TAB
+from core.billing.web.account_views import _account as billing_account
+from core.billing.web.account_views import subtabs
 from core.db import database, utcnow
 from core.errors import BillhiveError, Forbidden, NotFound
 from core.mail import messages, templates, transport

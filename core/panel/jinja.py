@@ -30,7 +30,7 @@ def _tab_visible(item, account) -> bool:
     if item.endpoint == BILLING_TAB:
         # the Billing page: for whoever sees one of its sub-tabs, the core's (Edit Billing)
         # or a plugin's (e.g. Billing units with View Billing unit alone)
-        from core.billing.account_views import page_visible
+        from core.billing.web.account_views import page_visible
 
         return current_user.is_authenticated and page_visible(account)
     return _visible(item, account)

@@ -10,7 +10,7 @@ from core import accounts as account_service
 from core import dashboard, impersonation, license_store, lifecycle, rbac, roles, users
 from core.accounts import AccountInput
 from core.api.resources import license_status, plugin_rows
-from core.billing import parties
+from core.billing.invoicing import parties
 from core.errors import BillhiveError, Forbidden, ValidationFailed
 from core.find import lists
 from core.find.listing import panel_list

@@ -2,7 +2,7 @@
 billing unit with the User and Number assignment panels), the cost report with CSV export and
 a bar chart, and simple pages for the account's teams and phone numbers.
 
-The pages sit under the core's Billing page (``core.billing.account_views``: its sub-tab row,
+The pages sit under the core's Billing page (``core.billing.web.account_views``: its sub-tab row,
 its "Billing" heading); this plugin's own pages are a second row inside its sub-tab. View
 Billing unit alone opens every page read-only: no edit control is rendered and every POST
 checks Edit Billing unit before reading the form (403), so a hand-made POST changes nothing.
@@ -60,7 +60,7 @@ def _ids(name: str) -> list[int]:
 
 
 def _ctx(account, page: str, **extra) -> dict:
-    from core.billing.account_views import subtabs
+    from core.billing.web.account_views import subtabs
 
     return {
         "account": account,

@@ -1,6 +1,6 @@
 """PDF rendering of invoices and credit notes.
 
-The billing engine hands over a plain document dict (core.billing.documents); this module
+The billing engine hands over a plain document dict (core.billing.invoicing.documents); this module
 lays it out in the buyer's invoice language. Amounts are formatted here from the document's
 integer minor units with :mod:`core.i18n` (Babel: ``1.234,56 €`` in German), and every text
 of the template goes through the gettext catalogue of core/translations, so the PDF of one
@@ -136,7 +136,7 @@ STATEMENT_TEMPLATE = "invoice_pdf/statement.html"
 
 
 def render_statement_html(doc: dict[str, Any]) -> str:
-    """The XHTML of an account statement (see core.billing.statements for the keys; the
+    """The XHTML of an account statement (see core.billing.ledger.statements for the keys; the
     statement is an English operator document, formatted by the statement module)."""
     template = _environment(i18n.DEFAULT_LOCALE).get_template(STATEMENT_TEMPLATE)
     return template.render(doc=doc, account=doc.get("account") or {})

@@ -1,4 +1,4 @@
-"""Render Billhive's invoice document (see ``core.billing.documents``) as OASIS UBL 2.1.
+"""Render Billhive's invoice document (see ``core.billing.invoicing.documents``) as OASIS UBL 2.1.
 
 An invoice becomes an ``Invoice`` document, a credit note a ``CreditNote`` document (whose
 quantities and amounts are positive, as UBL wants them, where Billhive stores them negated).

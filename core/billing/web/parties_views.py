@@ -1,7 +1,7 @@
 """The panel's Billing details page of an account (``/accounts/<id>/billing-details``),
 reached from the account's Overview: legal name, address, VAT ID, registration number,
 billing e-mails, invoice language, and for the provider and resellers their payment
-instructions. The same service and rules as the API (:mod:`core.billing.parties`): whoever
+instructions. The same service and rules as the API (:mod:`core.billing.invoicing.parties`): whoever
 may edit the account (``accounts.manage``) edits its details; payment instructions only on the
 caller's own account (shown read-only otherwise). A refused form keeps every value typed."""
 
@@ -12,7 +12,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from core import rbac
-from core.billing import parties
+from core.billing.invoicing import parties
 from core.errors import BillhiveError
 from core.panel.forms import form_errors
 

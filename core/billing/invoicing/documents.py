@@ -26,9 +26,9 @@ built) and ``amount_paid_minor``, ``credit_applied_minor``, ``amount_due_minor``
 ``credit_note_for`` (the credited invoice's number or None), ``notes``.
 
 The parties, the payment instructions and the tax decision of an issued invoice are the ones
-kept when it was issued (:mod:`core.billing.parties`), never the accounts as they are now;
+kept when it was issued (:mod:`core.billing.invoicing.parties`), never the accounts as they are now;
 drafts show the accounts as they are (invoices issued before the parties were kept got them
-as they were at the upgrade: core migration 4, :func:`core.billing.parties.backfill`).
+as they were at the upgrade: core migration 4, :func:`core.billing.invoicing.parties.backfill`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from core.billing import ledger, parties
-from core.billing import tax as tax_rule
+from core.billing.invoicing import parties
+from core.billing.invoicing import tax as tax_rule
+from core.billing.ledger import entries as ledger
 from core.billing.models import Invoice, InvoiceLine
 from core.billing.money import canonical_decimal_text, format_money, to_decimal
 

@@ -5,7 +5,7 @@
 ``core.mail.send_for_invoice`` sends). A level is reached ``days`` days after the invoice's
 ``due_date`` (defaults :data:`DEFAULT_LEVELS`: 3, 14, 30), may be switched off, may carry a
 late fee (``fee`` minor units of ``fee_currency``, invoiced separately as a new, normal
-invoice through :mod:`core.billing.invoices`, so numbering, ledger and credit drawing stay
+invoice through :mod:`core.billing.invoicing.lifecycle`, so numbering, ledger and credit drawing stay
 right), and the final notice may suspend the billed account. The issuer's admins (holders of
 ``invoices.issue`` at the issuer or above) edit them; days must ascend over the levels
 that are on, fees are 0 to
@@ -22,7 +22,7 @@ people decide what is owed now), nor to invoices of an account whose dunning is 
 
 **Once.** A step is a :class:`~core.billing.models.DunningStep` row with a unique
 (invoice, level) key, written in one transaction with its late-fee invoice under the
-invoice's lock (:func:`core.billing.invoices.lock_invoice`, taken after the issuer's number
+invoice's lock (:func:`core.billing.invoicing.lifecycle.lock_invoice`, taken after the issuer's number
 sequence, the order every issue takes), after checking the invoice as it is then; so of two
 parallel runs one takes the step and the other sees it taken. What follows the commit is
 marked on the row as it is done: the ``invoice_overdue`` hook (claimed by a conditional
@@ -45,8 +45,8 @@ import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, clock, rbac
-from core.billing import invoices as lifecycle
-from core.billing import ledger
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     DUNNING_LEVELS,
     DunningLevel,
@@ -399,7 +399,7 @@ def take_step(invoice_id: int, level: Level, on: date) -> DunningStep | None:
     try:
         with lifecycle.write_transaction():
             # the issuer's number first, then the account and the invoice: the order of
-            # every issue (core.billing.invoices), so this never deadlocks with one
+            # every issue (core.billing.invoicing.lifecycle), so this never deadlocks with one
             number = lifecycle.next_number(issuer, "invoice") if fee else None
             stored = lifecycle.lock_invoice(invoice_id)
             if _why_not(stored, on) is not None:
@@ -477,7 +477,7 @@ def complete(step: DunningStep) -> bool:
     once) repeats nothing: the hook is claimed before it is called, a suspended account stays
     so, the mail is idempotent by its event key. Returns True when the step is complete; a
     mail failure is recorded on the step and retried by the next run."""
-    from core.billing import storage
+    from core.billing.invoicing import storage
 
     invoice = Invoice.get_by_id(step.invoice_id)
     level = _level_for(step, invoice)

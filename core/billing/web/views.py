@@ -7,10 +7,9 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_login import current_user, login_required
 
 from core import clock, rbac
-from core.billing import catalog, documents, ledger, storage
-from core.billing import invoices as lifecycle
-from core.billing import queue as billing_queue
-from core.billing.api import resume_bill_run, scoped_run, send_invoice_file, start_bill_run
+from core.billing import catalog
+from core.billing.invoicing import documents, lifecycle, storage
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillRun,
     Invoice,
@@ -19,6 +18,8 @@ from core.billing.models import (
     Product,
 )
 from core.billing.periods import PeriodError, check_run_date
+from core.billing.runs import queue as billing_queue
+from core.billing.web.api import resume_bill_run, scoped_run, send_invoice_file, start_bill_run
 from core.errors import BillhiveError, Forbidden
 from core.find import lists
 from core.find.listing import panel_list
@@ -26,7 +27,7 @@ from core.find.views import account_names
 from core.models import Account
 from core.panel.forms import form_errors
 
-blueprint = Blueprint("billing", __name__, url_prefix="/billing")
+blueprint = Blueprint("billing", __name__, url_prefix="/billing", template_folder="templates")
 
 PICK_MAX = 500  # accounts offered in a form's list; past that, the form asks for the id
 
@@ -160,7 +161,7 @@ def invoice_page(invoice_id):
     invoice = _invoice(invoice_id)
     lines = list(invoice.lines.order_by(InvoiceLine.position))
     is_issuer = invoice.issuer.is_within(current_user.account)
-    from core.billing import dunning
+    from core.billing.ledger import dunning
 
     return render_template("billing/invoice.html", invoice=invoice, lines=lines,
                            formats=storage.wanted_formats(invoice), is_issuer=is_issuer,
@@ -171,7 +172,7 @@ def invoice_page(invoice_id):
                            dunning_mail=dunning.mail_status,
                            owed=ledger.settlement(invoice) if ledger.owes(invoice) else None,
                            # the parties, supply, tax and payment as the PDF reads them (kept at
-                           # issue: core.billing.parties), so page and PDF never disagree
+                           # issue: core.billing.invoicing.parties), so page and PDF never disagree
                            doc=documents.build(invoice))  # fmt: skip
 
 
@@ -254,7 +255,7 @@ def run_status(run_id):
 @login_required
 def run_resume(run_id):
     """The Resume button of an interrupted run: its remaining accounts are billed in this
-    process (core.billing.runs); the page then follows it."""
+    process (core.billing.runs.records); the page then follows it."""
     run = scoped_run(current_user, run_id)
     try:
         resume_bill_run(current_user, run)

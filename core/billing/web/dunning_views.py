@@ -1,6 +1,6 @@
 """The Dunning sub-tab of an account's Billing page (panel): the account's dunning pause (set
 by its seller) and, for accounts that sell (provider, resellers), their dunning levels.
-The rules are :mod:`core.billing.dunning`'s; this only turns forms into its calls.
+The rules are :mod:`core.billing.ledger.dunning`'s; this only turns forms into its calls.
 
 Access is the Billing page's ("Edit Billing" on an account in the caller's subtree, 404
 outside it); saving levels and pausing also need ``invoices.issue`` (checked by the rules).
@@ -11,10 +11,10 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 
-from core.billing import dunning
-from core.billing.account_views import _account, _errors, _render
+from core.billing.ledger import dunning
 from core.billing.models import DUNNING_LEVELS
 from core.billing.money import to_decimal
+from core.billing.web.account_views import _account, _errors, _render
 from core.errors import BillhiveError
 from core.panel.forms import form_errors
 

@@ -1,11 +1,11 @@
 """Which tax an invoice charges: the one rule, used wherever an invoice is rated (bill runs in
-:mod:`core.billing.engine`, including the provider's wholesale invoices to resellers that
-``plugins.reseller_accounts`` charges through it, and drafts in :mod:`core.billing.invoices`).
+:mod:`core.billing.runs.engine`, including the provider's wholesale invoices to resellers that
+``plugins.reseller_accounts`` charges through it, and drafts in :mod:`core.billing.invoicing.lifecycle`).
 
 In this order:
 
 1. **Reverse charge**: the buyer has a valid VAT ID of an EU member state
-   (:class:`core.billing.parties.BillingDetails`), the seller is established in an EU member
+   (:class:`core.billing.invoicing.parties.BillingDetails`), the seller is established in an EU member
    state (the country of its own VAT ID, else of its address) and the two countries differ:
    no tax (rate 0), and the document carries :data:`REVERSE_CHARGE_STATEMENT`. A seller
    whose country is not known never reverse-charges.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from core.billing import parties
+from core.billing.invoicing import parties
 from core.models import Account
 
 REVERSE_CHARGE_STATEMENT = (
@@ -50,7 +50,7 @@ def seller_country(details: parties.BillingDetails) -> str:
 def decide(issuer: Account, buyer: Account, known: parties.Known | None = None) -> dict:
     """``{"rule": "reverse_charge" | "buyer" | "issuer", "rate": "<percent>",
     "reverse_charge": bool}`` for an invoice of ``issuer`` to ``buyer`` (module doc).
-    ``known``: both parties as :func:`core.billing.parties.read` gives them, when at hand."""
+    ``known``: both parties as :func:`core.billing.invoicing.parties.read` gives them, when at hand."""
     known = known or parties.read(issuer, buyer)
     seller, billed = known.seller, known.buyer
     buyer_vat_country = parties.vat_country(billed.vat_id) if billed.vat_id else None

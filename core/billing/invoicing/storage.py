@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flask import current_app, g, has_request_context
 
-from core.billing import documents
+from core.billing.invoicing import documents
 from core.billing.models import Invoice, InvoiceFile
 from core.errors import BillhiveError, NotFound
 from core.models import Account

@@ -17,7 +17,7 @@ run; ``billhive worker`` consumes it. A queued run goes like this:
    ``bill`` task per pending item.
 2. A ``bill`` task claims its item with one guarded UPDATE (``pending`` -> ``running``,
    ``attempts + 1``, ``heartbeat_at``), bills the account with
-   :func:`core.billing.engine.bill_account` (each invoice in its own transaction, exactly once
+   :func:`core.billing.runs.engine.bill_account` (each invoice in its own transaction, exactly once
    by the unique index), queues one ``render`` task per file the invoice wants (recording each
    as a :class:`~core.billing.models.PendingRender` row first), and marks the item ``done`` or
    ``failed``. A render task stores its file and deletes its row, or records the failure on
@@ -56,9 +56,11 @@ from flask import current_app
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
-from core.billing import engine, runs, storage
+from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, PendingRender
 from core.billing.money import format_money
+from core.billing.runs import engine
+from core.billing.runs import records as runs
 from core.db import Prepared, database, utcnow
 from core.models import Account, User
 
@@ -612,7 +614,7 @@ def live(run: BillRun) -> BillRun:
     row's own counters are written when it finishes). Adds ``pending``, ``running``,
     ``failed``, ``files_pending`` and ``queued`` attributes for the API and the panel. An
     in-process run whose process died shows the status ``interrupted``
-    (:mod:`core.billing.runs`)."""
+    (:mod:`core.billing.runs.records`)."""
     run.queued = run.pending = run.running = run.failed = run.files_pending = None
     if run.status not in ("queued", "running"):
         summary = run.summary or {}
@@ -834,9 +836,9 @@ def _mail_task(message_id: int) -> None:
 
 
 def _dunning_task() -> None:
-    """``billhive dunning run`` for today (core.billing.dunning): every step once, so two
+    """``billhive dunning run`` for today (core.billing.ledger.dunning): every step once, so two
     workers queuing it at the same time send nothing twice."""
-    from core.billing import dunning
+    from core.billing.ledger import dunning
 
     with _task_context():
         summary = dunning.run()

@@ -47,8 +47,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
 from core.accounts import require_billing_terms
-from core.billing import invoices as lifecycle
-from core.billing import ledger
+from core.billing.invoicing import lifecycle
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillingSettings,
     IdempotencyKey,

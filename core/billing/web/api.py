@@ -13,9 +13,9 @@ from marshmallow import Schema, fields, pre_dump, validate, validates_schema
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import catalog, engine, ledger, runs, storage
-from core.billing import invoices as lifecycle
-from core.billing import queue as billing_queue
+from core.billing import catalog
+from core.billing.invoicing import lifecycle, storage
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillRun,
     ImmutableInvoice,
@@ -27,6 +27,9 @@ from core.billing.models import (
 )
 from core.billing.money import canonical_decimal_text, format_money
 from core.billing.periods import PeriodError, check_run_date, parse_date
+from core.billing.runs import engine
+from core.billing.runs import queue as billing_queue
+from core.billing.runs import records as runs
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.fields import (
     MAX_AMOUNT,
@@ -146,7 +149,7 @@ def _owed(key: str, description: str):
     return fields.Method(
         f"_{key}",
         metadata={"type": "integer", "nullable": True,
-                  "description": f"{description}, in minor units (core.billing.ledger."
+                  "description": f"{description}, in minor units (core.billing.ledger.entries."
                                  "settlement); null for drafts and credit notes, 0 when void"},
     )  # fmt: skip
 
@@ -431,7 +434,7 @@ def get_invoice(invoice_id):
 
 
 class InvoiceDocumentOut(Schema):
-    """The invoice as every format renders it (``core/billing/documents.py`` lists each key):
+    """The invoice as every format renders it (``core/billing/invoicing/documents.py`` lists each key):
     for an issued invoice the parties, payment instructions and tax decision kept at issue."""
 
     kind = fields.String()
@@ -476,7 +479,7 @@ class InvoiceDocumentOut(Schema):
 def get_invoice_document(invoice_id):
     """What the invoice says (EU VAT Directive article 226 items, what is paid and due), as
     plain data: the same document the RAW, PDF and UBL files are rendered from."""
-    from core.billing import documents
+    from core.billing.invoicing import documents
 
     return documents.build(_invoice(invoice_id))
 
@@ -631,7 +634,7 @@ def scoped_run(user, run_id) -> BillRun:
 
 
 def resume_bill_run(user, run: BillRun) -> BillRun:
-    """Resume an interrupted run in a thread of this process (see core.billing.runs): the
+    """Resume an interrupted run in a thread of this process (see core.billing.runs.records): the
     accounts it had not billed are billed, nothing twice. 409 unless it is interrupted."""
     rbac.require(user, "billruns.run")
     run = runs.claim(run)

@@ -23,17 +23,17 @@ Lines are grouped per **issuer**: the account owning the price plan (the seller)
 provider for its customers, a reseller for the customers it sells its own plans to. Plugin
 charges go to the billed account's parent (the account that sells to it).
 
-Tax: once per invoice, on the subtotal, at the rate :func:`core.billing.tax.decide` gives
+Tax: once per invoice, on the subtotal, at the rate :func:`core.billing.invoicing.tax.decide` gives
 (reverse charge, else the buyer's rate where set, else the issuer's). The due date is the issue
-date plus the payment terms (:func:`core.billing.invoices.due_date_for`); the parties as they
-are at issue are kept with the invoice (:func:`core.billing.parties.record_issue`).
+date plus the payment terms (:func:`core.billing.invoicing.lifecycle.due_date_for`); the parties as they
+are at issue are kept with the invoice (:func:`core.billing.invoicing.parties.record_issue`).
 
 Each (account, issuer, period) invoice is written, numbered and issued in ONE transaction
 that also records its coverage (:mod:`core.billing.coverage`: the database refuses
 overlapping days of one key) and moves each billed subscription's ``billed_through`` with a
 compare-and-set. A concurrent or repeated writer changes no row or is refused by the
 database: its transaction is rolled back and reported as skipped "already invoiced".
-Formats are rendered after the commit (:mod:`core.billing.storage`), then
+Formats are rendered after the commit (:mod:`core.billing.invoicing.storage`), then
 ``invoice_finalized`` is called.
 """
 
@@ -51,9 +51,10 @@ from flask import current_app
 
 from core import audit, rbac
 from core import lifecycle as account_status
-from core.billing import coverage, ledger, parties, rating, storage
-from core.billing import invoices as lifecycle
-from core.billing import tax as tax_rule
+from core.billing import coverage, rating
+from core.billing.invoicing import lifecycle, parties, storage
+from core.billing.invoicing import tax as tax_rule
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillRun,
     Coverage,
@@ -293,7 +294,7 @@ class AlreadyInvoiced(Exception):
 
 def line_rows(lines: list[dict]) -> list[dict]:
     """The rows of ``lines`` for the ``invoiceline`` table (without the invoice id), in
-    position order; also what :func:`core.billing.documents.build` reads lines from."""
+    position order; also what :func:`core.billing.invoicing.documents.build` reads lines from."""
     return [
         {
             "position": position,
@@ -481,7 +482,7 @@ def plan_query(scope: Account | None, *columns) -> pw.ModelSelect:
     """Planning a run: every account below the root (or below ``scope``) is visited.
     Subscriptions are one source of lines, plugins' ``charges_for_period`` another (billing
     units, reseller wholesale), so an account with no subscription may still have something
-    to bill. A queued run (:mod:`core.billing.queue`) makes one item per account of this
+    to bill. A queued run (:mod:`core.billing.runs.queue`) makes one item per account of this
     query (INSERT ... SELECT) and a task per item calls :func:`bill_account`."""
     query = Account.select(*columns).where(Account.parent.is_null(False))
     if scope is not None:
@@ -724,7 +725,9 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     summary = new_summary(as_of, len(accounts), bill_run.id if bill_run else None)
     cache = RunCache()
     if bill_run is not None:
-        now = utcnow()  # heartbeat_at: see core.billing.runs (callers also beat from a thread)
+        now = (
+            utcnow()
+        )  # heartbeat_at: see core.billing.runs.records (callers also beat from a thread)
         BillRun.update(status="running", total=len(accounts), started_at=now,
                        heartbeat_at=now).where(BillRun.id == bill_run.id).execute()  # fmt: skip
     last_update = time.monotonic()

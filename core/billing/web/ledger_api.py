@@ -14,11 +14,12 @@ from marshmallow import Schema, fields, validate
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import ledger, payments, reports, statements
-from core.billing.api import InvoiceOut
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments, reports, statements
 from core.billing.models import LedgerEntry, Payment
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
+from core.billing.web.api import InvoiceOut
 from core.errors import ValidationFailed
 from core.fields import Text
 from core.models import Account
@@ -153,7 +154,7 @@ class BillingSettingsOut(Schema):
     effective_terms_days = fields.Method("_effective")
 
     def _effective(self, s):
-        from core.billing.invoices import PAYMENT_TERMS_DAYS
+        from core.billing.invoicing.lifecycle import PAYMENT_TERMS_DAYS
 
         return PAYMENT_TERMS_DAYS if s.payment_terms_days is None else s.payment_terms_days
 

@@ -1,5 +1,5 @@
 """REST API of an account's billing details and an issuer's payment instructions
-(:mod:`core.billing.parties`): ``GET`` / ``PATCH /api/v1/accounts/<id>/billing-details``.
+(:mod:`core.billing.invoicing.parties`): ``GET`` / ``PATCH /api/v1/accounts/<id>/billing-details``.
 
 Reading needs ``accounts.view``, editing ``accounts.manage`` on the account (404 outside the
 caller's subtree); payment instructions only by the issuer's own admins (403 otherwise)."""
@@ -13,7 +13,7 @@ from marshmallow import Schema, fields
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import parties
+from core.billing.invoicing import parties
 
 blp = Blueprint("billing_parties", __name__, url_prefix="/api/v1",
                 description="Billing details of accounts (legal name, address, VAT ID, "
@@ -48,7 +48,7 @@ class BillingDetailsOut(Schema):
 
 
 class BillingDetailsPatch(parties.BillingDetailsInput):
-    """The body as documented; checked by :func:`core.billing.parties.update` in one pass
+    """The body as documented; checked by :func:`core.billing.invoicing.parties.update` in one pass
     (so a bad country and a bad IBAN are named together), not field by field here."""
 
     def load(self, data, **kwargs):

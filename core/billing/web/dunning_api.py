@@ -1,4 +1,4 @@
-"""REST API of dunning (core.billing.dunning): an issuer's levels, an account's pause, the
+"""REST API of dunning (core.billing.ledger.dunning): an issuer's levels, an account's pause, the
 steps taken for an invoice. Accounts and invoices outside the caller's subtree answer 404."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from marshmallow import Schema, fields
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
-from core.billing import dunning
+from core.billing.ledger import dunning
 from core.billing.models import Invoice
 from core.billing.money import format_money, to_decimal
 from core.models import Account

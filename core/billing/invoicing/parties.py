@@ -25,7 +25,7 @@ terms rule (:func:`core.accounts.require_billing_terms`: terms are the seller's 
 **Snapshot at issue.** The transaction that issues an invoice (bill run, a draft issued by
 hand, a credit note) writes one :class:`InvoiceParties` row: the seller and the buyer as
 :func:`party` gives them then, the seller's :func:`payment_instructions` with the reference
-made for this invoice, and the tax decision (:mod:`core.billing.tax`). An issued invoice's
+made for this invoice, and the tax decision (:mod:`core.billing.invoicing.tax`). An issued invoice's
 document is built from that row only, so a later change of address never alters it.
 """
 
@@ -116,7 +116,7 @@ class BillingDetails(BaseModel):
 class InvoiceParties(BaseModel):
     """What an invoice carried when it was issued: ``seller`` and ``buyer`` (:func:`party`),
     ``payment`` (:func:`payment_instructions` with this invoice's reference; None on credit
-    notes) and ``tax`` ({rule, rate, reverse_charge}, :mod:`core.billing.tax`). Written once,
+    notes) and ``tax`` ({rule, rate, reverse_charge}, :mod:`core.billing.invoicing.tax`). Written once,
     in the issuing transaction; never changed."""
 
     invoice = pw.ForeignKeyField(Invoice, unique=True, backref="+", on_delete="CASCADE")
@@ -391,7 +391,7 @@ def update(actor, account: Account, payload: dict) -> BillingDetails:
     data = validate(account, payload, current)
     changed_payment = [n for n in PAYMENT_FIELDS if n in data and data[n] != getattr(current, n)]
     require_payment_instructions(actor, account, changed_payment)
-    from core.billing.invoices import write_transaction
+    from core.billing.invoicing.lifecycle import write_transaction
 
     # the account's row lock (SQLite: the write lock, BEGIN IMMEDIATE): two editors, one after
     # the other, each changing the fields it sent of the row as the other left it
@@ -527,7 +527,7 @@ def payment_reference(rule: str, number: str, account_ref: str, issued: date) ->
 def record_issue(invoice, issuer: Account, buyer: Account, tax: dict,
                  known: Known | None = None) -> InvoiceParties:  # fmt: skip
     """Write the invoice's :class:`InvoiceParties` row; call in the issuing transaction, once
-    the invoice has its number and due date. ``tax`` is :func:`core.billing.tax.decide`'s
+    the invoice has its number and due date. ``tax`` is :func:`core.billing.invoicing.tax.decide`'s
     record (a credit note passes its invoice's); ``known``: :func:`read`, when the caller has
     it."""
     known = known or read(issuer, buyer)

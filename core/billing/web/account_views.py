@@ -31,11 +31,12 @@ from flask_login import current_user, login_required
 
 from core import rbac
 from core.accounts import can_edit_billing_terms
-from core.billing import ledger, payments, reports, statements
-from core.billing.ledger_api import prepaid_rows
+from core.billing.ledger import entries as ledger
+from core.billing.ledger import payments, reports, statements
 from core.billing.models import LEDGER_KINDS, LedgerEntry
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
+from core.billing.web.ledger_api import prepaid_rows
 from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
 from core.panel.forms import form_errors
@@ -51,7 +52,7 @@ SUBTABS = [
     ("prepaid", "Prepaid invoices", "billing_account.prepaid_page", 50),
     ("methods", "Payment methods", "billing_account.methods_page", 60),
     ("transactions", "Transactions", "billing_account.transactions_page", 70),
-    ("dunning", "Dunning", "billing_dunning.dunning_page", 75),  # core.billing.dunning_views
+    ("dunning", "Dunning", "billing_dunning.dunning_page", 75),  # core.billing.web.dunning_views
     ("activity", "Activity reports", "billing_account.activity_page", 80),
 ]
 
@@ -259,7 +260,7 @@ def settings_page(account_id):
         else:
             flash("Payment settings saved.")
             return redirect(url_for("billing_account.settings_page", account_id=account.id))
-    from core.billing.invoices import PAYMENT_TERMS_DAYS
+    from core.billing.invoicing.lifecycle import PAYMENT_TERMS_DAYS
 
     return _render("settings.html", account, "settings", 422 if errors else 200, values=values,
                    errors=errors, default_terms=PAYMENT_TERMS_DAYS, settings=settings,

@@ -2,9 +2,9 @@
 
 An in-process bill run (``billhive bill-run``, or a thread of the web process in ``inline``
 queue mode) lives as long as its process. While it bills, :func:`beating` refreshes
-``BillRun.heartbeat_at`` from a thread of its own (and :func:`core.billing.engine.run` on each
+``BillRun.heartbeat_at`` from a thread of its own (and :func:`core.billing.runs.engine.run` on each
 progress update). A run that is ``queued`` or ``running``, has no items (queued runs are the
-sweeper's: :mod:`core.billing.queue`) and whose last sign of life (``heartbeat_at``, else
+sweeper's: :mod:`core.billing.runs.queue`) and whose last sign of life (``heartbeat_at``, else
 ``started_at``, else ``created_at``) is older than ``QUEUE_STALE_SECONDS`` died with its
 process: the API, the panel and the CLI show it as **interrupted** (a status derived when the
 run is read, never stored) and offer to resume it.
@@ -28,9 +28,10 @@ from datetime import timedelta
 import peewee as pw
 from flask import current_app
 
-from core.billing import engine, storage
+from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
 from core.billing.money import format_money
+from core.billing.runs import engine
 from core.db import database, utcnow
 from core.errors import Conflict
 from core.models import Account
@@ -201,7 +202,7 @@ def render_missing(run_id: int) -> list[str]:
 
 def continue_run(run: BillRun, *, actor=None, progress=None) -> dict:
     """Bill what the claimed ``run`` left (see the module doc); returns its summary, as
-    :func:`core.billing.engine.run` does, covering the whole run."""
+    :func:`core.billing.runs.engine.run` does, covering the whole run."""
     scope = Account.get_by_id(run.scope_id) if run.scope_id else None
     names: dict = {}
     before = list(Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id))

@@ -12,7 +12,7 @@ status with a conditional update (:func:`transition`: ``UPDATE ... WHERE status 
 read>``, exactly one row or a refusal), so of N concurrent callers one succeeds and the others
 get a 409 saying what the invoice already is ("invoice INV-000001 is already paid"). Locks are
 always taken in one order, so two of these never deadlock: the issuer's number sequence (when
-a number is taken), then the billed account (:func:`core.billing.ledger.lock_account`, which
+a number is taken), then the billed account (:func:`core.billing.ledger.entries.lock_account`, which
 serialises its money operations: payments, refunds, reversals, prepaid credit drawn), then the
 invoice row.
 """
@@ -24,8 +24,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from core import audit
-from core.billing import ledger, parties
-from core.billing import tax as tax_rule
+from core.billing.invoicing import parties
+from core.billing.invoicing import tax as tax_rule
+from core.billing.ledger import entries as ledger
 from core.billing.models import (
     ImmutableInvoice,
     Invoice,
@@ -154,7 +155,7 @@ def next_number(issuer: Account, kind: str) -> str:
 def due_date_for(issuer: Account, account: Account, issued: date,
                  known: parties.Known | None = None) -> date:  # fmt: skip
     """The one due-date rule: the issue date plus the payment terms
-    (:func:`core.billing.parties.terms_days`: the buyer's own terms, else the issuer's, else
+    (:func:`core.billing.invoicing.parties.terms_days`: the buyer's own terms, else the issuer's, else
     14 days). From the issue date, never the period's end, so a late bill run never issues an
     invoice that is already overdue."""
     return issued + timedelta(days=parties.terms_days(issuer, account, known))
@@ -162,7 +163,7 @@ def due_date_for(issuer: Account, account: Account, issued: date,
 
 def tax_at_issue(invoice: Invoice, issuer: Account, account: Account,
                  known: parties.Known | None = None) -> dict:  # fmt: skip
-    """The tax decision recorded with ``invoice`` (:mod:`core.billing.tax`): a credit note
+    """The tax decision recorded with ``invoice`` (:mod:`core.billing.invoicing.tax`): a credit note
     keeps its invoice's, a prepaid top-up charges none (the invoices its credit pays do)."""
     if invoice.kind == "credit_note" and invoice.credit_for_id:
         return tax_rule.of_credit_note(Invoice.get_by_id(invoice.credit_for_id))
@@ -386,7 +387,7 @@ def credit_note(invoice: Invoice, actor=None, positions: list[int] | None = None
 
 def finalize(invoice: Invoice) -> None:
     """After commit: render and store the formats, then tell plugins (``invoice_finalized``)."""
-    from core.billing import storage
+    from core.billing.invoicing import storage
 
     storage.render_all(invoice)
     notify_finalized(invoice)
@@ -397,7 +398,7 @@ def notify_finalized(invoice: Invoice) -> None:
     plugin, so a failing plugin never stops it), then tell plugins (``invoice_finalized``).
     It is issued whatever mail or a plugin does with the news: a failure is logged, and
     neither turns the issue into an error (the change was saved) nor stops a bill run."""
-    from core.billing import storage
+    from core.billing.invoicing import storage
     from core.mail.messages import on_invoice_finalized
 
     try:

@@ -28,7 +28,7 @@ Rules (the exact ones; the panel's Billing page and the API show these figures):
 * **Allocation** (:class:`~core.billing.models.Allocation`) says which money settled what:
   a payment or a credit note (source) applied to an invoice or paid out by a refund
   (target). An invoice's *amount due* is ``total - allocations - prepaid credit applied``;
-  it becomes ``paid`` (through :func:`core.billing.invoices.mark_paid`) when that reaches 0.
+  it becomes ``paid`` (through :func:`core.billing.invoicing.lifecycle.mark_paid`) when that reaches 0.
   The money of a source that is not allocated is the account's *credit*. At any time:
   ``balance == sum(amount due of open invoices) - sum(unallocated credit)``.
 * **Prepaid credit.** A top-up invoice (:class:`~core.billing.models.PrepaidTopup`) is an
@@ -104,7 +104,7 @@ def _id(value) -> int | None:
 def lock_account(account_id: int) -> None:
     """Serialise money operations of one account. On PostgreSQL a row lock on the account
     (held until the transaction ends); SQLite's write transactions (BEGIN IMMEDIATE, see
-    :func:`core.billing.invoices.write_transaction`) are serialised already."""
+    :func:`core.billing.invoicing.lifecycle.write_transaction`) are serialised already."""
     if is_postgres():
         _lock_account.execute(account_id).fetchall()
 
@@ -433,7 +433,7 @@ def settle(invoice: Invoice, actor=None) -> None:
     """Mark the invoice paid when nothing is due on it any more."""
     if invoice.kind != "invoice" or invoice.status != "issued" or open_amount(invoice) > 0:
         return
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
 
     lock_account(invoice.account_id)  # its callers hold it: the status read here is current
     fresh = Invoice.get_by_id(invoice.id)
@@ -530,7 +530,7 @@ def post_issued(invoice: Invoice, actor=None) -> None:
     """Called in the transaction that issues ``invoice`` (by hand, as a credit note or in a
     bill run): post its entry, settle what it credits or draw the credit it may use. Exactly
     once per invoice (``posting_key`` is unique). The due date is set before, by the one rule
-    (:func:`core.billing.invoices.due_date_for`)."""
+    (:func:`core.billing.invoicing.lifecycle.due_date_for`)."""
     lock_account(invoice.account_id)
     topup = invoice.kind == "invoice" and is_topup(invoice)
     kind = "credit_note" if invoice.kind == "credit_note" else "invoice"
@@ -617,7 +617,7 @@ def on_mark_paid(invoice: Invoice, actor=None) -> None:
     send_receipt(payment, actor)  # recorded in this transaction, sent after its commit
 
 
-# -- payments, refunds, reversals (the services in core.billing.payments call these) --------
+# -- payments, refunds, reversals (the services in core.billing.ledger.payments call these) --------
 
 
 def create_payment(account_id: int, payee_id: int, amount: int, currency: str, on: date, *,
@@ -694,7 +694,7 @@ def backfill(actor=None) -> int:
     entry on its issue date; a credit note settles what it credits; a paid invoice gets a
     payment ("paid before the ledger") on its payment date for what was due; a void one a
     reversal on its void date. Returns the number of documents posted."""
-    from core.billing import invoices as lifecycle
+    from core.billing.invoicing import lifecycle
 
     posted = 0
     query = Invoice.select().where(
