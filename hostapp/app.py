@@ -102,8 +102,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["billhive"] = Billhive(host=host, database=database, api=api)
 
     from core.find import views as find_views
-    from core.panel import blueprint as panel_bp
     from core.panel import jinja
+    from core.panel.views import blueprint as panel_bp
 
     app.register_blueprint(panel_bp)
     from core.billing.web.account_views import blueprint as billing_account_bp

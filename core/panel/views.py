@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from peewee import fn
 
@@ -17,10 +17,17 @@ from core.find.listing import panel_list
 from core.find.views import account_names
 from core.licenses import LicenseError
 from core.models import Account, Role, User
-from core.panel import blueprint as bp
 from core.panel.forms import form_errors, keep
 from core.plugins import CORE_PLUGIN
 from core.redirects import redirect_next
+
+blueprint = Blueprint(
+    "panel",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/panel",
+)
 
 
 def host():
@@ -47,7 +54,7 @@ PASSWORD_LABELS = {"current_password": "Current password", "new_password": "New 
 # -- login -----------------------------------------------------------------------------------
 
 
-@bp.route("/login", methods=["GET", "POST"])
+@blueprint.route("/login", methods=["GET", "POST"])
 def login():
     error, email = None, ""
     if request.method == "POST":
@@ -64,7 +71,7 @@ def login():
     return render_template("core/login.html", error=error, email=email), (401 if error else 200)
 
 
-@bp.route("/logout", methods=["POST"])
+@blueprint.route("/logout", methods=["POST"])
 @login_required
 def logout():
     # logging out while acting as someone ends that and the caller's own session too
@@ -75,7 +82,7 @@ def logout():
     return redirect(url_for("panel.login"))
 
 
-@bp.route("/")
+@blueprint.route("/")
 @login_required
 def home():
     return redirect(url_for("panel.account", account_id=current_user.account_id))
@@ -84,7 +91,7 @@ def home():
 # -- accounts --------------------------------------------------------------------------------
 
 
-@bp.route("/accounts")
+@blueprint.route("/accounts")
 @login_required
 def accounts():
     """The account tree one level at a time (``parent_id``, your own account's children at
@@ -174,7 +181,7 @@ def _fixed_terms(parent: Account, types: dict) -> dict[str, dict[str, tuple]]:
     return {code: account_service.fixed_terms(parent, code) for code in types}
 
 
-@bp.route("/accounts/<int:account_id>/new", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/new", methods=["GET", "POST"])
 @login_required
 def new_account(account_id):
     parent = _account(account_id)
@@ -215,7 +222,7 @@ def new_account(account_id):
     ), (422 if errors else 200)
 
 
-@bp.route("/accounts/<int:account_id>")
+@blueprint.route("/accounts/<int:account_id>")
 @login_required
 def account(account_id):
     acc = _account(account_id)
@@ -248,7 +255,7 @@ def account(account_id):
     )
 
 
-@bp.route("/accounts/<int:account_id>/status", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/status", methods=["POST"])
 @login_required
 def account_status(account_id):
     """Suspend, reactivate or close an account (core.lifecycle decides who may and what it
@@ -267,7 +274,7 @@ def account_status(account_id):
     return redirect(url_for("panel.account", account_id=acc.id))
 
 
-@bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_account(account_id):
     acc = _account(account_id)
@@ -303,7 +310,7 @@ def edit_account(account_id):
     ), (422 if errors else 200)
 
 
-@bp.route("/accounts/<int:account_id>/users", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/users", methods=["GET", "POST"])
 @login_required
 def account_users(account_id):
     acc = _account(account_id)
@@ -341,7 +348,7 @@ def account_users(account_id):
     ), (422 if errors else 200)
 
 
-@bp.route("/accounts/<int:account_id>/users/<int:user_id>/roles", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/users/<int:user_id>/roles", methods=["POST"])
 @login_required
 def user_roles(account_id, user_id):
     acc = _account(account_id)
@@ -363,7 +370,7 @@ def user_roles(account_id, user_id):
     )
 
 
-@bp.route("/accounts/<int:account_id>/users/<int:user_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/accounts/<int:account_id>/users/<int:user_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_user(account_id, user_id):
     """Edit a user's name and e-mail (users.update_user decides who may)."""
@@ -397,7 +404,7 @@ def edit_user(account_id, user_id):
     ), (422 if errors else 200)
 
 
-@bp.route("/accounts/<int:account_id>/users/<int:user_id>/log-in-as", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/users/<int:user_id>/log-in-as", methods=["POST"])
 @login_required
 def log_in_as(account_id, user_id):
     """Act as a user of an account below yours (core.impersonation decides who may)."""
@@ -418,7 +425,7 @@ def log_in_as(account_id, user_id):
     return redirect(url_for("panel.home"))
 
 
-@bp.route("/impersonation/end", methods=["POST"])
+@blueprint.route("/impersonation/end", methods=["POST"])
 @login_required
 def end_impersonation():
     """ "Return to my account": the impersonated session ends, the caller's own comes back."""
@@ -437,7 +444,7 @@ def end_impersonation():
     return redirect(url_for("panel.account_users", account_id=user.account_id))
 
 
-@bp.route("/accounts/<int:account_id>/users/<int:user_id>/<action>", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/users/<int:user_id>/<action>", methods=["POST"])
 @login_required
 def user_action(account_id, user_id, action):
     """Deactivate, activate, delete a user or set their password (the services decide who
@@ -468,7 +475,7 @@ def user_action(account_id, user_id, action):
     return redirect(url_for("panel.account_users", account_id=acc.id))
 
 
-@bp.route("/password", methods=["GET", "POST"])
+@blueprint.route("/password", methods=["GET", "POST"])
 @login_required
 def change_password():
     """Change your own password (needs the current one)."""
@@ -500,7 +507,7 @@ def _require_operator(code: str):
     rbac.require(current_user, code)
 
 
-@bp.route("/plugins")
+@blueprint.route("/plugins")
 @login_required
 def plugins():
     _require_operator("plugins.manage")
@@ -519,7 +526,7 @@ def _plugins_page(license_text: str = "", license_error: str = ""):
     ), (422 if license_error else 200)
 
 
-@bp.route("/plugins/<name>/<action>", methods=["POST"])
+@blueprint.route("/plugins/<name>/<action>", methods=["POST"])
 @login_required
 def plugin_action(name, action):
     _require_operator("plugins.manage")
@@ -535,7 +542,7 @@ def plugin_action(name, action):
     return redirect(url_for("panel.plugins"))
 
 
-@bp.route("/license", methods=["POST"])
+@blueprint.route("/license", methods=["POST"])
 @login_required
 def install_license():
     _require_operator("licenses.manage")
@@ -553,7 +560,7 @@ def install_license():
     return redirect(url_for("panel.plugins"))
 
 
-@bp.route("/audit")
+@blueprint.route("/audit")
 @login_required
 def audit():
     """The audit log, newest first: filters account, actor, action, from/to (core.find)."""
