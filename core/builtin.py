@@ -192,6 +192,13 @@ def list_indexes(migrator, db):
     add_list_indexes(migrator, db)
 
 
+def ledger_backfill(migrator, db):
+    """Invoices issued before the ledger existed get their entries (core.billing.ledger)."""
+    from core.billing.ledger import backfill
+
+    backfill()
+
+
 # the core's own schema history (core.migrations): applied at start-up, after the models'
 # missing tables are created; each step also runs (idempotently) on a brand-new database
 MIGRATIONS = [
@@ -200,6 +207,7 @@ MIGRATIONS = [
     (3, login_session_last_seen),
     (4, invoice_parties_backfill),
     (7, list_indexes),  # 5 and 6 are reserved for work landing in parallel (issue 19/20)
+    (8, ledger_backfill),
 ]
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 import peewee as pw
-from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import SchemaMigrator, migrate
 
 from core.db import BaseModel, database, is_postgres, utcnow
 from core.errors import BillhiveError
@@ -101,6 +101,42 @@ def declared(plugin: str, module: ModuleType) -> list[Step] | None:
         steps.append(Step(plugin, version, getattr(fn, "__name__", repr(fn)), fn))
         last = version
     return steps
+
+
+def rename_table(migrator: SchemaMigrator, old: str, new: str) -> None:
+    """A migration step's way to rename a table with everything named after it, so the table
+    then looks exactly as if a model called ``new`` had created it: its indexes
+    (``<old>_...`` -> ``<new>_...``) and, on PostgreSQL, its id sequence and constraints.
+    Rows, keys pointing at the table and the data of its indexes stay as they are. A table
+    already renamed (``old`` missing, ``new`` present) is left alone."""
+    db = migrator.database
+    if not db.table_exists(old) and db.table_exists(new):
+        return
+    migrate(migrator.rename_table(old, new))  # PostgreSQL: the id sequence too
+    prefix = f"{old}_"
+
+    def renamed(name: str) -> str:
+        return new + name[len(old) :]
+
+    if is_postgres():
+        for index in db.get_indexes(new):
+            if index.name.startswith(prefix):  # the primary key's index renames its constraint
+                db.execute_sql(f'ALTER INDEX "{index.name}" RENAME TO "{renamed(index.name)}"')
+        rows = db.execute_sql(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype <> 'p'",
+            (f'"{new}"',),
+        ).fetchall()
+        for (name,) in rows:
+            if name.startswith(prefix):
+                db.execute_sql(
+                    f'ALTER TABLE "{new}" RENAME CONSTRAINT "{name}" TO "{renamed(name)}"'
+                )
+        return
+    # SQLite has no ALTER INDEX: each index is made again under its new name from its own SQL
+    for index in db.get_indexes(new):
+        if index.name.startswith(prefix) and index.sql:
+            db.execute_sql(f'DROP INDEX "{index.name}"')
+            db.execute_sql(index.sql.replace(f'"{index.name}"', f'"{renamed(index.name)}"', 1))
 
 
 def ensure_table() -> None:

@@ -3,16 +3,19 @@
 from core import hookimpl
 from core.registry import MenuItem, PluginMeta, Privilege
 from plugins.billing_units import api, cli, views
+from plugins.billing_units.migrations import MIGRATIONS
 from plugins.billing_units.models import MODELS
 from plugins.billing_units.service import units
 
 PLUGIN = PluginMeta(
     name="billing_units",
     title="Billing units",
-    version="0.1.0",
+    version="0.2.0",
     license_feature="BH-UNITS",
     description="Billing units of a contact center: users, teams and phone numbers, with cost reports per unit.",
 )
+
+__all__ = ["PLUGIN", "MIGRATIONS"]  # MIGRATIONS is read by the core (core.migrations)
 
 LEVELS = ("provider", "reseller", "customer")
 

@@ -1,4 +1,5 @@
-"""Tables of the billing_units plugin.
+"""Tables of the billing_units plugin (named billing_units_*). Every change here needs a step in
+migrations.py.
 
 A phone number is in at most one billing unit: ``UnitNumber.number`` carries a UNIQUE index,
 so two concurrent assignments of the same number cannot both commit, whatever the code above
@@ -23,7 +24,7 @@ class Team(BaseModel):
     name = pw.CharField(max_length=200)
 
     class Meta:
-        table_name = "bu_team"
+        table_name = "billing_units_team"
         indexes = ((("account", "name"), True),)
 
 
@@ -32,7 +33,7 @@ class TeamMember(BaseModel):
     user = pw.ForeignKeyField(User, backref="bu_team_links", on_delete="CASCADE")
 
     class Meta:
-        table_name = "bu_team_member"
+        table_name = "billing_units_team_member"
         indexes = ((("team", "user"), True),)
 
 
@@ -42,7 +43,7 @@ class PhoneNumber(BaseModel):
     label = pw.CharField(max_length=200, default="")
 
     class Meta:
-        table_name = "bu_phone_number"
+        table_name = "billing_units_phone_number"
 
 
 class BillingUnit(BaseModel):
@@ -51,7 +52,7 @@ class BillingUnit(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "bu_unit"
+        table_name = "billing_units_unit"
         indexes = ((("account", "name"), True),)
 
 
@@ -60,7 +61,7 @@ class UnitUser(BaseModel):
     user = pw.ForeignKeyField(User, backref="bu_unit_links", on_delete="CASCADE")
 
     class Meta:
-        table_name = "bu_unit_user"
+        table_name = "billing_units_unit_user"
         indexes = ((("unit", "user"), True),)
 
 
@@ -69,7 +70,7 @@ class UnitTeam(BaseModel):
     team = pw.ForeignKeyField(Team, backref="unit_links", on_delete="CASCADE")
 
     class Meta:
-        table_name = "bu_unit_team"
+        table_name = "billing_units_unit_team"
         indexes = ((("unit", "team"), True),)
 
 
@@ -79,7 +80,7 @@ class UnitNumber(BaseModel):
     number = pw.ForeignKeyField(PhoneNumber, backref="unit_link", on_delete="CASCADE", unique=True)
 
     class Meta:
-        table_name = "bu_unit_number"
+        table_name = "billing_units_unit_number"
 
 
 class CallRecord(BaseModel):
@@ -95,7 +96,7 @@ class CallRecord(BaseModel):
     currency = pw.CharField(max_length=3)
 
     class Meta:
-        table_name = "bu_call_record"
+        table_name = "billing_units_call_record"
         indexes = ((("account", "external_id"), True), (("account", "started_at"), False))
 
 
@@ -107,7 +108,7 @@ class UnitSettings(BaseModel):
     seat_price = DecimalTextField(default="0")
 
     class Meta:
-        table_name = "bu_settings"
+        table_name = "billing_units_settings"
 
 
 class RecordingStorage(BaseModel):
@@ -127,7 +128,7 @@ class RecordingStorage(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "bu_recording_storage"
+        table_name = "billing_units_recording_storage"
         indexes = ((("account", "external_id"), True), (("account", "day"), False))
 
 
@@ -143,7 +144,7 @@ class RecordingRetention(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "bu_recording_retention"
+        table_name = "billing_units_recording_retention"
         indexes = ((("account", "effective_from"), False),)
 
 

@@ -29,6 +29,7 @@ the type plugin's licence); the bill run reports the reseller's customer invoici
 from core import hookimpl
 from core.registry import AccountType, MenuItem, PluginMeta, Privilege
 from plugins.reseller_accounts import api, views
+from plugins.reseller_accounts.migrations import MIGRATIONS
 from plugins.reseller_accounts.models import MODELS
 from plugins.reseller_accounts.service import billing, resellers
 from plugins.reseller_accounts.service.profile import ResellerProfile
@@ -36,11 +37,13 @@ from plugins.reseller_accounts.service.profile import ResellerProfile
 PLUGIN = PluginMeta(
     name="reseller_accounts",
     title="Reseller accounts",
-    version="0.1.0",
+    version="0.2.0",
     license_feature="FT-3001.007",
     api_version=2,  # AccountType.child_terms
     description="Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing.",
 )
+
+__all__ = ["PLUGIN", "MIGRATIONS"]  # MIGRATIONS is read by the core (core.migrations)
 
 P, R = "provider", "reseller"
 

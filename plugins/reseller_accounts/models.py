@@ -1,4 +1,5 @@
-"""The plugin's own table: per-provider reseller settings (kept when the plugin is disabled)."""
+"""The plugin's tables (named reseller_accounts_*, kept when the plugin is disabled): per-provider
+reseller settings and wholesale links. Every change here needs a step in migrations.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class ResellerSettings(BaseModel):
     changed_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "reseller_settings"
+        table_name = "reseller_accounts_settings"
 
 
 MODELS = [ResellerSettings]
@@ -34,7 +35,7 @@ class WholesaleLink(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "reseller_wholesale_link"
+        table_name = "reseller_accounts_wholesale_link"
 
 
 MODELS.append(WholesaleLink)
