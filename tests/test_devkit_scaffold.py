@@ -13,15 +13,18 @@ import pytest
 from click.testing import CliRunner
 
 import hostapp.cli
+import hostapp.scaffold
 from tests.conftest import PASSWORD, World
 
 RUFF = Path(sys.executable).with_name("ruff")
 EXPECTED_FILES = [
     "README.md",
     "billhive_{n}/__init__.py",
+    "billhive_{n}/api.py",
     "billhive_{n}/formats.py",
     "billhive_{n}/migrations.py",
     "billhive_{n}/models.py",
+    "billhive_{n}/service.py",
     "billhive_{n}/templates/{n}/index.html",
     "billhive_{n}/views.py",
     "pyproject.toml",
@@ -128,3 +131,43 @@ def test_an_existing_folder_is_never_overwritten(tmp_path):
     result = new_plugin("widgets", "--dir", str(tmp_path))
     assert result.exit_code != 0 and "already exists; nothing was written" in result.output
     assert _files(tmp_path / "billhive-widgets") == ["mine.txt"]
+
+
+# -- the built-in plugins follow the layout the scaffold writes --------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the modules of a plugin package (docs/writing-a-plugin.md, "Layout"); service may be a
+#: package when it is big, cli.py is there when the plugin adds commands
+LAYOUT = {"__init__", "models", "migrations", "service", "views", "api", "cli", "formats"}
+FOLLOWING = ["billing_units", "invoice_pdf", "reseller_accounts", "role_wizard"]
+
+
+def _scaffold_modules() -> set[str]:
+    package = Path(hostapp.scaffold.TEMPLATE_DIR) / "__package__"
+    return {p.name.removesuffix(".py.tmpl") for p in package.glob("*.py.tmpl")}
+
+
+def test_the_scaffold_writes_the_layout():
+    assert _scaffold_modules() <= LAYOUT
+    assert LAYOUT - _scaffold_modules() == {"cli"}  # the one module a new plugin needs not
+
+
+@pytest.mark.parametrize("plugin", FOLLOWING)
+def test_a_built_in_plugin_follows_the_scaffolds_layout(make_app, plugin):
+    folder = ROOT / "plugins" / plugin
+    modules = {p.stem for p in folder.glob("*.py")} | {
+        p.name for p in folder.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    }
+    assert modules <= LAYOUT, f"{plugin}: {sorted(modules - LAYOUT)} are not in the layout"
+    templates = folder / "templates"
+    if templates.exists():
+        assert [p.name for p in templates.iterdir()] == [plugin]
+    app = make_app(plugins=[plugin])
+    host = app.extensions["billhive"].host
+    names = {bp.name for owner, bp in host.blueprints() if owner == plugin}
+    assert names <= {plugin, f"{plugin}_api"}
+    module = host.get(plugin).module
+    models = module.register_models() if hasattr(module, "register_models") else []
+    for model in models:
+        assert model._meta.table_name.startswith(f"{plugin}_")
+    assert hasattr(module, "MIGRATIONS") == bool(models)  # tables come with their history
