@@ -207,7 +207,7 @@ MIGRATIONS = [
     (3, login_session_last_seen),
     (4, invoice_parties_backfill),
     (7, list_indexes),  # 5 and 6 are reserved for work landing in parallel (issue 19/20)
-    (8, ledger_backfill),
+    (9, ledger_backfill),  # 8 is reserved for the connectors' data move (issue 17)
 ]
 
 

@@ -8,7 +8,7 @@ or chosen), refunds, credit notes, prepaid top-ups, voids and reversals keep
   a void invoice owes and holds nothing),
 * a statement's closing balance is the next period's opening balance;
 
-and invoices issued before the ledger existed are posted once, by core migration 8 at the
+and invoices issued before the ledger existed are posted once, by core migration 9 at the
 first start of the release that has the ledger."""
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_the_upgrade_posts_invoices_issued_before_the_ledger_once(world, make_ap
     old("OLD-CN1", -1000, "issued", kind="credit_note", credit_for=open_)
     topup = old("OLD-4", 2000, "paid", paid_at=now - timedelta(days=35))
     PrepaidTopup.create(invoice=topup.id, account=a.id)
-    # as the release before the ledger left them: no entries, core step 8 not applied
+    # as the release before the ledger left them: no entries, core step 9 not applied
     SchemaMigration.delete().where(SchemaMigration.name == "ledger_backfill").execute()
     make_app(plugins=[])  # the upgraded release starts
     assert SchemaMigration.select().where(SchemaMigration.name == "ledger_backfill").count() == 1

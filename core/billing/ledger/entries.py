@@ -689,7 +689,7 @@ def reverse(entry: LedgerEntry, actor=None, memo: str = "", on: date | None = No
 
 
 def backfill(actor=None) -> int:
-    """Post the entries of invoices issued before the ledger existed (core migration 8, run
+    """Post the entries of invoices issued before the ledger existed (core migration 9, run
     once at the first start of the release; idempotent: an invoice with its entry is skipped). Each issued document gets its
     entry on its issue date; a credit note settles what it credits; a paid invoice gets a
     payment ("paid before the ledger") on its payment date for what was due; a void one a
