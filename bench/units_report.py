@@ -149,7 +149,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from hostapp.app import create_app
-    from plugins.billing_units.service.report import report as invoiced_report
+    from plugins.billing_units.service.report import for_period as invoiced_report
     from plugins.billing_units.service.units import compute_report
 
     with tempfile.TemporaryDirectory() as tmp:
