@@ -194,7 +194,7 @@ def list_indexes(migrator, db):
 
 def ledger_backfill(migrator, db):
     """Invoices issued before the ledger existed get their entries (core.billing.ledger)."""
-    from core.billing.ledger import backfill
+    from core.billing.ledger.entries import backfill
 
     backfill()
 
