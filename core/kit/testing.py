@@ -124,6 +124,7 @@ class Databases:
         self._made: list[str] = []  # PostgreSQL databases of this session, templates last
         self._free: list[str] = []  # ... in the template's state, ready for a test
         self._state = None  # the template's (schema, rows, sequences)
+        self._copies: dict[str, tuple] = {}  # SQLite copies as made: path -> (size, mtime)
 
     def _sql(self, statement: str, params=()) -> None:
         if self._admin is None:
@@ -175,6 +176,7 @@ class Databases:
         if backend == "sqlite":
             path = folder / "billhive.db"
             shutil.copyfile(template, path)
+            self._copies[str(path)] = _stat(path)
             return f"sqlite:///{path}"
         if self._free:
             return self._pg_url(self._free.pop())
@@ -183,6 +185,11 @@ class Databases:
         self._made.insert(0, name)
         self._sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
         return self._pg_url(name)
+
+    def untouched(self, url: str) -> bool:
+        """Whether ``url`` is a SQLite copy of the template that nothing opened yet."""
+        path = url.removeprefix("sqlite:///")
+        return path in self._copies and self._copies[path] == _stat(Path(path))
 
     def done(self, url: str) -> None:
         """The test that had ``url`` is over."""
@@ -206,6 +213,13 @@ class Databases:
         self._made.clear()
         if self._admin is not None:
             self._admin.close()
+
+
+def _stat(path: Path) -> tuple | None:
+    if not path.exists() or Path(f"{path}-wal").exists():
+        return None
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
 
 
 def _pg_schema(cur) -> dict:
@@ -324,7 +338,8 @@ class Apps:
     test's, pointed at the test's own database and data folder, and start-up run there
     (:func:`hostapp.app.start_database`). A test that asks twice gets two apps."""
 
-    def __init__(self):
+    def __init__(self, databases: Databases):
+        self.databases = databases
         self._idle: dict[str, list[tuple]] = {}
         self._lent: list[tuple] = []
 
@@ -340,7 +355,7 @@ class Apps:
         key = self._key(config)
         if self._idle.get(key) and not new:
             entry = self._idle[key].pop()
-            _rehome(*entry[1:], config)
+            _rehome(*entry[1:], config, self.databases)
         else:
             app = create_app(dict(config))
             entry = (key, app, dict(app.config))
@@ -357,7 +372,7 @@ class Apps:
         self._lent.clear()
 
 
-def _rehome(app, built: dict, config: dict) -> None:
+def _rehome(app, built: dict, config: dict, databases: Databases) -> None:
     from core import db
     from hostapp import config as config_module
     from hostapp.app import start_database
@@ -373,12 +388,17 @@ def _rehome(app, built: dict, config: dict) -> None:
     ext.database.init(fresh.database, **options)
     ext.host.license_key_paths = app.config["LICENSE_KEY_PATHS"]
     db.bind(ext.database)
-    start_database(ext.database, ext.host)
+    if databases.untouched(app.config["DATABASE_URL"]):
+        # a copy of the template, which this very start-up made: only the plugins' state
+        with ext.database.connection_context():
+            ext.host.refresh(force=True)
+    else:
+        start_database(ext.database, ext.host)
 
 
 @pytest.fixture(scope="module")
-def billhive_app_cache():
-    return Apps()
+def billhive_app_cache(billhive_databases):
+    return Apps(billhive_databases)
 
 
 @pytest.fixture
