@@ -152,6 +152,14 @@ def register_menu_items():
         # shown to whoever sees one of the Billing page's sub-tabs (core.panel.jinja)
         MenuItem("Billing", "billing_account.index", "billing.edit", where="account", order=45),
         MenuItem(
+            "Connectors",
+            "connectors.index",
+            "billing.edit",
+            where="account",
+            order=62,
+            levels=(P, R),
+        ),  # fmt: skip
+        MenuItem(
             "E-mail templates",
             "mail.templates_page",
             "billing.edit",
@@ -192,6 +200,13 @@ def list_indexes(migrator, db):
     add_list_indexes(migrator, db)
 
 
+def connectors_from_psa_mapping(migrator, db):
+    """The psa_mapping plugin's own tables move into the connector tables (core.connectors)."""
+    from core.connectors.migrations import move_psa_mapping
+
+    move_psa_mapping(migrator, db)
+
+
 def ledger_backfill(migrator, db):
     """Invoices issued before the ledger existed get their entries (core.billing.ledger)."""
     from core.billing.ledger.entries import backfill
@@ -207,7 +222,8 @@ MIGRATIONS = [
     (3, login_session_last_seen),
     (4, invoice_parties_backfill),
     (7, list_indexes),  # 5 and 6 are reserved for work landing in parallel (issue 19/20)
-    (9, ledger_backfill),  # 8 is reserved for the connectors' data move (issue 17)
+    (8, connectors_from_psa_mapping),
+    (9, ledger_backfill),
 ]
 
 
@@ -215,10 +231,11 @@ MIGRATIONS = [
 def register_models():
     from core.billing.invoicing.parties import PARTY_MODELS
     from core.billing.models import BILLING_MODELS
+    from core.connectors.models import CONNECTOR_MODELS
     from core.mail.models import MAIL_MODELS
     from core.models import CORE_MODELS
 
-    return CORE_MODELS + BILLING_MODELS + PARTY_MODELS + MAIL_MODELS
+    return CORE_MODELS + BILLING_MODELS + PARTY_MODELS + MAIL_MODELS + CONNECTOR_MODELS
 
 
 @hookimpl
@@ -244,6 +261,14 @@ def dashboard_alerts(user):
     url = (url_for("mail.outbox_page", status="failed") if rbac.has(user, "audit.view")
            else url_for("mail.message_page", message_id=latest[0].id))  # fmt: skip
     return [DashboardAlert("Failed e-mail sends", count, url, lines)]
+
+
+@hookimpl
+def invoice_finalized(invoice):
+    """Push the issued invoice through every enabled billing connector (core.connectors)."""
+    from core.connectors.sync import on_invoice_finalized
+
+    on_invoice_finalized(invoice)
 
 
 @hookimpl

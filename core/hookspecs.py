@@ -70,11 +70,14 @@ def register_invoice_formats():
 
 @hookspec
 def register_billing_connectors():
-    """Connectors that push billing data to an outside system (a PSA, an ERP, a webhook).
+    """Connectors that push issued invoices to an outside system (a PSA, an ERP, a webhook).
+
+    The core runs them (:mod:`core.connectors`): settings per account (secrets encrypted),
+    mappings, links, sync items, runs, retries and the push after ``invoice_finalized``.
 
     :return: a list of :class:`core.registry.BillingConnector`: code, title, a marshmallow
-        settings schema, ``test(settings) -> str`` and ``push(settings, invoice_document) ->
-        list`` of per-item outcomes.
+        settings schema, ``test(settings) -> str``, ``items(context) -> [PushItem]`` and
+        ``push(session, item) -> PushResult`` (or raise ``PushFailed``).
 
     Since API 1.
     """

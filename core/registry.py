@@ -70,12 +70,100 @@ class InvoiceFormat:
 
 
 @dataclass(frozen=True)
+class PushContext:
+    """What a connector's ``items`` is asked about: one issued invoice of ``customer``,
+    pushed through the connector settings of ``account`` (the nearest account above the
+    customer that has them). ``link`` is the customer's confirmed link (a
+    ``core.connectors.models.ConnectorLink``) for a connector with ``links=True``, else None;
+    ``document`` is the invoice as plain data (``core.billing.documents``)."""
+
+    account: Any
+    customer: Any
+    invoice: Any
+    document: dict
+    link: Any = None
+
+
+@dataclass(frozen=True)
+class PushItem:
+    """One thing to push for one invoice, kept by the core as a sync item until it is done.
+
+    ``key`` is unique per invoice and connector (a replay finds the same item);
+    ``external_key`` is what the outside system knows it by: an older invoice's item still
+    to push is superseded by a newer invoice's item with the same external key."""
+
+    key: str
+    external_key: str
+    product_code: str = ""
+    quantity: str = ""
+    remote_product: str = ""
+    unique_id: str = "*"
+    level: int = 0
+    target_id: int | None = None
+    mapping_id: int | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a successful push did: ``outcome`` is ``created``, ``updated`` or ``unchanged``."""
+
+    outcome: str
+    remote_id: int | None = None
+    message: str = ""
+
+
+class PushFailed(Exception):
+    """A connector's ``push`` could not push an item; ``message`` says why, for a person.
+
+    The item is pushed again by the next sync. ``uncertain=True``: the outside system may
+    have received it (an answer was lost); the next push must find it by its external key
+    rather than send it twice."""
+
+    def __init__(self, message: str, uncertain: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.uncertain = uncertain
+
+
+@dataclass(frozen=True)
 class BillingConnector:
+    """An outside system issued invoices are pushed to; ``core.connectors`` runs it.
+
+    The core keeps the connector's settings per account (``settings_schema`` fields with
+    ``metadata={"secret": True}`` are encrypted at rest and only ever shown masked), its
+    mappings and customer links, the sync items, runs and retries. The connector says:
+
+    * ``test(settings) -> str``: a sentence for a person (what worked, or what to fix);
+    * ``items(context: PushContext) -> list[PushItem]``: what an issued invoice pushes
+      (``[]``: nothing);
+    * ``push(session, item) -> PushResult``: push one item, or raise :class:`PushFailed`;
+      ``item`` is the stored sync item (the attributes of :class:`PushItem`, plus
+      ``invoice_id``, ``customer_id`` and ``attempts``);
+    * ``session(settings)``: a context manager giving the ``session`` handed to ``push``
+      for one sync (default: the settings themselves);
+    * ``clean(settings) -> settings``: checks beyond the schema, with the stored secrets
+      filled in; raises ``core.errors.ValidationFailed`` naming the field;
+    * ``reconcile(session, account, items, full) -> list[str]``: run before a sync pushes
+      (may add items); returns problems for the run's message;
+    * ``report(session) -> (counts, notes)``: after the pushes, extra counts and notes;
+    * ``links``: pushes only for customers with a confirmed link, and a full sync pushes
+      each linked customer's latest issued invoice again (a new mapping takes effect);
+    * ``panel``: the endpoint of the connector's own pages (mappings, links), if any.
+    """
+
     code: str
     title: str
     settings_schema: type | None
     test: Callable[[dict], str]
-    push: Callable[[dict, dict], list]
+    push: Callable[[Any, Any], PushResult]
+    items: Callable[[PushContext], list[PushItem]]
+    session: Callable[[dict], Any] | None = None
+    clean: Callable[[dict], dict] | None = None
+    reconcile: Callable[..., list[str]] | None = None
+    report: Callable[[Any], tuple[dict, list[str]]] | None = None
+    links: bool = False
+    panel: str | None = None
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         discover(app.config["PLUGINS"], app.config["PLUGIN_MODULES"]),
         app.config["LICENSE_KEY_PATHS"],
     )
-    start_database(database, host)
+    with app.app_context():  # core migrations may read the configuration (core.connectors)
+        start_database(database, host)
 
     security.init_app(app)  # proxy hops, Secure cookies, security headers: one place
     mail_transport.init_app(app)  # e-mail: the outbox folder or SMTP (core.mail)
@@ -115,7 +116,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(billing_account_bp)
     app.register_blueprint(billing_dunning_bp)
     app.register_blueprint(billing_parties_bp)
+    from core.connectors.views import blueprint as connectors_bp
     from core.mail import views as mail_views
+
+    app.register_blueprint(connectors_bp)
 
     mail_views.init_app(app)
     jinja.init_app(app)

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 
 def data_dir() -> Path:
     return Path(os.environ.get("BILLHIVE_DATA_DIR", "./instance")).resolve()
@@ -36,6 +38,17 @@ def _secret_key(folder: Path) -> str:
     path = folder / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _connector_key(folder: Path) -> str:
+    """The Fernet key of connector secrets (core.connectors.secrets), kept like the secret key."""
+    if os.environ.get("BILLHIVE_CONNECTOR_KEY"):
+        return os.environ["BILLHIVE_CONNECTOR_KEY"]
+    path = folder / "connector_key"
+    if not path.exists():
+        path.write_text(Fernet.generate_key().decode())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -111,6 +124,7 @@ def load(overrides: dict | None = None) -> dict:
         "DATA_DIR": str(folder),
         "DATABASE_URL": database_url(folder),
         "SECRET_KEY": _secret_key(folder),
+        "CONNECTOR_KEY": overrides.get("CONNECTOR_KEY") or _connector_key(folder),
         # trusted licence keys: the configured files plus the instance's own key folder
         "LICENSE_KEY_PATHS": keys + [str(folder / "license-keys" / "*.pem")],
         # None = every installed plugin; a list = only those (tests name theirs)

@@ -91,9 +91,9 @@ class Tree:
         from core.billing import catalog
         from core.billing.invoicing import lifecycle as invoices
         from core.billing.models import BillRun, Subscription
+        from core.connectors.models import ConnectorLink, ConnectorMapping, SyncRun
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
-        from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
         from tests.billing_support import setup_catalog
 
         install_license(FEATURES)
@@ -155,13 +155,22 @@ class Tree:
                  "private_key": "priv", "client_id": "client", "timeout": "0.2",
                  "max_retries": "0", "backoff": "0.01"},
             )  # fmt: skip
-            self.objects[key, "mapping"] = PsaMapping.create(
-                account=acc, product_code="SEAT", mapping_type="per_unit", psa_product="X"
+            self.objects[key, "mapping"] = ConnectorMapping.create(
+                account=acc,
+                connector="connectwise",
+                product_code="SEAT",
+                mapping_type="per_unit",
+                remote_product="X",
             )
-            self.objects[key, "sync_run"] = SyncRun.create(account=acc, trigger="t", status="ok")
+            self.objects[key, "sync_run"] = SyncRun.create(
+                account=acc, connector="connectwise", trigger="t", status="ok"
+            )
         for owner, customer in (("P", "R1"), ("R1", "C1"), ("R2", "C2")):
-            self.objects[owner, "link"] = CompanyLink.create(
-                account=self.accounts[owner], customer=self.accounts[customer], psa_company_id=1
+            self.objects[owner, "link"] = ConnectorLink.create(
+                account=self.accounts[owner],
+                connector="connectwise",
+                customer=self.accounts[customer],
+                remote_id=1,
             )
         self._ledger_objects()
 

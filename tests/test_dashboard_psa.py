@@ -10,11 +10,13 @@ psa = support.psa
 
 
 def _failed_item(owner, customer, message):
-    from plugins.psa_mapping.models import SyncItem, SyncRun
+    from core.connectors.models import SyncItem, SyncRun
 
-    run = SyncRun.create(account=owner, trigger="cli", status="failed", message=message)
-    return SyncItem.create(account=owner, customer=customer, run=run, invoice_id=7,
-                           product_code="M365", psa_product="M365-BP", quantity="3",
+    run = SyncRun.create(account=owner, connector="connectwise", trigger="cli", status="failed",
+                         message=message)  # fmt: skip
+    return SyncItem.create(account=owner, connector="connectwise", customer=customer, run=run,
+                           invoice_id=7, key="m1", product_code="M365", remote_product="M365-BP",
+                           quantity="3",
                            external_key=f"k-{customer.id}", outcome="failed",
                            message=message)  # fmt: skip
 

@@ -78,9 +78,9 @@ class Tree:
         from core.billing import catalog
         from core.billing.invoicing import lifecycle as invoices
         from core.billing.models import BillRun
+        from core.connectors.models import ConnectorLink, ConnectorMapping, SyncRun
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
-        from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
 
         install_license(FEATURES)
         host = ctx.extensions["billhive"].host
@@ -128,10 +128,11 @@ class Tree:
                  "private_key": "priv", "client_id": "client", "timeout": "0.2",
                  "max_retries": "0", "backoff": "0.01"},
             )  # fmt: skip
-            keep("mapping", PsaMapping.create(account=seller, product_code="SEAT",
-                                              mapping_type="per_unit", psa_product="SEAT-CW",
-                                              level=1))  # fmt: skip
-            keep("sync_run", SyncRun.create(account=seller, trigger="test", status="ok"))
+            keep("mapping", ConnectorMapping.create(account=seller, connector="connectwise",
+                                                    product_code="SEAT", mapping_type="per_unit",
+                                                    remote_product="SEAT-CW", level=1))  # fmt: skip
+            keep("sync_run", SyncRun.create(account=seller, connector="connectwise",
+                                            trigger="test", status="ok"))  # fmt: skip
         for seller, buyer in ((self.provider, self.reseller), (self.reseller, self.rcustomer),
                               (self.provider, world.customer_a)):  # fmt: skip
             catalog.create_subscription(
@@ -151,8 +152,8 @@ class Tree:
             team = keep("team", units.create_team(None, buyer, {"name": "Team"}))
             keep("unit", units.create_unit(None, buyer, {"name": "Unit", "team_ids": [team.id],
                                                          "number_ids": [number.id]}))  # fmt: skip
-            link = CompanyLink.create(account=seller, customer=buyer, psa_company_id=7,
-                                      psa_company_name="Co", agreement_id=3)  # fmt: skip
+            link = ConnectorLink.create(account=seller, connector="connectwise", customer=buyer,
+                                        remote_id=7, remote_name="Co", target_id=3)  # fmt: skip
             keep("link", link)
         self.ids = {k: sorted(v) for k, v in ids.items()}
 

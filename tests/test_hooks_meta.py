@@ -7,6 +7,7 @@ import inspect
 import re
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from core import HOOK_API_VERSION, hookspecs
 from core.billing.models import Invoice
 from core.plugins import hook_since
-from core.registry import Charge, InvoiceOptions
+from core.registry import Charge, InvoiceOptions, PushResult
 from tests.conftest import World
 from tests.plugins import notes
 
@@ -132,7 +133,8 @@ def test_every_hook_is_called_through_the_host(make_app):
         exercised.add("register_invoice_formats")
         connector = host.billing_connectors()["notebook"]
         assert connector.test({"url": "http://x"}) == "reached http://x"
-        assert connector.push({}, {}) == [{"line": 1, "ok": True}]
+        item = connector.items(SimpleNamespace(invoice=SimpleNamespace(id=7)))[0]
+        assert connector.push({}, item) == PushResult("created", 1, "noted note:7")
         exercised.add("register_billing_connectors")
         assert notes.Note in host.models(only_enabled=True)
         notes.Note.create(text="table exists")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from core.registry import PushFailed
 from tests import test_psa_support as support
 from tests.test_psa_support import connect, form_settings
 
@@ -18,15 +21,16 @@ def test_connector_is_registered_and_tests_settings(psa, fake):
     assert connector.title == "ConnectWise Manage"
     ok = connector.test(form_settings(fake))
     assert ok.startswith("Connected to ConnectWise Manage v2024.1.99999")
-    bad = connector.test(form_settings(fake, private_key="wrong-private-key-123"))
-    assert bad == (
+    with pytest.raises(PushFailed) as bad:
+        connector.test(form_settings(fake, private_key="wrong-private-key-123"))
+    assert bad.value.message == (
         "Connection failed: ConnectWise refused the credentials (401): check company id, "
         "public and private key"
     )
 
 
 def test_panel_saves_settings_masks_secrets_and_tests_the_connection(psa, world, panel, fake):
-    from plugins.psa_mapping.models import PsaConnection
+    from core.connectors.models import ConnectorSettings
 
     client = panel(world.operator)
     url = f"/accounts/{world.provider.id}/psa/connection"
@@ -37,8 +41,8 @@ def test_panel_saves_settings_masks_secrets_and_tests_the_connection(psa, world,
     assert fake.private_key not in page and fake.public_key not in page
     assert fake.client_id not in page
     assert "••••••0xyz" in page  # the last 4 characters at most
-    conn = PsaConnection.get()
-    assert fake.private_key not in conn.private_key_enc  # stored encrypted
+    conn = ConnectorSettings.get()
+    assert fake.private_key not in conn.secrets  # stored encrypted
     # the test button against the stored settings
     resp = client.post(url + "/test", follow_redirects=True)
     assert "Connected to ConnectWise Manage" in resp.get_data(as_text=True)
@@ -57,9 +61,9 @@ def test_test_connection_with_bad_credentials_gives_a_clear_message(psa, world, 
 
 
 def test_bad_settings_give_field_errors_and_write_nothing(psa, world, panel, api, fake):
+    from core.connectors.models import ConnectorSettings
     from core.models import AuditEntry
     from plugins.psa_mapping import service
-    from plugins.psa_mapping.models import PsaConnection
 
     client = panel(world.operator)
     url = f"/accounts/{world.provider.id}/psa/connection"
@@ -76,12 +80,12 @@ def test_bad_settings_give_field_errors_and_write_nothing(psa, world, panel, api
     assert "Site URL: must start with https://" in text
     assert "Company ID: must not contain" in text
     assert "Public key: is required" in text
-    assert PsaConnection.select().count() == 0
-    assert AuditEntry.select().where(AuditEntry.action == "psa.connection.save").count() == 0
+    assert ConnectorSettings.select().count() == 0
+    assert AuditEntry.select().where(AuditEntry.action == "connector.settings.save").count() == 0
 
     # an existing connection is left exactly as it was by a bad update (API)
     connect(world.provider, fake)
-    before = service.masked(PsaConnection.get())
+    before = service.masked(ConnectorSettings.get())
     resp = api(world.operator).put(
         f"/api/v1/psa/accounts/{world.provider.id}/connection",
         json={"site_url": fake.url, "company_id": "other", "timeout": 0, "max_retries": 99},
@@ -89,7 +93,7 @@ def test_bad_settings_give_field_errors_and_write_nothing(psa, world, panel, api
     assert resp.status_code == 422
     body = resp.get_json()
     assert set(body["errors"]) == {"timeout", "max_retries"}
-    assert service.masked(PsaConnection.get()) == before
+    assert service.masked(ConnectorSettings.get()) == before
 
 
 def test_api_connection_secrets_are_write_only(psa, world, api, fake):
@@ -112,7 +116,7 @@ def test_api_connection_secrets_are_write_only(psa, world, api, fake):
 
 
 def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel, api, fake, cw):
-    from plugins.psa_mapping.models import CompanyLink
+    from core.connectors.models import ConnectorLink
 
     connect(world.provider, fake)
     client = panel(world.operator)
@@ -120,7 +124,7 @@ def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel,
     page = client.get(f"{base}?customer_id={world.customer_a.id}").get_data(as_text=True)
     assert "Customer A Holdings" in page and "Confirm" in page
     assert "Customer A Managed Services" in page
-    assert CompanyLink.select().count() == 0  # suggested, never linked silently
+    assert ConnectorLink.select().count() == 0  # suggested, never linked silently
     suggestions = (
         api(world.operator)
         .get(
@@ -130,7 +134,7 @@ def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel,
         .get_json()
     )
     assert suggestions["companies"][0]["name"] == "Customer A Holdings"
-    assert CompanyLink.select().count() == 0
+    assert ConnectorLink.select().count() == 0
 
     resp = client.post(
         f"{base}/confirm",
@@ -141,9 +145,9 @@ def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel,
         },
     )
     assert resp.status_code == 302
-    link = CompanyLink.get()
+    link = ConnectorLink.get()
     assert link.customer_id == world.customer_a.id and link.confirmed_by_id == world.operator.id
-    assert link.agreement_id == cw["agreement"]["id"]
+    assert link.target_id == cw["agreement"]["id"]
     # an agreement of another company is refused
     resp = api(world.operator).post(
         f"/api/v1/psa/accounts/{world.provider.id}/company-links",
@@ -154,7 +158,7 @@ def test_company_link_suggestion_needs_a_persons_confirmation(psa, world, panel,
         },
     )
     assert resp.status_code == 422 and "agreement_id" in resp.get_json()["errors"]
-    assert CompanyLink.select().count() == 1
+    assert ConnectorLink.select().count() == 1
 
 
 def test_outside_the_subtree_is_404(psa, world, panel, api, fake):

@@ -97,7 +97,7 @@ def test_api_refuses_the_url_when_saved_and_never_connects_on_test(
     listener,
     opened,
 ):
-    from plugins.psa_mapping.models import PsaConnection
+    from core.connectors.models import ConnectorSettings
 
     account, admin = reseller
     url = target.format(port=listener.port)
@@ -107,7 +107,7 @@ def test_api_refuses_the_url_when_saved_and_never_connects_on_test(
     resp = client.put(base, json=settings(fake, url))
     assert resp.status_code == 422
     assert resp.get_json()["errors"] == {"site_url": [UNREACHABLE]}
-    assert PsaConnection.select().count() == 0
+    assert ConnectorSettings.select().count() == 0
 
     store_anyway(ctx, account, fake, url)
     resp = client.post(base + "/test")
@@ -153,7 +153,7 @@ def test_a_name_rebound_to_loopback_after_saving_is_refused_when_connecting(
     opened,
     monkeypatch,
 ):
-    from plugins.psa_mapping.models import PsaConnection
+    from core.connectors.models import ConnectorSettings
 
     account, admin = reseller
     answers = iter([["93.184.216.34"], ["127.0.0.1"], ["127.0.0.1"]])
@@ -162,7 +162,7 @@ def test_a_name_rebound_to_loopback_after_saving_is_refused_when_connecting(
     base = f"/api/v1/psa/accounts/{account.id}/connection"
     resp = client.put(base, json=settings(fake, f"http://cw.rebind.test:{listener.port}"))
     assert resp.status_code == 200, resp.get_json()  # resolved to a public address then
-    assert PsaConnection.select().count() == 1
+    assert ConnectorSettings.select().count() == 1
     assert client.post(base + "/test").get_json() == {"ok": False, "message": FAILED}
     assert opened == [] and not listener.connected()
 

@@ -87,7 +87,7 @@ def test_billing_page_lists_services_with_billing_setup(setup, world, panel):
 
 
 def test_add_billing_mapping_walks_the_steps(setup, world, panel, fake):
-    from plugins.psa_mapping.models import PsaMapping
+    from core.connectors.models import ConnectorMapping
 
     client = panel(world.operator)
     base = f"/accounts/{world.provider.id}/psa/services/M365"
@@ -111,30 +111,30 @@ def test_add_billing_mapping_walks_the_steps(setup, world, panel, fake):
     )  # fmt: skip
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422 and "Level: must be a whole number" in page  # as labelled
-    assert PsaMapping.select().count() == 0
+    assert ConnectorMapping.select().count() == 0
     resp = client.post(
         base + "/add",
         data={"mapping_type": "per_unit", "psa_product": "M365-BP",
               "unique_id": str(setup["plan"].id), "level": "2"},
     )  # fmt: skip
     assert resp.status_code == 302
-    mapping = PsaMapping.get()
-    assert (mapping.product_code, mapping.psa_product, mapping.level) == ("M365", "M365-BP", 2)
+    mapping = ConnectorMapping.get()
+    assert (mapping.product_code, mapping.remote_product, mapping.level) == ("M365", "M365-BP", 2)
     assert mapping.unique_id == str(setup["plan"].id)
-    assert mapping.psa_product_name == "Microsoft 365 Business Premium"
+    assert mapping.remote_product_name == "Microsoft 365 Business Premium"
     listed = client.get(base).get_data(as_text=True)
     assert "M365-BP" in listed and "Delete mapping" in listed
     # the trash icon deletes
     resp = client.post(f"/accounts/{world.provider.id}/psa/mappings/{mapping.id}/delete")
-    assert resp.status_code == 302 and PsaMapping.select().count() == 0
+    assert resp.status_code == 302 and ConnectorMapping.select().count() == 0
 
 
 def test_mappings_of_another_source_are_read_only(setup, world, panel, api):
-    from plugins.psa_mapping.models import PsaMapping
+    from core.connectors.models import ConnectorMapping
 
-    foreign = PsaMapping.create(
-        account=world.provider, product_code="BACKUP", mapping_type="per_unit",
-        psa_product="BACKUP-GB", level=1, source="ECHOplatform",
+    foreign = ConnectorMapping.create(
+        account=world.provider, connector="connectwise", product_code="BACKUP",
+        mapping_type="per_unit", remote_product="BACKUP-GB", level=1, source="ECHOplatform",
     )  # fmt: skip
     client = panel(world.operator)
     page = client.get(f"/accounts/{world.provider.id}/psa/services/BACKUP").get_data(as_text=True)
@@ -142,9 +142,9 @@ def test_mappings_of_another_source_are_read_only(setup, world, panel, api):
     billing = client.get(f"/accounts/{world.provider.id}/psa").get_data(as_text=True)
     assert "set up by another source (ECHOplatform) is displayed as read-only" in billing
     client.post(f"/accounts/{world.provider.id}/psa/mappings/{foreign.id}/delete")
-    assert PsaMapping.select().count() == 1
+    assert ConnectorMapping.select().count() == 1
     resp = api(world.operator).delete(f"/api/v1/psa/mappings/{foreign.id}")
-    assert resp.status_code == 422 and PsaMapping.select().count() == 1
+    assert resp.status_code == 422 and ConnectorMapping.select().count() == 1
 
 
 def test_mapping_api_and_scoping(setup, world, api):
@@ -170,8 +170,8 @@ def test_customer_gets_404_for_the_providers_mappings(setup, world, api):
 
 
 def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw):
+    from core.connectors.models import SyncItem, SyncRun
     from plugins.psa_mapping.connectwise import parse_marker
-    from plugins.psa_mapping.models import SyncItem, SyncRun
 
     map_service(world.provider, "M365", "M365-BP", 2)
     map_service(world.provider, "BACKUP", "BACKUP-GB", 5, mapping_type="per_account")
@@ -197,8 +197,8 @@ def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw)
 
 
 def test_replay_after_a_timeout_never_adds_twice(setup, world, fake):
+    from core.connectors.models import SyncItem
     from plugins.psa_mapping import service
-    from plugins.psa_mapping.models import SyncItem
 
     map_service(world.provider, "M365", "M365-BP", 1)
     # ConnectWise commits the POST, but answers after the client's 0.5 s timeout
@@ -219,7 +219,7 @@ def test_replay_after_a_timeout_never_adds_twice(setup, world, fake):
 def test_a_post_saved_after_the_timeout_ends_as_one_addition(setup, world, fake):
     """Reproduction (issue 15, item 5): ConnectWise stores the POST a moment after the
     client gave up; the sync finds it by its key instead of posting a second one."""
-    from plugins.psa_mapping.models import SyncItem
+    from core.connectors.models import SyncItem
 
     map_service(world.provider, "M365", "M365-BP", 1)
     held = fake.save_late("/additions", method="POST", seconds=1.0)  # client timeout: 0.5 s
@@ -234,8 +234,8 @@ def test_a_post_saved_after_the_timeout_ends_as_one_addition(setup, world, fake)
 def test_an_unconfirmed_post_leaves_the_item_uncertain_until_the_next_sync(
     setup, world, fake, ctx, panel
 ):
+    from core.connectors.models import SyncItem, SyncRun
     from plugins.psa_mapping import service
-    from plugins.psa_mapping.models import SyncItem, SyncRun
 
     ctx.config["PSA_CONFIRM_SECONDS"] = 0.3  # operator setting: look for it briefly
     map_service(world.provider, "M365", "M365-BP", 1)
@@ -263,8 +263,8 @@ def test_every_sync_cancels_duplicate_additions_and_logs_them(setup, world, fake
     next sync cancels it at ConnectWise and says so in the sync log."""
     from datetime import date
 
+    from core.connectors.models import SyncItem
     from plugins.psa_mapping import service
-    from plugins.psa_mapping.models import SyncItem
 
     map_service(world.provider, "M365", "M365-BP", 1)
     issue_invoice(world.customer_a, world.provider, [("M365", "4")])
@@ -297,8 +297,8 @@ def test_every_sync_cancels_duplicate_additions_and_logs_them(setup, world, fake
 
 
 def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, fake, panel):
+    from core.connectors.models import SyncItem, SyncRun
     from plugins.psa_mapping import service
-    from plugins.psa_mapping.models import SyncItem, SyncRun
 
     map_service(world.provider, "M365", "M365-BP", 1)
     map_service(world.provider, "BACKUP", "BACKUP-GB", 2)
@@ -331,7 +331,7 @@ def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, 
 
 
 def test_an_outage_leaves_items_failed_and_issuing_goes_on(setup, world, fake):
-    from plugins.psa_mapping.models import SyncItem
+    from core.connectors.models import SyncItem
 
     map_service(world.provider, "M365", "M365-BP", 1)
     fake.stop()
@@ -345,8 +345,8 @@ def test_an_outage_leaves_items_failed_and_issuing_goes_on(setup, world, fake):
 def test_cli_sync_with_progress_bar(setup, world, fake, ctx, monkeypatch):
     from click.testing import CliRunner
 
+    from core.connectors.models import SyncItem
     from hostapp import cli
-    from plugins.psa_mapping.models import SyncItem
 
     map_service(world.provider, "M365", "M365-BP", 1)
     fake.fail_next("/additions", 500, times=2, method="POST")
@@ -365,7 +365,7 @@ def test_cli_sync_with_progress_bar(setup, world, fake, ctx, monkeypatch):
 
 @pytest.mark.browser
 def test_wizard_in_a_browser(setup, world, live_server, page):
-    from plugins.psa_mapping.models import PsaMapping
+    from core.connectors.models import ConnectorMapping
 
     page.goto(f"{live_server}/login")
     page.fill("input[name=email]", world.operator.email)
@@ -384,7 +384,7 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     # Cancel discards
     page.click("#cancel")
     page.wait_for_selector("text=No billing mappings for this service yet.")
-    assert PsaMapping.select().count() == 0
+    assert ConnectorMapping.select().count() == 0
     page.click("text=Add Billing Mapping")
     page.select_option("#f-mapping_type", "per_unit")
     page.wait_for_selector("#f-psa_product")
@@ -395,8 +395,8 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     page.wait_for_load_state()
     assert page.locator("tr.mapping").count() == 1, page.inner_text("main")
     assert "Billing mapping for M365 saved." in page.content()
-    mapping = PsaMapping.get()
-    assert (mapping.psa_product, mapping.level, mapping.unique_id) == ("M365-BP", 3, "*")
+    mapping = ConnectorMapping.get()
+    assert (mapping.remote_product, mapping.level, mapping.unique_id) == ("M365-BP", 3, "*")
     # a trash icon people can see (an SVG drawn in the button, not an emoji glyph the
     # system may lack), and it deletes once confirmed in the panel's dialog
     icon = page.locator("button.trash svg").bounding_box()
@@ -405,29 +405,30 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     assert "Delete the mapping of M365-BP (level 3)?" in page.inner_text("dialog#confirm-dialog")
     page.click("dialog#confirm-dialog button[data-ok]")
     page.wait_for_selector("text=No billing mappings for this service yet.")
-    assert PsaMapping.select().count() == 0
+    assert ConnectorMapping.select().count() == 0
 
 
-def test_connector_push_of_an_invoice_document(psa, fake, cw):
+def test_connector_pushes_an_item_by_its_key(psa, fake, cw):
+    """The registered connector on plain data: a session from settings, one item pushed,
+    the same item again finds its addition by key; a mapping that bills nothing has none."""
+    from types import SimpleNamespace
+
+    from plugins.psa_mapping import service
     from plugins.psa_mapping.connectwise import parse_marker
     from tests.test_psa_support import form_settings
 
-    push = psa.billing_connectors()["connectwise"].push
-    settings = {
-        **form_settings(fake),
-        "agreement_id": cw["agreement"]["id"],
-        "customer_key": 42,
-        "mappings": [
-            {"id": 7, "product_code": "M365", "psa_product": "M365-BP", "level": 4},
-            {"id": 8, "product_code": "NONE", "psa_product": "BACKUP-GB", "level": 0},
-        ],
-    }
-    document = {"lines": [{"product_code": "M365", "quantity": "2.5"}]}
-    outcomes = push(settings, document)
-    assert [(o["mapping_id"], o["outcome"], o["quantity"]) for o in outcomes] == [
-        (7, "created", "2.5")
-    ]
-    assert push(settings, document)[0]["outcome"] == "unchanged"
+    connector = psa.billing_connectors()["connectwise"]
+    settings = service.clean(service.ConnectionSettingsSchema().load(form_settings(fake)))
+    item = SimpleNamespace(target_id=cw["agreement"]["id"], remote_product="M365-BP",
+                           quantity="2.5", external_key="a42:m7", level=4)  # fmt: skip
+    with connector.session(settings) as client:
+        result = connector.push(client, item)
+        assert result.outcome == "created"
+        assert connector.push(client, item).outcome == "unchanged"
     (addition,) = fake.additions.values()
+    assert result.remote_id == addition["id"]
     assert addition["quantity"] == Decimal("2.5")
     assert parse_marker(addition["invoiceDescription"]) == ("a42:m7", 4)
+    lines = [SimpleNamespace(product_code="M365", quantity="2.5", source="")]
+    unmapped = SimpleNamespace(product_code="NONE", unique_id="*", mapping_type="per_unit")
+    assert service.quantity_for(unmapped, lines) is None

@@ -45,9 +45,9 @@ class Site:
         from core.billing.invoicing import lifecycle as invoices
         from core.billing.ledger import payments
         from core.billing.models import BillRun, LedgerEntry
+        from core.connectors.models import ConnectorLink, ConnectorMapping
         from plugins.billing_units.service import units
         from plugins.psa_mapping import service as psa
-        from plugins.psa_mapping.models import CompanyLink, PsaMapping
 
         self.app = app
         host = app.extensions["billhive"].host
@@ -73,9 +73,11 @@ class Site:
                  "private_key": "priv", "client_id": "client", "timeout": "0.2",
                  "max_retries": "0", "backoff": "0.01"},
             )  # fmt: skip
-            mapping = PsaMapping.create(account=provider, product_code="SEAT",
-                                        mapping_type="per_unit", psa_product="X")  # fmt: skip
-            link = CompanyLink.create(account=provider, customer=customer, psa_company_id=1)
+            mapping = ConnectorMapping.create(account=provider, connector="connectwise",
+                                              product_code="SEAT", mapping_type="per_unit",
+                                              remote_product="X")  # fmt: skip
+            link = ConnectorLink.create(account=provider, connector="connectwise",
+                                        customer=customer, remote_id=1)  # fmt: skip
             draft = invoices.create_draft(
                 None, customer, provider, [{"description": "x", "unit_price": "5"}]
             )

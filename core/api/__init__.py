@@ -87,11 +87,13 @@ def create_api(app, csrf) -> Api:
     from core.billing.money import MoneyError
     from core.billing.web import api as billing_api
     from core.billing.web import dunning_api, ledger_api, parties_api
+    from core.connectors import api as connectors_api
     from core.mail import api as mail_api
 
     app.register_error_handler(MoneyError, _money_error)
     blueprints = resources.blueprints() + billing_api.blueprints() + ledger_api.blueprints()
     blueprints += mail_api.blueprints()  # an invoice's e-mail (core.mail)
+    blueprints += connectors_api.blueprints()  # billing connectors (core.connectors)
     for bp in blueprints + parties_api.blueprints() + dunning_api.blueprints():
         csrf.exempt(bp)
         api.register_blueprint(bp)

@@ -38,20 +38,24 @@ def register_privileges():
 @hookimpl
 def register_billing_connectors():
     from plugins.psa_mapping import connector
-    from plugins.psa_mapping.connector import ConnectorSettings
+    from plugins.psa_mapping.service import CODE, ConnectionSettingsSchema, clean
 
     return [
         BillingConnector(
-            "connectwise", "ConnectWise Manage", ConnectorSettings, connector.test, connector.push
+            CODE,
+            "ConnectWise Manage",
+            ConnectionSettingsSchema,
+            test=connector.test,
+            push=connector.push,
+            items=connector.items,
+            session=connector.session,
+            clean=clean,
+            reconcile=connector.reconcile,
+            report=connector.report,
+            links=True,
+            panel="psa.billing",
         )
     ]
-
-
-@hookimpl
-def register_models():
-    from plugins.psa_mapping.models import MODELS
-
-    return MODELS
 
 
 @hookimpl
@@ -82,25 +86,19 @@ def dashboard_alerts(user):
     from flask import url_for
 
     from core import rbac
+    from core.connectors.models import SyncItem
     from core.registry import DashboardAlert
-    from plugins.psa_mapping.models import SyncItem
+    from plugins.psa_mapping.service import CODE
 
     if not rbac.has(user, "psa.view"):
         return []
     failed = rbac.scoped(SyncItem.select(), SyncItem.account, user).where(
-        SyncItem.outcome == "failed"
+        (SyncItem.connector == CODE) & (SyncItem.outcome == "failed")
     )
     count = failed.count()
     if not count:
         return []
     latest = list(failed.order_by(SyncItem.id.desc()).limit(3))
-    lines = tuple(f"invoice {i.invoice_id}, {i.psa_product}: {i.message[:120]}" for i in latest)
+    lines = tuple(f"invoice {i.invoice_id}, {i.remote_product}: {i.message[:120]}" for i in latest)
     url = url_for("psa.sync_log", account_id=latest[0].account_id)
     return [DashboardAlert("Failed PSA syncs", count, url, lines)]
-
-
-@hookimpl
-def invoice_finalized(invoice):
-    from plugins.psa_mapping.service import on_invoice_finalized
-
-    on_invoice_finalized(invoice)

@@ -8,10 +8,10 @@ from marshmallow import Schema, fields
 from core import rbac
 from core.api.schemas import AccountOut
 from core.auth import api_login_required, api_user
+from core.connectors.models import SyncRun
 from core.errors import NotFound
 from core.fields import Id, Text
 from plugins.psa_mapping import service as svc
-from plugins.psa_mapping.models import CompanyLink, PsaMapping, SyncRun
 
 blueprint = Blueprint(
     "psa_api",
@@ -143,7 +143,7 @@ def delete_mapping(mapping_id):
 @api_login_required
 def list_links(account_id):
     account = _acc(account_id)
-    return list(CompanyLink.select().where(CompanyLink.account == account.id))
+    return list(svc.links_of(account).values())
 
 
 @blueprint.route("/accounts/<int:account_id>/company-suggestions", methods=["GET"])
@@ -185,7 +185,10 @@ def delete_link(link_id):
 def list_runs(account_id):
     account = _acc(account_id)
     return list(
-        SyncRun.select().where(SyncRun.account == account.id).order_by(SyncRun.id.desc()).limit(100)
+        SyncRun.select()
+        .where((SyncRun.account == account.id) & (SyncRun.connector == svc.CODE))
+        .order_by(SyncRun.id.desc())
+        .limit(100)
     )
 
 
@@ -205,8 +208,7 @@ def start_run(account_id):
 def get_run(run_id):
     """One sync run with each item's outcome and message (the sync log)."""
     run = rbac.get_scoped(SyncRun, api_user(), run_id)
+    if run.connector != svc.CODE:
+        raise NotFound(f"sync run {run_id} not found")
     rbac.require(api_user(), "psa.view", run.account)
     return run
-
-
-__all__ = ["blueprint", "PsaMapping"]

@@ -22,10 +22,10 @@ def sync_command(account_id):
     """Push mapped quantities to ConnectWise; failed items are retried on the next sync.
 
     Exits with status 1 when an item failed (each is listed with its reason)."""
+    from core.connectors.models import ConnectorSettings
     from core.errors import BillhiveError
     from hostapp.cli import get_app
     from plugins.psa_mapping import service as svc
-    from plugins.psa_mapping.models import PsaConnection, SyncItem
 
     app = get_app()
     database = app.extensions["billhive"].database
@@ -38,20 +38,15 @@ def sync_command(account_id):
                 accounts = [svc.integration_account(None, account_id, "psa.edit")]
                 svc.require_connection(accounts[0])
             else:
-                accounts = [c.account for c in PsaConnection.select().order_by(PsaConnection.id)]
+                rows = ConnectorSettings.select().where(ConnectorSettings.connector == svc.CODE)
+                accounts = [c.account for c in rows.order_by(ConnectorSettings.id)]
         except BillhiveError as exc:
             raise click.ClickException(exc.message) from None
         if not accounts:
             click.echo("No ConnectWise connection is configured: nothing to sync.")
             return
         for account in accounts:
-            for invoice in svc._latest_issued_invoices(account):
-                svc.record_invoice(invoice)
-            items = list(
-                SyncItem.select()
-                .where((SyncItem.account == account.id) & SyncItem.outcome.in_(svc.PUSH_AGAIN))
-                .order_by(SyncItem.invoice_id, SyncItem.id)
-            )
+            items = svc.pending_items(account)
             with click.progressbar(
                 length=len(items), label=f"{account.name}: pushing {len(items)} item(s)"
             ) as bar:

@@ -1,104 +1,176 @@
-"""The ``connectwise`` billing connector (``register_billing_connectors``).
+"""The ``connectwise`` billing connector: what ``core.connectors`` calls to push to
+ConnectWise Manage (see :class:`core.registry.BillingConnector`).
 
-A connector is the generic face of the integration for code that holds plain data:
-``test(settings)`` answers a sentence for a person, ``push(settings, invoice_document)``
-pushes one invoice document and answers one outcome per mapped line. The panel, API and
-sync of this plugin use the same ConnectWise client; ``push`` is for callers outside it.
-
-``settings`` for ``push`` are the connection settings plus:
-
-* ``agreement_id``: the ConnectWise agreement whose additions receive the quantities;
-* ``customer_key``: a stable id of the customer (the Billhive account id);
-* ``mappings``: ``[{"id", "product_code", "psa_product", "mapping_type", "level",
-  "unique_id"}]``.
+* ``items``: one item per (linked customer, mapping) that an issued invoice bills, its
+  quantity by the mapping rules (``service.quantity_for``), keyed ``a<customer>:m<mapping>``:
+  one ConnectWise addition per customer and mapping, updated by each invoice;
+* ``push``: upsert that addition on the link's agreement (found by its key, so an uncertain
+  POST is never sent twice);
+* ``reconcile``/``report``: additions carrying one of the account's keys beyond the first
+  are cancelled at ConnectWise before a sync pushes, and listed in the run.
 """
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
-from types import SimpleNamespace
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError
 
-from plugins.psa_mapping.connectwise import ConnectWiseError, ConnectWiseSettings
-from plugins.psa_mapping.service import (
-    ConnectionSettingsSchema,
-    external_key,
-    new_client,
-    quantity_for,
-    require_licensed,
-    run_test,
-)
+from core.connectors.models import ConnectorLink, SyncItem
+from core.registry import PushFailed, PushItem, PushResult
+from plugins.psa_mapping import service as svc
+from plugins.psa_mapping.connectwise import ConnectWiseClient, ConnectWiseError
 
-
-class ConnectorSettings(ConnectionSettingsSchema):
-    public_key = fields.String(required=True, load_only=True)
-    private_key = fields.String(required=True, load_only=True)
-    client_id = fields.String(required=True, load_only=True)
-
-
-def _settings(data: dict) -> ConnectWiseSettings:
-    try:
-        loaded = ConnectorSettings().load(
-            {k: v for k, v in (data or {}).items() if k in ConnectorSettings().fields}
-        )
-    except ValidationError as err:
-        raise ValueError(f"invalid ConnectWise settings: {err.messages}") from None
-    settings = ConnectWiseSettings(**loaded)
-    problems = settings.validate()
-    if problems:
-        raise ValueError("invalid ConnectWise settings: " + "; ".join(problems.values()))
-    return settings
+log = logging.getLogger("billhive.psa")
 
 
 def test(settings: dict) -> str:
+    """``Connected to ConnectWise Manage <version> ...``; raises PushFailed saying what to fix.
+    The settings are checked by the client's guards (core.outbound), not refused here: a
+    stored connection is tested as it is."""
+    schema = svc.ConnectionSettingsSchema()
     try:
-        cw = _settings(settings)
-    except ValueError as exc:
-        return f"Connection failed: {exc}"
-    return run_test(cw)[1]
+        loaded = schema.load({k: v for k, v in (settings or {}).items() if k in schema.fields})
+    except ValidationError as err:
+        raise PushFailed(
+            f"Connection failed: invalid ConnectWise settings: {err.messages}"
+        ) from None
+    ok, message = svc.run_test(svc.cw_settings(loaded))
+    if not ok:
+        raise PushFailed(message)
+    return message
 
 
-def push(settings: dict, invoice_document: dict) -> list[dict]:
-    require_licensed()  # a push is a sync: refused without BH-PSA (LicenseRequired)
-    cw = _settings(settings)
-    lines = [
-        SimpleNamespace(
-            product_code=str(line.get("product_code") or ""),
-            quantity=str(line.get("quantity") or "0"),
-            source=str(line.get("source") or ""),
-        )
-        for line in invoice_document.get("lines", [])
-    ]
-    outcomes = []
-    with new_client(cw) as client:
-        for m in settings.get("mappings", []):
-            mapping = SimpleNamespace(
-                product_code=m["product_code"],
-                mapping_type=m.get("mapping_type", "per_unit"),
-                unique_id=str(m.get("unique_id", "*")),
+def session(settings: dict) -> ConnectWiseClient:
+    return svc.new_client(svc.cw_settings(settings))
+
+
+def items(context) -> list[PushItem]:
+    link = context.link
+    lines = list(context.invoice.lines)
+    out = []
+    for mapping in svc.mappings_of(link.account):
+        quantity = svc.quantity_for(mapping, lines)
+        if quantity is None:
+            continue
+        out.append(
+            PushItem(
+                key=f"m{mapping.id}",
+                external_key=svc.external_key(link.customer_id, mapping.id),
+                product_code=mapping.product_code,
+                quantity=format(quantity, "f"),
+                remote_product=mapping.remote_product,
+                unique_id=mapping.unique_id,
+                level=mapping.level,
+                target_id=link.target_id,
+                mapping_id=mapping.id,
             )
-            quantity = quantity_for(mapping, lines)
-            if quantity is None:
-                continue
-            key = external_key(int(settings["customer_key"]), int(m["id"]))
-            entry = {
-                "mapping_id": m["id"],
-                "product_code": m["product_code"],
-                "quantity": str(quantity),
-                "external_key": key,
-            }
-            try:
-                outcome, addition = client.upsert_addition(
-                    int(settings["agreement_id"]),
-                    m["psa_product"],
-                    Decimal(quantity),
-                    key,
-                    level=int(m.get("level", 0)),
-                )
-            except ConnectWiseError as exc:
-                entry.update(outcome="failed", message=exc.message)
-            else:
-                entry.update(outcome=outcome, addition_id=addition.get("id"), message="")
-            outcomes.append(entry)
-    return outcomes
+        )
+    return out
+
+
+def push(client: ConnectWiseClient, item) -> PushResult:
+    if item.target_id is None:
+        raise PushFailed("the customer's company link names no agreement: confirm the link again")
+    try:
+        outcome, addition = client.upsert_addition(
+            item.target_id,
+            item.remote_product,
+            Decimal(item.quantity),
+            item.external_key,
+            level=item.level,
+        )
+    except ConnectWiseError as exc:
+        raise PushFailed(exc.message, uncertain=exc.kind == "uncertain") from None
+    except ValueError as exc:
+        raise PushFailed(str(exc)) from None
+    return PushResult(
+        outcome,
+        addition.get("id"),
+        f"addition #{addition.get('id')} on agreement #{item.target_id}: "
+        f"quantity {item.quantity}, level {item.level}",
+    )
+
+
+def _keys_by_agreement(account, agreements: set[int] | None) -> dict[int, set[str]]:
+    query = (
+        SyncItem.select(SyncItem.target_id, SyncItem.external_key)
+        .where(
+            (SyncItem.account == account.id)
+            & (SyncItem.connector == svc.CODE)
+            & SyncItem.target_id.is_null(False)
+            & SyncItem.outcome.in_(svc.runtime.DONE + svc.runtime.PUSH_AGAIN)
+        )
+        .distinct()
+    )
+    if agreements is None:
+        # the agreements the account pushes to now (an agreement of an older link may be
+        # gone: it would fail every sync)
+        agreements = {
+            int(link.target_id)
+            for link in ConnectorLink.select().where(
+                (ConnectorLink.account == account.id)
+                & (ConnectorLink.connector == svc.CODE)
+                & ConnectorLink.confirmed_at.is_null(False)
+                & ConnectorLink.target_id.is_null(False)
+            )
+        }
+    query = query.where(SyncItem.target_id.in_(sorted(agreements)))
+    out: dict[int, set[str]] = {}
+    for row in query.tuples():
+        out.setdefault(int(row[0]), set()).add(str(row[1]))
+    return out
+
+
+def reconcile(client: ConnectWiseClient, account, items: list, full: bool) -> list[str]:
+    """Cancel, at ConnectWise, every addition beyond the first carrying one of the account's
+    keys (on the items' agreements, or on every agreement its confirmed company links name
+    when ``full``). The latest item of a key that had duplicates is pushed again (added to
+    ``items``), so the kept addition bills what the latest invoice says."""
+    agreements = None if full else {int(i.target_id) for i in items if i.target_id is not None}
+    cancelled: list[dict] = []
+    problems: list[str] = []
+    for agreement_id, keys in sorted(_keys_by_agreement(account, agreements).items()):
+        try:
+            cancelled += client.cancel_duplicates(agreement_id, keys)
+        except ConnectWiseError as exc:
+            problems.append(f"agreement #{agreement_id}: {exc.message}")
+    queued = {item.id for item in items}
+    for key in sorted({entry["key"] for entry in cancelled}):
+        latest = (
+            SyncItem.select()
+            .where(
+                (SyncItem.account == account.id)
+                & (SyncItem.connector == svc.CODE)
+                & (SyncItem.external_key == key)
+            )
+            .order_by(SyncItem.invoice_id.desc(), SyncItem.id.desc())
+            .first()
+        )
+        if latest is not None and latest.id not in queued and latest.outcome in svc.runtime.DONE:
+            latest.outcome = "pending"
+            latest.message = "pushed again after duplicate additions were cancelled"
+            latest.save()
+            items.append(latest)
+            queued.add(latest.id)
+    if problems:
+        return ["could not check for duplicate additions on " + "; ".join(problems)]
+    return []
+
+
+def cancelled_text(cancelled: list[dict]) -> str:
+    return f"cancelled {len(cancelled)} duplicate addition(s) at ConnectWise: " + ", ".join(
+        f"#{c['addition_id']} on agreement #{c['agreement_id']} (key {c['key']}, "
+        f"kept #{c['kept_id']})"
+        for c in cancelled
+    )
+
+
+def report(client: ConnectWiseClient) -> tuple[dict, list[str]]:
+    """The duplicate additions this sync cancelled: a count and a note for the run."""
+    if not client.cancelled:
+        return {}, []
+    text = cancelled_text(client.cancelled)
+    log.warning("psa sync: %s", text)
+    return {"duplicates_cancelled": len(client.cancelled)}, [text]

@@ -1,4 +1,10 @@
-"""What the panel, the API, the CLI and the hooks of psa_mapping all call.
+"""What the panel, the API, the CLI and the connector of psa_mapping call: the ConnectWise
+side of the core's billing-connector runtime (``core.connectors``).
+
+The core keeps the connection settings (keys encrypted), the mappings, the company links,
+the sync items and runs; this module adds what is ConnectWise's: the settings and their
+checks, the catalog, company suggestions and agreements, and the mapping rules (what a
+mapping type and a Unique ID/Plan mean for an invoice's quantities).
 
 Every function that takes an ``actor`` checks privileges and scoping through ``core.rbac``
 (outside the caller's subtree = 404). ``actor=None`` is the operator's shell (CLI, hooks).
@@ -6,20 +12,20 @@ Every function that takes an ``actor`` checks privileges and scoping through ``c
 
 from __future__ import annotations
 
-import base64
 import difflib
-import hashlib
-import logging
 import os
 import re
 from decimal import Decimal, InvalidOperation
 
-from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app, has_app_context
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, outbound, rbac
 from core.api.schemas import UtcDateTime
+from core.billing.models import PricePlan, Product, Subscription
+from core.connectors import settings as connectors
+from core.connectors import sync as runtime
+from core.connectors.models import ALL_PLANS, ConnectorLink, ConnectorMapping, SyncItem
 from core.db import database, utcnow
 from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import MAX_INT32, Id, Text
@@ -31,24 +37,15 @@ from plugins.psa_mapping.connectwise import (
     ConnectWiseError,
     ConnectWiseSettings,
 )
-from plugins.psa_mapping.models import (
-    ALL_PLANS,
-    MAPPING_TYPES,
-    CompanyLink,
-    PsaConnection,
-    PsaMapping,
-    SyncItem,
-    SyncRun,
-)
 
-log = logging.getLogger("billhive.psa")
 PLUGIN_NAME = "psa_mapping"
-INTEGRATION_LEVELS = ("provider", "reseller")
+CODE = "connectwise"  # the connector's code in the core's tables
+TITLE = "ConnectWise"
 SECRET_FIELDS = ("public_key", "private_key", "client_id")
-DONE = ("created", "updated", "unchanged")
-#: Items a sync pushes (again): new ones, failed ones, and uncertain ones (a POST whose
-#: answer was lost and whose addition did not show up in time: resolved by key).
-PUSH_AGAIN = ("pending", "failed", "uncertain")
+MAPPING_TYPES = {
+    "per_unit": "Per unit (the quantity invoiced for the service)",
+    "per_account": "Per account (1 whenever the service is invoiced)",
+}
 #: Operator settings (config key, environment variable, default seconds).
 CLIENT_SETTINGS = {
     "retry_after_max": ("PSA_RETRY_AFTER_MAX", "BILLHIVE_PSA_RETRY_AFTER_MAX", RETRY_AFTER_MAX),
@@ -75,51 +72,18 @@ def psa_error(exc: ConnectWiseError) -> PsaError:
 
 def integration_account(actor, account_id, privilege: str) -> Account:
     """The provider/reseller account whose integration is asked for, checked for ``actor``."""
-    if actor is None:
-        account = Account.get_or_none(Account.id == account_id)
-        if account is None:
-            raise NotFound(f"account {account_id} not found")
-    else:
-        account = rbac.get_account(actor, account_id)
-    if rbac.level_of(account) not in INTEGRATION_LEVELS:
-        raise NotFound(f"account {account_id} has no PSA integration (customers are linked)")
-    if actor is not None:
-        rbac.require(actor, privilege, account)
-    return account
+    return connectors.integration_account(actor, account_id, privilege, "PSA integration")
 
 
 def require_licensed() -> None:
     rbac.host().require_licensed(PLUGIN_NAME)
 
 
-# -- secrets -----------------------------------------------------------------------------------
-
-
-def _fernet() -> Fernet:
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    key = base64.urlsafe_b64encode(hashlib.sha256(b"billhive-psa:" + secret).digest())
-    return Fernet(key)
-
-
-def _encrypt(value: str) -> str:
-    return _fernet().encrypt(value.encode()).decode()
-
-
-def _decrypt(token: str) -> str:
-    try:
-        return _fernet().decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise PsaError(
-            "the stored ConnectWise keys cannot be read (the instance's secret key changed): "
-            "enter the public key, private key and client id again"
-        ) from None
-
-
 # -- connection settings -----------------------------------------------------------------------
 
 
 class ConnectionSettingsSchema(Schema):
-    """ConnectWise connection settings. Keys are write-only: answers show them masked."""
+    """ConnectWise connection settings. Keys are write-only (secret): answers show them masked."""
 
     site_url = Text(
         2000,
@@ -128,10 +92,12 @@ class ConnectionSettingsSchema(Schema):
         metadata={"label": "Site URL", "description": "e.g. https://api-na.myconnectwise.net"},
     )
     company_id = Text(100, card_numbers=False, required=True, metadata={"label": "Company ID"})
-    public_key = Text(200, card_numbers=False, load_only=True, metadata={"label": "Public key"})
+    public_key = Text(200, card_numbers=False, load_only=True,
+                      metadata={"label": "Public key", "secret": True})  # fmt: skip
     private_key = Text(200, card_numbers=False, load_only=True,
-                       metadata={"label": "Private key"})  # fmt: skip
-    client_id = Text(200, card_numbers=False, load_only=True, metadata={"label": "Client ID"})
+                       metadata={"label": "Private key", "secret": True})  # fmt: skip
+    client_id = Text(200, card_numbers=False, load_only=True,
+                     metadata={"label": "Client ID", "secret": True})  # fmt: skip
     timeout = fields.Float(load_default=10.0, metadata={"label": "Timeout (s)"})
     max_retries = fields.Integer(load_default=3, metadata={"label": "Max retries"})
     backoff = fields.Float(load_default=0.5, metadata={"label": "Backoff (s)"})
@@ -152,102 +118,55 @@ class ConnectionOut(Schema):
     last_test_message = fields.String()
 
 
-def get_connection(account: Account) -> PsaConnection | None:
-    return PsaConnection.get_or_none(PsaConnection.account == account.id)
+def get_connection(account: Account):
+    return connectors.get(account, CODE)
 
 
-def settings_of(conn: PsaConnection) -> ConnectWiseSettings:
+def cw_settings(values: dict) -> ConnectWiseSettings:
     return ConnectWiseSettings(
-        site_url=conn.site_url,
-        company_id=conn.company_id,
-        public_key=_decrypt(conn.public_key_enc),
-        private_key=_decrypt(conn.private_key_enc),
-        client_id=_decrypt(conn.client_id_enc),
-        timeout=conn.timeout,
-        max_retries=conn.max_retries,
-        backoff=conn.backoff,
+        site_url=(values.get("site_url") or "").strip(),
+        company_id=(values.get("company_id") or "").strip(),
+        public_key=values.get("public_key") or "",
+        private_key=values.get("private_key") or "",
+        client_id=values.get("client_id") or "",
+        timeout=values.get("timeout", 10.0),
+        max_retries=values.get("max_retries", 3),
+        backoff=values.get("backoff", 0.5),
     )
 
 
-def masked(conn: PsaConnection | None) -> dict | None:
-    if conn is None:
-        return None
-    out = settings_of(conn).masked()
-    out.update(
-        account_id=conn.account_id,
-        last_test_at=conn.last_test_at,
-        last_test_ok=conn.last_test_ok,
-        last_test_message=conn.last_test_message,
-    )
-    return out
-
-
-def build_settings(payload: dict, existing: PsaConnection | None = None) -> ConnectWiseSettings:
-    """Validate ``payload`` into settings; blank keys keep the stored ones. Raises
-    ValidationFailed naming every bad field; touches nothing."""
-    try:
-        data = ConnectionSettingsSchema().load(
-            {k: v for k, v in (payload or {}).items() if k in ConnectionSettingsSchema().fields}
-        )
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
-    for name in SECRET_FIELDS:
-        value = (data.get(name) or "").strip()
-        if not value and existing is not None:
-            value = _decrypt(getattr(existing, f"{name}_enc"))
-        data[name] = value
-    settings = ConnectWiseSettings(
-        site_url=(data.get("site_url") or "").strip(),
-        company_id=(data.get("company_id") or "").strip(),
-        public_key=data["public_key"],
-        private_key=data["private_key"],
-        client_id=data["client_id"],
-        timeout=data["timeout"],
-        max_retries=data["max_retries"],
-        backoff=data["backoff"],
-    )
+def clean(values: dict) -> dict:
+    """The connector's check of complete settings (stored keys filled in): ValidationFailed
+    naming every field that cannot work; the site URL normalised."""
+    settings = cw_settings(values)
     problems = settings.validate()
     if problems:
         raise ValidationFailed(
             "invalid ConnectWise settings — " + "; ".join(problems.values()),
             {k: [v] for k, v in problems.items()},
         )
-    return settings
+    return {
+        "site_url": settings.base_url,
+        "company_id": settings.company_id,
+        "public_key": settings.public_key,
+        "private_key": settings.private_key,
+        "client_id": settings.client_id,
+        "timeout": float(settings.timeout),
+        "max_retries": int(settings.max_retries),
+        "backoff": float(settings.backoff),
+    }
 
 
-def save_connection(actor, account: Account, payload: dict) -> PsaConnection:
-    existing = get_connection(account)
-    settings = build_settings(payload, existing)  # raises before anything is written
-    with database.atomic():
-        conn = existing or PsaConnection(account=account)
-        before = masked(existing) if existing else None
-        conn.site_url = settings.base_url
-        conn.company_id = settings.company_id
-        conn.public_key_enc = _encrypt(settings.public_key)
-        conn.private_key_enc = _encrypt(settings.private_key)
-        conn.client_id_enc = _encrypt(settings.client_id)
-        conn.timeout = float(settings.timeout)
-        conn.max_retries = int(settings.max_retries)
-        conn.backoff = float(settings.backoff)
-        conn.updated_at = utcnow()
-        conn.updated_by = actor
-        conn.last_test_at = conn.last_test_ok = None
-        conn.last_test_message = ""
-        conn.save()
-        after = settings.masked()
-        audit.record(
-            actor,
-            "psa.connection.save",
-            conn,
-            account=account,
-            before=_jsonable(before),
-            after=_jsonable(after),
-        )
-    return conn
+def settings_of(row) -> ConnectWiseSettings:
+    return cw_settings(connectors.values_of(row, TITLE))
 
 
-def _jsonable(d: dict | None) -> dict | None:
-    return None if d is None else {k: str(v) if v is not None else None for k, v in d.items()}
+def masked(row) -> dict | None:
+    return connectors.masked(row, connectors.connector(CODE))
+
+
+def save_connection(actor, account: Account, payload: dict):
+    return connectors.save(actor, account, CODE, payload)
 
 
 def client_options() -> dict[str, float]:
@@ -271,17 +190,12 @@ def new_client(settings: ConnectWiseSettings) -> ConnectWiseClient:
     return ConnectWiseClient(settings, **client_options())
 
 
-def client_for(conn: PsaConnection) -> ConnectWiseClient:
-    return new_client(settings_of(conn))
+def client_for(row) -> ConnectWiseClient:
+    return new_client(settings_of(row))
 
 
-def require_connection(account: Account) -> PsaConnection:
-    conn = get_connection(account)
-    if conn is None:
-        raise ValidationFailed.field(
-            "connection", f"{account.name} has no ConnectWise connection: save its settings first"
-        )
-    return conn
+def require_connection(account: Account):
+    return connectors.require(account, CODE, TITLE)
 
 
 def run_test(settings: ConnectWiseSettings) -> tuple[bool, str]:
@@ -310,37 +224,18 @@ def run_test(settings: ConnectWiseSettings) -> tuple[bool, str]:
 def test_connection(actor, account: Account, payload: dict | None = None) -> tuple[bool, str]:
     """Test the stored settings (or unsaved ones in ``payload``, stored keys filling blanks).
     The stored connection remembers the last result."""
-    existing = get_connection(account)
-    if payload:
-        settings = build_settings(payload, existing)
-    else:
-        settings = settings_of(require_connection(account))
-    ok, message = run_test(settings)
-    if existing is not None and not payload:
-        existing.last_test_at = utcnow()
-        existing.last_test_ok = ok
-        existing.last_test_message = message
-        existing.save()
-    return ok, message
+    return connectors.test(actor, account, CODE, payload)
 
 
 # -- catalog (Billhive services and the PSA catalog) -------------------------------------------
 
 
-def billing_models():
-    from core.billing import models as billing
-
-    return billing
-
-
 def services_of(account: Account) -> list:
     """Products of the account's own catalog: the services that can be billed."""
-    Product = billing_models().Product
     return list(Product.select().where(Product.account == account.id).order_by(Product.code))
 
 
 def service(account: Account, code: str):
-    Product = billing_models().Product
     product = Product.get_or_none((Product.account == account.id) & (Product.code == code))
     if product is None:
         raise NotFound(f"service {code} not found in {account.name}'s catalog")
@@ -349,7 +244,6 @@ def service(account: Account, code: str):
 
 def plan_choices(product) -> list[tuple[str, str]]:
     """The Unique ID/Plan choices of a service: every plan, or one price plan."""
-    PricePlan = billing_models().PricePlan
     plans = PricePlan.select().where(PricePlan.product == product.id).order_by(PricePlan.name)
     return [(ALL_PLANS, "All plans")] + [(str(p.id), f"{p.name} ({p.currency})") for p in plans]
 
@@ -392,8 +286,8 @@ class MappingOut(Schema):
     account_id = fields.Integer()
     product_code = fields.String()
     mapping_type = fields.String()
-    psa_product = fields.String()
-    psa_product_name = fields.String()
+    psa_product = fields.String(attribute="remote_product")
+    psa_product_name = fields.String(attribute="remote_product_name")
     unique_id = fields.String()
     level = fields.Integer()
     source = fields.String()
@@ -401,14 +295,20 @@ class MappingOut(Schema):
     created_at = UtcDateTime()
 
 
-def mappings_of(account: Account, product_code: str | None = None) -> list[PsaMapping]:
-    query = PsaMapping.select().where(PsaMapping.account == account.id)
+def mappings_of(account: Account, product_code: str | None = None) -> list[ConnectorMapping]:
+    query = ConnectorMapping.select().where(
+        (ConnectorMapping.account == account.id) & (ConnectorMapping.connector == CODE)
+    )
     if product_code is not None:
-        query = query.where(PsaMapping.product_code == product_code)
-    return list(query.order_by(PsaMapping.product_code, PsaMapping.unique_id, PsaMapping.id))
+        query = query.where(ConnectorMapping.product_code == product_code)
+    return list(
+        query.order_by(
+            ConnectorMapping.product_code, ConnectorMapping.unique_id, ConnectorMapping.id
+        )
+    )
 
 
-def create_mapping(actor, account: Account, payload: dict) -> PsaMapping:
+def create_mapping(actor, account: Account, payload: dict) -> ConnectorMapping:
     require_licensed()
     try:
         data = MappingInput().load(payload or {})
@@ -428,25 +328,27 @@ def create_mapping(actor, account: Account, payload: dict) -> PsaMapping:
         if exc.kind == "not_found":
             raise ValidationFailed.field("psa_product", exc.message) from None
         raise psa_error(exc) from None
-    clash = PsaMapping.get_or_none(
-        (PsaMapping.account == account.id)
-        & (PsaMapping.product_code == product.code)
-        & (PsaMapping.mapping_type == data["mapping_type"])
-        & (PsaMapping.unique_id == data["unique_id"])
+    clash = ConnectorMapping.get_or_none(
+        (ConnectorMapping.account == account.id)
+        & (ConnectorMapping.connector == CODE)
+        & (ConnectorMapping.product_code == product.code)
+        & (ConnectorMapping.mapping_type == data["mapping_type"])
+        & (ConnectorMapping.unique_id == data["unique_id"])
     )
     if clash is not None:
         raise ValidationFailed.field(
             "unique_id",
             f"{product.code} already has a {data['mapping_type']} mapping for "
-            f"{plans[data['unique_id']]} (to {clash.psa_product}, level {clash.level})",
+            f"{plans[data['unique_id']]} (to {clash.remote_product}, level {clash.level})",
         )
     with database.atomic():
-        mapping = PsaMapping.create(
+        mapping = ConnectorMapping.create(
             account=account,
+            connector=CODE,
             product_code=product.code,
             mapping_type=data["mapping_type"],
-            psa_product=str(item.get("identifier") or data["psa_product"]),
-            psa_product_name=str(item.get("description") or "")[:300],
+            remote_product=str(item.get("identifier") or data["psa_product"]),
+            remote_product_name=str(item.get("description") or "")[:300],
             unique_id=data["unique_id"],
             level=data["level"],
             source="billhive",
@@ -456,31 +358,31 @@ def create_mapping(actor, account: Account, payload: dict) -> PsaMapping:
     return mapping
 
 
-def _snap(m: PsaMapping) -> dict:
+def _snap(m: ConnectorMapping) -> dict:
     return {
         "product_code": m.product_code,
         "mapping_type": m.mapping_type,
-        "psa_product": m.psa_product,
+        "psa_product": m.remote_product,
         "unique_id": m.unique_id,
         "level": m.level,
         "source": m.source,
     }
 
 
-def get_mapping(actor, mapping_id, privilege: str) -> PsaMapping:
+def get_mapping(actor, mapping_id, privilege: str) -> ConnectorMapping:
     mapping = (
-        rbac.get_scoped(PsaMapping, actor, mapping_id)
+        rbac.get_scoped(ConnectorMapping, actor, mapping_id)
         if actor is not None
-        else PsaMapping.get_or_none(PsaMapping.id == mapping_id)
+        else ConnectorMapping.get_or_none(ConnectorMapping.id == mapping_id)
     )
-    if mapping is None:
+    if mapping is None or mapping.connector != CODE:
         raise NotFound(f"mapping {mapping_id} not found")
     if actor is not None:
         rbac.require(actor, privilege, mapping.account)
     return mapping
 
 
-def delete_mapping(actor, mapping: PsaMapping) -> None:
+def delete_mapping(actor, mapping: ConnectorMapping) -> None:
     if mapping.read_only:
         raise ValidationFailed.field(
             "source",
@@ -507,11 +409,11 @@ class LinkOut(Schema):
     account_id = fields.Integer()
     customer_id = fields.Integer()
     customer_name = fields.Function(lambda link: link.customer.name)
-    psa_company_id = fields.Integer()
-    psa_company_name = fields.String()
-    psa_company_identifier = fields.String()
-    agreement_id = fields.Integer(allow_none=True)
-    agreement_name = fields.String()
+    psa_company_id = fields.Integer(attribute="remote_id")
+    psa_company_name = fields.String(attribute="remote_name")
+    psa_company_identifier = fields.String(attribute="remote_identifier")
+    agreement_id = fields.Integer(attribute="target_id", allow_none=True)
+    agreement_name = fields.String(attribute="target_name")
     confirmed_at = UtcDateTime(allow_none=True)
     confirmed_by = fields.Function(
         lambda link: link.confirmed_by.email if link.confirmed_by else None
@@ -521,33 +423,15 @@ class LinkOut(Schema):
 def customers_of(account: Account) -> list[Account]:
     """Customer accounts whose invoices this integration pushes: the customers in the
     account's subtree that no nearer integration owns."""
-    below = Account.select().where(rbac.in_subtree(account, strict=True))
-    out = []
-    for acc in below.order_by(Account.name):
-        if rbac.level_of(acc) != "customer":
-            continue
-        if owner_of(acc) is not None and owner_of(acc).id != account.id:
-            continue
-        out.append(acc)
-    return out
+    return connectors.customers_of(account, CODE)
 
 
-def owner_of(customer: Account) -> Account | None:
-    """The nearest account above the customer with a ConnectWise connection."""
-    ids = [int(x) for x in customer.path.strip("/").split("/") if x][:-1]
-    if not ids:
-        return None
-    conns = {c.account_id: c for c in PsaConnection.select().where(PsaConnection.account.in_(ids))}
-    for account_id in reversed(ids):
-        if account_id in conns:
-            return conns[account_id].account
-    return None
-
-
-def links_of(account: Account) -> dict[int, CompanyLink]:
+def links_of(account: Account) -> dict[int, ConnectorLink]:
     return {
         link.customer_id: link
-        for link in CompanyLink.select().where(CompanyLink.account == account.id)
+        for link in ConnectorLink.select().where(
+            (ConnectorLink.account == account.id) & (ConnectorLink.connector == CODE)
+        )
     }
 
 
@@ -590,7 +474,7 @@ def company_agreements(account: Account, psa_company_id: int) -> list[dict]:
     return [{"id": a["id"], "name": a.get("name", "")} for a in agreements]
 
 
-def confirm_link(actor, account: Account, payload: dict) -> CompanyLink:
+def confirm_link(actor, account: Account, payload: dict) -> ConnectorLink:
     """A person confirms a customer ↔ ConnectWise company (and agreement) link."""
     require_licensed()
     try:
@@ -620,16 +504,16 @@ def confirm_link(actor, account: Account, payload: dict) -> CompanyLink:
             f"agreement {data['agreement_id']} is not an active agreement of {company.get('name')}",
         )
     with database.atomic():
-        link = CompanyLink.get_or_none(CompanyLink.customer == customer.id) or CompanyLink(
-            customer=customer
-        )
-        before = None if link.id is None else {"psa_company_id": link.psa_company_id}
+        link = ConnectorLink.get_or_none(
+            (ConnectorLink.customer == customer.id) & (ConnectorLink.connector == CODE)
+        ) or ConnectorLink(customer=customer, connector=CODE)
+        before = None if link.id is None else {"psa_company_id": link.remote_id}
         link.account = account
-        link.psa_company_id = company["id"]
-        link.psa_company_name = str(company.get("name") or "")[:300]
-        link.psa_company_identifier = str(company.get("identifier") or "")[:100]
-        link.agreement_id = agreement["id"]
-        link.agreement_name = str(agreement.get("name") or "")[:300]
+        link.remote_id = company["id"]
+        link.remote_name = str(company.get("name") or "")[:300]
+        link.remote_identifier = str(company.get("identifier") or "")[:100]
+        link.target_id = agreement["id"]
+        link.target_name = str(agreement.get("name") or "")[:300]
         link.confirmed_at = utcnow()
         link.confirmed_by = actor
         link.save()
@@ -641,32 +525,34 @@ def confirm_link(actor, account: Account, payload: dict) -> CompanyLink:
             before=before,
             after={
                 "customer": customer.id,
-                "psa_company_id": link.psa_company_id,
-                "agreement_id": link.agreement_id,
+                "psa_company_id": link.remote_id,
+                "agreement_id": link.target_id,
             },
         )
     return link
 
 
-def get_link(actor, link_id, privilege: str) -> CompanyLink:
-    link = rbac.get_scoped(CompanyLink, actor, link_id)
+def get_link(actor, link_id, privilege: str) -> ConnectorLink:
+    link = rbac.get_scoped(ConnectorLink, actor, link_id)
+    if link.connector != CODE:
+        raise NotFound(f"company link {link_id} not found")
     rbac.require(actor, privilege, link.account)
     return link
 
 
-def unlink(actor, link: CompanyLink) -> None:
+def unlink(actor, link: ConnectorLink) -> None:
     with database.atomic():
         audit.record(
             actor,
             "psa.link.delete",
             link,
             account=link.account,
-            before={"customer": link.customer_id, "psa_company_id": link.psa_company_id},
+            before={"customer": link.customer_id, "psa_company_id": link.remote_id},
         )
         link.delete_instance()
 
 
-# -- sync --------------------------------------------------------------------------------------
+# -- mapping rules -----------------------------------------------------------------------------
 
 
 def external_key(customer_id: int, mapping_id: int) -> str:
@@ -684,13 +570,12 @@ def _line_plan(line) -> str | None:
     if kind == "plan":
         return ref
     if kind in ("subscription", "usage"):
-        billing = billing_models()
-        sub = billing.Subscription.get_or_none(billing.Subscription.id == int(ref))
+        sub = Subscription.get_or_none(Subscription.id == int(ref))
         return str(sub.plan_id) if sub is not None else None
     return None
 
 
-def quantity_for(mapping: PsaMapping, lines: list) -> Decimal | None:
+def quantity_for(mapping, lines: list) -> Decimal | None:
     """The quantity a mapping pushes for an invoice's lines; None when it bills nothing."""
     mine = [
         line
@@ -711,285 +596,19 @@ def quantity_for(mapping: PsaMapping, lines: list) -> Decimal | None:
     return total
 
 
-def record_invoice(invoice) -> list[SyncItem]:
-    """Pending items for an issued invoice of a linked customer (idempotent)."""
-    if getattr(invoice, "kind", "invoice") != "invoice":
-        return []
-    link = CompanyLink.get_or_none(
-        (CompanyLink.customer == invoice.account_id) & CompanyLink.confirmed_at.is_null(False)
-    )
-    if link is None:
-        return []
-    lines = list(invoice.lines)
-    items = []
-    for mapping in mappings_of(link.account):
-        quantity = quantity_for(mapping, lines)
-        if quantity is None:
-            continue
-        item = SyncItem.get_or_none(
-            (SyncItem.invoice_id == invoice.id) & (SyncItem.mapping == mapping.id)
-        )
-        if item is None:
-            item = SyncItem.create(
-                account=link.account,
-                customer=link.customer,
-                mapping=mapping,
-                invoice_id=invoice.id,
-                product_code=mapping.product_code,
-                psa_product=mapping.psa_product,
-                unique_id=mapping.unique_id,
-                level=mapping.level,
-                quantity=format(quantity, "f"),
-                agreement_id=link.agreement_id,
-                external_key=external_key(link.customer_id, mapping.id),
-            )
-        items.append(item)
-    return items
+# -- sync (the core's runtime, for the ConnectWise connector) -----------------------------------
 
 
-def _latest_issued_invoices(account: Account) -> list:
-    Invoice = billing_models().Invoice
-    out = []
-    for link in CompanyLink.select().where(
-        (CompanyLink.account == account.id) & CompanyLink.confirmed_at.is_null(False)
-    ):
-        inv = (
-            Invoice.select()
-            .where(
-                (Invoice.account == link.customer_id)
-                & (Invoice.kind == "invoice")
-                & (Invoice.status.in_(("issued", "paid")))
-            )
-            .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
-            .first()
-        )
-        if inv is not None:
-            out.append(inv)
-    return out
-
-
-def _superseded(item: SyncItem) -> bool:
-    """A newer invoice's quantity for the same addition is already there or queued."""
-    return (
-        SyncItem.select()
-        .where(
-            (SyncItem.external_key == item.external_key)
-            & (SyncItem.account == item.account_id)
-            & (SyncItem.invoice_id > item.invoice_id)
-            & (SyncItem.outcome.in_(DONE + PUSH_AGAIN))
-        )
-        .exists()
-    )
-
-
-def push_item(client: ConnectWiseClient, item: SyncItem, run: SyncRun | None) -> SyncItem:
-    """Push one item; its outcome and message are saved whatever happens."""
-    item.run = run
-    item.attempts += 1
-    item.updated_at = utcnow()
-    if _superseded(item):
-        item.outcome = "superseded"
-        item.message = "a newer invoice's quantity replaces this one"
-    elif item.agreement_id is None:
-        item.outcome = "failed"
-        item.message = "the customer's company link names no agreement: confirm the link again"
-    else:
-        try:
-            outcome, addition = client.upsert_addition(
-                item.agreement_id,
-                item.psa_product,
-                Decimal(item.quantity),
-                item.external_key,
-                level=item.level,
-            )
-        except ConnectWiseError as exc:
-            item.outcome = "uncertain" if exc.kind == "uncertain" else "failed"
-            item.message = exc.message
-        except ValueError as exc:
-            item.outcome = "failed"
-            item.message = str(exc)
-        else:
-            item.outcome = outcome
-            item.addition_id = addition.get("id")
-            item.message = (
-                f"addition #{addition.get('id')} on agreement #{item.agreement_id}: "
-                f"quantity {item.quantity}, level {item.level}"
-            )
-    item.save()
-    return item
+def sync(account: Account, trigger: str, items=None, *, invoice_id=None, progress=None):
+    """A sync of the account's ConnectWise items (``core.connectors.sync.sync``)."""
+    return runtime.sync(account, CODE, trigger, items, invoice_id=invoice_id, progress=progress)
 
 
 def pending_items(account: Account) -> list[SyncItem]:
-    """What a full sync pushes: every pending, failed or uncertain item of the account."""
-    return list(
-        SyncItem.select()
-        .where((SyncItem.account == account.id) & SyncItem.outcome.in_(PUSH_AGAIN))
-        .order_by(SyncItem.invoice_id, SyncItem.id)
-    )
-
-
-def _keys_by_agreement(account: Account, agreements: set[int] | None) -> dict[int, set[str]]:
-    query = (
-        SyncItem.select(SyncItem.agreement_id, SyncItem.external_key)
-        .where(
-            (SyncItem.account == account.id)
-            & SyncItem.agreement_id.is_null(False)
-            & SyncItem.outcome.in_(DONE + PUSH_AGAIN)
-        )
-        .distinct()
-    )
-    if agreements is None:
-        # the agreements the account pushes to now (an agreement of an older link may be
-        # gone: it would fail every sync)
-        agreements = {
-            int(link.agreement_id)
-            for link in CompanyLink.select().where(
-                (CompanyLink.account == account.id)
-                & CompanyLink.confirmed_at.is_null(False)
-                & CompanyLink.agreement_id.is_null(False)
-            )
-        }
-    query = query.where(SyncItem.agreement_id.in_(sorted(agreements)))
-    out: dict[int, set[str]] = {}
-    for row in query.tuples():
-        out.setdefault(int(row[0]), set()).add(str(row[1]))
-    return out
-
-
-def reconcile(
-    client: ConnectWiseClient, account: Account, items: list, agreements: set[int] | None
-) -> tuple[list[dict], list[str]]:
-    """Cancel, at ConnectWise, every addition beyond the first carrying one of the account's
-    keys (on ``agreements``, or on every agreement its confirmed company links name). The
-    latest item of a key that had duplicates is pushed again (added to ``items``), so the
-    kept addition bills what the latest invoice says. Returns (cancelled, problems)."""
-    cancelled: list[dict] = []
-    problems: list[str] = []
-    for agreement_id, keys in sorted(_keys_by_agreement(account, agreements).items()):
-        try:
-            cancelled += client.cancel_duplicates(agreement_id, keys)
-        except ConnectWiseError as exc:
-            problems.append(f"agreement #{agreement_id}: {exc.message}")
-    queued = {item.id for item in items}
-    for key in sorted({entry["key"] for entry in cancelled}):
-        latest = (
-            SyncItem.select()
-            .where((SyncItem.account == account.id) & (SyncItem.external_key == key))
-            .order_by(SyncItem.invoice_id.desc(), SyncItem.id.desc())
-            .first()
-        )
-        if latest is not None and latest.id not in queued and latest.outcome in DONE:
-            latest.outcome = "pending"
-            latest.message = "pushed again after duplicate additions were cancelled"
-            latest.save()
-            items.append(latest)
-            queued.add(latest.id)
-    return cancelled, problems
-
-
-def _cancelled_text(cancelled: list[dict]) -> str:
-    return f"cancelled {len(cancelled)} duplicate addition(s) at ConnectWise: " + ", ".join(
-        f"#{c['addition_id']} on agreement #{c['agreement_id']} (key {c['key']}, "
-        f"kept #{c['kept_id']})"
-        for c in cancelled
-    )
-
-
-def sync(account: Account, trigger: str, items=None, *, invoice_id=None, progress=None) -> SyncRun:
-    """Push ``items`` (default: every pending, failed or uncertain item of the account, after
-    recording the latest issued invoice of each linked customer). Every sync first
-    reconciles: duplicate additions of the account's keys are cancelled at ConnectWise
-    (all agreements on a full sync, the items' agreements when ``items`` are given) and
-    listed in the run's message and counts. Never raises for ConnectWise trouble."""
-    if items is None:
-        for invoice in _latest_issued_invoices(account):
-            record_invoice(invoice)
-        items = pending_items(account)
-        agreements = None
-    else:
-        items = list(items)
-        agreements = {int(i.agreement_id) for i in items if i.agreement_id is not None}
-        if trigger != "invoice_finalized":
-            agreements = None  # an explicit sync (CLI) reconciles everything
-    run = SyncRun.create(account=account, trigger=trigger, invoice_id=invoice_id)
-    conn = get_connection(account)
-    if conn is None:
-        message = "no ConnectWise connection: the items stay pending"
-        run.status, run.message, run.finished_at = "failed", message, utcnow()
-        run.counts = {"pending": len(items)}
-        run.save()
-        return run
-    try:
-        client = client_for(conn)
-    except PsaError as exc:
-        run.status, run.message, run.finished_at = "failed", exc.message, utcnow()
-        run.save()
-        return run
-    counts: dict[str, int] = {}
-    failed: list[str] = []
-    uncertain: list[str] = []
-    with client:
-        _, problems = reconcile(client, account, items, agreements)
-        for item in items:
-            push_item(client, item, run)
-            counts[item.outcome] = counts.get(item.outcome, 0) + 1
-            if item.outcome == "failed":
-                failed.append(f"{item.product_code} for {item.customer.name}: {item.message}")
-            elif item.outcome == "uncertain":
-                uncertain.append(f"{item.product_code} for {item.customer.name}")
-            if progress is not None:
-                progress(item)
-        cancelled = list(client.cancelled)
-    ok = sum(counts.get(k, 0) for k in DONE)
-    notes = []
-    if cancelled:
-        counts["duplicates_cancelled"] = len(cancelled)
-        notes.append(_cancelled_text(cancelled))
-    if problems:
-        notes.append("could not check for duplicate additions on " + "; ".join(problems))
-    if uncertain:
-        notes.append(
-            f"{len(uncertain)} uncertain (ConnectWise did not confirm in time; the next sync "
-            "resolves them by key, never posting twice): " + ", ".join(uncertain)
-        )
-    run.counts = counts
-    run.finished_at = utcnow()
-    if failed:
-        run.status = "partial" if ok or counts.get("superseded") or uncertain else "failed"
-        run.message = (
-            f"{len(failed)} of {len(items)} failed (retried on the next sync): " + "; ".join(failed)
-        )
-    else:
-        run.status = "partial" if uncertain or problems else "ok"
-        run.message = (
-            f"{len(items)} item(s): "
-            + ", ".join(
-                f"{n} {k}" for k, n in sorted(counts.items()) if k != "duplicates_cancelled"
-            )
-            if items
-            else "nothing to push"
-        )
-    if notes:
-        run.message += "; " + "; ".join(notes)
-    if cancelled:
-        log.warning("psa sync of account %s: %s", account.id, _cancelled_text(cancelled))
-    run.save()
-    return run
-
-
-def on_invoice_finalized(invoice) -> SyncRun | None:
-    """Record the invoice's items and push them; never lets ConnectWise break issuing."""
-    try:
-        items = record_invoice(invoice)
-        if not items:
-            return None
-        if rbac.host().license_problem(PLUGIN_NAME):
-            log.warning("psa_mapping: licence does not cover pushes; items stay pending")
-            return None
-        return sync(items[0].account, "invoice_finalized", items, invoice_id=invoice.id)
-    except Exception:  # noqa: BLE001 - issuing must go on; the items stay pending
-        log.exception("psa_mapping: could not sync invoice %s", getattr(invoice, "id", "?"))
-        return None
+    """What a full sync pushes, after recording each linked customer's latest invoice."""
+    for invoice in runtime.latest_issued_invoices(account, CODE):
+        runtime.record_invoice(invoice, CODE)
+    return runtime.pending_items(account, CODE)
 
 
 class SyncItemOut(Schema):
@@ -1000,15 +619,15 @@ class SyncItemOut(Schema):
     mapping_id = fields.Integer(allow_none=True)
     invoice_id = fields.Integer()
     product_code = fields.String()
-    psa_product = fields.String()
+    psa_product = fields.String(attribute="remote_product")
     unique_id = fields.String()
     level = fields.Integer()
     quantity = fields.String()
-    agreement_id = fields.Integer(allow_none=True)
+    agreement_id = fields.Integer(attribute="target_id", allow_none=True)
     external_key = fields.String()
     outcome = fields.String()
     message = fields.String()
-    addition_id = fields.Integer(allow_none=True)
+    addition_id = fields.Integer(attribute="remote_id", allow_none=True)
     attempts = fields.Integer()
     updated_at = UtcDateTime()
 

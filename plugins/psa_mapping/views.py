@@ -6,10 +6,10 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from core.connectors.models import SyncItem, SyncRun
 from core.errors import BillhiveError
 from core.panel.forms import form_errors
 from plugins.psa_mapping import service as svc
-from plugins.psa_mapping.models import MAPPING_TYPES, CompanyLink, SyncItem, SyncRun
 
 blueprint = Blueprint(
     "psa", __name__, url_prefix="/accounts/<int:account_id>/psa", template_folder="templates"
@@ -79,7 +79,7 @@ def setup(account_id, code):
         product=product,
         mappings=mappings,
         plans=plans,
-        types=MAPPING_TYPES,
+        types=svc.MAPPING_TYPES,
     )
 
 
@@ -104,7 +104,7 @@ def add_mapping(account_id, code):
             return redirect(url_for("psa.setup", account_id=account.id, code=product.code))
     step = 1
     catalog: list[dict] = []
-    if values.get("mapping_type") in MAPPING_TYPES:
+    if values.get("mapping_type") in svc.MAPPING_TYPES:
         step = 2
         try:
             catalog = svc.psa_catalog(account)
@@ -125,7 +125,7 @@ def add_mapping(account_id, code):
         step=step,
         values=values,
         errors=errors,
-        types=MAPPING_TYPES,
+        types=svc.MAPPING_TYPES,
         catalog=catalog,
         plans=svc.plan_choices(product),
     )
@@ -144,7 +144,7 @@ def delete_mapping(account_id, mapping_id):
     except BillhiveError as exc:
         flash(exc.message, "error")
     else:
-        flash(f"Billing mapping deleted ({mapping.psa_product}, level {mapping.level}).")
+        flash(f"Billing mapping deleted ({mapping.remote_product}, level {mapping.level}).")
     return redirect(url_for("psa.setup", account_id=account.id, code=code))
 
 
@@ -263,8 +263,8 @@ def confirm_company(account_id):
             )
         )
     flash(
-        f"{link.customer.name} is linked to ConnectWise company {link.psa_company_name} "
-        f"(agreement {link.agreement_name})."
+        f"{link.customer.name} is linked to ConnectWise company {link.remote_name} "
+        f"(agreement {link.target_name})."
     )
     return redirect(url_for("psa.companies", account_id=account.id))
 
@@ -277,7 +277,7 @@ def delete_link(account_id, link_id):
     if link.account_id != account.id:
         return svc_not_found(link_id)
     svc.unlink(current_user, link)
-    flash(f"{link.customer.name} is no longer linked to {link.psa_company_name}.")
+    flash(f"{link.customer.name} is no longer linked to {link.remote_name}.")
     return redirect(url_for("psa.companies", account_id=account.id))
 
 
@@ -299,15 +299,15 @@ def sync_log(account_id):
             flash(f"Sync {run.status}: {run.message}", "" if run.status == "ok" else "error")
         return redirect(url_for("psa.sync_log", account_id=account.id))
     runs = list(
-        SyncRun.select().where(SyncRun.account == account.id).order_by(SyncRun.id.desc()).limit(50)
+        SyncRun.select()
+        .where((SyncRun.account == account.id) & (SyncRun.connector == svc.CODE))
+        .order_by(SyncRun.id.desc())
+        .limit(50)
     )
     items = list(
         SyncItem.select()
-        .where(SyncItem.account == account.id)
+        .where((SyncItem.account == account.id) & (SyncItem.connector == svc.CODE))
         .order_by(SyncItem.updated_at.desc(), SyncItem.id.desc())
         .limit(200)
     )
     return _render("psa_mapping/sync.html", account, "sync", runs=runs, items=items)
-
-
-__all__ = ["blueprint", "CompanyLink"]

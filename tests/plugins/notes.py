@@ -26,6 +26,8 @@ from core.registry import (
     MenuItem,
     PluginMeta,
     Privilege,
+    PushItem,
+    PushResult,
 )
 
 PLUGIN = PluginMeta(
@@ -95,7 +97,8 @@ def register_billing_connectors():
             "Notebook",
             ConnectorSettings,
             test=lambda settings: f"reached {settings['url']}",
-            push=lambda settings, doc: [{"line": 1, "ok": True}],
+            items=lambda context: [PushItem("invoice", f"note:{context.invoice.id}")],
+            push=lambda session, item: PushResult("created", 1, f"noted {item.external_key}"),
         )
     ]
 

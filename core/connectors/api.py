@@ -1,0 +1,155 @@
+"""Billing connectors in the REST API (``/api/v1``): an account's connectors and their
+settings (secrets masked; write-only), test, the sync log and Retry.
+
+Reading needs ``billing.view``, changing settings and retrying ``billing.edit`` on a
+provider or reseller account in the caller's subtree (404 outside it). Bad settings answer
+422 naming each field and change nothing.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from core import rbac
+from core.api.schemas import UtcDateTime
+from core.auth import api_login_required, api_user
+from core.connectors import settings as connector_settings
+from core.connectors import sync
+from core.connectors.models import SyncItem, SyncRun
+from core.errors import NotFound, ValidationFailed
+
+blp = Blueprint("connectors_api", __name__, url_prefix="/api/v1",
+                description="Billing connectors: settings, test, sync log, retry")  # fmt: skip
+
+
+def blueprints():
+    return [blp]
+
+
+class ConnectorOut(Schema):
+    code = fields.String()
+    title = fields.String()
+    settings = fields.Dict(
+        allow_none=True, metadata={"description": "null until saved; secrets masked"}
+    )
+
+
+class TestResult(Schema):
+    ok = fields.Boolean()
+    message = fields.String()
+
+
+class SyncItemOut(Schema):
+    id = fields.Integer()
+    run_id = fields.Integer(allow_none=True)
+    customer_id = fields.Integer()
+    invoice_id = fields.Integer()
+    key = fields.String()
+    external_key = fields.String()
+    product_code = fields.String()
+    quantity = fields.String()
+    outcome = fields.String()
+    message = fields.String()
+    remote_id = fields.Integer(allow_none=True)
+    attempts = fields.Integer()
+    updated_at = UtcDateTime()
+
+
+class SyncRunOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    connector = fields.String()
+    trigger = fields.String()
+    invoice_id = fields.Integer(allow_none=True)
+    started_at = UtcDateTime()
+    finished_at = UtcDateTime(allow_none=True)
+    status = fields.String()
+    message = fields.String()
+    counts = fields.Dict()
+
+
+class SyncRunDetail(SyncRunOut):
+    items = fields.Method("_items")
+
+    def _items(self, run):
+        return SyncItemOut(many=True).dump(run.items.order_by(SyncItem.id))
+
+
+def _account(account_id, privilege="billing.view"):
+    return connector_settings.integration_account(api_user(), account_id, privilege)
+
+
+def _out(account, code, conn) -> dict:
+    row = connector_settings.get(account, code)
+    return {"code": code, "title": conn.title, "settings": connector_settings.masked(row, conn)}
+
+
+@blp.route("/accounts/<int:account_id>/connectors", methods=["GET"])
+@blp.response(200, ConnectorOut(many=True))
+@api_login_required
+def list_connectors(account_id):
+    """The enabled connectors with the account's settings (secrets masked)."""
+    account = _account(account_id)
+    return [_out(account, code, c) for code, c in sorted(connector_settings.connectors().items())]
+
+
+@blp.route("/accounts/<int:account_id>/connectors/<code>", methods=["PUT"])
+@blp.response(200, ConnectorOut)
+@api_login_required
+def put_settings(account_id, code):
+    """Save the connector's settings (a JSON object of its schema's fields). Secrets are
+    write-only: omit one to keep the stored value."""
+    account = _account(account_id, "billing.edit")
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationFailed.field("_schema", "send the settings as a JSON object")
+    connector_settings.save(api_user(), account, code, payload)
+    return _out(account, code, connector_settings.connector(code))
+
+
+@blp.route("/accounts/<int:account_id>/connectors/<code>/test", methods=["POST"])
+@blp.response(200, TestResult)
+@api_login_required
+def test_settings(account_id, code):
+    """Test the stored settings against the outside system."""
+    account = _account(account_id, "billing.edit")
+    ok, message = connector_settings.test(api_user(), account, code)
+    return {"ok": ok, "message": message}
+
+
+@blp.route("/accounts/<int:account_id>/connectors/<code>/sync-runs", methods=["GET"])
+@blp.response(200, SyncRunOut(many=True))
+@api_login_required
+def list_runs(account_id, code):
+    account = _account(account_id)
+    connector_settings.connector(code)
+    return list(
+        SyncRun.select()
+        .where((SyncRun.account == account.id) & (SyncRun.connector == code))
+        .order_by(SyncRun.id.desc())
+        .limit(100)
+    )
+
+
+@blp.route("/accounts/<int:account_id>/connectors/<code>/sync-runs", methods=["POST"])
+@blp.response(201, SyncRunDetail)
+@api_login_required
+def retry(account_id, code):
+    """Retry: push every pending, failed or uncertain item of the connector now."""
+    account = _account(account_id, "billing.edit")
+    connector_settings.connector(code)
+    return sync.retry(api_user(), account, code, "api")
+
+
+@blp.route("/connector-sync-runs/<int:run_id>", methods=["GET"])
+@blp.response(200, SyncRunDetail)
+@api_login_required
+def get_run(run_id):
+    """One sync run with each item's outcome and message."""
+    run = rbac.get_scoped(SyncRun, api_user(), run_id)
+    rbac.require(api_user(), "billing.view", run.account)
+    if run.connector not in connector_settings.connectors():
+        raise NotFound(f"sync run {run_id} not found")
+    return run
