@@ -1,7 +1,13 @@
 """PSA mapping (ConnectWise Manage): Billing mappings pushed to ConnectWise Manage through a billing connector."""
 
-from core import hookimpl
-from core.registry import BillingConnector, MenuItem, PluginMeta, Privilege
+from flask import url_for
+
+from core import hookimpl, rbac
+from core.connectors.models import SyncItem
+from core.registry import BillingConnector, DashboardAlert, MenuItem, PluginMeta, Privilege
+from plugins.psa_mapping import api, connector, views
+from plugins.psa_mapping.cli import psa
+from plugins.psa_mapping.service import CODE, ConnectionSettingsSchema, clean
 
 PLUGIN = PluginMeta(
     name="psa_mapping",
@@ -37,9 +43,6 @@ def register_privileges():
 
 @hookimpl
 def register_billing_connectors():
-    from plugins.psa_mapping import connector
-    from plugins.psa_mapping.service import CODE, ConnectionSettingsSchema, clean
-
     return [
         BillingConnector(
             CODE,
@@ -53,43 +56,38 @@ def register_billing_connectors():
             reconcile=connector.reconcile,
             report=connector.report,
             links=True,
-            panel="psa.billing",
+            panel="psa_mapping.billing",
         )
     ]
 
 
 @hookimpl
 def register_blueprints():
-    from plugins.psa_mapping.api import blueprint as api_bp
-    from plugins.psa_mapping.views import blueprint as panel_bp
-
-    return [panel_bp, api_bp]
+    return [views.blueprint, api.blueprint]
 
 
 @hookimpl
 def register_menu_items():
     return [
-        MenuItem("PSA billing", "psa.billing", "psa.view", where="account", order=60, levels=(P, R))
+        MenuItem(
+            "PSA billing",
+            "psa_mapping.billing",
+            "psa.view",
+            where="account",
+            order=60,
+            levels=(P, R),
+        )
     ]
 
 
 @hookimpl
 def register_commands():
-    from plugins.psa_mapping.cli import psa
-
     return [psa]
 
 
 @hookimpl
 def dashboard_alerts(user):
     """Failed PSA sync items of the connections in the user's subtree (psa.view)."""
-    from flask import url_for
-
-    from core import rbac
-    from core.connectors.models import SyncItem
-    from core.registry import DashboardAlert
-    from plugins.psa_mapping.service import CODE
-
     if not rbac.has(user, "psa.view"):
         return []
     failed = rbac.scoped(SyncItem.select(), SyncItem.account, user).where(
@@ -100,5 +98,5 @@ def dashboard_alerts(user):
         return []
     latest = list(failed.order_by(SyncItem.id.desc()).limit(3))
     lines = tuple(f"invoice {i.invoice_id}, {i.remote_product}: {i.message[:120]}" for i in latest)
-    url = url_for("psa.sync_log", account_id=latest[0].account_id)
+    url = url_for("psa_mapping.sync_log", account_id=latest[0].account_id)
     return [DashboardAlert("Failed PSA syncs", count, url, lines)]

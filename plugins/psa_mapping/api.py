@@ -14,7 +14,7 @@ from core.fields import Id, Text
 from plugins.psa_mapping import service as svc
 
 blueprint = Blueprint(
-    "psa_api",
+    "psa_mapping_api",
     __name__,
     url_prefix="/api/v1/psa",
     description="PSA mapping (ConnectWise Manage): connection, mappings, company links, syncs",

@@ -7,14 +7,17 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from core.connectors.models import SyncItem, SyncRun
-from core.errors import BillhiveError
+from core.errors import BillhiveError, NotFound
 from core.panel.forms import form_errors
 from plugins.psa_mapping import service as svc
 
 blueprint = Blueprint(
-    "psa", __name__, url_prefix="/accounts/<int:account_id>/psa", template_folder="templates"
+    "psa_mapping",
+    __name__,
+    url_prefix="/accounts/<int:account_id>/psa",
+    template_folder="templates",
 )
-TAB = "psa.billing"
+TAB = "psa_mapping.billing"
 #: What the forms call their fields (their <label>s), for their messages.
 CONNECTION_LABELS = {
     "site_url": "Site URL",
@@ -101,7 +104,7 @@ def add_mapping(account_id, code):
             errors = form_errors(exc, MAPPING_LABELS)
         else:
             flash(f"Billing mapping for {product.code} saved.")
-            return redirect(url_for("psa.setup", account_id=account.id, code=product.code))
+            return redirect(url_for("psa_mapping.setup", account_id=account.id, code=product.code))
     step = 1
     catalog: list[dict] = []
     if values.get("mapping_type") in svc.MAPPING_TYPES:
@@ -145,12 +148,10 @@ def delete_mapping(account_id, mapping_id):
         flash(exc.message, "error")
     else:
         flash(f"Billing mapping deleted ({mapping.remote_product}, level {mapping.level}).")
-    return redirect(url_for("psa.setup", account_id=account.id, code=code))
+    return redirect(url_for("psa_mapping.setup", account_id=account.id, code=code))
 
 
 def svc_not_found(object_id):
-    from core.errors import NotFound
-
     raise NotFound(f"{object_id} not found")
 
 
@@ -180,7 +181,7 @@ def connection(account_id):
                 conn = svc.save_connection(current_user, account, form)
                 ok, message = svc.test_connection(current_user, account)
                 flash("ConnectWise settings saved. " + message, "" if ok else "error")
-                return redirect(url_for("psa.connection", account_id=account.id))
+                return redirect(url_for("psa_mapping.connection", account_id=account.id))
         except BillhiveError as exc:
             errors = form_errors(exc, CONNECTION_LABELS)
         # everything typed stays in the form, the keys too (this response goes to the person
@@ -208,7 +209,7 @@ def test_connection(account_id):
     except BillhiveError as exc:
         ok, message = False, exc.message
     flash(message, "" if ok else "error")
-    return redirect(url_for("psa.connection", account_id=account.id))
+    return redirect(url_for("psa_mapping.connection", account_id=account.id))
 
 
 # -- company links ------------------------------------------------------------------------------
@@ -259,14 +260,16 @@ def confirm_company(account_id):
         flash(f"Not linked: {exc.message}", "error")
         return redirect(
             url_for(
-                "psa.companies", account_id=account.id, customer_id=request.form.get("customer_id")
+                "psa_mapping.companies",
+                account_id=account.id,
+                customer_id=request.form.get("customer_id"),
             )
         )
     flash(
         f"{link.customer.name} is linked to ConnectWise company {link.remote_name} "
         f"(agreement {link.target_name})."
     )
-    return redirect(url_for("psa.companies", account_id=account.id))
+    return redirect(url_for("psa_mapping.companies", account_id=account.id))
 
 
 @blueprint.route("/companies/<int:link_id>/delete", methods=["POST"])
@@ -278,7 +281,7 @@ def delete_link(account_id, link_id):
         return svc_not_found(link_id)
     svc.unlink(current_user, link)
     flash(f"{link.customer.name} is no longer linked to {link.remote_name}.")
-    return redirect(url_for("psa.companies", account_id=account.id))
+    return redirect(url_for("psa_mapping.companies", account_id=account.id))
 
 
 # -- sync log -----------------------------------------------------------------------------------
@@ -297,7 +300,7 @@ def sync_log(account_id):
         else:
             run = svc.sync(account, "panel")
             flash(f"Sync {run.status}: {run.message}", "" if run.status == "ok" else "error")
-        return redirect(url_for("psa.sync_log", account_id=account.id))
+        return redirect(url_for("psa_mapping.sync_log", account_id=account.id))
     runs = list(
         SyncRun.select()
         .where((SyncRun.account == account.id) & (SyncRun.connector == svc.CODE))
