@@ -59,7 +59,7 @@ PARAM_KINDS = {
     "message_id": "mail_message",
 }
 # String parameters that name something inside the object the ids point at.
-STRING_PARAMS = {"fmt": "PDF", "code": "SEAT", "action": "void"}
+STRING_PARAMS = {"fmt": "PDF", "code": "SEAT", "action": "void", "connector": "connectwise"}
 # Rules without an object of a tenant (operator-wide or the caller's own).
 NOT_TENANT_OBJECTS = {"/api/v1/tokens/<prefix>", "/plugins/<name>/<action>",
                       "/api/v1/plugins/<name>/enable", "/api/v1/plugins/<name>/disable"}  # fmt: skip
@@ -69,6 +69,8 @@ NOT_TENANT_OBJECTS = {"/api/v1/tokens/<prefix>", "/plugins/<name>/<action>",
 NOT_200 = [
     # the PSA integration belongs to providers and resellers; a customer is linked, not linked to
     (r"^/(api/v1/psa/)?accounts/<int:account_id>/psa|^/api/v1/psa/accounts/", "C", 404),
+    # so do billing connectors' settings (core.connectors)
+    (r"^/(api/v1/)?accounts/<int:account_id>/connectors", "C", 404),
     # a Reseller page or resource of an account that is not a reseller
     (r"^/(api/v1/)?resellers/<int:account_id>", "C", 404),
     # a reseller's profile is edited by the account above it, never by the reseller itself
@@ -212,7 +214,9 @@ def kinds_of(rule) -> dict[str, str]:
     out = {}
     for name in rule.arguments:
         if name == "run_id":
-            out[name] = "sync_run" if "/psa/" in rule.rule else "bill_run"
+            out[name] = (
+                "sync_run" if "/psa/" in rule.rule or "/connectors/" in rule.rule else "bill_run"
+            )
         elif name in PARAM_KINDS:
             out[name] = PARAM_KINDS[name]
         elif name not in STRING_PARAMS:

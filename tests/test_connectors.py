@@ -105,7 +105,7 @@ def test_an_issued_invoice_is_pushed_and_logged(books, world, api):
         f"/api/v1/accounts/{world.provider.id}/connectors/bookkeeper/sync-runs"
     )
     assert [r["status"] for r in runs.get_json()] == ["ok"]
-    detail = api(world.operator).get(f"/api/v1/connector-sync-runs/{run.id}").get_json()
+    detail = api(world.operator).get(f"/api/v1/connectors/sync-runs/{run.id}").get_json()
     assert [(i["external_key"], i["outcome"]) for i in detail["items"]] == [
         (f"invoice:{invoice.id}", "created")
     ]

@@ -210,7 +210,7 @@ def test_a_receiver_refusal_is_logged_as_a_failure(world, api, receiver):
     receiver.status = 422  # a receiver that verifies but refuses the content
     _setup(op, world, receiver.url)
     _issue(op, world.customer_b.id, LINES)
-    detail = op.get(f"/api/v1/connector-sync-runs/{_runs(op, world)[0]['id']}").get_json()
+    detail = op.get(f"/api/v1/connectors/sync-runs/{_runs(op, world)[0]['id']}").get_json()
     assert [(i["outcome"], i["message"]) for i in detail["items"]] == [
         ("failed", "the receiver refused the delivery (HTTP 422): check the URL and the "
                    "signing secret")

@@ -176,7 +176,7 @@ class Tree:
         for name in names:
             kind = self.PARAM_KINDS.get(name)
             if name == "run_id":
-                kind = "sync_run" if "/psa/" in path else "bill_run"
+                kind = "sync_run" if "/psa/" in path or "/connectors/" in path else "bill_run"
             if kind is not None:
                 out[name] = self.ids[kind]
             elif name == "fmt":

@@ -33,7 +33,7 @@ OBJECT_PARAMS = {
     "run_id": "bill_run",
     "message_id": "mail_message",
 }
-STRING_PARAMS = {"action": "void", "code": "SEAT", "fmt": "PDF"}
+STRING_PARAMS = {"action": "void", "code": "SEAT", "fmt": "PDF", "connector": "connectwise"}
 
 
 class Site:

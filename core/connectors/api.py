@@ -95,55 +95,55 @@ def list_connectors(account_id):
     return [_out(account, code, c) for code, c in sorted(connector_settings.connectors().items())]
 
 
-@blp.route("/accounts/<int:account_id>/connectors/<code>", methods=["PUT"])
+@blp.route("/accounts/<int:account_id>/connectors/<connector>", methods=["PUT"])
 @blp.response(200, ConnectorOut)
 @api_login_required
-def put_settings(account_id, code):
+def put_settings(account_id, connector):
     """Save the connector's settings (a JSON object of its schema's fields). Secrets are
     write-only: omit one to keep the stored value."""
     account = _account(account_id, "billing.edit")
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise ValidationFailed.field("_schema", "send the settings as a JSON object")
-    connector_settings.save(api_user(), account, code, payload)
-    return _out(account, code, connector_settings.connector(code))
+    connector_settings.save(api_user(), account, connector, payload)
+    return _out(account, connector, connector_settings.connector(connector))
 
 
-@blp.route("/accounts/<int:account_id>/connectors/<code>/test", methods=["POST"])
+@blp.route("/accounts/<int:account_id>/connectors/<connector>/test", methods=["POST"])
 @blp.response(200, TestResult)
 @api_login_required
-def test_settings(account_id, code):
+def test_settings(account_id, connector):
     """Test the stored settings against the outside system."""
     account = _account(account_id, "billing.edit")
-    ok, message = connector_settings.test(api_user(), account, code)
+    ok, message = connector_settings.test(api_user(), account, connector)
     return {"ok": ok, "message": message}
 
 
-@blp.route("/accounts/<int:account_id>/connectors/<code>/sync-runs", methods=["GET"])
+@blp.route("/accounts/<int:account_id>/connectors/<connector>/sync-runs", methods=["GET"])
 @blp.response(200, SyncRunOut(many=True))
 @api_login_required
-def list_runs(account_id, code):
+def list_runs(account_id, connector):
     account = _account(account_id)
-    connector_settings.connector(code)
+    connector_settings.connector(connector)
     return list(
         SyncRun.select()
-        .where((SyncRun.account == account.id) & (SyncRun.connector == code))
+        .where((SyncRun.account == account.id) & (SyncRun.connector == connector))
         .order_by(SyncRun.id.desc())
         .limit(100)
     )
 
 
-@blp.route("/accounts/<int:account_id>/connectors/<code>/sync-runs", methods=["POST"])
+@blp.route("/accounts/<int:account_id>/connectors/<connector>/sync-runs", methods=["POST"])
 @blp.response(201, SyncRunDetail)
 @api_login_required
-def retry(account_id, code):
+def retry(account_id, connector):
     """Retry: push every pending, failed or uncertain item of the connector now."""
     account = _account(account_id, "billing.edit")
-    connector_settings.connector(code)
-    return sync.retry(api_user(), account, code, "api")
+    connector_settings.connector(connector)
+    return sync.retry(api_user(), account, connector, "api")
 
 
-@blp.route("/connector-sync-runs/<int:run_id>", methods=["GET"])
+@blp.route("/connectors/sync-runs/<int:run_id>", methods=["GET"])
 @blp.response(200, SyncRunDetail)
 @api_login_required
 def get_run(run_id):

@@ -66,46 +66,46 @@ def index(account_id):
     return _render(account, [_section(account, c, conns[c]) for c in sorted(conns)])
 
 
-@blueprint.route("/accounts/<int:account_id>/connectors/<code>", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/connectors/<connector>", methods=["POST"])
 @login_required
-def save(account_id, code):
+def save(account_id, connector):
     """Save (or only test) the settings typed in the connector's form."""
     account = _account(account_id, "billing.edit")
-    conn = connector_settings.connector(code)
+    conn = connector_settings.connector(connector)
     form = request.form.to_dict()
     action = form.pop("action", "save")
     form.pop("csrf_token", None)
     labels = {f["name"]: f["label"] for f in schema_fields(conn.settings_schema)}
     try:
         if action == "test":
-            ok, message = connector_settings.test(current_user, account, code, form)
+            ok, message = connector_settings.test(current_user, account, connector, form)
             result = {"ok": ok, "message": message}
             errors = None
         else:
-            connector_settings.save(current_user, account, code, form)
-            ok, message = connector_settings.test(current_user, account, code)
+            connector_settings.save(current_user, account, connector, form)
+            ok, message = connector_settings.test(current_user, account, connector)
             flash(f"{conn.title} settings saved. {message}", "" if ok else "error")
-            return redirect(url_for("connectors.index", account_id=account.id) + f"#{code}")
+            return redirect(url_for("connectors.index", account_id=account.id) + f"#{connector}")
     except BillhiveError as exc:
         errors, result = form_errors(exc, labels), None
     conns = connector_settings.connectors()
     sections = [
         _section(account, c, conns[c], errors, form, result)
-        if c == code
+        if c == connector
         else _section(account, c, conns[c])
         for c in sorted(conns)
     ]
     return _render(account, sections, 422 if errors else 200)
 
 
-@blueprint.route("/accounts/<int:account_id>/connectors/<code>/retry", methods=["POST"])
+@blueprint.route("/accounts/<int:account_id>/connectors/<connector>/retry", methods=["POST"])
 @login_required
-def retry(account_id, code):
+def retry(account_id, connector):
     """Push every pending, failed or uncertain item of the connector now."""
     account = _account(account_id, "billing.edit")
-    conn = connector_settings.connector(code)
+    conn = connector_settings.connector(connector)
     try:
-        run = sync.retry(current_user, account, code)
+        run = sync.retry(current_user, account, connector)
     except BillhiveError as exc:
         flash(exc.message, "error")
     else:
@@ -113,4 +113,4 @@ def retry(account_id, code):
             f"{conn.title}: sync {run.status} — {run.message}",
             "" if run.status == "ok" else "error",
         )
-    return redirect(url_for("connectors.index", account_id=account.id) + f"#{code}")
+    return redirect(url_for("connectors.index", account_id=account.id) + f"#{connector}")
