@@ -33,7 +33,7 @@ def configure(world, **overrides):
 
 
 def issue(world, customer=None, lines=(("Seat", "2"),)):
-    from core.billing import invoices
+    from core.billing.invoicing import lifecycle as invoices
 
     draft = invoices.create_draft(
         None,

@@ -285,13 +285,8 @@ def psa_setup(make_app, license_keys):
 
 
 def test_a_connectwise_timeout_mid_sync_loses_nothing(psa_setup):
-<<<<<<< HEAD
     from core.billing.invoicing import lifecycle as invoices
-    from plugins.psa_mapping.models import SyncItem, SyncRun
-=======
-    from core.billing import invoices
     from core.connectors.models import SyncItem, SyncRun
->>>>>>> ba094a8 (Billing connectors owned by the core (issue 17, part 4): core/connectors keeps connector settings (secrets Fernet-encrypted with BILLHIVE_CONNECTOR_KEY / <data dir>/connector_key), mappings, customer links, sync runs and items, retries and the push after invoice_finalized (the core's hookimpl), with a Connectors page and API; BillingConnector declares items/push per item (PushItem, PushResult, PushFailed); psa_mapping runs on it and owns no table (core migration 8 moves its data into connector_* tables, keys re-encrypted); tests: test_connectors with a test connector)
 
     fake, world, service = psa_setup.fake, psa_setup.world, psa_setup.service
     # the second addition: ConnectWise refuses the POST (503, nothing stored) and answers only

@@ -104,12 +104,8 @@ def billing(psa, world, fake, cw):
 
 
 def test_bill_run_issues_the_invoice_and_pushes_quantity_and_level(billing, world, fake, cw):
-<<<<<<< HEAD
     from core.billing.runs import engine
-=======
-    from core.billing import engine
     from core.connectors.models import SyncItem, SyncRun
->>>>>>> ba094a8 (Billing connectors owned by the core (issue 17, part 4): core/connectors keeps connector settings (secrets Fernet-encrypted with BILLHIVE_CONNECTOR_KEY / <data dir>/connector_key), mappings, customer links, sync runs and items, retries and the push after invoice_finalized (the core's hookimpl), with a Connectors page and API; BillingConnector declares items/push per item (PushItem, PushResult, PushFailed); psa_mapping runs on it and owns no table (core migration 8 moves its data into connector_* tables, keys re-encrypted); tests: test_connectors with a test connector)
     from plugins.psa_mapping.connectwise import parse_marker
     from plugins.psa_mapping.service import external_key
 
@@ -272,13 +268,8 @@ def lose_licence(how, monkeypatch, install_license):
 def test_without_bh_psa_mappings_stay_readable_and_new_work_is_refused(
     billing, world, fake, cw, panel, api, ctx, monkeypatch, install_license, how
 ):
-<<<<<<< HEAD
     from core.billing.runs import engine
-    from plugins.psa_mapping.models import PsaMapping, SyncItem, SyncRun
-=======
-    from core.billing import engine
     from core.connectors.models import ConnectorMapping, SyncItem, SyncRun
->>>>>>> ba094a8 (Billing connectors owned by the core (issue 17, part 4): core/connectors keeps connector settings (secrets Fernet-encrypted with BILLHIVE_CONNECTOR_KEY / <data dir>/connector_key), mappings, customer links, sync runs and items, retries and the push after invoice_finalized (the core's hookimpl), with a Connectors page and API; BillingConnector declares items/push per item (PushItem, PushResult, PushFailed); psa_mapping runs on it and owns no table (core migration 8 moves its data into connector_* tables, keys re-encrypted); tests: test_connectors with a test connector)
     from tests.conftest import forget_request_user
 
     mapping = map_service(world.provider, "M365", "M365-BP", 2)

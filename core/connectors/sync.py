@@ -20,7 +20,7 @@ import contextlib
 import logging
 
 from core import rbac
-from core.billing import documents
+from core.billing.invoicing import documents
 from core.billing.models import Invoice
 from core.connectors import settings as connector_settings
 from core.connectors.models import ConnectorLink, SyncItem, SyncRun
