@@ -12,7 +12,7 @@ Plugins import ``hookimpl`` from here and nothing else is required to write one:
 import pluggy
 
 PROJECT = "billhive"
-HOOK_API_VERSION = 2
+HOOK_API_VERSION = 3
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

@@ -149,6 +149,24 @@ def charges_for_period(account, period):
 
 
 @hookspec
+def charges_since(account):
+    """The first day this plugin's ``charges_for_period`` may have something to bill
+    ``account`` for, when that is before the account's own days.
+
+    A bill run bills an account's periods from the first of: the day it was created, its
+    subscriptions' starts and the days these hooks answer. A plugin whose charges bill what
+    other accounts consumed answers the first day of that (a reseller pays its parent for
+    what its customers consumed, from the first day they did, which may be before the
+    reseller was created); periods before all of these are never billed.
+
+    :param account: the :class:`core.models.Account` a bill run is about to bill.
+    :return: a ``datetime.date``, or None (nothing before the account's own days).
+
+    Since API 3.
+    """
+
+
+@hookspec
 def account_created(account, actor):
     """Event: an account was created (inside the creating transaction).
 

@@ -156,6 +156,9 @@ def test_every_hook_is_called_through_the_host(make_app):
         charges = host.call("charges_for_period", account=world.customer_a, period=period)
         assert charges == [[Charge("Note keeping", 2, notes.Decimal("1.50"), unit="note")]]
         exercised.add("charges_for_period")
+        created = world.customer_a.created_at.date()
+        assert host.call("charges_since", account=world.customer_a) == [created]
+        exercised.add("charges_since")
         account = world.add_account(world.provider, "Evented")
         assert ("account_created", {"account": account, "actor": None}) in notes.CALLS
         exercised.add("account_created")

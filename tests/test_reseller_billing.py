@@ -125,6 +125,29 @@ def test_one_bill_run_gives_wholesale_and_retail_invoices(enabled, world):
     assert again["invoices_created"] == 0
 
 
+def test_the_reseller_pays_wholesale_from_the_first_day_anything_below_it_consumed(enabled, world):
+    """The reseller was created today; its customers consumed from 2024 on, and C3, added
+    after the plans were linked, from 2023-12-10: the provider's wholesale invoices start
+    with December 2023, and the reseller holds no subscription of its own."""
+    from core.billing import engine
+    from core.billing.models import Subscription
+
+    s = Scenario(world)
+    c3 = world.add_account(s.reseller, "C3")
+    subscribe(c3, s.retail, start="2023-12-10", quantity="1")
+    summary = engine.run(date(2024, 2, 1))
+    assert not summary["failures"], summary
+
+    wholesale = invoices(issuer=world.provider.id, account=s.reseller.id)
+    assert [(i.period_start, i.period_end) for i in wholesale] == [
+        (date(2023, 12, 1), date(2024, 1, 1)),
+        (date(2024, 1, 1), date(2024, 2, 1)),
+    ]
+    december = [(line.description, line.amount) for line in wholesale[0].lines]
+    assert december == [("C3: Hosting — Standard (22 of 31 days)", cents(Decimal(6) * 22 / 31))]
+    assert not Subscription.select().where(Subscription.account == s.reseller.id).exists()
+
+
 def test_customer_invoice_creation_off_gives_no_customer_invoices(enabled, world):
     from core.billing.runs import engine
 
@@ -217,8 +240,8 @@ def test_wholesale_links_through_the_api_and_the_catalog_on_the_reseller_page(
         json={"retail_plan_id": s.wholesale.id, "wholesale_plan_id": s.wholesale.id},
     )
     assert resp.status_code == 422 and "retail_plan_id" in resp.get_json()["errors"]
-    anchors = Subscription.select().where(Subscription.account == s.reseller.id)
-    assert anchors.count() == 1  # one anchor per reseller
+    # linking writes no placeholder row into the core's subscriptions: the reseller holds none
+    assert not Subscription.select().where(Subscription.account == s.reseller.id).exists()
     page = panel(world.operator).get(f"/resellers/{s.reseller.id}").get_data(as_text=True)
     assert 'id="reseller-catalog"' in page
     assert re.search(r"Standard \(6(\.00)? / 0\.05\)", page), page

@@ -19,7 +19,8 @@ What the plugin adds (licence feature FT-3001.007):
   level; panel pages (Resellers list, reseller detail with profile, customers, catalog and the
   wholesale link form) and
   the API ``/api/v1/resellers``.
-* cascading billing through ``invoice_options`` and ``charges_for_period`` (``service/billing.py``).
+* cascading billing through ``invoice_options``, ``charges_for_period`` and ``charges_since``
+  (``service/billing.py``).
 
 Disabled or unlicensed: existing resellers, their customers and invoices stay readable
 through the core pages; creating a reseller is refused naming FT-3001.007 (the core checks
@@ -39,7 +40,7 @@ PLUGIN = PluginMeta(
     title="Reseller accounts",
     version="0.2.0",
     license_feature="FT-3001.007",
-    api_version=2,  # AccountType.child_terms
+    api_version=3,  # charges_since
     description="Define Account as Reseller: reseller accounts with their own customers, catalog and invoicing.",
 )
 
@@ -145,3 +146,11 @@ def charges_for_period(account, period):
     if account.type != "reseller":
         return []
     return billing.wholesale_charges(account, period)
+
+
+@hookimpl
+def charges_since(account):
+    """A reseller pays wholesale from the first day its customers consume a linked plan."""
+    if account.type != "reseller":
+        return None
+    return billing.first_consumption(account)

@@ -31,7 +31,7 @@ from core.registry import (
 )
 
 PLUGIN = PluginMeta(
-    name="notes", title="Notes", version="1.2.3", description="Test plugin.", api_version=2
+    name="notes", title="Notes", version="1.2.3", description="Test plugin.", api_version=3
 )  # invoice_overdue
 
 CALLS: list[tuple[str, dict]] = []
@@ -127,6 +127,12 @@ def register_menu_items():
 def charges_for_period(account, period):
     CALLS.append(("charges_for_period", {"account": account, "period": period}))
     return [Charge("Note keeping", Decimal(2), Decimal("1.50"), unit="note")]
+
+
+@hookimpl
+def charges_since(account):
+    CALLS.append(("charges_since", {"account": account}))
+    return account.created_at.date()  # notes are kept from the account's creation on
 
 
 @hookimpl

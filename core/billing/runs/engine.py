@@ -43,7 +43,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import peewee as pw
@@ -233,6 +233,18 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
         lines.append(_line(rated, unit=c.unit, product_code=c.product_code, group=c.group,
                            coverage=key))  # fmt: skip
     return lines
+
+
+def charges_since(account: Account, problems: list) -> list[date]:
+    """The first days plugins have charges for ``account`` from (``charges_since``); an
+    answer that is not a date is left out and described in ``problems``."""
+    days = []
+    for answer in host().call("charges_since", account=account):
+        if isinstance(answer, date) and not isinstance(answer, datetime):
+            days.append(answer)
+        else:
+            problems.append(f"charges_since answered {answer!r}, not a date")
+    return days
 
 
 def _usage_records(account: Account, since: date, until: date) -> list:
@@ -596,8 +608,14 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
         reason = currency_refusal(account, sub.plan)
         if reason and service_range_from(sub) is not None:
             _skip(summary, account, cache.issuer(sub.plan.account_id), None, reason)
-    # without subscriptions only plugins can add lines, from the account's creation on
-    since = min([s.start for s in subs] + [account.created_at.date()])
+    # without subscriptions only plugins can add lines: from the account's creation on, or
+    # from the first day a plugin has something to bill it for (a reseller's customers)
+    problems: list[str] = []
+    since = min([s.start for s in subs] + [account.created_at.date()]
+                + charges_since(account, problems))  # fmt: skip
+    for problem in problems:
+        summary["failures"].append({"account_id": account.id, "account": account.name,
+                                    "period": None, "error": f"ChargeError: {problem}"})  # fmt: skip
     done: set[tuple] = set()
     floor = None  # the end of the latest period a bill run invoiced for this account
     for row in Invoice.select(Invoice.issuer, Invoice.run_period, Invoice.period_end).where(

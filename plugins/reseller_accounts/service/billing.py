@@ -22,11 +22,11 @@ One bill run does both:
   same consumption at the plan its chain of links ends on (:func:`wholesale_prices`), the
   lines named "Sub-reseller / Customer".
 
-The engine bills only accounts that hold a subscription, and a reseller holds none of its
-own; so linking a plan gives the reseller one *anchor* subscription to the wholesale plan
-whose start and end are the same day (active no day, so it never adds a line of its own):
-it only makes the reseller a billed account from that day on. Linking a sub-reseller's plan
-moves the anchors of every reseller up the chain back to the first day its customers consume.
+The engine bills an account's periods from its creation or its own subscriptions' starts; a
+reseller holds no subscription, and its customers may have consumed before it was created
+(a back-dated start). ``charges_since`` answers the first day anything below the reseller
+consumes a plan it pays wholesale for (:func:`first_consumption`), so the reseller is billed
+from then on; nothing is written for it (the plugin writes no row into the core's tables).
 
 Disabled plugin: neither hook runs; the engine reports the reseller's customer invoices as
 skipped ("plugin 'reseller_accounts' ... disabled" / "needs licence feature FT-3001.007") and
@@ -48,9 +48,6 @@ from core.models import Account
 from core.registry import Charge, InvoiceOptions
 from plugins.reseller_accounts.service.profile import formats_for
 
-ANCHOR = "reseller-wholesale-anchor"
-_NOT_ANCHOR = (Subscription.external_id != ANCHOR) | Subscription.external_id.is_null()
-
 
 def options_for(issuer: Account) -> InvoiceOptions | None:
     if issuer.type != "reseller":
@@ -66,7 +63,7 @@ def options_for(issuer: Account) -> InvoiceOptions | None:
 # -- wholesale links -------------------------------------------------------------------------
 
 
-def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, since=None):
+def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan):
     """Sell ``retail_plan`` (a reseller's) on ``wholesale_plan`` (its parent's)."""
     from plugins.reseller_accounts.models import WholesaleLink
 
@@ -100,19 +97,6 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan, sin
         else:
             link.wholesale_plan = wholesale_plan
             link.save()
-        if since is None:
-            since = _first_start(retail_plan.id) or date.today()
-        # every reseller up the chain is billed from then on: a sub-reseller's plan linked to
-        # a reseller plan that is itself sold on the provider's plan moves both anchors
-        plan, seen = wholesale_plan, set()
-        _ensure_anchor(reseller, plan, since)
-        while plan.id not in seen:
-            seen.add(plan.id)
-            upper = WholesaleLink.get_or_none(WholesaleLink.retail_plan == plan.id)
-            if upper is None:
-                break
-            plan = upper.wholesale_plan
-            _ensure_anchor(upper.reseller, plan, since)
         audit.record(
             actor,
             "reseller.wholesale.link",
@@ -150,51 +134,6 @@ def link_by_ids(actor, reseller: Account, retail_plan_id, wholesale_plan_id):
     return link_wholesale(actor, retail, wholesale)
 
 
-def _downstream_plans(plan_id: int) -> set[int]:
-    """``plan_id`` and every plan sold on it, directly or through sub-resellers' links."""
-    from plugins.reseller_accounts.models import WholesaleLink
-
-    plans, frontier = {plan_id}, {plan_id}
-    while frontier:
-        frontier = {
-            link.retail_plan_id
-            for link in WholesaleLink.select(WholesaleLink.retail_plan).where(
-                WholesaleLink.wholesale_plan.in_(list(frontier))
-            )
-        } - plans
-        plans |= frontier
-    return plans
-
-
-def _first_start(plan_id: int) -> date | None:
-    """The first day anyone below consumes ``plan_id`` (anchors left out)."""
-    first = (
-        Subscription.select(Subscription.start)
-        .where(Subscription.plan.in_(list(_downstream_plans(plan_id))) & _NOT_ANCHOR)
-        .order_by(Subscription.start)
-        .first()
-    )
-    return first.start if first else None
-
-
-def _ensure_anchor(reseller: Account, wholesale_plan: PricePlan, since: date) -> None:
-    anchor = Subscription.get_or_none(
-        (Subscription.account == reseller.id) & (Subscription.external_id == ANCHOR)
-    )
-    if anchor is None:
-        Subscription.create(
-            account=reseller,
-            plan=wholesale_plan,
-            quantity=Decimal(0),
-            start=since,
-            end=since,
-            external_id=ANCHOR,
-        )
-    elif since < anchor.start:
-        anchor.start = anchor.end = since
-        anchor.save()
-
-
 # -- wholesale charges -----------------------------------------------------------------------
 
 
@@ -226,6 +165,22 @@ def wholesale_prices(reseller: Account) -> dict[int, PricePlan]:
     return {plan_id: plans[wholesale_id] for plan_id, wholesale_id in resolved.items()}
 
 
+def first_consumption(reseller: Account) -> date | None:
+    """The first day anything below ``reseller`` consumes a plan it pays its parent for
+    (:func:`wholesale_prices`, in its currency): its wholesale is billed from then on."""
+    links = [k for k, p in wholesale_prices(reseller).items() if p.currency == reseller.currency]
+    if not links:
+        return None
+    first = (
+        Subscription.select(Subscription.start)
+        .join(Account, on=(Subscription.account == Account.id))
+        .where(Subscription.plan.in_(links) & rbac.in_subtree(reseller, strict=True))
+        .order_by(Subscription.start)
+        .first()
+    )
+    return first.start if first else None
+
+
 def _wholesale_range(sub, plan, key, through, period):
     """The days of ``sub`` the reseller pays for in ``period``, or None: from what ``key`` is
     billed through (or the subscription's start), never before the period's start, to the
@@ -252,7 +207,6 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
         .join(Account, on=(Subscription.account == Account.id))
         .where(
             Subscription.plan.in_(list(links))
-            & _NOT_ANCHOR
             & rbac.in_subtree(reseller, strict=True)
             & (Subscription.start < period[1])
             & (Subscription.end.is_null() | (Subscription.end > period[0]))
