@@ -29,14 +29,14 @@ def seller_world(world, ctx, install_license):
     install_license(["FT-TEST.SELL"])
     host.set_enabled("billing_seller", True)
     billing_seller.OPTIONS = None
-    billing_charges.MODE = None
+    billing_charges.MODE = billing_charges.SINCE = None
     seller = world.add_account(world.provider, "Seller", "seller", invoice_prefix="S-",
                                tax_rate="10")  # fmt: skip
     retail = world.add_account(seller, "Retail customer")
     _, plan = setup_catalog(seller, price="50.00", code="RETAIL")
     subscribe(retail, plan)
     yield seller, retail
-    billing_seller.OPTIONS = None
+    billing_seller.OPTIONS = billing_charges.SINCE = None
 
 
 def test_the_plan_owner_invoices_on_its_prefix_and_tax_rate(seller_world):
@@ -56,6 +56,29 @@ def test_plugin_charges_go_to_the_parents_invoice(seller_world, ctx):
     assert [(line.description, line.amount, line.group) for line in inv.lines] == [
         ("Hosting — Standard", 5000, None),
         ("Support", 500, "Services"),
+    ]
+
+
+def test_a_plugin_charging_for_earlier_days_gets_the_account_billed_from_then(
+    seller_world, world, ctx
+):
+    """An account created today, with no subscription: a plugin answering charges_since
+    2026-01-01 has its charges billed for January and February; an answer that is not a
+    date is reported in the run's failures and bills nothing earlier."""
+    seller, _ = seller_world
+    ctx.extensions["billhive"].host.set_enabled("billing_charges", True)
+    quiet = world.add_account(seller, "Quiet")
+    billing_charges.SINCE = "2026-01-01"
+    summary = engine.run(date(2026, 3, 1))
+    assert {"account_id": quiet.id, "account": "Quiet", "period": None,
+            "error": "ChargeError: charges_since answered '2026-01-01', not a date"} in summary["failures"]  # fmt: skip
+    assert not Invoice.select().where(Invoice.account == quiet.id).exists()
+    billing_charges.SINCE = date(2026, 1, 1)
+    summary = engine.run(date(2026, 3, 1))
+    billed = Invoice.select().where(Invoice.account == quiet.id).order_by(Invoice.period_start)
+    assert [(i.period_start, i.issuer_id, i.total) for i in billed] == [
+        (date(2026, 1, 1), seller.id, 550),
+        (date(2026, 2, 1), seller.id, 550),
     ]
 
 

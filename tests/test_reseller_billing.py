@@ -129,8 +129,8 @@ def test_the_reseller_pays_wholesale_from_the_first_day_anything_below_it_consum
     """The reseller was created today; its customers consumed from 2024 on, and C3, added
     after the plans were linked, from 2023-12-10: the provider's wholesale invoices start
     with December 2023, and the reseller holds no subscription of its own."""
-    from core.billing import engine
     from core.billing.models import Subscription
+    from core.billing.runs import engine
 
     s = Scenario(world)
     c3 = world.add_account(s.reseller, "C3")

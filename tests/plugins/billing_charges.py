@@ -1,5 +1,6 @@
 """Test plugin for the billing engine: adds a support charge to every invoice through
-``charges_for_period``; can be told to sleep (to kill a run midway) or to raise.
+``charges_for_period``; can be told to sleep (to kill a run midway) or to raise, and to
+bill from an earlier day than an account's own (``SINCE``, its ``charges_since`` answer).
 
 Mode from ``MODE`` (in-process tests) or the environment (subprocess tests):
 ``BILLHIVE_TEST_CHARGES=sleep:0.3`` / ``raise`` / ``ok``.
@@ -14,9 +15,15 @@ from decimal import Decimal
 from core import hookimpl
 from core.registry import Charge, PluginMeta
 
-PLUGIN = PluginMeta(name="billing_charges", title="Test charges", version="1.0")
+PLUGIN = PluginMeta(name="billing_charges", title="Test charges", version="1.0", api_version=3)
 MODE: str | None = None
+SINCE = None
 CALLS: list = []
+
+
+@hookimpl
+def charges_since(account):
+    return SINCE
 
 
 @hookimpl
