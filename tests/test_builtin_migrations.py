@@ -1,7 +1,8 @@
 """Built-in plugins declare MIGRATIONS: enabling one makes its tables, named after the plugin,
 through its steps; an install made before they carried the plugin's name (``bu_*``,
 ``reseller_*``: tables made straight from the models, no migration history) is adopted and
-renamed by ``billhive migrate``, keeping every row, key and index (SQLite and PostgreSQL)."""
+renamed by ``billhive migrate``, keeping every row, key and index (SQLite and PostgreSQL);
+the placeholder subscriptions reseller_accounts 0.1.0 wrote into the core's table go."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import peewee as pw
 import pytest
 
 from core import migrations
+from core.billing.models import Subscription
 from core.db import is_postgres
-from core.models import PluginState
+from core.models import Account, PluginState
+from plugins.reseller_accounts.migrations import ANCHOR
+from tests.billing_support import setup_catalog
 from tests.conftest import World
 
 RENAMED = {
@@ -25,6 +29,9 @@ RENAMED = {
         "reseller_wholesale_link": "reseller_accounts_wholesale_link",
     },
 }  # fmt: skip
+
+
+STEPS = {"billing_units": [1, 2], "reseller_accounts": [1, 2, 3]}
 
 
 def _host(app):
@@ -49,7 +56,7 @@ def test_enabling_makes_the_tables_through_the_migrations_and_they_match_the_mod
         install_license(["BH-UNITS", "FT-3001.007"])
         host = _host(app)
         host.set_enabled(plugin, True)
-        assert [m.version for m in migrations.history(plugin)] == [1, 2]
+        assert [m.version for m in migrations.history(plugin)] == STEPS[plugin]
         [plan] = migrations.plan(host)
         assert plan.pending == [] and plan.drift == ""
         for model in host.get(plugin).module.MODELS:
@@ -93,7 +100,15 @@ def _as_the_old_release_left_it(app, db) -> dict:
     _insert(db, "bu_settings", account_id=a, number_rental_price="2.50", seat_price="9.99")
     _insert(db, "reseller_settings", provider_id=world.provider.id, allow_sub_resellers=True,
             changed_at=now)  # fmt: skip
-    return {"world": world, "number": number, "unit": unit}
+    # 0.1.0 gave a reseller an "anchor" subscription in the core's table (active no day)
+    reseller = world.add_account(world.provider, "Old reseller")
+    Account.update(type="reseller").where(Account.id == reseller.id).execute()
+    _, plan = setup_catalog(world.provider, code="WS")
+    anchored = {"plan": plan, "quantity": 0, "external_id": ANCHOR}
+    Subscription.create(account=reseller, start="2024-01-15", end="2024-01-15", **anchored)
+    # a customer's subscription that happens to carry that external id is not one
+    kept = Subscription.create(account=world.customer_a, start="2024-01-01", **anchored)
+    return {"world": world, "number": number, "unit": unit, "kept": kept.id}
 
 
 def test_an_install_with_the_old_table_names_is_upgraded_keeping_its_data(make_app):
@@ -110,7 +125,7 @@ def test_an_install_with_the_old_table_names_is_upgraded_keeping_its_data(make_a
         applied = migrations.migrate_enabled(_host(new))  # what `billhive migrate` does
         assert {p: [s.version for s in steps] for p, steps in applied.items()} == {
             "billing_units": [1, 2],
-            "reseller_accounts": [1, 2],
+            "reseller_accounts": [1, 2, 3],
         }
         from plugins.billing_units.models import (
             BillingUnit,
@@ -148,6 +163,9 @@ def test_an_install_with_the_old_table_names_is_upgraded_keeping_its_data(make_a
         assert (call.external_id, call.cost, call.number_id) == ("c-1", 123, made["number"])
         assert UnitSettings.get().seat_price == Decimal("9.99")
         assert ResellerSettings.get().allow_sub_resellers is True
+        # the anchors are gone from the core's subscriptions, nothing else
+        left = Subscription.select().where(Subscription.external_id == ANCHOR)
+        assert [s.id for s in left] == [made["kept"]]
         # keys and unique indexes still hold under the new names; ids go on from the old ones
         with pytest.raises(pw.IntegrityError), db.atomic():
             UnitNumber.create(unit=BillingUnit.create(account=unit.account, name="Support"),

@@ -6,16 +6,22 @@ reseller_accounts`` prints the step that turns the tables into the current model
    from frozen copies of the models; on an install whose tables the plugin made before it
    declared migrations, nothing changes;
 2. the tables carry the plugin's name (``reseller_accounts_settings``,
-   ``reseller_accounts_wholesale_link``), with their indexes; rows and keys stay.
+   ``reseller_accounts_wholesale_link``), with their indexes; rows and keys stay;
+3. no placeholder rows in the core's subscriptions: the "anchor" subscriptions 0.1.0 gave
+   each reseller are deleted (``charges_since`` does their work now).
 """
 
 from __future__ import annotations
 
+import logging
+
 import peewee as pw
 
-from core.billing.models import PricePlan
+from core.billing.models import Coverage, InvoiceLine, PricePlan, Subscription, UsageRecord
 from core.migrations import rename_table
 from core.models import Account
+
+log = logging.getLogger("billhive.plugins.reseller_accounts")
 
 
 def create_tables(migrator):
@@ -52,4 +58,48 @@ def tables_carry_the_plugin_name(migrator):
     rename_table(migrator, "reseller_wholesale_link", "reseller_accounts_wholesale_link")
 
 
-MIGRATIONS = [(1, create_tables), (2, tables_carry_the_plugin_name)]
+#: the external id of the placeholder subscriptions 0.1.0 wrote (step 3 deletes them)
+ANCHOR = "reseller-wholesale-anchor"
+
+
+def drop_wholesale_anchors(migrator):
+    """0.2.0: the plugin writes no placeholder rows into the core's subscriptions.
+
+    Release 0.1.0 gave each reseller, on linking a plan, one "anchor" subscription to the
+    wholesale plan (external id ``reseller-wholesale-anchor``, quantity 0, start == end: active
+    no day, never billed) only so that a bill run billed the reseller from its customers'
+    first day; the ``charges_since`` hook says that day now. Each anchor is deleted; a row
+    with that external id that is not one (another account type, a day of service, billed,
+    or with usage, invoice lines or coverage of its own) is kept and logged."""
+    rows = list(
+        Subscription.select(Subscription, Account.type)
+        .join(Account, on=(Subscription.account == Account.id))
+        .where(Subscription.external_id == ANCHOR)
+        .objects()
+    )
+    if not rows:
+        return
+    ids = [row.id for row in rows]
+    sources = {f"{kind}:{i}" for i in ids for kind in ("subscription", "usage")}
+    used = {
+        *(u.subscription_id for u in UsageRecord.select(UsageRecord.subscription)
+          .where(UsageRecord.subscription.in_(ids))),
+        *(int(line.source.split(":")[1]) for line in InvoiceLine.select(InvoiceLine.source)
+          .where(InvoiceLine.source.in_(sorted(sources)))),
+        *(int(c.key.split(":")[1]) for c in Coverage.select(Coverage.key)
+          .where(Coverage.key.in_([f"subscription:{i}" for i in ids]))),
+    }  # fmt: skip
+    anchors = []
+    for row in rows:
+        if (row.type == "reseller" and row.start == row.end and not row.quantity
+                and row.billed_through is None and row.id not in used):  # fmt: skip
+            anchors.append(row.id)
+        else:
+            log.warning("reseller_accounts migration 3: subscription %s has the anchors' "
+                        "external id but is not one; kept", row.id)  # fmt: skip
+    for i in range(0, len(anchors), 500):
+        Subscription.delete().where(Subscription.id.in_(anchors[i : i + 500])).execute()
+    log.info("reseller_accounts migration 3: %d anchor subscriptions deleted", len(anchors))
+
+
+MIGRATIONS = [(1, create_tables), (2, tables_carry_the_plugin_name), (3, drop_wholesale_anchors)]
