@@ -261,9 +261,10 @@ def live_server(ctx):
     server.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium driven by Playwright (never a downloaded browser): one per session,
+    each test in a browser context of its own (``page``)."""
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("BILLHIVE_CHROMIUM", "/usr/bin/chromium")

@@ -22,9 +22,18 @@ Fixtures:
     ``{name: "dotted.module"}`` for plugins that are importable but not installed. Default: {}.
 ``billhive_config``
     Extra Flask configuration for the app. Default: {}.
+``billhive_backend``
+    "sqlite"; when ``BILLHIVE_TEST_POSTGRES`` holds a PostgreSQL admin URL, every test also
+    runs with "postgresql".
 ``billhive_database_url``
-    SQLite in the test's temporary folder; when ``BILLHIVE_TEST_POSTGRES`` holds a PostgreSQL
-    admin URL, every test also runs against a throwaway PostgreSQL database.
+    A database as start-up leaves it (the core's tables and migrations): SQLite in the test's
+    temporary folder, or a throwaway PostgreSQL database. Start-up runs once per session into
+    a template each test gets a copy of (:class:`Databases`), so this costs milliseconds.
+``billhive_make_app``
+    ``billhive_make_app(config)`` -> ``create_app(config)``; a later test of the same module
+    with the same configuration gets that app again, re-homed to its own database and data
+    folder (:class:`Apps`). Mark a test ``@pytest.mark.billhive_new_app`` when it checks what
+    building an app does (what start-up logs, say).
 ``billhive_app``
     The app, the named plugins enabled (their migrations applied; a licence listing the
     features they need installed from a throwaway signing key), with an app context and a
