@@ -96,6 +96,19 @@ def _check_hooks(name: str, meta: PluginMeta, impls: list) -> None:
             )
 
 
+def _check_tables(name: str, module: ModuleType) -> None:
+    """A plugin's tables start with its name and ``_`` (``billing_units_team``), so tables
+    never collide and every table says whose it is. The core's own tables are exempt."""
+    impl = getattr(module, "register_models", None)
+    for model in (impl() or ()) if impl is not None else ():
+        table = model._meta.table_name
+        if not table.startswith(f"{name}_"):
+            raise PluginLoadError(
+                f"plugin '{name}': model {model.__name__} has the table '{table}'; a plugin's "
+                f"tables start with its name: '{name}_...' (see docs/writing-a-plugin.md)"
+            )
+
+
 def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> list:
     """Find plugins: entry points of ``billhive.plugins`` (only the ``allow``-ed names when a
     list is given, so tests never pick up whatever happens to be installed) plus explicitly
@@ -190,7 +203,9 @@ class PluginHost:
         )
         try:
             migrations.declared(name, module)
-        except ValueError as exc:
+            if source != "core":
+                _check_tables(name, module)
+        except (ValueError, PluginLoadError) as exc:
             self.pm.unregister(module)
             raise PluginLoadError(str(exc)) from None
         self.plugins[name] = LoadedPlugin(meta, module, source)

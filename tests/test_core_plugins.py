@@ -40,6 +40,15 @@ def test_a_plugin_needing_a_newer_hook_api_is_refused(make_app):
     assert "version 99" in str(err.value)
 
 
+def test_a_plugin_whose_table_does_not_start_with_its_name_is_refused(make_app):
+    with pytest.raises(PluginLoadError) as err:
+        make_app(plugins=[], modules={"squatter": "tests.plugins.squatter", **NOTES})
+    assert (
+        "plugin 'squatter': model Ledger has the table 'invoice'; a plugin's tables start with "
+        "its name: 'squatter_...'" in str(err.value)
+    )
+
+
 def test_a_listed_plugin_that_is_not_installed_is_refused_by_name(make_app):
     with pytest.raises(PluginLoadError) as err:
         make_app(plugins=["no_such_plugin"])

@@ -304,5 +304,5 @@ def test_plugins_without_migrations_still_get_their_tables_when_enabled(make_app
     app = make_app(plugins=[], modules={"notes": "tests.plugins.notes"})
     with app.app_context(), app.extensions["billhive"].database.connection_context():
         app.extensions["billhive"].host.set_enabled("notes", True)
-        assert app.extensions["billhive"].database.table_exists("testplugin_note")
+        assert app.extensions["billhive"].database.table_exists("notes_note")
         assert migrations.history("notes") == []

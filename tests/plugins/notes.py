@@ -41,7 +41,7 @@ class Note(BaseModel):
     text = pw.CharField(max_length=200)
 
     class Meta:
-        table_name = "testplugin_note"
+        table_name = "notes_note"
 
 
 class AgencyProfile(Schema):
