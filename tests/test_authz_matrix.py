@@ -95,7 +95,7 @@ class Tree:
         from core.billing.models import BillRun, Subscription
         from core.connectors.models import ConnectorLink, ConnectorMapping, SyncRun
         from plugins.billing_units.service import units
-        from plugins.psa_mapping import service as psa
+        from plugins.psa_mapping.service import integration as psa
         from tests.billing_support import setup_catalog
 
         install_license(FEATURES)

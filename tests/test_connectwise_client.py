@@ -1,4 +1,4 @@
-"""ConnectWise Manage client (plugins/psa_mapping/connectwise.py) against the fake server."""
+"""ConnectWise Manage client (plugins/psa_mapping/service/connectwise.py) against the fake server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from plugins.psa_mapping.connectwise import (
+from plugins.psa_mapping.service.connectwise import (
     ConnectWiseClient,
     ConnectWiseError,
     ConnectWiseSettings,

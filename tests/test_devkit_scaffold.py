@@ -139,7 +139,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: the modules of a plugin package (docs/writing-a-plugin.md, "Layout"); service may be a
 #: package when it is big, cli.py is there when the plugin adds commands
 LAYOUT = {"__init__", "models", "migrations", "service", "views", "api", "cli", "formats"}
-FOLLOWING = ["billing_units", "invoice_pdf", "reseller_accounts", "role_wizard"]
+FOLLOWING = ["billing_units", "invoice_pdf", "psa_mapping", "reseller_accounts", "role_wizard"]
 
 
 def _scaffold_modules() -> set[str]:

@@ -248,7 +248,7 @@ def psa_setup(make_app, license_keys):
     with FakeConnectWise() as fake, app.app_context(), db.connection_context():
         from core import license_store
         from core.billing import catalog
-        from plugins.psa_mapping import service
+        from plugins.psa_mapping.service import integration as service
 
         host = app.extensions["billhive"].host
         host.refresh()

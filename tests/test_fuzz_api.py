@@ -80,7 +80,7 @@ class Tree:
         from core.billing.models import BillRun
         from core.connectors.models import ConnectorLink, ConnectorMapping, SyncRun
         from plugins.billing_units.service import units
-        from plugins.psa_mapping import service as psa
+        from plugins.psa_mapping.service import integration as psa
 
         install_license(FEATURES)
         host = ctx.extensions["billhive"].host

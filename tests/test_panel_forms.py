@@ -160,7 +160,7 @@ def test_the_psa_keys_stay_after_a_refused_save_and_are_never_read_back(world, p
         assert f'value="{key}"' in page, key
     assert "Site URL:" in summary(resp) and "site_url" not in summary(resp)
     # a fresh page never puts a stored key into a field
-    from plugins.psa_mapping import service as psa
+    from plugins.psa_mapping.service import integration as psa
 
     psa.save_connection(
         None, world.provider, form | {"site_url": "https://cw.example.com", "action": None}

@@ -41,7 +41,7 @@ def psa(ctx, world, install_license):
 
 
 def map_service(account, code, psa_product, level, mapping_type="per_unit", unique_id="*"):
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     return service.create_mapping(
         None,
@@ -52,7 +52,7 @@ def map_service(account, code, psa_product, level, mapping_type="per_unit", uniq
 
 
 def link(account, customer, company, agreement):
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     return service.confirm_link(
         None,
@@ -106,8 +106,8 @@ def billing(psa, world, fake, cw):
 def test_bill_run_issues_the_invoice_and_pushes_quantity_and_level(billing, world, fake, cw):
     from core.billing.runs import engine
     from core.connectors.models import SyncItem, SyncRun
-    from plugins.psa_mapping.connectwise import parse_marker
-    from plugins.psa_mapping.service import external_key
+    from plugins.psa_mapping.service.connectwise import parse_marker
+    from plugins.psa_mapping.service.integration import external_key
 
     # M365 mapped for its Standard plan only (the line's source names the subscription)
     seats = map_service(world.provider, "M365", "M365-BP", 2, unique_id=str(billing["m365"].id))
@@ -212,7 +212,7 @@ def test_cli_sync_without_account_pushes_every_connected_account(
     two_integrations, world, fake, ctx, monkeypatch
 ):
     from core.connectors.models import SyncRun
-    from plugins.psa_mapping.connectwise import parse_marker
+    from plugins.psa_mapping.service.connectwise import parse_marker
 
     other = two_integrations["other"]
     result = run_cli(ctx, monkeypatch)

@@ -63,7 +63,7 @@ def test_test_connection_with_bad_credentials_gives_a_clear_message(psa, world, 
 def test_bad_settings_give_field_errors_and_write_nothing(psa, world, panel, api, fake):
     from core.connectors.models import ConnectorSettings
     from core.models import AuditEntry
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     client = panel(world.operator)
     url = f"/accounts/{world.provider.id}/psa/connection"

@@ -67,7 +67,7 @@ def store_anyway(ctx, account, fake, site_url):
     """A connection stored while the operator allowed the address (or before the guard
     existed, or when the name still resolved elsewhere): the guard at connection time is
     what stands between it and the network."""
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     ctx.config["OUTBOUND_ALLOWLIST"] = "0.0.0.0/0 ::/0"
     try:

@@ -57,6 +57,6 @@ def form_settings(fake, **overrides):
 
 
 def connect(account, fake, **overrides):
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     return service.save_connection(None, account, form_settings(fake, **overrides))

@@ -20,7 +20,7 @@ psa = support.psa
 def setup(psa, world, fake, cw):
     """Provider connected, two services in its catalog, Customer A linked to its company."""
     from core.billing import catalog
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     connect(world.provider, fake)
     products = {}
@@ -48,7 +48,7 @@ def setup(psa, world, fake, cw):
 
 
 def map_service(account, code, psa_product, level, mapping_type="per_unit", unique_id="*"):
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     return service.create_mapping(
         None,
@@ -171,7 +171,7 @@ def test_customer_gets_404_for_the_providers_mappings(setup, world, api):
 
 def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw):
     from core.connectors.models import SyncItem, SyncRun
-    from plugins.psa_mapping.connectwise import parse_marker
+    from plugins.psa_mapping.service.connectwise import parse_marker
 
     map_service(world.provider, "M365", "M365-BP", 2)
     map_service(world.provider, "BACKUP", "BACKUP-GB", 5, mapping_type="per_account")
@@ -198,7 +198,7 @@ def test_issuing_an_invoice_pushes_quantities_and_levels(setup, world, fake, cw)
 
 def test_replay_after_a_timeout_never_adds_twice(setup, world, fake):
     from core.connectors.models import SyncItem
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     map_service(world.provider, "M365", "M365-BP", 1)
     # ConnectWise commits the POST, but answers after the client's 0.5 s timeout
@@ -235,7 +235,7 @@ def test_an_unconfirmed_post_leaves_the_item_uncertain_until_the_next_sync(
     setup, world, fake, ctx, panel
 ):
     from core.connectors.models import SyncItem, SyncRun
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     ctx.config["PSA_CONFIRM_SECONDS"] = 0.3  # operator setting: look for it briefly
     map_service(world.provider, "M365", "M365-BP", 1)
@@ -264,7 +264,7 @@ def test_every_sync_cancels_duplicate_additions_and_logs_them(setup, world, fake
     from datetime import date
 
     from core.connectors.models import SyncItem
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     map_service(world.provider, "M365", "M365-BP", 1)
     issue_invoice(world.customer_a, world.provider, [("M365", "4")])
@@ -298,7 +298,7 @@ def test_every_sync_cancels_duplicate_additions_and_logs_them(setup, world, fake
 
 def test_a_failed_item_is_reported_and_completed_by_the_next_sync(setup, world, fake, panel):
     from core.connectors.models import SyncItem, SyncRun
-    from plugins.psa_mapping import service
+    from plugins.psa_mapping.service import integration as service
 
     map_service(world.provider, "M365", "M365-BP", 1)
     map_service(world.provider, "BACKUP", "BACKUP-GB", 2)
@@ -413,8 +413,8 @@ def test_connector_pushes_an_item_by_its_key(psa, fake, cw):
     the same item again finds its addition by key; a mapping that bills nothing has none."""
     from types import SimpleNamespace
 
-    from plugins.psa_mapping import service
-    from plugins.psa_mapping.connectwise import parse_marker
+    from plugins.psa_mapping.service import integration as service
+    from plugins.psa_mapping.service.connectwise import parse_marker
     from tests.test_psa_support import form_settings
 
     connector = psa.billing_connectors()["connectwise"]

@@ -105,7 +105,7 @@ def changes():
     from core.billing.ledger import payments
     from core.billing.models import LedgerEntry
     from plugins.billing_units.service import units
-    from plugins.psa_mapping import service as psa
+    from plugins.psa_mapping.service import integration as psa
     from plugins.reseller_accounts.service import resellers as resellers
     from plugins.reseller_accounts.service.billing import link_wholesale
     from tests.conftest import issue
@@ -200,7 +200,7 @@ def changes():
         (["phone_number.create"], lambda s: setattr(s, "spare", units.create_number(
             s.op, s.acc, {"e164": "+442079460001"}))),
         (["phone_number.delete"], lambda s: units.delete_number(s.op, s.spare)),
-        (["psa.connection.save"], lambda s: psa.save_connection(s.op, s.provider, connection(s))),
+        (["connector.settings.save"], lambda s: psa.save_connection(s.op, s.provider, connection(s))),
         (["psa.mapping.create"], lambda s: setattr(s, "mapping", psa.create_mapping(
             s.op, s.provider, {"product_code": "M365", "mapping_type": "per_unit",
                                "psa_product": "M365-CW", "unique_id": "*", "level": 1}))),

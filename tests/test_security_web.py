@@ -47,7 +47,7 @@ class Site:
         from core.billing.models import BillRun, LedgerEntry
         from core.connectors.models import ConnectorLink, ConnectorMapping
         from plugins.billing_units.service import units
-        from plugins.psa_mapping import service as psa
+        from plugins.psa_mapping.service import integration as psa
 
         self.app = app
         host = app.extensions["billhive"].host

@@ -36,12 +36,12 @@ class ConnectorOut(Schema):
     )
 
 
-class TestResult(Schema):
+class ConnectorTestResult(Schema):
     ok = fields.Boolean()
     message = fields.String()
 
 
-class SyncItemOut(Schema):
+class ConnectorSyncItemOut(Schema):
     id = fields.Integer()
     run_id = fields.Integer(allow_none=True)
     customer_id = fields.Integer()
@@ -57,7 +57,7 @@ class SyncItemOut(Schema):
     updated_at = UtcDateTime()
 
 
-class SyncRunOut(Schema):
+class ConnectorSyncRunOut(Schema):
     id = fields.Integer()
     account_id = fields.Integer()
     connector = fields.String()
@@ -70,11 +70,11 @@ class SyncRunOut(Schema):
     counts = fields.Dict()
 
 
-class SyncRunDetail(SyncRunOut):
+class ConnectorSyncRunDetail(ConnectorSyncRunOut):
     items = fields.Method("_items")
 
     def _items(self, run):
-        return SyncItemOut(many=True).dump(run.items.order_by(SyncItem.id))
+        return ConnectorSyncItemOut(many=True).dump(run.items.order_by(SyncItem.id))
 
 
 def _account(account_id, privilege="billing.view"):
@@ -110,7 +110,7 @@ def put_settings(account_id, connector):
 
 
 @blp.route("/accounts/<int:account_id>/connectors/<connector>/test", methods=["POST"])
-@blp.response(200, TestResult)
+@blp.response(200, ConnectorTestResult)
 @api_login_required
 def test_settings(account_id, connector):
     """Test the stored settings against the outside system."""
@@ -120,7 +120,7 @@ def test_settings(account_id, connector):
 
 
 @blp.route("/accounts/<int:account_id>/connectors/<connector>/sync-runs", methods=["GET"])
-@blp.response(200, SyncRunOut(many=True))
+@blp.response(200, ConnectorSyncRunOut(many=True))
 @api_login_required
 def list_runs(account_id, connector):
     account = _account(account_id)
@@ -134,7 +134,7 @@ def list_runs(account_id, connector):
 
 
 @blp.route("/accounts/<int:account_id>/connectors/<connector>/sync-runs", methods=["POST"])
-@blp.response(201, SyncRunDetail)
+@blp.response(201, ConnectorSyncRunDetail)
 @api_login_required
 def retry(account_id, connector):
     """Retry: push every pending, failed or uncertain item of the connector now."""
@@ -144,7 +144,7 @@ def retry(account_id, connector):
 
 
 @blp.route("/connectors/sync-runs/<int:run_id>", methods=["GET"])
-@blp.response(200, SyncRunDetail)
+@blp.response(200, ConnectorSyncRunDetail)
 @api_login_required
 def get_run(run_id):
     """One sync run with each item's outcome and message."""

@@ -5,9 +5,10 @@ from flask import url_for
 from core import hookimpl, rbac
 from core.connectors.models import SyncItem
 from core.registry import BillingConnector, DashboardAlert, MenuItem, PluginMeta, Privilege
-from plugins.psa_mapping import api, connector, views
+from plugins.psa_mapping import api, views
 from plugins.psa_mapping.cli import psa
-from plugins.psa_mapping.service import CODE, ConnectionSettingsSchema, clean
+from plugins.psa_mapping.service import connector
+from plugins.psa_mapping.service.integration import CODE, ConnectionSettingsSchema, clean
 
 PLUGIN = PluginMeta(
     name="psa_mapping",

@@ -11,7 +11,7 @@ from core.auth import api_login_required, api_user
 from core.connectors.models import SyncRun
 from core.errors import NotFound
 from core.fields import Id, Text
-from plugins.psa_mapping import service as svc
+from plugins.psa_mapping.service import integration as svc
 
 blueprint = Blueprint(
     "psa_mapping_api",

@@ -25,7 +25,7 @@ def sync_command(account_id):
     from core.connectors.models import ConnectorSettings
     from core.errors import BillhiveError
     from hostapp.cli import get_app
-    from plugins.psa_mapping import service as svc
+    from plugins.psa_mapping.service import integration as svc
 
     app = get_app()
     database = app.extensions["billhive"].database

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from core.connectors.models import SyncItem, SyncRun
 from core.errors import BillhiveError, NotFound
 from core.panel.forms import form_errors
-from plugins.psa_mapping import service as svc
+from plugins.psa_mapping.service import integration as svc
 
 blueprint = Blueprint(
     "psa_mapping",

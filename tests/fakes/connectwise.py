@@ -543,7 +543,7 @@ class FakeConnectWise:
         Defaults suit tests (timeout 2 s, 2 retries, 10 ms backoff); pass any field
         to override it.
         """
-        from plugins.psa_mapping.connectwise import ConnectWiseSettings
+        from plugins.psa_mapping.service.connectwise import ConnectWiseSettings
 
         values: dict[str, Any] = {
             "site_url": self.url,

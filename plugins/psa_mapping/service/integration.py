@@ -1,5 +1,5 @@
-"""What the panel, the API, the CLI and the connector of psa_mapping call: the ConnectWise
-side of the core's billing-connector runtime (``core.connectors``).
+"""One account's ConnectWise integration: the ConnectWise side of the core's
+billing-connector runtime (``core.connectors``).
 
 The core keeps the connection settings (keys encrypted), the mappings, the company links,
 the sync items and runs; this module adds what is ConnectWise's: the settings and their
@@ -30,7 +30,7 @@ from core.db import database, utcnow
 from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
 from core.fields import MAX_INT32, Id, Text
 from core.models import Account
-from plugins.psa_mapping.connectwise import (
+from plugins.psa_mapping.service.connectwise import (
     CONFIRM_WINDOW,
     RETRY_AFTER_MAX,
     ConnectWiseClient,

@@ -19,8 +19,8 @@ from marshmallow import ValidationError
 
 from core.connectors.models import ConnectorLink, SyncItem
 from core.registry import PushFailed, PushItem, PushResult
-from plugins.psa_mapping import service as svc
-from plugins.psa_mapping.connectwise import ConnectWiseClient, ConnectWiseError
+from plugins.psa_mapping.service import integration as svc
+from plugins.psa_mapping.service.connectwise import ConnectWiseClient, ConnectWiseError
 
 log = logging.getLogger("billhive.psa")
 
