@@ -1,6 +1,9 @@
-"""Errors a person can act on. Views turn them into JSON (API) or form messages (panel)."""
+"""Errors a person can act on, and how bad input becomes one (:func:`load`). Views turn them
+into JSON (API) or form messages (panel)."""
 
 from __future__ import annotations
+
+from marshmallow import ValidationError
 
 
 class BillhiveError(Exception):
@@ -102,3 +105,13 @@ def marshmallow_errors(err) -> ValidationFailed:
     """A marshmallow ValidationError as ours, naming each field in the message."""
     messages = field_messages(err.messages)
     return ValidationFailed(describe(messages), messages)
+
+
+def load(schema, payload, *, partial: bool | None = None) -> dict:
+    """``payload`` (None: empty) through the marshmallow ``schema``; bad input raises
+    :class:`ValidationFailed` (422) naming each field. ``partial`` as marshmallow's (None:
+    the schema's own)."""
+    try:
+        return schema.load(payload or {}, partial=partial)
+    except ValidationError as err:
+        raise marshmallow_errors(err) from None

@@ -14,16 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import peewee as pw
-from flask import current_app, g, has_app_context, has_request_context, request
+from flask import g, has_app_context, has_request_context, request
 
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, Role, RolePrivilege, User, UserRole
+from core.plugins import host
 from core.registry import ALL
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 def level_of(account: Account) -> str:

@@ -3,11 +3,11 @@ audited in its own transaction. The core API and the role wizard both call these
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, fields
 
 from core import audit, rbac
 from core.db import database
-from core.errors import Conflict, ValidationFailed, marshmallow_errors
+from core.errors import Conflict, ValidationFailed, load
 from core.fields import Text
 from core.models import Account, Role, RolePrivilege, User, UserRole
 
@@ -33,10 +33,7 @@ def snapshot(role: Role) -> dict:
 
 
 def _load(payload: dict, partial=False) -> dict:
-    try:
-        data = RoleInput().load(payload or {}, partial=partial)
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(RoleInput(), payload, partial=partial)
     if "name" in data:
         data["name"] = data["name"].strip()
         if not data["name"]:

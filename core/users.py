@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core import audit, lifecycle, passwords, rbac
 from core.db import Prepared, database, utcnow
-from core.errors import Conflict, Forbidden, ValidationFailed, marshmallow_errors
+from core.errors import Conflict, Forbidden, ValidationFailed, load
 from core.fields import Email, Id, Text
 from core.models import (
     Account,
@@ -111,10 +111,7 @@ def snapshot(user: User) -> dict:
 
 
 def create_user(actor, payload: dict) -> User:
-    try:
-        data = UserInput().load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(UserInput(), payload)
     account = (
         rbac.get_account(actor, data["account_id"])
         if actor is not None
@@ -159,7 +156,7 @@ def update_user(actor, user: User, payload: dict) -> User:
     users.manage on their account and every privilege of their roles (the rule of taking
     away: a weaker admin who could change a stronger one's e-mail could take over the login).
     An e-mail another user has is refused (409 naming ``email``). Audited; one transaction."""
-    data = _load(UserPatch(), payload)
+    data = load(UserPatch(), payload)
     if actor is not None and actor.id != user.id:
         rbac.require(actor, "users.manage", user.account)
         try:
@@ -599,18 +596,11 @@ def delete_user(actor, user: User) -> None:
         )  # fmt: skip
 
 
-def _load(schema: Schema, payload) -> dict:
-    try:
-        return schema.load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
-
-
 def change_password(user: User, payload: dict, keep_session: str | None = None) -> None:
     """Change your own password: the current one is checked like a login (counted, locked
     after repeated failures). Your other panel sessions end; ``keep_session`` (the one
     asking) stays, and so do your API tokens."""
-    data = _load(PasswordChange(), payload)
+    data = load(PasswordChange(), payload)
     try:
         authenticate(user.email, data["current_password"])
     except ValidationFailed as exc:
@@ -634,7 +624,7 @@ def reset_password(actor, user: User, payload: dict) -> None:
     every privilege of the user's roles). All the user's sessions and tokens end, and a lock
     on their e-mail is lifted."""
     _may_take_away(actor, user, "user.password.reset", "reset the password of")
-    data = _load(PasswordReset(), payload)
+    data = load(PasswordReset(), payload)
     passwords.check(data["password"], "password", user.email)
     with database.atomic():
         User.update(password_hash=hash_password(data["password"])).where(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from core.errors import BillhiveError
+from core import commands
+from core.billing.cli import bill_run, dunning, invoices, usage
+from core.commands import parse_day, with_app
+from core.mail.cli import mail
+from core.plugins import host
+from hostapp.scaffold import new_plugin
 
 _app = None
 
@@ -90,25 +93,7 @@ def get_app():
     return _app
 
 
-def host():
-    return get_app().extensions["billhive"].host
-
-
-def with_app(fn):
-    """Run the command inside the app and a database connection; errors become messages."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        app = get_app()
-        database = app.extensions["billhive"].database
-        with app.app_context(), database.connection_context():
-            app.extensions["billhive"].host.refresh()
-            try:
-                return fn(*args, **kwargs)
-            except BillhiveError as exc:
-                raise click.ClickException(exc.message) from None
-
-    return wrapper
+commands.use_app(get_app)
 
 
 class BillhiveCLI(click.Group):
@@ -369,15 +354,6 @@ def license_keygen(private_path, public_path):
     click.echo(f"Key {key_id(public_pem)}: private key {private_path}, public key {public_path}")
 
 
-def _parse_day(value: str, field: str) -> date:
-    from core.billing.periods import PeriodError, parse_date
-
-    try:
-        return parse_date(value, field)
-    except PeriodError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @license.command("issue")
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--licensee", required=True)
@@ -390,7 +366,7 @@ def license_issue(key_path, licensee, features, expires):
     codes = [f.strip() for f in features.split(",") if f.strip()]
     try:
         text = issue_license(
-            Path(key_path).read_bytes(), licensee, codes, _parse_day(expires, "--expires")
+            Path(key_path).read_bytes(), licensee, codes, parse_day(expires, "--expires")
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -632,20 +608,14 @@ def accounts_status(account_id, status, reason):
 
 # -- billing (core.billing.cli) --------------------------------------------------------------
 
-from core.billing.cli import bill_run, dunning, invoices, usage  # noqa: E402
-
 main.add_command(bill_run)
 main.add_command(dunning)
 main.add_command(usage)
 main.add_command(invoices)
 
-from core.mail.cli import mail  # noqa: E402 - billhive mail send|list (core.mail)
-
 main.add_command(mail)
 
 # -- plugin developer kit (hostapp.scaffold) -------------------------------------------------
-
-from hostapp.scaffold import new_plugin  # noqa: E402
 
 main.add_command(new_plugin)
 

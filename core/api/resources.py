@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from core import accounts as account_service
@@ -14,7 +13,7 @@ from core.find import lists
 from core.find.listing import API_HEADERS, api_answer
 from core.licenses import LicenseError
 from core.models import Role, User
-from core.plugins import CORE_PLUGIN
+from core.plugins import CORE_PLUGIN, host
 
 tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens")
 accounts = Blueprint("accounts", __name__, url_prefix="/api/v1/accounts", description="Accounts")
@@ -25,10 +24,6 @@ ops = Blueprint("operations", __name__, url_prefix="/api/v1", description="Plugi
 
 def blueprints():
     return [tokens, accounts, users_bp, roles_bp, ops]
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import click
 
 from core import clock
-from hostapp.cli import _parse_day, with_app
+from core.commands import parse_day, with_app
 
 
 @click.group("bill-run", invoke_without_command=True)
@@ -48,7 +48,7 @@ def _bill_run(day, as_json, queued, no_wait):
     from core.billing.runs import records as runs
     from core.models import Account
 
-    as_of = _parse_day(day, "--date") if day else clock.today()
+    as_of = parse_day(day, "--date") if day else clock.today()
     try:  # before anything is written: a run for a day that has not ended is refused
         as_of = check_run_date(as_of, "date")
     except PeriodError as exc:
@@ -350,7 +350,7 @@ def dunning_run(day, as_json):
     from core.billing.ledger import dunning as dunning_rules
     from core.billing.periods import PeriodError
 
-    on = _parse_day(day, "--date") if day else clock.today()
+    on = parse_day(day, "--date") if day else clock.today()
     try:  # before anything is written: a reminder for a day to come is refused
         on = dunning_rules.check_date(on, "date")
     except PeriodError as exc:

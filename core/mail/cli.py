@@ -6,7 +6,7 @@ import json
 
 import click
 
-from hostapp.cli import with_app
+from core.commands import with_app
 
 
 @click.group("mail")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from peewee import fn
 
@@ -18,7 +18,7 @@ from core.find.views import account_names
 from core.licenses import LicenseError
 from core.models import Account, Role, User
 from core.panel.forms import form_errors, keep
-from core.plugins import CORE_PLUGIN
+from core.plugins import CORE_PLUGIN, host
 from core.redirects import redirect_next
 
 blueprint = Blueprint(
@@ -28,10 +28,6 @@ blueprint = Blueprint(
     static_folder="static",
     static_url_path="/static/panel",
 )
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 #: What each form calls its fields (the labels of its template), for its messages.

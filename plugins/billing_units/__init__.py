@@ -1,7 +1,6 @@
 """Billing units: Billing units of a contact center: users, teams and phone numbers, with cost reports per unit."""
 
-from core import hookimpl
-from core.registry import MenuItem, PluginMeta, Privilege
+from core.kit import MenuItem, PluginMeta, Privilege, hookimpl
 from plugins.billing_units import api, cli, views
 from plugins.billing_units.migrations import MIGRATIONS
 from plugins.billing_units.models import MODELS

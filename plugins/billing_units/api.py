@@ -6,9 +6,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from core.api.schemas import UtcDateTime
-from core.auth import api_login_required, api_user
-from core.fields import Text
+from core.kit import Text, UtcDateTime, api_login_required, api_user
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 from plugins.billing_units.service import recording, report
 from plugins.billing_units.service import units as svc

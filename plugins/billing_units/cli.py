@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import click
 
+from core.kit import AppGroup
+from plugins.billing_units.service import recording
+from plugins.billing_units.service import report as unit_report
+from plugins.billing_units.service import units as svc
 
-@click.group("units")
-def units():
-    """Billing units: import call records, print the cost report."""
-
-
-def _in_app(fn):
-    from hostapp.cli import with_app
-
-    return with_app(fn)
+units = AppGroup("units", help="Billing units: import call records, print the cost report.")
 
 
 @units.command("import-calls")
@@ -22,20 +18,13 @@ def _in_app(fn):
 def import_calls(path, account_id):
     """Import rated call records from a CSV file (columns: external_id, number, user_email,
     started_at, duration_seconds, cost, currency). Re-importing the same file adds nothing."""
-
-    @_in_app
-    def run():
-        from plugins.billing_units.service import units as svc
-
-        account = svc.account_for(None, account_id)
-        with open(path, encoding="utf-8-sig") as fh:
-            result = svc.import_calls_csv(None, account, fh.read())
-        click.echo(
-            f"{result['created']} call record(s) imported, {result['duplicates']} already present "
-            f"(of {result['received']})"
-        )
-
-    run()
+    account = svc.account_for(None, account_id)
+    with open(path, encoding="utf-8-sig") as fh:
+        result = svc.import_calls_csv(None, account, fh.read())
+    click.echo(
+        f"{result['created']} call record(s) imported, {result['duplicates']} already present "
+        f"(of {result['received']})"
+    )
 
 
 @units.command("report")
@@ -44,17 +33,9 @@ def import_calls(path, account_id):
 @click.option("--end", default=None, help="YYYY-MM-DD, exclusive")
 def report(account_id, start, end):
     """Print the billing-unit report (the period's invoiced charges per unit) as CSV."""
-
-    @_in_app
-    def run():
-        from plugins.billing_units.service import report as unit_report
-        from plugins.billing_units.service import units as svc
-
-        account = svc.account_for(None, account_id)
-        period = svc.parse_period({"start": start, "end": end})
-        click.echo(unit_report.as_csv(unit_report.for_period(None, account, period)), nl=False)
-
-    run()
+    account = svc.account_for(None, account_id)
+    period = svc.parse_period({"start": start, "end": end})
+    click.echo(unit_report.as_csv(unit_report.for_period(None, account, period)), nl=False)
 
 
 @units.command("import-recording")
@@ -64,21 +45,13 @@ def import_recording(path, account_id):
     """Import call-recording storage records from a CSV file (columns: external_id, number,
     date, gigabytes); each becomes usage of the account's recording-storage subscription.
     Re-importing the same file adds nothing; a day already invoiced is refused."""
-
-    @_in_app
-    def run():
-        from plugins.billing_units.service import recording
-        from plugins.billing_units.service import units as svc
-
-        account = svc.account_for(None, account_id)
-        with open(path, encoding="utf-8-sig") as fh:
-            result = recording.import_storage_csv(None, account, fh.read())
-        click.echo(
-            f"{result['created']} storage record(s) imported, {result['duplicates']} already "
-            f"present (of {result['received']})"
-        )
-
-    run()
+    account = svc.account_for(None, account_id)
+    with open(path, encoding="utf-8-sig") as fh:
+        result = recording.import_storage_csv(None, account, fh.read())
+    click.echo(
+        f"{result['created']} storage record(s) imported, {result['duplicates']} already "
+        f"present (of {result['received']})"
+    )
 
 
 @units.command("retention")
@@ -87,13 +60,5 @@ def import_recording(path, account_id):
               help="days a call recording is kept")  # fmt: skip
 def retention(account_id, days):
     """Set how long call recordings are kept (from the first day not invoiced yet on)."""
-
-    @_in_app
-    def run():
-        from plugins.billing_units.service import recording
-        from plugins.billing_units.service import units as svc
-
-        row = recording.set_retention(None, svc.account_for(None, account_id), {"days": days})
-        click.echo(f"recordings kept {row.days} days from {row.effective_from} on")
-
-    run()
+    row = recording.set_retention(None, svc.account_for(None, account_id), {"days": days})
+    click.echo(f"recordings kept {row.days} days from {row.effective_from} on")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from core.billing.models import UsageRecord
-from core.migrations import rename_table
-from core.models import Account, User
+from core.kit import Account, UsageRecord, User, migrations
 
 #: release 0.1.0's table names, in the order they were created (parents first)
 OLD_TABLES = (
@@ -153,7 +151,7 @@ def create_tables(migrator):
 def tables_carry_the_plugin_name(migrator):
     """0.2.0: ``bu_*`` -> ``billing_units_*`` (the host requires the plugin's name first)."""
     for old in OLD_TABLES:
-        rename_table(migrator, old, "billing_units_" + old.removeprefix("bu_"))
+        migrations.rename_table(migrator, old, "billing_units_" + old.removeprefix("bu_"))
 
 
 MIGRATIONS = [(1, create_tables), (2, tables_carry_the_plugin_name)]

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import peewee as pw
 
-from core.billing.models import UsageRecord
-from core.billing.money import DecimalTextField, MinorUnitsField
-from core.db import BaseModel, utcnow
-from core.models import Account, User
+from core.kit import (
+    Account,
+    BaseModel,
+    DecimalTextField,
+    MinorUnitsField,
+    UsageRecord,
+    User,
+    utcnow,
+)
 
 
 class Team(BaseModel):

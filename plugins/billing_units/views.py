@@ -16,10 +16,15 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
-from core.billing.money import format_money
-from core.billing.periods import PeriodError, parse_date
-from core.errors import BillhiveError, ValidationFailed
-from core.panel.forms import form_errors as shared_form_errors
+from core.kit import (
+    BillhiveError,
+    PeriodError,
+    ValidationFailed,
+    billing_subtabs,
+    form_errors,
+    format_money,
+    parse_date,
+)
 from plugins.billing_units.models import BillingUnit, PhoneNumber, Team
 from plugins.billing_units.service import recording
 from plugins.billing_units.service import report as unit_report
@@ -45,10 +50,6 @@ LABELS = {
 }
 
 
-def form_errors(exc: BillhiveError) -> dict:
-    return shared_form_errors(exc, LABELS)
-
-
 def _ids(name: str) -> list[int]:
     out = []
     for value in request.form.getlist(name):
@@ -60,13 +61,11 @@ def _ids(name: str) -> list[int]:
 
 
 def _ctx(account, page: str, **extra) -> dict:
-    from core.billing.web.account_views import subtabs
-
     return {
         "account": account,
         "tab": TAB,
         "sub": SUBTAB,
-        "subtabs": subtabs(account),
+        "subtabs": billing_subtabs(account),
         "page": page,
         "can_edit": svc.can_edit(current_user, account),
         "money": format_money,
@@ -125,10 +124,10 @@ def _unit_form(account, unit: BillingUnit | None):
                 saved = svc.update_unit(current_user, unit, values)
                 flash(f"Billing unit '{saved.name}' saved.")
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, LABELS)
         else:
             return redirect(url_for("billing_units.units", account_id=account.id))
-    from core.models import User
+    from core.kit import User
 
     people = list(User.select().where(User.account == account).order_by(User.email))
     return render_template(
@@ -154,7 +153,7 @@ def new_unit(account_id):
 def _unit(account_id, unit_id) -> BillingUnit:
     unit = svc.get_object(BillingUnit, current_user, unit_id)
     if unit.account_id != account_id:
-        from core.errors import NotFound
+        from core.kit import NotFound
 
         raise NotFound(f"billing unit {unit_id} not found")
     return unit
@@ -205,10 +204,10 @@ def teams(account_id):
                 team = svc.create_team(current_user, account, values)
                 flash(f"Team '{team.name}' added.")
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, LABELS)
         else:
             return redirect(url_for("billing_units.teams", account_id=account.id))
-    from core.models import User
+    from core.kit import User
 
     people = list(User.select().where(User.account == account).order_by(User.email))
     rows = [(t, {u.id for u in svc.team_members(t)}) for t in svc.teams_of(account)]
@@ -247,7 +246,7 @@ def numbers(account_id):
                 )
                 flash(f"Number {number.e164} added.")
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, LABELS)
         else:
             return redirect(url_for("billing_units.numbers", account_id=account.id))
     held = svc.number_units(account)
@@ -312,7 +311,7 @@ def report(account_id):
                 },
             )
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, LABELS)
             status = exc.status if exc.status in (403, 404, 409) else 422
         else:
             flash("Prices saved.")
@@ -391,7 +390,7 @@ def recording_page(account_id):
                 )
                 flash(f"Recordings are kept {row.days} days from {row.effective_from} on.")
         except BillhiveError as exc:
-            errors = form_errors(exc)
+            errors = form_errors(exc, LABELS)
             status = exc.status if exc.status in (403, 404, 409) else 422
         else:
             return redirect(url_for("billing_units.recording_page", account_id=account.id,

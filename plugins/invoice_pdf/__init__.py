@@ -1,7 +1,6 @@
 """Invoice PDF: renders issued invoices to PDF with xhtml2pdf (the RAW format is in core)."""
 
-from core import hookimpl
-from core.registry import InvoiceFormat, PluginMeta
+from core.kit import InvoiceFormat, PluginMeta, hookimpl
 
 PLUGIN = PluginMeta(
     name="invoice_pdf",

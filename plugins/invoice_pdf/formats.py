@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from xhtml2pdf import pisa
 
-from core import i18n
+from core.kit import i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 INVOICE_TEMPLATE = "invoice_pdf/invoice.html"

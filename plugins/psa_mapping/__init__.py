@@ -2,9 +2,16 @@
 
 from flask import url_for
 
-from core import hookimpl, rbac
-from core.connectors.models import SyncItem
-from core.registry import BillingConnector, DashboardAlert, MenuItem, PluginMeta, Privilege
+from core.kit import (
+    BillingConnector,
+    DashboardAlert,
+    MenuItem,
+    PluginMeta,
+    Privilege,
+    SyncItem,
+    hookimpl,
+    rbac,
+)
 from plugins.psa_mapping import api, views
 from plugins.psa_mapping.cli import psa
 from plugins.psa_mapping.service import connector

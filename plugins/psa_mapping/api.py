@@ -5,12 +5,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from core import rbac
-from core.api.schemas import AccountOut
-from core.auth import api_login_required, api_user
-from core.connectors.models import SyncRun
-from core.errors import NotFound
-from core.fields import Id, Text
+from core.kit import AccountOut, Id, NotFound, SyncRun, Text, api_login_required, api_user, rbac
 from plugins.psa_mapping.service import integration as svc
 
 blueprint = Blueprint(

@@ -6,9 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from core.connectors.models import SyncItem, SyncRun
-from core.errors import BillhiveError, NotFound
-from core.panel.forms import form_errors
+from core.kit import BillhiveError, NotFound, SyncItem, SyncRun, form_errors
 from plugins.psa_mapping.service import integration as svc
 
 blueprint = Blueprint(

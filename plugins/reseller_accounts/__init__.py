@@ -27,8 +27,7 @@ through the core pages; creating a reseller is refused naming FT-3001.007 (the c
 the type plugin's licence); the bill run reports the reseller's customer invoicing skipped.
 """
 
-from core import hookimpl
-from core.registry import AccountType, MenuItem, PluginMeta, Privilege
+from core.kit import AccountType, MenuItem, PluginMeta, Privilege, hookimpl
 from plugins.reseller_accounts import api, views
 from plugins.reseller_accounts.migrations import MIGRATIONS
 from plugins.reseller_accounts.models import MODELS

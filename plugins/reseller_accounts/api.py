@@ -10,9 +10,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from core import rbac
-from core.auth import api_login_required, api_user
-from core.fields import Id
+from core.kit import Id, api_login_required, api_user, rbac
 from plugins.reseller_accounts.models import WholesaleLink
 from plugins.reseller_accounts.service import resellers as service
 from plugins.reseller_accounts.service.billing import link_by_ids

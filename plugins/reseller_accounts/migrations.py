@@ -17,9 +17,15 @@ import logging
 
 import peewee as pw
 
-from core.billing.models import Coverage, InvoiceLine, PricePlan, Subscription, UsageRecord
-from core.migrations import rename_table
-from core.models import Account
+from core.kit import (
+    Account,
+    Coverage,
+    InvoiceLine,
+    PricePlan,
+    Subscription,
+    UsageRecord,
+    migrations,
+)
 
 log = logging.getLogger("billhive.plugins.reseller_accounts")
 
@@ -54,8 +60,8 @@ def create_tables(migrator):
 
 def tables_carry_the_plugin_name(migrator):
     """0.2.0: the tables start with the plugin's name (the host requires it)."""
-    rename_table(migrator, "reseller_settings", "reseller_accounts_settings")
-    rename_table(migrator, "reseller_wholesale_link", "reseller_accounts_wholesale_link")
+    migrations.rename_table(migrator, "reseller_settings", "reseller_accounts_settings")
+    migrations.rename_table(migrator, "reseller_wholesale_link", "reseller_accounts_wholesale_link")
 
 
 #: the external id of the placeholder subscriptions 0.1.0 wrote (step 3 deletes them)

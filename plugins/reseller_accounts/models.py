@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from core.billing.models import PricePlan
-from core.db import BaseModel, utcnow
-from core.models import Account
+from core.kit import Account, BaseModel, PricePlan, utcnow
 
 
 class ResellerSettings(BaseModel):

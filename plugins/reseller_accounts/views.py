@@ -7,12 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from core import accounts as account_service
-from core import rbac
-from core.billing.models import PricePlan, Product
-from core.errors import BillhiveError
-from core.panel.forms import form_errors
-from core.panel.jinja import schema_fields
+from core.kit import BillhiveError, PricePlan, Product, form_errors, rbac, schema_fields
+from core.kit import accounts as account_service
 from plugins.reseller_accounts.models import WholesaleLink
 from plugins.reseller_accounts.service import resellers as service
 from plugins.reseller_accounts.service.billing import link_by_ids

@@ -1,7 +1,6 @@
 """Role wizard: Custom billing roles per provider, reseller and customer, with the Add New Role wizard."""
 
-from core import hookimpl
-from core.registry import MenuItem, PluginMeta
+from core.kit import MenuItem, PluginMeta, hookimpl
 from plugins.role_wizard import views
 
 PLUGIN = PluginMeta(

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from core import rbac, roles
-from core.errors import BillhiveError, Conflict, Forbidden, NotFound
-from core.models import Account, Role, User
-from core.panel.forms import form_errors
+from core.kit import (
+    Account,
+    BillhiveError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Role,
+    User,
+    form_errors,
+    host,
+    rbac,
+    roles,
+)
 
 blueprint = Blueprint("role_wizard", __name__, template_folder="templates")
 
@@ -24,10 +33,6 @@ STEPS = ("Name and Description", "Privileges", "Review")
 # Who may look at the Roles tab, its Privileges tab and a role: either privilege suffices
 # (the menu item says the same). Changes still need roles.manage, assignments users.manage.
 VIEW = ("users.view", "roles.manage")
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 def _account(account_id: int) -> Account:
@@ -51,10 +56,6 @@ def _role(account: Account, role_id: int) -> Role:
 
 #: What the wizard calls its fields.
 LABELS = {"name": "Name", "description": "Description", "privileges": "Privileges"}
-
-
-def _errors(exc: BillhiveError) -> dict:
-    return form_errors(exc, LABELS)
 
 
 # -- privileges: what exists, what is offered, why one is greyed ----------------------------
@@ -237,7 +238,7 @@ def _wizard(account: Account, role: Role | None):
                         saved = roles.update_role(current_user, role, payload)
                         flash(f"Role '{saved.name}' saved.")
                 except BillhiveError as exc:
-                    errors = _errors(exc)
+                    errors = form_errors(exc, LABELS)
                     step = 1 if ("name" in errors or "description" in errors) else 2
                 else:
                     return redirect(

@@ -5,8 +5,7 @@ Installed as its own distribution (``billhive-ubl``), found through the entry po
 metadata and the ``register_invoice_formats`` hook.
 """
 
-from core import hookimpl
-from core.registry import InvoiceFormat, PluginMeta
+from core.kit import InvoiceFormat, PluginMeta, hookimpl
 
 from billhive_ubl.ubl import render
 

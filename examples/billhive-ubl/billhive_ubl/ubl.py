@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from decimal import Decimal
 
-from core.billing.money import exponent
+from core.kit import exponent
 
 NS = {
     "Invoice": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",

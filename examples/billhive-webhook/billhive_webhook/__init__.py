@@ -7,8 +7,7 @@ its settings (the signing secret encrypted), the deliveries, the log and the ret
 shows them on an account's Connectors page.
 """
 
-from core import hookimpl
-from core.registry import BillingConnector, PluginMeta
+from core.kit import BillingConnector, PluginMeta, hookimpl
 
 from billhive_webhook import webhook
 

@@ -28,9 +28,7 @@ import json
 import time
 
 import requests
-from core import outbound
-from core.errors import ValidationFailed
-from core.registry import PushFailed, PushItem, PushResult
+from core.kit import PushFailed, PushItem, PushResult, ValidationFailed, outbound
 from marshmallow import Schema, fields, validate
 
 EVENT = "invoice.finalized"

@@ -27,14 +27,23 @@ from datetime import date
 from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
+from peewee import chunked
 
-from core import audit
-from core.billing import catalog
-from core.billing.models import PricePlan, Product, Subscription, UsageRecord
-from core.db import insert_rows, lock_row
-from core.errors import ValidationFailed
-from core.fields import Quantity, Text
-from core.models import Account
+from core.kit import (
+    Account,
+    PricePlan,
+    Product,
+    Quantity,
+    Subscription,
+    Text,
+    UsageRecord,
+    ValidationFailed,
+    audit,
+    catalog,
+    clock,
+    load,
+    lock_row,
+)
 from plugins.billing_units.models import RecordingRetention, RecordingStorage
 from plugins.billing_units.service import units as svc
 
@@ -217,8 +226,8 @@ def add_storage(actor, account: Account, rows) -> dict:
             index, problems = next(iter(bad.items()))
             raise ValidationFailed(f"storage record refused by the usage rules: {problems}",
                                    {"records": {str(fresh[index][0]): [str(problems)]}})  # fmt: skip
-        if good:  # a concurrent import of the same ids: the unique index keeps one of each
-            insert_rows(UsageRecord, good, ignore_conflicts=True)
+        # a concurrent import of the same ids: the unique index keeps one of each
+        catalog.insert_usage(good, actor)
         usage_ids = {
             u.external_id: u.id
             for u in UsageRecord.select(UsageRecord.id, UsageRecord.external_id).where(
@@ -235,7 +244,10 @@ def add_storage(actor, account: Account, rows) -> dict:
                 "gigabytes": data["gigabytes"],
                 "usage": usage_ids[f"rec:{data['external_id']}"],
             })  # fmt: skip
-        created = insert_rows(RecordingStorage, records, ignore_conflicts=True) if records else 0
+        created = sum(
+            RecordingStorage.insert_many(part).on_conflict_ignore().as_rowcount().execute()
+            for part in chunked(records, 500)
+        )
         audit.record(actor, "recording_storage.import", object_type="recording_storage",
                      object_id=account.id, account=account,
                      after={"received": len(rows), "created": created})  # fmt: skip
@@ -288,9 +300,7 @@ def storage_by_unit(account: Account, period: tuple[date, date]) -> dict[str, De
 
 def retention(account: Account, on: date | None = None) -> RecordingRetention:
     """The retention in force on ``on`` (default: today); the default when never set."""
-    from core.clock import today
-
-    on = on or today()
+    on = on or clock.today()
     row = (
         RecordingRetention.select()
         .where(
@@ -313,9 +323,7 @@ def retention_history(account: Account) -> list[RecordingRetention]:
 
 def first_unbilled_day(account: Account) -> date:
     """The later of today and what the account's storage is billed through."""
-    from core.clock import today
-
-    day = today()
+    day = clock.today()
     for sub in subscriptions(account):
         if sub.billed_through is not None and sub.billed_through > day:
             day = sub.billed_through
@@ -326,7 +334,7 @@ def set_retention(actor, account: Account, payload) -> RecordingRetention:
     """Change how long recordings are kept, from the first day not invoiced yet on; no
     usage and no invoice is touched."""
     svc.require_edit(actor, account)
-    data = svc._load(RetentionInput(), payload)
+    data = load(RetentionInput(), payload)
     with svc._tx():
         for sub in subscriptions(account):  # a bill run finishing now comes first
             lock_row(Subscription, sub.id)

@@ -34,10 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from core import csv_export
-from core.billing.models import Invoice, InvoiceLine
-from core.billing.money import to_decimal
-from core.models import Account
+from core.kit import Account, Invoice, InvoiceLine, csv_export, to_decimal
 from plugins.billing_units.service import recording
 from plugins.billing_units.service import units as svc
 

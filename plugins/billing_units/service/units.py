@@ -12,23 +12,34 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import peewee as pw
-from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, rbac
-from core.billing import coverage
-from core.billing.money import (
+from core.kit import (
+    Account,
+    Conflict,
+    Forbidden,
+    Id,
     MoneyError,
+    NotFound,
+    Price,
+    Text,
+    User,
+    ValidationFailed,
+    accounts,
+    audit,
     check_currency,
+    coverage,
+    database,
     exponent,
+    host,
+    is_postgres,
     line_amount,
+    load,
+    lock_row,
     parse_decimal,
+    rbac,
     to_decimal,
 )
-from core.db import database, is_postgres, lock_row
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, marshmallow_errors
-from core.fields import Id, Price, Text
-from core.models import Account, User
 from plugins.billing_units.models import (
     BillingUnit,
     CallRecord,
@@ -59,10 +70,6 @@ def _tx():
 
 
 # -- privileges --------------------------------------------------------------------------------
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 def can_view(actor, account: Account | None = None) -> bool:
@@ -127,13 +134,6 @@ def get_object(model, actor, object_id):
     return rbac.get_scoped(model, actor, object_id)
 
 
-def _load(schema: Schema, payload) -> dict:
-    try:
-        return schema.load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
-
-
 def _clean_name(value, field: str = "name") -> str:
     name = (value or "").strip() if isinstance(value, str) else ""
     if not name:
@@ -175,7 +175,7 @@ def number_snapshot(n: PhoneNumber) -> dict:
 
 def create_number(actor, account: Account, payload) -> PhoneNumber:
     require_edit(actor, account)
-    data = _load(NumberInput(), payload)
+    data = load(NumberInput(), payload)
     e164 = normalize_e164(data["e164"])
     require_licensed()
     try:
@@ -280,7 +280,7 @@ def _check_team_name(account, name, team=None):
 
 def create_team(actor, account: Account, payload) -> Team:
     require_edit(actor, account)
-    data = _load(TeamInput(), payload)
+    data = load(TeamInput(), payload)
     name = _clean_name(data["name"])
     members = _users_of(account, data["user_ids"])
     require_licensed()
@@ -296,7 +296,7 @@ def create_team(actor, account: Account, payload) -> Team:
 def update_team(actor, team: Team, payload) -> Team:
     account = team.account
     require_edit(actor, account)
-    data = _load(TeamPatch(partial=True), payload)
+    data = load(TeamPatch(partial=True), payload)
     with _tx():
         team = lock_row(Team, team.id)  # concurrent edits of one team apply one after the other
         if team is None:
@@ -505,7 +505,7 @@ def _write_unit(actor, account, unit, data, action):
 
 def create_unit(actor, account: Account, payload) -> BillingUnit:
     require_edit(actor, account)
-    data = _load(UnitInput(), payload)
+    data = load(UnitInput(), payload)
     data["name"] = _clean_name(data["name"])
     require_licensed()
     return _write_unit(actor, account, None, data, "billing_unit.create")
@@ -514,7 +514,7 @@ def create_unit(actor, account: Account, payload) -> BillingUnit:
 def update_unit(actor, unit: BillingUnit, payload) -> BillingUnit:
     account = unit.account
     require_edit(actor, account)
-    data = _load(UnitPatch(partial=True), payload)
+    data = load(UnitPatch(partial=True), payload)
     if "name" in data:
         data["name"] = _clean_name(data["name"])
     return _write_unit(actor, account, unit, data, "billing_unit.update")
@@ -560,20 +560,16 @@ def settings_for(account: Account) -> UnitSettings:
 def can_set_prices(actor, account: Account) -> bool:
     """The prices of numbers and seats are what the seller invoices: billing terms, set
     from an account above (``core.accounts``), never by the customer for itself."""
-    from core.accounts import can_edit_billing_terms
-
-    return can_edit(actor, account) and can_edit_billing_terms(actor, account)
+    return can_edit(actor, account) and accounts.can_edit_billing_terms(actor, account)
 
 
 def update_settings(actor, account: Account, payload) -> UnitSettings:
     """Set the prices the seller invoices per number and per seat (a billing term of the
     account: only from an account above it, with ``accounts.billing_terms`` and Edit
     Billing unit)."""
-    from core.accounts import require_billing_terms
-
     require_edit(actor, account)
-    data = _load(SettingsInput(partial=True), payload)
-    require_billing_terms(actor, account, list(data) or list(SettingsInput().fields),
+    data = load(SettingsInput(partial=True), payload)
+    accounts.require_billing_terms(actor, account, list(data) or list(SettingsInput().fields),
                           {k: str(v) for k, v in data.items()})  # fmt: skip
     prices = {}
     for key, value in data.items():
@@ -950,8 +946,7 @@ def charges(account: Account, period: tuple[date, date]) -> list:
     to those days ("(14 of 30 days)")."""
     from decimal import Decimal
 
-    from core.billing.money import ExactRatio
-    from core.registry import Charge
+    from core.kit import Charge, ExactRatio
 
     has_units = BillingUnit.select().where(BillingUnit.account == account).exists()
     has_calls = CallRecord.select().where(CallRecord.account == account).exists()
@@ -1017,7 +1012,7 @@ def charges(account: Account, period: tuple[date, date]) -> list:
 
 def parse_period(args) -> tuple[date, date]:
     """``start``/``end`` (end exclusive) from request args; default: the current month."""
-    from core.billing.periods import PeriodError, parse_date
+    from core.kit import PeriodError, parse_date
 
     today = date.today()
     try:

@@ -17,8 +17,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError
 
-from core.connectors.models import ConnectorLink, SyncItem
-from core.registry import PushFailed, PushItem, PushResult
+from core.kit import ConnectorLink, PushFailed, PushItem, PushResult, SyncItem
 from plugins.psa_mapping.service import integration as svc
 from plugins.psa_mapping.service.connectwise import ConnectWiseClient, ConnectWiseError
 

@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from core import outbound
+from core.kit import outbound
 
 log = logging.getLogger(__name__)
 

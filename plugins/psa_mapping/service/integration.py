@@ -20,16 +20,32 @@ from decimal import Decimal, InvalidOperation
 from flask import current_app, has_app_context
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, outbound, rbac
-from core.api.schemas import UtcDateTime
-from core.billing.models import PricePlan, Product, Subscription
-from core.connectors import settings as connectors
-from core.connectors import sync as runtime
-from core.connectors.models import ALL_PLANS, ConnectorLink, ConnectorMapping, SyncItem
-from core.db import database, utcnow
-from core.errors import BillhiveError, NotFound, ValidationFailed, marshmallow_errors
-from core.fields import MAX_INT32, Id, Text
-from core.models import Account
+from core.kit import (
+    ALL_PLANS,
+    MAX_INT32,
+    Account,
+    BillhiveError,
+    ConnectorLink,
+    ConnectorMapping,
+    Id,
+    NotFound,
+    PricePlan,
+    Product,
+    Subscription,
+    SyncItem,
+    Text,
+    UtcDateTime,
+    ValidationFailed,
+    audit,
+    database,
+    host,
+    marshmallow_errors,
+    outbound,
+    rbac,
+    utcnow,
+)
+from core.kit import connector_settings as connectors
+from core.kit import connector_sync as runtime
 from plugins.psa_mapping.service.connectwise import (
     CONFIRM_WINDOW,
     RETRY_AFTER_MAX,
@@ -76,7 +92,7 @@ def integration_account(actor, account_id, privilege: str) -> Account:
 
 
 def require_licensed() -> None:
-    rbac.host().require_licensed(PLUGIN_NAME)
+    host().require_licensed(PLUGIN_NAME)
 
 
 # -- connection settings -----------------------------------------------------------------------

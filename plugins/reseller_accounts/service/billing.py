@@ -39,13 +39,21 @@ from collections import defaultdict
 from datetime import date
 from decimal import Decimal
 
-from core import audit, rbac
-from core.billing import coverage, rating
-from core.billing.models import PricePlan, Subscription, UsageRecord
-from core.db import database
-from core.errors import ValidationFailed
-from core.models import Account
-from core.registry import Charge, InvoiceOptions
+from core.kit import (
+    Account,
+    Charge,
+    InvoiceOptions,
+    PricePlan,
+    Subscription,
+    UsageRecord,
+    ValidationFailed,
+    audit,
+    coverage,
+    database,
+    rating,
+    rbac,
+    require_licensed,
+)
 from plugins.reseller_accounts.service.profile import formats_for
 
 
@@ -87,7 +95,7 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan):
     if actor is not None:
         rbac.require(actor, "catalog.manage", wholesale_plan.account)
         rbac.require(actor, "resellers.manage", reseller)
-    rbac.host().require_licensed("reseller_accounts")
+    require_licensed("reseller_accounts")
     with database.atomic():
         link = WholesaleLink.get_or_none(WholesaleLink.retail_plan == retail_plan.id)
         if link is None:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from flask import has_request_context, request
 
-from core import accounts as account_service
-from core import audit, rbac
-from core.db import database
-from core.errors import BillhiveError, NotFound
-from core.models import Account
+from core.kit import (
+    Account,
+    BillhiveError,
+    NotFound,
+    audit,
+    database,
+    host,
+    rbac,
+    require_licensed,
+)
+from core.kit import accounts as account_service
 from plugins.reseller_accounts.models import ResellerSettings
 
 RESELLER = "reseller"
@@ -27,7 +33,7 @@ def request_actor():
     if not has_request_context():
         return None
     if request.path.startswith("/api/"):
-        from core.auth import api_user
+        from core.kit import api_user
 
         try:
             return api_user()
@@ -62,8 +68,7 @@ def set_allow_sub_resellers(actor, provider: Account, allowed: bool) -> bool:
         rbac.require(actor, "resellers.manage", provider)
         if actor.account_id != provider.id:
             raise NotFound("reseller settings are made by the provider")
-    host = rbac.host()
-    host.require_licensed("reseller_accounts")
+    require_licensed("reseller_accounts")
     with database.atomic():
         row = settings_for(provider.id)
         before = bool(row and row.allow_sub_resellers)
@@ -163,7 +168,7 @@ def update_profile(actor, reseller: Account, changes: dict) -> Account:
             before=before,
             after=account_service.snapshot(reseller),
         )
-        rbac.host().call("account_updated", account=reseller, actor=actor, before=before)
+        host().call("account_updated", account=reseller, actor=actor, before=before)
     return reseller
 
 
