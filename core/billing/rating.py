@@ -109,8 +109,11 @@ def recurring(description: str, quantity: Decimal, unit_price: Decimal, currency
     the period's days (times ``fraction``, the share of a period a plugin's charge already
     stands for), "(d of n days)" in the text when not the whole period."""
     days, total = _days(service, "service"), _days(period, "period")
-    exact = Fraction(fraction) * Fraction(days, total)
-    ratio = ExactRatio(exact.numerator, exact.denominator)
+    if fraction == 1:  # a subscription's price: no Fraction arithmetic on the hot path
+        ratio = ExactRatio(days, total)
+    else:
+        exact = Fraction(fraction) * Fraction(days, total)
+        ratio = ExactRatio(exact.numerator, exact.denominator)
     text = prorated_label(description, days, total)
     return line(text, quantity, unit_price, currency, fraction=ratio, service=service,
                 source=source, charge=charge)  # fmt: skip
