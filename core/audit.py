@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.db import insert_row
+from core._fastpath import insert_row
 from core.models import AuditEntry
 
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 from datetime import date
 
 from core import audit, clock, rbac
-from core.db import Prepared, database, is_postgres, lock_row, utcnow
+from core._fastpath import Prepared
+from core.db import database, is_postgres, lock_row, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.fields import Text
 from core.models import Account, AccountStatusChange, LoginSession

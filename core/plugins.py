@@ -24,7 +24,8 @@ import pluggy
 from flask import current_app
 
 from core import HOOK_API_VERSION, PROJECT, hookspecs, migrations
-from core.db import Prepared, database
+from core._fastpath import Prepared
+from core.db import database
 from core.errors import LicenseRequired, NotFound
 from core.registry import Catalog, Declared, PluginMeta, merge
 

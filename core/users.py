@@ -12,7 +12,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core import audit, lifecycle, passwords, rbac
-from core.db import Prepared, database, utcnow
+from core._fastpath import Prepared
+from core.db import database, utcnow
 from core.errors import Conflict, Forbidden, ValidationFailed, load
 from core.fields import Email, Id, Text
 from core.models import (

@@ -1,5 +1,6 @@
-"""core.db's hot-path helpers (insert_rows, insert_row, Prepared) store and find exactly what
-the ORM would, on SQLite and PostgreSQL, while generating each statement's SQL once."""
+"""The core's private hot-path helpers (core._fastpath: insert_rows, insert_row, Prepared)
+store and find exactly what the ORM would, on SQLite and PostgreSQL, while generating each
+statement's SQL once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from core._fastpath import INSERT_CHUNK, Prepared, insert_row, insert_rows
 from core.billing.models import UsageRecord
-from core.db import INSERT_CHUNK, Prepared, insert_row, insert_rows
 from core.models import Account, AuditEntry
 from tests.billing_support import setup_catalog, subscribe
 

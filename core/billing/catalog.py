@@ -7,11 +7,12 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, rbac
 from core import lifecycle as account_status
+from core._fastpath import insert_rows
 from core.billing.models import PRODUCT_KINDS, PricePlan, Product, Subscription, UsageRecord
 from core.billing.money import MoneyError, check_currency, parse_decimal, tiered_unit_price
 from core.billing.periods import PeriodError, parse_date
-from core.db import database, insert_rows, lock_row
-from core.errors import ValidationFailed, marshmallow_errors
+from core.db import database, lock_row
+from core.errors import ValidationFailed, load
 from core.fields import Id, Price, Quantity, Text
 from core.models import Account
 
@@ -56,13 +57,6 @@ class UsageInput(Schema):
     external_id = Text(100, min_length=1, required=True, card_numbers=False)
 
 
-def _load(schema: Schema, payload) -> dict:
-    try:
-        return schema.load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
-
-
 def _raise(errors: dict) -> None:
     if errors:
         raise ValidationFailed(
@@ -83,7 +77,7 @@ def _owner(actor, account_id) -> Account:
 
 
 def create_product(actor, payload) -> Product:
-    data = _load(ProductInput(), payload)
+    data = load(ProductInput(), payload)
     owner = _owner(actor, data.pop("account_id"))
     if Product.get_or_none(account=owner.id, code=data["code"]) is not None:
         raise ValidationFailed.field("code", f"product code '{data['code']}' already exists")
@@ -106,7 +100,7 @@ def _visible_product(actor, product_id) -> Product:
 
 
 def create_plan(actor, payload) -> PricePlan:
-    data = _load(PlanInput(), payload)
+    data = load(PlanInput(), payload)
     product = _visible_product(actor, data["product_id"])
     if actor is not None:
         rbac.require(actor, "catalog.manage", product.account)
@@ -153,7 +147,7 @@ def _date(value, field, errors):
 
 
 def create_subscription(actor, payload) -> Subscription:
-    data = _load(SubscriptionInput(), payload)
+    data = load(SubscriptionInput(), payload)
     errors: dict[str, list[str]] = {}
     if actor is None:
         customer = Account.get_or_none(Account.id == data["account_id"])

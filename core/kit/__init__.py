@@ -32,7 +32,8 @@ The core's services (modules)
     ``rbac`` (privilege checks, what an actor may see: ``require``, ``has``, ``get_account``,
     ``visible_accounts``...), ``roles``, ``accounts`` (creating and changing accounts, billing
     terms), ``audit`` (``record``), ``outbound`` (HTTP to third parties, with the core's
-    timeouts and checks), ``i18n``, ``clock`` (``today()``, settable in tests), ``csv_export``.
+    timeouts and checks), ``i18n``, ``clock`` (``today()`` in the instance's time zone),
+    ``csv_export``.
 Money, periods, billing
     Amounts are integer minor units plus ``Decimal``: ``ExactRatio``, ``parse_decimal``,
     ``to_decimal``, ``to_minor``, ``line_amount``, ``tiered_unit_price``, ``format_money``,

@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from core import audit
+from core._fastpath import Prepared
 from core.billing.invoicing import parties
 from core.billing.invoicing import tax as tax_rule
 from core.billing.ledger import entries as ledger
@@ -34,9 +35,10 @@ from core.billing.models import (
     InvoiceSequence,
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
-from core.db import Prepared, database, is_postgres, lock_row, utcnow
+from core.db import database, is_postgres, lock_row, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Account
+from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
 
@@ -398,7 +400,6 @@ def notify_finalized(invoice: Invoice) -> None:
     plugin, so a failing plugin never stops it), then tell plugins (``invoice_finalized``).
     It is issued whatever mail or a plugin does with the news: a failure is logged, and
     neither turns the issue into an error (the change was saved) nor stops a bill run."""
-    from core.billing.invoicing import storage
     from core.mail.messages import on_invoice_finalized
 
     try:
@@ -406,6 +407,6 @@ def notify_finalized(invoice: Invoice) -> None:
     except Exception:  # noqa: BLE001 - recorded or not, the invoice stays issued
         log.exception("recording the e-mail of %s failed", invoice.number or invoice.id)
     try:
-        storage.host().call("invoice_finalized", invoice=invoice)
+        host().call("invoice_finalized", invoice=invoice)
     except Exception:  # noqa: BLE001 - a plugin's failure, after the commit
         log.exception("a plugin failed on invoice_finalized of %s", invoice.number or invoice.id)

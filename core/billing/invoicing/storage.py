@@ -22,6 +22,7 @@ from core.billing.invoicing import documents
 from core.billing.models import Invoice, InvoiceFile
 from core.errors import BillhiveError, NotFound
 from core.models import Account
+from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
 
@@ -31,10 +32,6 @@ class RenderFailed(BillhiveError):
 
     status = 503
     code = "render_failed"
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 def storage_dir() -> Path:

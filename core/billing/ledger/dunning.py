@@ -60,6 +60,7 @@ from core.db import utcnow
 from core.errors import BillhiveError, Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import MAX_AMOUNT, DecimalString, Text
 from core.models import Account
+from core.plugins import host
 
 log = logging.getLogger("billhive.dunning")
 
@@ -477,7 +478,6 @@ def complete(step: DunningStep) -> bool:
     once) repeats nothing: the hook is claimed before it is called, a suspended account stays
     so, the mail is idempotent by its event key. Returns True when the step is complete; a
     mail failure is recorded on the step and retried by the next run."""
-    from core.billing.invoicing import storage
 
     invoice = Invoice.get_by_id(step.invoice_id)
     level = _level_for(step, invoice)
@@ -488,7 +488,7 @@ def complete(step: DunningStep) -> bool:
     )
     if claimed:
         try:
-            storage.host().call("invoice_overdue", invoice=invoice, level=level)
+            host().call("invoice_overdue", invoice=invoice, level=level)
         except Exception:  # noqa: BLE001 - a plugin's failure does not undo the step
             log.exception("a plugin failed on invoice_overdue of %s", invoice.number)
     if level.suspend and step.level == "final_notice" and not step.suspended:

@@ -64,6 +64,7 @@ from datetime import date
 
 import peewee as pw
 
+from core._fastpath import Prepared, insert_row
 from core.billing.models import (
     Allocation,
     Invoice,
@@ -72,7 +73,7 @@ from core.billing.models import (
     Payment,
     PrepaidTopup,
 )
-from core.db import Prepared, insert_row, is_postgres
+from core.db import is_postgres
 from core.errors import Conflict
 from core.models import Account
 

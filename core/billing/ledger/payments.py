@@ -43,7 +43,7 @@ import re
 from datetime import date
 
 import peewee as pw
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from core import audit, rbac
 from core.accounts import require_billing_terms
@@ -61,7 +61,7 @@ from core.billing.models import (
 from core.billing.money import MoneyError, check_currency, format_money, parse_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
 from core.db import database, utcnow
-from core.errors import Conflict, Forbidden, ValidationFailed, marshmallow_errors
+from core.errors import Conflict, Forbidden, ValidationFailed, load
 from core.fields import PAN_MESSAGE, Amount, Id, Text, looks_like_pan
 from core.models import Account, User
 
@@ -79,13 +79,6 @@ def refuse_pan(values: dict, names) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _load(schema: Schema, payload) -> dict:
-    try:
-        return schema.load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
 
 
 def _require(actor, code: str, account: Account) -> None:
@@ -220,7 +213,7 @@ def record_payment(actor, account: Account, payload) -> Payment:
     order when given, else to its open invoices with the payee, oldest first. An invoice is
     paid when nothing is due on it any more; what is left over is credit."""
     _require(actor, "payments.record", account)
-    data = _load(PaymentInput(), payload)
+    data = load(PaymentInput(), payload)
     currency = _currency(data["currency"], account)
     amount = _money(data["amount"], currency)
     on = _date(data["date"])
@@ -305,7 +298,7 @@ def record_refund(actor, account: Account, payload) -> Payment:
     """Pay credit back to ``account``: at most its unallocated credit with the payee (money
     that settled an invoice is refunded after a credit note turned it into credit)."""
     _require(actor, "payments.record", account)
-    data = _load(RefundInput(), payload)
+    data = load(RefundInput(), payload)
     currency = _currency(data["currency"], account)
     amount = _money(data["amount"], currency)
     on = _date(data["date"])
@@ -384,7 +377,7 @@ def create_topup(actor, account: Account, payload) -> Invoice:
     charged on it (the invoices the credit pays carry the tax); its total becomes prepaid
     credit once it is paid."""
     _require(actor, "invoices.issue", account)
-    data = _load(TopupInput(), payload)
+    data = load(TopupInput(), payload)
     currency = _currency(data["currency"], account)
     amount = _money(data["amount"], currency)
     refuse_pan(data, ("description",))
@@ -436,7 +429,7 @@ def settings_of(account: Account) -> BillingSettings:
 
 def update_settings(actor, account: Account, payload) -> BillingSettings:
     _require(actor, "billing.edit", account)
-    data = _load(BillingSettingsInput(), payload)
+    data = load(BillingSettingsInput(), payload)
     errors: dict[str, list[str]] = {}
     for name in ("contact_name", "contact_email", "contact_phone", "invoice_email"):
         data[name] = (data[name] or "").strip()
@@ -506,7 +499,7 @@ def methods_of(account: Account) -> list[PaymentMethod]:
 
 def add_method(actor, account: Account, payload) -> PaymentMethod:
     _require(actor, "billing.edit", account)
-    data = _load(MethodInput(), payload)
+    data = load(MethodInput(), payload)
     data["description"] = data["description"].strip()
     if not data["description"]:
         raise ValidationFailed.field("description", "must not be empty")

@@ -47,10 +47,10 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import peewee as pw
-from flask import current_app
 
 from core import audit, rbac
 from core import lifecycle as account_status
+from core._fastpath import Prepared, insert_row, insert_rows
 from core.billing import coverage, rating
 from core.billing.invoicing import lifecycle, parties, storage
 from core.billing.invoicing import tax as tax_rule
@@ -71,14 +71,11 @@ from core.billing.money import (
     invoice_totals,
 )
 from core.billing.periods import check_run_date, closed_periods
-from core.db import Prepared, database, insert_row, insert_rows, utcnow
+from core.db import database, utcnow
 from core.models import Account
+from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
-
-
-def host():
-    return current_app.extensions["billhive"].host
 
 
 # -- rating ----------------------------------------------------------------------------------
@@ -459,7 +456,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
             # commit and then changes fewer rows than it billed
             if _advance_all(advances) != len(advances):
                 raise AlreadyInvoiced()
-            # the hot path's statements have their SQL built once (core.db.insert_rows)
+            # the hot path's statements have their SQL built once (core._fastpath.insert_rows)
             invoice = insert_row(Invoice, values)
             insert_rows(InvoiceLine, [{"invoice": invoice.id, **row} for row in rows])
             insert_rows(Coverage, [{"key": k, "start": s, "end": e, "invoice": invoice.id}

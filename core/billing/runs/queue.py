@@ -56,12 +56,13 @@ from flask import current_app
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
+from core._fastpath import Prepared
 from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, PendingRender
 from core.billing.money import format_money
 from core.billing.runs import engine
 from core.billing.runs import records as runs
-from core.db import Prepared, database, utcnow
+from core.db import database, utcnow
 from core.models import Account, User
 
 log = logging.getLogger("billhive.queue")
@@ -282,7 +283,7 @@ def _run_context(run_id: int) -> _RunContext:
     return ctx
 
 
-# the statements every task runs (SQL generated once: see core.db.Prepared)
+# the statements every task runs (SQL generated once: see core._fastpath.Prepared)
 _take_item = Prepared(
     lambda item, now, cutoff: BillRunItem.update(
         status="running", attempts=BillRunItem.attempts + 1, heartbeat_at=now, error=None
