@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, lifecycle, plugins, rbac
+from core import audit, current, lifecycle, rbac
 from core.billing.money import MoneyError, check_currency, parse_decimal
 from core.billing.periods import PeriodError, check_cycle_day
 from core.db import database, lock_row
@@ -112,7 +112,7 @@ def require_billing_terms(
         )
         per_field = "set by the account above yours; you cannot change it on your own account"
     elif not rbac.has(actor, TERMS_PRIVILEGE):
-        title = plugins.host().privileges().get(TERMS_PRIVILEGE)
+        title = current.host().privileges().get(TERMS_PRIVILEGE)
         label = f" ({title.title})" if title else ""
         message = f"changing {', '.join(changed)} needs the privilege '{TERMS_PRIVILEGE}'{label}"
         per_field = f"needs the privilege '{TERMS_PRIVILEGE}'"
@@ -244,7 +244,7 @@ def _validated(schema: Schema, payload: dict, type_code: str | None, profile_bas
         data = _check_common({k: v for k, v in data.items() if k not in errors})
     except ValidationFailed as exc:
         errors.update(exc.errors)
-    known = type_code in plugins.host().catalog.account_types
+    known = type_code in current.host().catalog.account_types
     if known and "profile" in data and "profile" not in errors:
         try:
             merged = dict(profile_base or {}) | dict(data["profile"] or {})
@@ -264,7 +264,7 @@ def _labelled(message: str, name: str) -> str:
 
 
 def validate_profile(type_code: str, profile: dict, partial: bool = False) -> dict:
-    atype = plugins.host().catalog.account_types[type_code].item
+    atype = current.host().catalog.account_types[type_code].item
     if atype.profile_schema is None:
         if profile:
             raise ValidationFailed.field("profile", f"a {atype.title} account has no profile")
@@ -279,7 +279,7 @@ def validate_profile(type_code: str, profile: dict, partial: bool = False) -> di
 
 
 def check_type(parent: Account | None, type_code: str) -> None:
-    host = plugins.host()
+    host = current.host()
     declared = host.catalog.account_types.get(type_code)
     if declared is None:
         available = ", ".join(sorted(host.account_types()))
@@ -316,7 +316,7 @@ def fixed_terms(parent: Account | None, type_code: str) -> dict[str, tuple]:
     value by name (:func:`refuse_other_terms`) instead of silently replacing it."""
     if parent is None:
         return {}
-    declared = plugins.host().catalog.account_types.get(parent.type)
+    declared = current.host().catalog.account_types.get(parent.type)
     rule = declared.item.child_terms if declared is not None else None
     return dict(rule(parent, type_code) or {}) if rule else {}
 
@@ -338,7 +338,7 @@ def type_choices(parent: Account) -> tuple[list, list[tuple[str, str]]]:
     their add-on, naming the feature; the type's own rule, e.g. sub-resellers switched off);
     types that can never be owned here (a Standard account owns nothing) or whose add-on is
     disabled are neither offered nor explained. Same rules as :func:`check_type`."""
-    host = plugins.host()
+    host = current.host()
     offered, refused = [], []
     parent_type = host.catalog.account_types.get(parent.type)
     for code, declared in host.catalog.account_types.items():
@@ -358,7 +358,7 @@ def type_choices(parent: Account) -> tuple[list, list[tuple[str, str]]]:
 
 
 def create_default_roles(account: Account) -> None:
-    host = plugins.host()
+    host = current.host()
     level = rbac.level_of(account)
     for declared in host.catalog.default_roles.values():
         role = declared.item
@@ -417,7 +417,7 @@ def create_account(actor, payload: dict) -> Account:
         account.save()
         create_default_roles(account)
         audit.record(actor, "account.create", account, account=account, after=snapshot(account))
-        plugins.host().call("account_created", account=account, actor=actor)
+        current.host().call("account_created", account=account, actor=actor)
     return account
 
 
@@ -460,7 +460,7 @@ def update_account(actor, account: Account, payload: dict) -> Account:
                 before=before,
                 after=snapshot(account),
             )
-            plugins.host().call("account_updated", account=account, actor=actor, before=before)
+            current.host().call("account_updated", account=account, actor=actor, before=before)
     if refusal is not None:  # audited after the edit's transaction ended, writing nothing
         refuse(actor, account, "account.update", refusal, payload)
     return account

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 import peewee as pw
 
-from core import clock, license_store, plugins, rbac
+from core import clock, current, license_store, rbac
 from core.billing.models import (
     Allocation,
     BillRun,
@@ -175,7 +175,7 @@ def last_runs(account: Account, limit: int = 5) -> list[BillRun]:
 def alerts(user) -> list:
     """What the ``dashboard_alerts`` hook reports for ``user`` (each plugin its own, scoped
     to the user's subtree), the ones with something to show."""
-    host = plugins.host()
+    host = current.host()
     found = []
     for answer in host.call("dashboard_alerts", user=user):
         found.extend(a for a in answer or () if a.count)

@@ -21,7 +21,6 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 import pluggy
-from flask import current_app
 
 from core import HOOK_API_VERSION, PROJECT, hookspecs, migrations
 from core._fastpath import Prepared
@@ -32,17 +31,6 @@ from core.registry import Catalog, Declared, PluginMeta, merge
 log = logging.getLogger("billhive.plugins")
 ENTRY_POINT_GROUP = "billhive.plugins"
 CORE_PLUGIN = "core"
-
-
-def host() -> PluginHost:
-    """The plugin host of the app serving this request, task or command."""
-    return current_app.extensions["billhive"].host
-
-
-def require_licensed(plugin: str) -> None:
-    """Refuse new work of ``plugin`` (403, naming the feature) while its licence does not
-    cover it; what it stored stays readable."""
-    host().require_licensed(plugin)
 
 
 class PluginLoadError(RuntimeError):

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 import peewee as pw
 from flask import g, has_app_context, has_request_context, request
 
+from core.current import host
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, Role, RolePrivilege, User, UserRole
-from core.plugins import host
 from core.registry import ALL
 
 

@@ -12,8 +12,8 @@ import click
 from core import commands
 from core.billing.cli import bill_run, dunning, invoices, usage
 from core.commands import parse_day, with_app
+from core.current import host
 from core.mail.cli import mail
-from core.plugins import host
 from hostapp.scaffold import new_plugin
 
 _app = None

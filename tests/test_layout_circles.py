@@ -41,12 +41,6 @@ KNOWN: list[tuple[set[str], str]] = [
         # that core.mail builds by reading billing back; mail tasks share the bill runs' huey
         "billing <-> ledger <-> mail (issue 17, deliverable 2: open)",
     ),
-    (
-        {"core.billing.cli", "core.mail.cli", "hostapp.cli"},
-        # the CLIs take with_app/_parse_day from hostapp.cli, which adds their groups: the
-        # plugin-API work (core.commands) moves those helpers below both
-        "CLI groups <-> hostapp.cli (issue 17, deliverable 1: in flight)",
-    ),
 ]
 
 

@@ -8,12 +8,13 @@ from core import accounts as account_service
 from core import audit, license_store, lifecycle, rbac, roles, users
 from core.api import schemas as s
 from core.auth import api_login_required, api_user
+from core.current import host
 from core.errors import Forbidden, ValidationFailed
 from core.find import lists
 from core.find.listing import API_HEADERS, api_answer
 from core.licenses import LicenseError
 from core.models import Role, User
-from core.plugins import CORE_PLUGIN, host
+from core.plugins import CORE_PLUGIN
 
 tokens = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens")
 accounts = Blueprint("accounts", __name__, url_prefix="/api/v1/accounts", description="Accounts")

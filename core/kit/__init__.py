@@ -118,6 +118,7 @@ from core.connectors.models import (
     SyncItem,
     SyncRun,
 )
+from core.current import host, require_licensed
 from core.db import BaseModel, JSONField, database, is_postgres, lock_row, utcnow
 from core.errors import (
     BillhiveError,
@@ -133,7 +134,6 @@ from core.fields import MAX_INT32, Id, Price, Quantity, Text
 from core.models import Account, Role, User
 from core.panel.forms import form_errors, keep
 from core.panel.jinja import schema_fields
-from core.plugins import host, require_licensed
 from core.redirects import redirect_next
 from core.registry import (
     ALL,

@@ -11,6 +11,7 @@ from core import dashboard, impersonation, license_store, lifecycle, rbac, roles
 from core.accounts import AccountInput
 from core.api.resources import license_status, plugin_rows
 from core.billing.invoicing import parties
+from core.current import host
 from core.errors import BillhiveError, Forbidden, ValidationFailed
 from core.find import lists
 from core.find.listing import panel_list
@@ -18,7 +19,7 @@ from core.find.views import account_names
 from core.licenses import LicenseError
 from core.models import Account, Role, User
 from core.panel.forms import form_errors, keep
-from core.plugins import CORE_PLUGIN, host
+from core.plugins import CORE_PLUGIN
 from core.redirects import redirect_next
 
 blueprint = Blueprint(

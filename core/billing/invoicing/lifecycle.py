@@ -35,10 +35,10 @@ from core.billing.models import (
     InvoiceSequence,
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
+from core.current import host
 from core.db import database, is_postgres, lock_row, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Account
-from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
 

@@ -20,9 +20,9 @@ from flask import current_app, g, has_request_context
 
 from core.billing.invoicing import documents
 from core.billing.models import Invoice, InvoiceFile
+from core.current import host
 from core.errors import BillhiveError, NotFound
 from core.models import Account
-from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
 

@@ -56,11 +56,11 @@ from core.billing.models import (
 )
 from core.billing.money import MoneyError, check_currency, format_money, to_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
+from core.current import host
 from core.db import utcnow
 from core.errors import BillhiveError, Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import MAX_AMOUNT, DecimalString, Text
 from core.models import Account
-from core.plugins import host
 
 log = logging.getLogger("billhive.dunning")
 

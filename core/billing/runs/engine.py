@@ -71,9 +71,9 @@ from core.billing.money import (
     invoice_totals,
 )
 from core.billing.periods import check_run_date, closed_periods
+from core.current import host
 from core.db import database, utcnow
 from core.models import Account
-from core.plugins import host
 
 log = logging.getLogger("billhive.billing")
 
