@@ -1,6 +1,7 @@
 """Plugins use the declared plugin API only: every module of a built-in plugin (plugins/), of an
 example distribution (examples/) and of what ``billhive new-plugin`` writes imports nothing of
-``core`` or ``hostapp`` but ``core.kit`` and its submodules (docs/writing-a-plugin.md)."""
+``core`` or ``hostapp`` but ``core.kit`` and its submodules (docs/writing-a-plugin.md); every
+name of ``core.kit`` is in its docstring and in the plugin guide."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import core.kit
 from hostapp.scaffold import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +87,10 @@ def test_a_generated_plugin_imports_only_the_plugin_api(generated):
     assert {p.name for p in modules} >= {"__init__.py", "models.py", "views.py", "conftest.py"}
     problems = [line for path in modules for line in forbidden_imports(path, generated)]
     assert problems == [], "imports outside core.kit:\n" + "\n".join(problems)
+
+
+def test_every_name_of_the_plugin_api_is_documented():
+    guide = (ROOT / "docs" / "writing-a-plugin.md").read_text(encoding="utf-8")
+    assert [n for n in core.kit.__all__ if not hasattr(core.kit, n)] == []
+    assert [n for n in core.kit.__all__ if f"``{n}" not in core.kit.__doc__] == []
+    assert [n for n in core.kit.__all__ if f"`{n}" not in guide] == []
