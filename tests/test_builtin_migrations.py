@@ -101,7 +101,7 @@ def _as_the_old_release_left_it(app, db) -> dict:
     _insert(db, "reseller_settings", provider_id=world.provider.id, allow_sub_resellers=True,
             changed_at=now)  # fmt: skip
     # 0.1.0 gave a reseller an "anchor" subscription in the core's table (active no day)
-    reseller = world.add_account(world.provider, "Old reseller")
+    reseller = world.customer_b
     Account.update(type="reseller").where(Account.id == reseller.id).execute()
     _, plan = setup_catalog(world.provider, code="WS")
     anchored = {"plan": plan, "quantity": 0, "external_id": ANCHOR}
