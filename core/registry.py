@@ -75,7 +75,7 @@ class PushContext:
     pushed through the connector settings of ``account`` (the nearest account above the
     customer that has them). ``link`` is the customer's confirmed link (a
     ``core.connectors.models.ConnectorLink``) for a connector with ``links=True``, else None;
-    ``document`` is the invoice as plain data (``core.billing.documents``)."""
+    ``document`` is the invoice as plain data (``core.billing.invoicing.documents``)."""
 
     account: Any
     customer: Any

@@ -16,6 +16,7 @@ import pytest
 from core import lifecycle
 from core.billing.models import Invoice, Subscription
 from core.billing.runs import engine
+from core.billing.runs.summary import RunSummary
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.models import Account, AccountStatusChange, AuditEntry, LoginSession
 from tests.billing_support import reseller_tree, setup_catalog, subscribe
@@ -182,12 +183,12 @@ def test_a_suspended_reseller_takes_its_subtree_out_of_bill_runs(billed):
 def test_a_suspension_after_planning_is_seen_by_the_account_being_billed(billed):
     """A queued run planned before the suspension: bill_account checks again."""
     w = billed
-    summary = engine.new_summary(date(2026, 2, 1), 1)
+    summary = RunSummary(date(2026, 2, 1), 1)
     account = Account.get_by_id(w.customer_a.id)
     lifecycle.set_account_status(w.customer_a, "suspended", w.operator)
     engine.bill_account(account, date(2026, 2, 1), summary)
     assert _invoiced(w.customer_a) == 0
-    assert summary["invoices_skipped"][0]["reason"] == "account suspended"
+    assert summary.invoices_skipped[0]["reason"] == "account suspended"
 
 
 # -- closing: final, the last invoice up to the closing day ----------------------------------
@@ -307,7 +308,7 @@ def test_a_suspension_racing_the_invoice_being_written_waits_for_it(billed):
     from core.db import database
 
     locked, release, done = threading.Event(), threading.Event(), threading.Event()
-    summary = engine.new_summary(date(2026, 2, 1), 1)
+    summary = RunSummary(date(2026, 2, 1), 1)
     app = w.app
 
     def suspend():
@@ -333,7 +334,7 @@ def test_a_suspension_racing_the_invoice_being_written_waits_for_it(billed):
         t.join(60)
     assert done.is_set()
     assert _invoiced(w.customer_a) == 0
-    assert summary["invoices_skipped"][-1]["reason"] == "account suspended"
+    assert summary.invoices_skipped[-1]["reason"] == "account suspended"
     assert Subscription.get_by_id(w.sub_a.id).billed_through is None
 
 

@@ -131,8 +131,8 @@ def _queued_run(run, as_json, no_wait):
     from flask import current_app
 
     from core.billing.models import BillRun, Invoice
-    from core.billing.money import format_money
     from core.billing.runs import queue as billing_queue
+    from core.billing.runs.summary import invoice_row
     from core.models import Account
 
     try:
@@ -173,14 +173,10 @@ def _queued_run(run, as_json, no_wait):
     names = {}
     invoices = []
     for inv in Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id):
-        if inv.account_id not in names:
-            names[inv.account_id] = Account.get_by_id(inv.account_id).name
-        invoices.append(
-            {"id": inv.id, "number": inv.number, "account_id": inv.account_id,
-             "account": names[inv.account_id], "period": f"{inv.period_start}/{inv.period_end}",
-             "currency": inv.currency, "total_minor": inv.total,
-             "total": format_money(inv.total, inv.currency)}
-        )  # fmt: skip
+        for account_id in (inv.account_id, inv.issuer_id):
+            if account_id not in names:
+                names[account_id] = Account.get_by_id(account_id).name
+        invoices.append(invoice_row(inv, names[inv.account_id], names[inv.issuer_id]))
     summary["invoices"] = invoices
     summary.setdefault("render_errors", [])
     return summary

@@ -1,7 +1,8 @@
 """Invoicing: an invoice from draft to issued, paid, void or credited, and what it is made of.
 
-* :mod:`.lifecycle`: drafts, issuing (gap-free numbers per issuer and kind), paying, voiding,
-  credit notes; every status change a guarded row.
+* :mod:`.lifecycle`: drafts, issuing, paying, voiding, credit notes (every status change a
+  guarded row) and the due date (:func:`~.lifecycle.due_date_for`, the one rule).
+* :mod:`.numbering`: gap-free numbers per issuer and document kind.
 * :mod:`.tax`: the one tax rule (reverse charge, the buyer's rate).
 * :mod:`.parties`: billing details, an issuer's payment instructions, what an issued invoice
   keeps of both.

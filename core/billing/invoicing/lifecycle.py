@@ -1,10 +1,6 @@
-"""Invoice lifecycle: draft -> issued (immutable) -> paid / void; credit notes; numbering.
-
-Numbers are per issuing account and document kind, gap-free: the sequence row is
-incremented with an ``UPDATE ... SET next_number = next_number + 1`` inside the issuing
-transaction, so concurrent issuers queue on that row and a rolled-back issue gives its number
-back. Invoices are ``<prefix><000001>``, credit notes ``<prefix>CN<000001>`` where the prefix
-is the issuer's ``invoice_prefix``. Every change is audited in its own transaction.
+"""Invoice lifecycle: draft -> issued (immutable) -> paid / void; credit notes. Numbers come
+from :mod:`core.billing.invoicing.numbering`, the due date from :func:`due_date_for` (the one
+rule). Every change is audited in its own transaction.
 
 **Status changes are guarded rows.** Issuing, paying, voiding and crediting each read the
 invoice *inside* their transaction under a row lock (:func:`lock_invoice`) and change its
@@ -24,15 +20,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from core import audit
-from core._fastpath import Prepared
-from core.billing.invoicing import parties
+from core.billing.invoicing import numbering, parties
 from core.billing.invoicing import tax as tax_rule
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
     ImmutableInvoice,
     Invoice,
     InvoiceLine,
-    InvoiceSequence,
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
 from core.current import host
@@ -42,7 +36,6 @@ from core.models import Account
 
 log = logging.getLogger("billhive.billing")
 
-NUMBER_DIGITS = 6
 PAYMENT_TERMS_DAYS = parties.DEFAULT_TERMS_DAYS  # when no payment terms are set anywhere
 
 
@@ -121,39 +114,6 @@ def transition(invoice_id: int, allowed: tuple[str, ...], to: str, **values) -> 
     return stored
 
 
-def _ensure_sequence(issuer_id: int, kind: str) -> None:
-    if InvoiceSequence.get_or_none(issuer=issuer_id, kind=kind) is None:
-        try:
-            with database.atomic():
-                InvoiceSequence.create(issuer=issuer_id, kind=kind, next_number=1)
-        except Exception:  # noqa: BLE001 - a concurrent creator won; the row exists now
-            if InvoiceSequence.get_or_none(issuer=issuer_id, kind=kind) is None:
-                raise
-
-
-_take_number = Prepared(
-    lambda issuer, kind: InvoiceSequence.update(next_number=InvoiceSequence.next_number + 1).where(
-        (InvoiceSequence.issuer == issuer) & (InvoiceSequence.kind == kind)
-    )
-)
-_taken_number = Prepared(
-    lambda issuer, kind: InvoiceSequence.select(InvoiceSequence.next_number - 1).where(
-        (InvoiceSequence.issuer == issuer) & (InvoiceSequence.kind == kind)
-    )
-)
-
-
-def next_number(issuer: Account, kind: str) -> str:
-    """Take the next number of ``issuer`` for ``kind``; call inside the issuing transaction."""
-    if not _take_number.rowcount(issuer.id, kind):
-        InvoiceSequence.create(issuer=issuer.id, kind=kind, next_number=2)
-        taken = 1
-    else:
-        taken = _taken_number.scalar(issuer.id, kind)
-    infix = "CN" if kind == "credit_note" else ""
-    return f"{issuer.invoice_prefix}{infix}{taken:0{NUMBER_DIGITS}d}"
-
-
 def due_date_for(issuer: Account, account: Account, issued: date,
                  known: parties.Known | None = None) -> date:  # fmt: skip
     """The one due-date rule: the issue date plus the payment terms
@@ -185,7 +145,7 @@ def _issue_in_transaction(invoice: Invoice, actor, number: str | None = None) ->
     issuer = Account.get_by_id(invoice.issuer_id)
     account = Account.get_by_id(invoice.account_id)
     if number is None:
-        number = next_number(issuer, invoice.kind)
+        number = numbering.next_number(issuer, invoice.kind)
     known = parties.read(issuer, account)
     tax = tax_at_issue(invoice, issuer, account, known)
     invoice.tax_rate = tax["rate"]  # the parties as they are now rate the draft
@@ -215,11 +175,11 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
             f"invoice {invoice.number or invoice.id} is already {invoice.status}"
         )
     issuer = Account.get_by_id(invoice.issuer_id)
-    _ensure_sequence(invoice.issuer_id, invoice.kind)
+    numbering.ensure_sequence(invoice.issuer_id, invoice.kind)
     with write_transaction():
         # the number first (the sequence row's lock), then the account and the invoice: the
         # order a bill run takes too; a refusal rolls back and gives the number back
-        number = next_number(issuer, invoice.kind)
+        number = numbering.next_number(issuer, invoice.kind)
         invoice = lock_invoice(invoice.id)  # fresh, under its lock
         if invoice.status != "draft":
             raise refusal(invoice, "issued")
@@ -329,11 +289,11 @@ def credit_note(invoice: Invoice, actor=None, positions: list[int] | None = None
     if invoice.kind != "invoice":
         raise Conflict(f"{invoice.number or invoice.id} is a credit note: it is not credited")
     issuer = Account.get_by_id(invoice.issuer_id)
-    _ensure_sequence(invoice.issuer_id, "credit_note")
+    numbering.ensure_sequence(invoice.issuer_id, "credit_note")
     with write_transaction():
         # the number, then the account and the invoice (see the module doc): what is left to
         # credit is read under the invoice's lock, so two notes never credit one line
-        number = next_number(issuer, "credit_note")
+        number = numbering.next_number(issuer, "credit_note")
         invoice = lock_invoice(invoice.id)
         if invoice.status not in ("issued", "paid"):
             raise Conflict(

@@ -61,18 +61,16 @@ def issuer_choice(invoice: Invoice, accounts: dict | None = None) -> tuple[str, 
     return None if options is None else options.formats
 
 
-def wanted_formats(invoice: Invoice, accounts: dict | None = None) -> list[str]:
+def wanted_formats(invoice: Invoice, accounts: dict | None = None, chosen=_UNSET) -> list[str]:
     """THE formats of this invoice, the one place that decides them: what its issuer's
     ``invoice_options`` answer names (a reseller's profile), else every enabled format; only
     enabled formats. These are rendered, stored, listed in the API's ``files``, offered in the
     panel and downloadable; any other format answers 404 and is never rendered.
 
-    A bill run sets ``invoice._formats`` from the answer it asked for when it wrote the
-    invoice (the same hook, so the same answer)."""
+    ``chosen``: that answer's formats when the caller asked the hook already (a bill run,
+    when it wrote the invoice: the same hook, so the same answer; None = every format)."""
     enabled = host().invoice_formats()
-    formats = getattr(invoice, "_formats", _UNSET)
-    if formats is _UNSET:
-        formats = issuer_choice(invoice, accounts)
+    formats = issuer_choice(invoice, accounts) if chosen is _UNSET else chosen
     return [code for code in (enabled if formats is None else formats) if code in enabled]
 
 
@@ -96,10 +94,10 @@ def render_one(invoice: Invoice, code: str, document: dict | None = None) -> Inv
     return InvoiceFile(invoice=invoice.id, format=code, **values)
 
 
-def render_all(invoice: Invoice, lines: list[dict] | None = None) -> list[str]:
+def render_all(invoice: Invoice, lines: list[dict] | None = None, chosen=_UNSET) -> list[str]:
     """Render every wanted format not stored yet; returns error messages (empty when all
     went well). ``lines``: the invoice's line rows when the caller has them (see
-    :func:`documents.build`)."""
+    :func:`documents.build`); ``chosen``: see :func:`wanted_formats`."""
     if invoice.status == "draft":
         return []
     errors = []
@@ -109,7 +107,7 @@ def render_all(invoice: Invoice, lines: list[dict] | None = None) -> list[str]:
         .where(InvoiceFile.invoice == invoice.id)
         .tuples()
     }
-    wanted = [code for code in wanted_formats(invoice) if code not in stored]
+    wanted = [code for code in wanted_formats(invoice, chosen=chosen) if code not in stored]
     document = documents.build(invoice, lines) if wanted else None
     for code in wanted:
         try:

@@ -45,7 +45,7 @@ import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core import audit, clock, rbac
-from core.billing.invoicing import lifecycle
+from core.billing.invoicing import lifecycle, numbering
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
     DUNNING_LEVELS,
@@ -396,12 +396,12 @@ def take_step(invoice_id: int, level: Level, on: date) -> DunningStep | None:
     if fee and _is_fee_invoice(invoice_id):
         fee, note = 0, "no late fee on a late-fee invoice"
     if fee:
-        lifecycle._ensure_sequence(issuer.id, "invoice")
+        numbering.ensure_sequence(issuer.id, "invoice")
     try:
         with lifecycle.write_transaction():
             # the issuer's number first, then the account and the invoice: the order of
             # every issue (core.billing.invoicing.lifecycle), so this never deadlocks with one
-            number = lifecycle.next_number(issuer, "invoice") if fee else None
+            number = numbering.next_number(issuer, "invoice") if fee else None
             stored = lifecycle.lock_invoice(invoice_id)
             if _why_not(stored, on) is not None:
                 raise _NotDue

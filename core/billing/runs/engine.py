@@ -52,7 +52,7 @@ from core import audit, rbac
 from core import lifecycle as account_status
 from core._fastpath import Prepared, insert_row, insert_rows
 from core.billing import coverage, rating
-from core.billing.invoicing import lifecycle, parties, storage
+from core.billing.invoicing import lifecycle, numbering, parties, storage
 from core.billing.invoicing import tax as tax_rule
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
@@ -67,10 +67,10 @@ from core.billing.models import (
 )
 from core.billing.money import (
     canonical_decimal_text,
-    format_money,
     invoice_totals,
 )
 from core.billing.periods import check_run_date, closed_periods
+from core.billing.runs.summary import RunSummary
 from core.current import host
 from core.db import database, utcnow
 from core.models import Account
@@ -394,17 +394,28 @@ def _advance_all(advances: dict[int, tuple]) -> int:
     return changed
 
 
+@dataclass
+class WrittenInvoice:
+    """A bill-run invoice as :func:`write_invoice` committed it, for the steps after the
+    commit (render, notify): nothing is read back."""
+
+    invoice: Invoice  # issued and numbered, its account and issuer attached
+    lines: list[dict]  # its line rows as written (what the document is built from)
+    covered: dict[int, tuple[date, date]]  # subscription id -> the days billed [start, end)
+    formats: list[str] | None = None  # the issuer's choice (invoice_options); None = every format
+
+
 def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
-                  bill_run_id: int | None = None, actor=None) -> Invoice:  # fmt: skip
+                  bill_run_id: int | None = None, actor=None,
+                  formats: list[str] | None = None) -> WrittenInvoice:  # fmt: skip
     """Write, number and issue one bill-run invoice in one transaction.
 
     The same transaction records the coverage of its lines and moves each billed
     subscription's ``billed_through`` with a compare-and-set. Raises :class:`AlreadyInvoiced`
     when another writer (another run, another process) billed any of these days first: a
     ``billed_through`` that is no longer what rating read, or coverage the database refuses
-    as overlapping; nothing is left behind. The invoice returned holds its account and
-    issuer, and ``written_lines``: the line rows as written (what :func:`render_now` builds
-    the document from, reading nothing back).
+    as overlapping; nothing is left behind. ``formats``: what the issuer's
+    ``invoice_options`` chose, carried to the render step.
     """
     currency = account.currency
     known = parties.read(issuer, account)  # both parties' details, once
@@ -423,7 +434,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     if key not in _SEQUENCED:
         # the issuer's number sequence exists before the issuing transaction, so two workers
         # issuing its first invoices at once do not both create it
-        lifecycle._ensure_sequence(issuer.id, "invoice")
+        numbering.ensure_sequence(issuer.id, "invoice")
         _SEQUENCED.add(key)
     values = {
         "account": account.id,
@@ -463,7 +474,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                                    for k, (s, e) in sorted(ranges.items())])  # fmt: skip
             # numbered last: the issuer's number sequence stays locked (until the commit)
             # for as short a time as possible; a rollback gives the number back
-            invoice.number = lifecycle.next_number(issuer, "invoice")
+            invoice.number = numbering.next_number(issuer, "invoice")
             _set_number.execute(invoice.number, invoice.id)
             parties.record_issue(invoice, issuer, account, decision, known)
             audit.record(
@@ -479,9 +490,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
             raise
         raise AlreadyInvoiced() from None
     invoice.account, invoice.issuer = account, issuer  # known: documents need not load them
-    invoice.written_lines = rows
-    invoice.covered = advances
-    return invoice
+    return WrittenInvoice(invoice, rows, advances, formats)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -510,49 +519,10 @@ def plan_accounts(scope: Account | None) -> list[Account]:
 _accounts = plan_accounts
 
 
-def new_summary(as_of: date, accounts: int, bill_run_id: int | None = None) -> dict:
-    return {
-        "as_of": as_of.isoformat(),
-        "bill_run_id": bill_run_id,
-        "accounts": accounts,
-        "invoices_created": 0,
-        "invoices": [],
-        "invoices_skipped": [],
-        "failures": [],
-        "render_errors": [],
-        "totals": {},
-    }
-
-
-def finish_summary(summary: dict) -> dict:
-    """Totals per currency and the created count, once every account is billed."""
-    totals: dict[str, int] = defaultdict(int)
-    for inv in summary["invoices"]:
-        totals[inv["currency"]] += inv["total_minor"]
-    summary["totals"] = {
-        code: {"minor": minor, "formatted": format_money(minor, code)}
-        for code, minor in sorted(totals.items())
-    }
-    summary["invoices_created"] = len(summary["invoices"])
-    return summary
-
-
-def render_now(invoice: Invoice) -> list[str]:
+def render_now(written: WrittenInvoice) -> list[str]:
     """In-process runs render every wanted format right after the commit, from what
     :func:`write_invoice` wrote (nothing is read back)."""
-    return storage.render_all(invoice, lines=invoice.written_lines)
-
-
-def _skip(summary, account, issuer, period, reason):
-    summary["invoices_skipped"].append(
-        {
-            "account_id": account.id,
-            "account": account.name,
-            "issuer": issuer.name if issuer else None,
-            "period": f"{period[0]}/{period[1]}" if period else None,
-            "reason": reason,
-        }
-    )
+    return storage.render_all(written.invoice, lines=written.lines, chosen=written.formats)
 
 
 @dataclass
@@ -580,7 +550,7 @@ class RunCache:
         return subs
 
 
-def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
+def bill_account(account: Account, as_of: date, summary: RunSummary, *, scope=None,
                  bill_run_id=None, actor=None, cache: RunCache | None = None,
                  render=render_now) -> None:  # fmt: skip
     """Bill the days not billed yet of one account, every closed period, into ``summary``.
@@ -588,15 +558,15 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
     Periods follow the account's bill cycle day as it is now; in each, a subscription bills
     from its ``billed_through`` (or start), so after a cycle-day change the first period bills
     one short prorated stretch up to the new anchor and no ended period is billed again.
-    ``cache`` holds what the accounts of one run share. ``render`` (invoice) -> error
-    messages is called after each commit, before ``invoice_finalized``: in-process runs
+    ``cache`` holds what the accounts of one run share. ``render`` (a
+    :class:`WrittenInvoice`) -> error messages is called after each commit, before ``invoice_finalized``: in-process runs
     render the files at once, queued runs enqueue one render task per file.
     """
     check_run_date(as_of)  # never an invoice for days that have not ended
     blocker = account_status.blocking_account(account)
     if blocker is not None and blocker.status == account_status.SUSPENDED:
         # suspended after the run was planned: checked again under a lock when writing
-        _skip(summary, account, None, None, _suspended(account, blocker))
+        summary.skipped(account, None, None, _suspended(account, blocker))
         return
     if cache is None:
         cache = RunCache()
@@ -604,15 +574,14 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
     for sub in subs:  # a plan is billed only in its own currency: said once per run
         reason = currency_refusal(account, sub.plan)
         if reason and service_range_from(sub) is not None:
-            _skip(summary, account, cache.issuer(sub.plan.account_id), None, reason)
+            summary.skipped(account, cache.issuer(sub.plan.account_id), None, reason)
     # without subscriptions only plugins can add lines: from the account's creation on, or
     # from the first day a plugin has something to bill it for (a reseller's customers)
     problems: list[str] = []
     since = min([s.start for s in subs] + [account.created_at.date()]
                 + charges_since(account, problems))  # fmt: skip
     for problem in problems:
-        summary["failures"].append({"account_id": account.id, "account": account.name,
-                                    "period": None, "error": f"ChargeError: {problem}"})  # fmt: skip
+        summary.failed(f"ChargeError: {problem}", account)
     done: set[tuple] = set()
     floor = None  # the end of the latest period a bill run invoiced for this account
     for row in Invoice.select(Invoice.issuer, Invoice.run_period, Invoice.period_end).where(
@@ -636,7 +605,7 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             covered = {s.plan.account_id for s in subs if _active(s, period)}
             covered |= {i for (i, p) in done if p == period[0]}
             for i in sorted(covered):
-                _skip(summary, account, issuer_of(i), period, "already invoiced")
+                summary.skipped(account, issuer_of(i), period, "already invoiced")
             continue
         problems: list[str] = []
         try:
@@ -647,16 +616,10 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             extra = plugin_charges(account, period, problems) if ask_plugins else []
         except Exception as exc:  # noqa: BLE001 - one account's failure does not stop the run
             log.exception("rating account %s for %s failed", account.id, period)
-            summary["failures"].append(
-                {"account_id": account.id, "account": account.name,
-                 "period": f"{period[0]}/{period[1]}", "error": f"{type(exc).__name__}: {exc}"}
-            )  # fmt: skip
+            summary.failed(f"{type(exc).__name__}: {exc}", account, period)
             continue
         for problem in problems:
-            summary["failures"].append(
-                {"account_id": account.id, "account": account.name,
-                 "period": f"{period[0]}/{period[1]}", "error": f"ChargeError: {problem}"}
-            )  # fmt: skip
+            summary.failed(f"ChargeError: {problem}", account, period)
         if extra:
             by_issuer.setdefault(account.parent_id, []).extend(extra)
         for issuer_id, lines in by_issuer.items():
@@ -670,45 +633,31 @@ def bill_account(account: Account, as_of: date, summary: dict, *, scope=None,
             if options is not None and not options.create:
                 reason = options.skip_reason or f"issuer {issuer.name} does not invoice it"
             if reason:
-                _skip(summary, account, issuer, period, reason)
+                summary.skipped(account, issuer, period, reason)
                 continue
+            formats = options.formats if options is not None else None
             try:
-                invoice = write_invoice(account, issuer, period, lines, bill_run_id, actor)
+                written = write_invoice(account, issuer, period, lines, bill_run_id, actor,
+                                        formats)  # fmt: skip
             except AlreadyInvoiced:
-                _skip(summary, account, issuer, period, "already invoiced")
+                summary.skipped(account, issuer, period, "already invoiced")
                 continue
             except NotBillable as exc:
-                _skip(summary, account, issuer, period, str(exc))
+                summary.skipped(account, issuer, period, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001
                 log.exception("writing the invoice of account %s failed", account.id)
-                summary["failures"].append(
-                    {"account_id": account.id, "account": account.name,
-                     "period": f"{period[0]}/{period[1]}",
-                     "error": f"{type(exc).__name__}: {exc}"}
-                )  # fmt: skip
+                summary.failed(f"{type(exc).__name__}: {exc}", account, period)
                 continue
             done.add((issuer_id, period[0]))
+            invoice = written.invoice
             for sub in billable:  # what the next periods bill starts where this one ended
-                if sub.id in invoice.covered:
-                    sub.billed_through = invoice.covered[sub.id][1]
-            invoice._formats = options.formats if options is not None else None
-            for error in render(invoice) or ():
-                summary["render_errors"].append(error)
+                if sub.id in written.covered:
+                    sub.billed_through = written.covered[sub.id][1]
+            for error in render(written) or ():
+                summary.render_errors.append(error)
             lifecycle.notify_finalized(invoice)  # a plugin's failure is logged, not fatal
-            summary["invoices"].append(
-                {
-                    "id": invoice.id,
-                    "number": invoice.number,
-                    "account_id": account.id,
-                    "account": account.name,
-                    "issuer": issuer.name,
-                    "period": f"{period[0]}/{period[1]}",
-                    "currency": invoice.currency,
-                    "total_minor": invoice.total,
-                    "total": format_money(invoice.total, invoice.currency),
-                }
-            )
+            summary.invoiced(invoice, account, issuer)
 
 
 def _suspended(account: Account, blocker: Account) -> str:
@@ -737,7 +686,7 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
     """
     check_run_date(as_of)
     accounts = plan_accounts(scope)
-    summary = new_summary(as_of, len(accounts), bill_run.id if bill_run else None)
+    summary = RunSummary(as_of, len(accounts), bill_run.id if bill_run else None)
     cache = RunCache()
     if bill_run is not None:
         now = (
@@ -758,21 +707,21 @@ def run(as_of: date, *, actor=None, scope: Account | None = None, progress=None,
                 _update_run(bill_run, index, summary)
     except BaseException as exc:
         if bill_run is not None:
-            summary["failures"].append({"error": f"{type(exc).__name__}: {exc}"})
+            summary.failed(f"{type(exc).__name__}: {exc}")
             _update_run(bill_run, None, summary, status="failed")
         raise
-    finish_summary(summary)
+    summary.finish()
     if bill_run is not None:
         _update_run(bill_run, len(accounts), summary,
-                    status="failed" if summary["failures"] else "done")  # fmt: skip
-    return summary
+                    status="failed" if summary.failures else "done")  # fmt: skip
+    return summary.as_dict()
 
 
-def _update_run(bill_run: BillRun, done, summary, status=None) -> None:
+def _update_run(bill_run: BillRun, done, summary: RunSummary, status=None) -> None:
     values = {
-        BillRun.created: len(summary["invoices"]),
-        BillRun.skipped: len(summary["invoices_skipped"]),
-        BillRun.failures: summary["failures"],
+        BillRun.created: len(summary.invoices),
+        BillRun.skipped: len(summary.invoices_skipped),
+        BillRun.failures: summary.failures,
         BillRun.heartbeat_at: utcnow(),
     }
     if done is not None:
@@ -780,9 +729,7 @@ def _update_run(bill_run: BillRun, done, summary, status=None) -> None:
     if status:
         values[BillRun.status] = status
         values[BillRun.finished_at] = utcnow()
-        values[BillRun.summary] = {k: v for k, v in summary.items() if k != "invoices"} | {
-            "invoices_created": len(summary["invoices"])
-        }
+        values[BillRun.summary] = summary.as_dict(invoices=False)
     BillRun.update(values).where(BillRun.id == bill_run.id).execute()
 
 

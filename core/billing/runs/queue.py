@@ -59,9 +59,9 @@ from huey.storage import SqliteStorage
 from core._fastpath import Prepared
 from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, PendingRender
-from core.billing.money import format_money
 from core.billing.runs import engine
 from core.billing.runs import records as runs
+from core.billing.runs.summary import RunSummary, money_totals
 from core.db import database, utcnow
 from core.models import Account, User
 
@@ -166,10 +166,11 @@ class Queue:
     def pending_count(self) -> int:
         return self.huey.pending_count()
 
-    def enqueue_renders(self, invoice: Invoice) -> list[str]:
+    def enqueue_renders(self, written: engine.WrittenInvoice) -> list[str]:
         """``engine.bill_account``'s render step for queued runs: one task per file the
         invoice wants, each recorded first (:class:`PendingRender`) so a lost task is found."""
-        codes = storage.wanted_formats(invoice)
+        invoice = written.invoice
+        codes = storage.wanted_formats(invoice, chosen=written.formats)
         if codes:
             now = utcnow()
             PendingRender.insert_many(
@@ -363,7 +364,7 @@ def bill_item(item_id: int) -> str:
     attempt = item.attempts
     ctx = _run_context(item.bill_run_id)
     run = ctx.run
-    summary = engine.new_summary(run.as_of, 1, run.id)
+    summary = RunSummary(run.as_of, 1, run.id)
     with _heartbeat(item_id, queue.heartbeat_seconds):
         try:
             engine.bill_account(item.account, run.as_of, summary, scope=ctx.scope,
@@ -376,14 +377,13 @@ def bill_item(item_id: int) -> str:
                 _release(item_id, attempt, error)
                 queue.bill_task.schedule((item_id,), delay=attempt)
                 return "retry"
-            summary["failures"].append(
-                {"account_id": item.account_id, "account": "", "error": error}
-            )
-    failures = summary["failures"]
+            summary.failures.append({"account_id": item.account_id, "account": "", "error": error})
+    failures = summary.failures
     detail = {
-        key: summary[key]
-        for key in ("failures", "invoices_skipped", "render_errors")
-        if summary[key]
+        key: value
+        for key, value in (("failures", failures), ("invoices_skipped", summary.invoices_skipped),
+                           ("render_errors", summary.render_errors))
+        if value
     }  # fmt: skip
     status = "failed" if failures else "done"
     _finish_item.execute(
@@ -392,8 +392,8 @@ def bill_item(item_id: int) -> str:
         status,
         failures[0]["error"] if failures else None,
         BillRunItem.detail.db_value(detail or None),
-        len(summary["invoices"]),
-        len(summary["invoices_skipped"]),
+        len(summary.invoices),
+        len(summary.invoices_skipped),
         utcnow(),
     )
     finish_if_complete(run.id)
@@ -544,7 +544,7 @@ def finish(run_id: int) -> bool:
     )
     for code, error, number in failed_renders:
         render_errors.append(f"{number}: rendering {code} failed: {error}")
-    totals, created = {}, 0
+    minor_by_currency, created = {}, 0
     rows = (
         Invoice.select(Invoice.currency, pw.fn.SUM(Invoice.total), pw.fn.COUNT(Invoice.id))
         .where(Invoice.bill_run == run_id)
@@ -553,20 +553,13 @@ def finish(run_id: int) -> bool:
         .tuples()
     )
     for currency, minor, count in rows:
-        minor = int(minor or 0)
-        totals[currency] = {"minor": minor, "formatted": format_money(minor, currency)}
+        minor_by_currency[currency] = int(minor or 0)
         created += count
-    summary = {
-        "as_of": run.as_of.isoformat(),
-        "bill_run_id": run.id,
-        "queued": True,
-        "accounts": counts["total"],
-        "invoices_created": created,
-        "invoices_skipped": skipped[:LIST_LIMIT],
-        "failures": failures[:LIST_LIMIT],
-        "render_errors": render_errors[:LIST_LIMIT],
-        "totals": totals,
-    }
+    summary = RunSummary(
+        run.as_of, counts["total"], run.id, queued=True, invoices_created=created,
+        invoices_skipped=skipped[:LIST_LIMIT], failures=failures[:LIST_LIMIT],
+        render_errors=render_errors[:LIST_LIMIT], totals=money_totals(minor_by_currency),
+    )  # fmt: skip
     return bool(
         BillRun.update(
             status="failed" if failures or counts["failed"] else "done",
@@ -575,7 +568,7 @@ def finish(run_id: int) -> bool:
             created=created,
             skipped=counts["skipped"],
             failures=failures[:LIST_LIMIT],
-            summary=summary,
+            summary=summary.as_dict(invoices=False),
             finished_at=utcnow(),
         )
         .where((BillRun.id == run_id) & BillRun.status.in_(["queued", "running"]))

@@ -30,8 +30,8 @@ from flask import current_app
 
 from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
-from core.billing.money import format_money
 from core.billing.runs import engine
+from core.billing.runs.summary import RunSummary, invoice_row
 from core.db import database, utcnow
 from core.errors import Conflict
 from core.models import Account
@@ -163,17 +163,7 @@ def _invoice_row(inv: Invoice, names: dict) -> dict:
     for account_id in (inv.account_id, inv.issuer_id):
         if account_id not in names:
             names[account_id] = Account.get_by_id(account_id).name
-    return {
-        "id": inv.id,
-        "number": inv.number,
-        "account_id": inv.account_id,
-        "account": names[inv.account_id],
-        "issuer": names[inv.issuer_id],
-        "period": f"{inv.period_start}/{inv.period_end}",
-        "currency": inv.currency,
-        "total_minor": inv.total,
-        "total": format_money(inv.total, inv.currency),
-    }
+    return invoice_row(inv, names[inv.account_id], names[inv.issuer_id])
 
 
 def render_missing(run_id: int) -> list[str]:
@@ -209,42 +199,41 @@ def continue_run(run: BillRun, *, actor=None, progress=None) -> dict:
     own = {(i.account_id, i.issuer_id, f"{i.period_start}/{i.period_end}") for i in before}
     earlier = [_invoice_row(i, names) for i in before]
     accounts = engine.plan_accounts(scope)
-    summary = engine.new_summary(run.as_of, len(accounts), run.id)
-    summary["resumed"] = True
+    summary = RunSummary(run.as_of, len(accounts), run.id, resumed=True)
     cache = engine.RunCache()
     BillRun.update(total=len(accounts), done=0, heartbeat_at=utcnow()).where(
         BillRun.id == run.id
     ).execute()
 
-    merged = False  # summary["invoices"] holds the earlier invoices too
+    merged = False  # summary.invoices holds the earlier invoices too
 
     def update(done: int, status=None):
         values = {
             BillRun.done: done,
-            BillRun.created: len(summary["invoices"]) + (0 if merged else len(earlier)),
-            BillRun.skipped: len(summary["invoices_skipped"]),
-            BillRun.failures: summary["failures"],
+            BillRun.created: len(summary.invoices) + (0 if merged else len(earlier)),
+            BillRun.skipped: len(summary.invoices_skipped),
+            BillRun.failures: summary.failures,
             BillRun.heartbeat_at: utcnow(),
         }
         if status:
             values[BillRun.status] = status
             values[BillRun.finished_at] = utcnow()
-            values[BillRun.summary] = {k: v for k, v in summary.items() if k != "invoices"}
+            values[BillRun.summary] = summary.as_dict(invoices=False)
         BillRun.update(values).where(BillRun.id == run.id).execute()
 
     last, index = time.monotonic(), 0
     with beating(run.id):
         try:
             for index, account in enumerate(accounts, start=1):
-                skipped = len(summary["invoices_skipped"])
+                skipped = len(summary.invoices_skipped)
                 engine.bill_account(account, run.as_of, summary, scope=scope, cache=cache,
                                     bill_run_id=run.id, actor=actor)  # fmt: skip
                 # what this run invoiced before it died is its own work, not a skip
-                new = summary["invoices_skipped"][skipped:]
+                new = summary.invoices_skipped[skipped:]
                 if new and own:
                     issuer_ids = {i.issuer_id for i in before if i.account_id == account.id}
                     by_name = {cache.issuer(i).name: i for i in issuer_ids}
-                    summary["invoices_skipped"][skipped:] = [
+                    summary.invoices_skipped[skipped:] = [
                         s
                         for s in new
                         if (account.id, by_name.get(s.get("issuer")), s.get("period")) not in own
@@ -254,13 +243,13 @@ def continue_run(run: BillRun, *, actor=None, progress=None) -> dict:
                 if time.monotonic() - last > 0.3:
                     last = time.monotonic()
                     update(index)
-            summary["render_errors"] += render_missing(run.id)
+            summary.render_errors += render_missing(run.id)
         except BaseException as exc:
-            summary["failures"].append({"error": f"{type(exc).__name__}: {exc}"})
+            summary.failed(f"{type(exc).__name__}: {exc}")
             update(index, status="failed")
             raise
-        summary["invoices"] = earlier + summary["invoices"]
+        summary.invoices = earlier + summary.invoices
         merged = True
-        engine.finish_summary(summary)
-        update(len(accounts), status="failed" if summary["failures"] else "done")
-    return summary
+        summary.finish()
+        update(len(accounts), status="failed" if summary.failures else "done")
+    return summary.as_dict()
