@@ -152,14 +152,15 @@ _plugins_version = Prepared(_plugins_version_query)  # every request and task: S
 
 
 class PluginHost:
-    def __init__(self, found: list, license_key_paths: list[str] | None = None):
-        from core import builtin
-
+    def __init__(self, found: list, license_key_paths: list[str] | None = None, *, core):
+        """``core``: the core's own hook implementations (:mod:`core.builtin`), registered
+        first as plugin ``core``; passed in by whoever builds the app, so the host (which
+        every layer asks for the enabled plugins) depends on none of the domains they use."""
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, LoadedPlugin] = {}
         self.license_key_paths = license_key_paths or []
-        self._add(CORE_PLUGIN, builtin, "core")
+        self._add(CORE_PLUGIN, core, "core")
         errors = []
         for name, module, source in found:
             try:

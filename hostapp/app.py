@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import NotFound as NotFoundPage
 from werkzeug.routing import IntegerConverter
 
-from core import auth, db, migrations
+from core import auth, builtin, db, migrations
 from core.api import create_api
 from core.errors import BillhiveError, describe, field_messages
 from core.mail import transport as mail_transport
@@ -91,6 +91,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     host = PluginHost(
         discover(app.config["PLUGINS"], app.config["PLUGIN_MODULES"]),
         app.config["LICENSE_KEY_PATHS"],
+        core=builtin,
     )
     with app.app_context():  # core migrations may read the configuration (core.connectors)
         start_database(database, host)

@@ -150,7 +150,7 @@ class Databases:
         """The template of ``backend`` (a file path or a database name), made on first use."""
         if backend in self._templates:
             return self._templates[backend]
-        from core import db
+        from core import builtin, db
         from core.plugins import PluginHost
         from hostapp.app import start_database
 
@@ -164,7 +164,7 @@ class Databases:
             url = self._pg_url(target)
         database = db.open_database(url)
         db.bind(database)
-        start_database(database, PluginHost([]))
+        start_database(database, PluginHost([], core=builtin))
         database.close()  # SQLite: the last connection folds the WAL into the file
         if backend == "postgresql":
             with self._connect(target) as conn:
