@@ -69,6 +69,15 @@ def is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
+def write_transaction():
+    """A write transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE), so
+    two processes queue on the busy timeout instead of one failing with 'database is locked'
+    when it upgrades a read transaction. A savepoint when already inside a transaction."""
+    if not is_postgres() and not database.in_transaction():
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
 def lock_row(model, row_id, *, key: bool = False):
     """The row ``row_id`` of ``model`` as stored now, locked until the transaction ends (call
     inside a write transaction), or None when there is none. The guard of a read-then-write:

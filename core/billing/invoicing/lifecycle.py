@@ -30,22 +30,13 @@ from core.billing.models import (
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
 from core.current import host
-from core.db import database, is_postgres, lock_row, utcnow
+from core.db import lock_row, utcnow, write_transaction
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
 
 PAYMENT_TERMS_DAYS = parties.DEFAULT_TERMS_DAYS  # when no payment terms are set anywhere
-
-
-def write_transaction():
-    """A write transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE), so
-    two processes queue on the busy timeout instead of one failing with 'database is locked'
-    when it upgrades a read transaction. A savepoint when already inside a transaction."""
-    if not is_postgres() and not database.in_transaction():
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
 
 
 def snapshot(invoice: Invoice) -> dict:

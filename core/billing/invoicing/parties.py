@@ -47,7 +47,7 @@ from stdnum.util import clean
 
 from core import audit, rbac
 from core.billing.models import BillingSettings, Invoice
-from core.db import BaseModel, JSONField, lock_row, utcnow
+from core.db import BaseModel, JSONField, lock_row, utcnow, write_transaction
 from core.errors import Forbidden, ValidationFailed, field_messages
 from core.fields import Email, Text
 from core.i18n import SUPPORTED_LOCALES
@@ -391,8 +391,6 @@ def update(actor, account: Account, payload: dict) -> BillingDetails:
     data = validate(account, payload, current)
     changed_payment = [n for n in PAYMENT_FIELDS if n in data and data[n] != getattr(current, n)]
     require_payment_instructions(actor, account, changed_payment)
-    from core.billing.invoicing.lifecycle import write_transaction
-
     # the account's row lock (SQLite: the write lock, BEGIN IMMEDIATE): two editors, one after
     # the other, each changing the fields it sent of the row as the other left it
     with write_transaction():

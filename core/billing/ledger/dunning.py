@@ -57,7 +57,7 @@ from core.billing.models import (
 from core.billing.money import MoneyError, check_currency, format_money, to_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
 from core.current import host
-from core.db import utcnow
+from core.db import utcnow, write_transaction
 from core.errors import BillhiveError, Conflict, Forbidden, ValidationFailed, marshmallow_errors
 from core.fields import MAX_AMOUNT, DecimalString, Text
 from core.models import Account
@@ -223,7 +223,7 @@ def update_levels(actor, issuer: Account, payload) -> list[Level]:
     except ValidationError as err:
         raise marshmallow_errors(err) from None
     levels = _check_levels(data["levels"])
-    with lifecycle.write_transaction():
+    with write_transaction():
         before = levels_of(issuer)
         for lv in levels:
             values = {"days": lv.days, "enabled": lv.enabled, "fee": lv.fee,
@@ -276,7 +276,7 @@ def pause(actor, account: Account, payload=None) -> DunningPause:
     except ValidationError as err:
         raise marshmallow_errors(err) from None
     try:
-        with lifecycle.write_transaction():
+        with write_transaction():
             # the account's money lock, which every step holds: a step under way finishes
             # first, one starting later sees the pause
             ledger.lock_account(account.id)
@@ -293,7 +293,7 @@ def pause(actor, account: Account, payload=None) -> DunningPause:
 def resume(actor, account: Account) -> None:
     """Dun ``account`` again (the next run takes the level its invoices reached); audited."""
     _require_seller(actor, account)
-    with lifecycle.write_transaction():
+    with write_transaction():
         row = pause_of(account)
         if row is None or not DunningPause.delete().where(DunningPause.id == row.id).execute():
             raise Conflict(f"the dunning of {account.name} is not paused",
@@ -398,7 +398,7 @@ def take_step(invoice_id: int, level: Level, on: date) -> DunningStep | None:
     if fee:
         numbering.ensure_sequence(issuer.id, "invoice")
     try:
-        with lifecycle.write_transaction():
+        with write_transaction():
             # the issuer's number first, then the account and the invoice: the order of
             # every issue (core.billing.invoicing.lifecycle), so this never deadlocks with one
             number = numbering.next_number(issuer, "invoice") if fee else None

@@ -73,7 +73,7 @@ from core.billing.models import (
     Payment,
     PrepaidTopup,
 )
-from core.db import is_postgres
+from core.db import is_postgres, write_transaction
 from core.errors import Conflict
 from core.models import Account
 
@@ -105,7 +105,7 @@ def _id(value) -> int | None:
 def lock_account(account_id: int) -> None:
     """Serialise money operations of one account. On PostgreSQL a row lock on the account
     (held until the transaction ends); SQLite's write transactions (BEGIN IMMEDIATE, see
-    :func:`core.billing.invoicing.lifecycle.write_transaction`) are serialised already."""
+    :func:`core.db.write_transaction`) are serialised already."""
     if is_postgres():
         _lock_account.execute(account_id).fetchall()
 
@@ -695,8 +695,6 @@ def backfill(actor=None) -> int:
     entry on its issue date; a credit note settles what it credits; a paid invoice gets a
     payment ("paid before the ledger") on its payment date for what was due; a void one a
     reversal on its void date. Returns the number of documents posted."""
-    from core.billing.invoicing import lifecycle
-
     posted = 0
     query = Invoice.select().where(
         (Invoice.status != "draft")
@@ -707,7 +705,7 @@ def backfill(actor=None) -> int:
         )
     )
     for invoice in query.order_by(Invoice.issued_at, Invoice.id):
-        with lifecycle.write_transaction():
+        with write_transaction():
             kind = "credit_note" if invoice.kind == "credit_note" else "invoice"
             if kind == "invoice" and is_topup(invoice):
                 kind = "prepaid_topup"

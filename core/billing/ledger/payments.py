@@ -60,7 +60,7 @@ from core.billing.models import (
 )
 from core.billing.money import MoneyError, check_currency, format_money, parse_decimal, to_minor
 from core.billing.periods import PeriodError, parse_date
-from core.db import database, utcnow
+from core.db import database, utcnow, write_transaction
 from core.errors import Conflict, Forbidden, ValidationFailed, load
 from core.fields import PAN_MESSAGE, Amount, Id, Text, looks_like_pan
 from core.models import Account, User
@@ -218,7 +218,7 @@ def record_payment(actor, account: Account, payload) -> Payment:
     amount = _money(data["amount"], currency)
     on = _date(data["date"])
     refuse_pan(data, ("reference", "memo"))
-    with lifecycle.write_transaction():
+    with write_transaction():
         ledger.lock_account(account.id)
         chosen = _chosen_invoices(account, data["invoice_ids"], currency)
         payee = _payee(actor, account, data["payee_id"], chosen)
@@ -303,7 +303,7 @@ def record_refund(actor, account: Account, payload) -> Payment:
     amount = _money(data["amount"], currency)
     on = _date(data["date"])
     refuse_pan(data, ("reference", "memo"))
-    with lifecycle.write_transaction():
+    with write_transaction():
         ledger.lock_account(account.id)
         first = None
         if data["payment_id"]:
@@ -355,7 +355,7 @@ def reverse_entry(actor, account: Account, entry_id, memo: str = "") -> LedgerEn
     if len(memo or "") > 500:
         raise ValidationFailed.field("memo", "at most 500 characters")
     refuse_pan({"memo": memo}, ("memo",))
-    with lifecycle.write_transaction():
+    with write_transaction():
         reversal = ledger.reverse(entry, actor, memo)
         audit.record(actor, "ledger.reverse", reversal, object_type="ledgerentry",
                      account=account.id, after={"reverses": entry.id, "amount": reversal.amount,
@@ -385,7 +385,7 @@ def create_topup(actor, account: Account, payload) -> Invoice:
     if issuer is None or account.id == issuer.id or not account.is_within(issuer):
         raise Forbidden("a top-up invoice is issued by the account that bills this one")
     value = ledger_exact(amount, currency)
-    with lifecycle.write_transaction():
+    with write_transaction():
         invoice = Invoice.create(account=account.id, issuer=issuer.id, kind="invoice",
                                  status="draft", currency=currency, tax_rate="0")  # fmt: skip
         lifecycle.add_line(invoice, {"description": data["description"], "quantity": "1",
@@ -561,7 +561,7 @@ def idempotent(caller: User, account: Account, key: str | None, method: str, pat
         )
     digest = fingerprint(method, path, body)
     scoped_key = idempotency_scope(caller, method, path, key)
-    with lifecycle.write_transaction():
+    with write_transaction():
         try:
             with database.atomic():
                 row = IdempotencyKey.create(account=account.id, key=scoped_key,

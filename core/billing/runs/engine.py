@@ -72,7 +72,7 @@ from core.billing.money import (
 from core.billing.periods import check_run_date, closed_periods
 from core.billing.runs.summary import RunSummary
 from core.current import host
-from core.db import database, utcnow
+from core.db import database, utcnow, write_transaction
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
@@ -456,7 +456,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
     }
     rows = line_rows(lines)
     try:
-        with lifecycle.write_transaction():
+        with write_transaction():
             # first the account's status, under its row lock (a suspension is serialised
             # with this invoice: committed before it, or seen here)
             refusal = account_status.guard_billable(account.id)

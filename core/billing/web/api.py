@@ -30,6 +30,7 @@ from core.billing.periods import PeriodError, check_run_date, parse_date
 from core.billing.runs import engine
 from core.billing.runs import queue as billing_queue
 from core.billing.runs import records as runs
+from core.db import write_transaction
 from core.errors import Forbidden, NotFound, ValidationFailed
 from core.fields import (
     MAX_AMOUNT,
@@ -496,7 +497,7 @@ def update_invoice(data, invoice_id):
         raise ImmutableInvoice(
             f"invoice {invoice.number} is {invoice.status} and immutable; issue a credit note"
         )
-    with lifecycle.write_transaction():
+    with write_transaction():
         for line in list(invoice.lines):
             line.delete_instance()
         for line in data["lines"]:
@@ -515,7 +516,7 @@ def delete_invoice(invoice_id):
     """Delete a draft (an issued invoice answers 409: void it or issue a credit note)."""
     invoice = _invoice(invoice_id)
     user = _as_issuer(invoice, "invoices.issue")
-    with lifecycle.write_transaction():
+    with write_transaction():
         before = lifecycle.snapshot(invoice)
         # not recursive: that would also try to update the (append-only) ledger rows that
         # could point at it; a draft's lines and files go with it (ON DELETE CASCADE)
