@@ -38,8 +38,9 @@ from email.utils import formataddr, parseaddr
 
 from flask import current_app, has_app_context
 
-from core import audit
-from core.billing.models import Allocation, BillingSettings, Invoice, Payment
+from core import audit, events
+from core.billing.ledger.dunning import reminder_key
+from core.billing.models import Allocation, BillingSettings, DunningStep, Invoice, Payment
 from core.billing.money import format_money
 from core.db import database, utcnow
 from core.errors import NotFound, ValidationFailed
@@ -331,6 +332,19 @@ def on_invoice_finalized(invoice: Invoice) -> MailMessage | None:
     return send_for_invoice(invoice, event, event_key=f"invoice:{invoice.id}:issued")
 
 
+def reminder_status(step: DunningStep) -> str | None:
+    """What the send history says of a dunning step's reminder: ``sent``, ``queued``
+    (retried), ``failed: <why>``; None before it was handed over."""
+    message = MailMessage.get_or_none(
+        MailMessage.event_key == reminder_key(step.invoice_id, step.level)
+    )
+    if message is None:
+        return None
+    if message.status == "failed" and message.last_error:
+        return f"failed: {message.last_error}"
+    return message.status
+
+
 def history(invoice: Invoice) -> list[MailMessage]:
     return list(
         MailMessage.select().where(MailMessage.invoice == invoice.id).order_by(MailMessage.id)
@@ -492,3 +506,9 @@ def scoped_message(invoice: Invoice, message_id) -> MailMessage:
 
 def in_app() -> bool:
     return has_app_context() and "mailman" in current_app.extensions
+
+
+# billing tells mail through the core's events (core.events): billing never imports mail
+events.listen("invoice_finalized", on_invoice_finalized)
+events.listen("payment_recorded", send_receipt)
+events.listen("dunning_reminder", send_for_invoice)

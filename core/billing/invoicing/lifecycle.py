@@ -3,12 +3,12 @@ from :mod:`core.billing.invoicing.numbering`, the due date from :func:`due_date_
 rule). Every change is audited in its own transaction.
 
 **Status changes are guarded rows.** Issuing, paying, voiding and crediting each read the
-invoice *inside* their transaction under a row lock (:func:`lock_invoice`) and change its
-status with a conditional update (:func:`transition`: ``UPDATE ... WHERE status = <what was
+invoice *inside* their transaction under a row lock (:func:`~core.billing.invoicing.status.lock_invoice`) and change its
+status with a conditional update (:func:`~core.billing.invoicing.status.transition`: ``UPDATE ... WHERE status = <what was
 read>``, exactly one row or a refusal), so of N concurrent callers one succeeds and the others
 get a 409 saying what the invoice already is ("invoice INV-000001 is already paid"). Locks are
 always taken in one order, so two of these never deadlock: the issuer's number sequence (when
-a number is taken), then the billed account (:func:`core.billing.ledger.entries.lock_account`, which
+a number is taken), then the billed account (:func:`core.billing.invoicing.status.lock_account`, which
 serialises its money operations: payments, refunds, reversals, prepaid credit drawn), then the
 invoice row.
 """
@@ -19,8 +19,8 @@ import logging
 from datetime import date, timedelta
 from decimal import Decimal
 
-from core import audit
-from core.billing.invoicing import numbering, parties
+from core import audit, events
+from core.billing.invoicing import numbering, parties, status
 from core.billing.invoicing import tax as tax_rule
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
@@ -30,79 +30,13 @@ from core.billing.models import (
 )
 from core.billing.money import MoneyError, invoice_totals, line_amount, parse_decimal
 from core.current import host
-from core.db import lock_row, utcnow, write_transaction
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.db import utcnow, write_transaction
+from core.errors import Conflict, ValidationFailed
 from core.models import Account
 
 log = logging.getLogger("billhive.billing")
 
 PAYMENT_TERMS_DAYS = parties.DEFAULT_TERMS_DAYS  # when no payment terms are set anywhere
-
-
-def snapshot(invoice: Invoice) -> dict:
-    return {
-        "status": invoice.status,
-        "number": invoice.number,
-        "kind": invoice.kind,
-        "account_id": invoice.account_id,
-        "issuer_id": invoice.issuer_id,
-        "currency": invoice.currency,
-        "total": invoice.total,
-    }
-
-
-def lock_invoice(invoice_id: int) -> Invoice:
-    """The invoice as stored now, locked until the transaction ends (call inside a write
-    transaction): first its account's money operations (:func:`ledger.lock_account`), then
-    its row (:func:`core.db.lock_row`). Whoever holds it may check the status and change it;
-    a concurrent caller waits and then reads what the first committed."""
-    account_id = Invoice.select(Invoice.account).where(Invoice.id == invoice_id).scalar()
-    if account_id is None:
-        raise NotFound(f"invoice {invoice_id} not found")
-    ledger.lock_account(account_id)  # the account first: the order every money operation takes
-    stored = lock_row(Invoice, invoice_id)
-    if stored is None:  # deleted (a draft) while we waited
-        raise NotFound(f"invoice {invoice_id} not found")
-    return stored
-
-
-_REFUSALS = {
-    # (status now, status wanted): why not
-    ("issued", "issued"): "is already issued",
-    ("paid", "issued"): "is already issued and paid",
-    ("void", "issued"): "is void: it cannot be issued",
-    ("paid", "paid"): "is already paid",
-    ("void", "paid"): "is void: only an issued invoice can be marked paid",
-    ("draft", "paid"): "is a draft: only an issued invoice can be marked paid",
-    ("void", "void"): "is already void",
-    ("paid", "void"): "is paid: a paid invoice is not voided (issue a credit note instead)",
-}
-
-
-def refusal(stored: Invoice, to: str) -> Conflict:
-    """The 409 for moving ``stored`` (as it is now) to ``to``."""
-    name = stored.number or stored.id
-    why = _REFUSALS.get((stored.status, to), f"is {stored.status}: it cannot become {to}")
-    return Conflict(f"invoice {name} {why}", {"status": [stored.status]})
-
-
-def transition(invoice_id: int, allowed: tuple[str, ...], to: str, **values) -> Invoice:
-    """Move the invoice to status ``to`` if it is in one of ``allowed`` now, guarded: inside
-    the caller's write transaction, lock it (:func:`lock_invoice`), check, then ``UPDATE ...
-    SET status = to WHERE id = ? AND status = <what was read>`` (with ``values``, e.g.
-    ``paid_at``), which must change exactly one row. Returns the invoice *as it was before*
-    (the ledger hooks look at what it was); raises 409 (:func:`refusal`) otherwise."""
-    stored = lock_invoice(invoice_id)
-    if stored.status not in allowed:
-        raise refusal(stored, to)
-    changed = (
-        Invoice.update(status=to, **values)
-        .where((Invoice.id == invoice_id) & (Invoice.status == stored.status))
-        .execute()
-    )
-    if changed != 1:  # pragma: no cover - the row lock makes this unreachable
-        raise refusal(Invoice.get_by_id(invoice_id), to)
-    return stored
 
 
 def due_date_for(issuer: Account, account: Account, issued: date,
@@ -154,7 +88,7 @@ def _issue_in_transaction(invoice: Invoice, actor, number: str | None = None) ->
         invoice,
         object_type="invoice",
         account=invoice.account_id,
-        after=snapshot(invoice),
+        after=status.snapshot(invoice),
     )
     return invoice
 
@@ -171,9 +105,9 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
         # the number first (the sequence row's lock), then the account and the invoice: the
         # order a bill run takes too; a refusal rolls back and gives the number back
         number = numbering.next_number(issuer, invoice.kind)
-        invoice = lock_invoice(invoice.id)  # fresh, under its lock
+        invoice = status.lock_invoice(invoice.id)  # fresh, under its lock
         if invoice.status != "draft":
-            raise refusal(invoice, "issued")
+            raise status.refusal(invoice, "issued")
         if not invoice.lines.count():  # its lines as they are now (an edit may have run)
             raise ValidationFailed.field("lines", "an invoice needs at least one line to be issued")
         _issue_in_transaction(invoice, actor, number=number)
@@ -183,20 +117,20 @@ def issue(invoice: Invoice, actor=None) -> Invoice:
 
 def void(invoice: Invoice, actor=None) -> Invoice:
     """Void a draft or an issued invoice (or credit note): its entry is reversed and the money
-    allocated to it released. Guarded (:func:`transition`): a second voider gets 409."""
+    allocated to it released. Guarded (:func:`~core.billing.invoicing.status.transition`): a second voider gets 409."""
     with write_transaction():
-        before = transition(invoice.id, ("draft", "issued"), "void", voided_at=utcnow())
+        before = status.transition(invoice.id, ("draft", "issued"), "void", voided_at=utcnow())
         ledger.on_void(before, actor)  # reversal entry, allocations released
         after = Invoice.get_by_id(invoice.id)
         audit.record(actor, "invoice.void", after, account=after.account_id,
-                     before=snapshot(before), after=snapshot(after))  # fmt: skip
+                     before=status.snapshot(before), after=status.snapshot(after))  # fmt: skip
     _refresh(invoice, after)
     return invoice
 
 
 def mark_paid(invoice: Invoice, actor=None) -> Invoice:
     """Mark an issued invoice paid: what is still due is recorded as a payment ("marked
-    paid"). Guarded (:func:`transition`): of concurrent callers one pays, the others get 409
+    paid"). Guarded (:func:`~core.billing.invoicing.status.transition`): of concurrent callers one pays, the others get 409
     ("already paid") and record nothing."""
     if invoice.kind != "invoice":
         raise Conflict(
@@ -204,11 +138,9 @@ def mark_paid(invoice: Invoice, actor=None) -> Invoice:
             "only an issued invoice can be marked paid"
         )
     with write_transaction():
-        before = transition(invoice.id, ("issued",), "paid", paid_at=utcnow())
+        before = status.transition(invoice.id, ("issued",), "paid", paid_at=utcnow())
         ledger.on_mark_paid(before, actor)  # what is still due is recorded as a payment
-        after = Invoice.get_by_id(invoice.id)
-        audit.record(actor, "invoice.pay", after, account=after.account_id,
-                     before=snapshot(before), after=snapshot(after))  # fmt: skip
+        after = status.record_paid(before, actor)
     _refresh(invoice, after)
     return invoice
 
@@ -266,7 +198,9 @@ def create_draft(actor, account: Account, issuer: Account, lines: list[dict], **
             add_line(invoice, data)
         recompute_totals(invoice)
         invoice.save()
-        audit.record(actor, "invoice.draft", invoice, account=account.id, after=snapshot(invoice))
+        audit.record(
+            actor, "invoice.draft", invoice, account=account.id, after=status.snapshot(invoice)
+        )
     return invoice
 
 
@@ -285,7 +219,7 @@ def credit_note(invoice: Invoice, actor=None, positions: list[int] | None = None
         # the number, then the account and the invoice (see the module doc): what is left to
         # credit is read under the invoice's lock, so two notes never credit one line
         number = numbering.next_number(issuer, "credit_note")
-        invoice = lock_invoice(invoice.id)
+        invoice = status.lock_invoice(invoice.id)
         if invoice.status not in ("issued", "paid"):
             raise Conflict(
                 f"only an issued or paid invoice can be credited; {invoice.number or invoice.id} "
@@ -347,14 +281,13 @@ def finalize(invoice: Invoice) -> None:
 
 
 def notify_finalized(invoice: Invoice) -> None:
-    """E-mail an invoice committed as issued to its buyer (:mod:`core.mail`, before any
-    plugin, so a failing plugin never stops it), then tell plugins (``invoice_finalized``).
-    It is issued whatever mail or a plugin does with the news: a failure is logged, and
-    neither turns the issue into an error (the change was saved) nor stops a bill run."""
-    from core.mail.messages import on_invoice_finalized
-
+    """Tell the core's listeners of an invoice committed as issued (the core event
+    ``invoice_finalized``: :mod:`core.mail` e-mails it to its buyer, before any plugin, so a
+    failing plugin never stops it), then plugins (the ``invoice_finalized`` hook). It is issued
+    whatever mail or a plugin does with the news: a failure is logged, and neither turns the
+    issue into an error (the change was saved) nor stops a bill run."""
     try:
-        on_invoice_finalized(invoice)  # e-mailed to the buyer, once (core.mail)
+        events.emit("invoice_finalized", invoice)  # e-mailed to the buyer, once (core.mail)
     except Exception:  # noqa: BLE001 - recorded or not, the invoice stays issued
         log.exception("recording the e-mail of %s failed", invoice.number or invoice.id)
     try:

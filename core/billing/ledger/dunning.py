@@ -22,7 +22,7 @@ people decide what is owed now), nor to invoices of an account whose dunning is 
 
 **Once.** A step is a :class:`~core.billing.models.DunningStep` row with a unique
 (invoice, level) key, written in one transaction with its late-fee invoice under the
-invoice's lock (:func:`core.billing.invoicing.lifecycle.lock_invoice`, taken after the issuer's number
+invoice's lock (:func:`core.billing.invoicing.status.lock_invoice`, taken after the issuer's number
 sequence, the order every issue takes), after checking the invoice as it is then; so of two
 parallel runs one takes the step and the other sees it taken. What follows the commit is
 marked on the row as it is done: the ``invoice_overdue`` hook (claimed by a conditional
@@ -44,8 +44,9 @@ from decimal import Decimal
 import peewee as pw
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core import audit, clock, rbac
+from core import audit, clock, events, rbac
 from core.billing.invoicing import lifecycle, numbering
+from core.billing.invoicing.status import lock_account, lock_invoice
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
     DUNNING_LEVELS,
@@ -279,7 +280,7 @@ def pause(actor, account: Account, payload=None) -> DunningPause:
         with write_transaction():
             # the account's money lock, which every step holds: a step under way finishes
             # first, one starting later sees the pause
-            ledger.lock_account(account.id)
+            lock_account(account.id)
             row = DunningPause.create(account=account.id, reason=data["reason"].strip(),
                                       paused_by=actor)  # fmt: skip
             audit.record(actor, "dunning.pause", account, account=account.id,
@@ -402,7 +403,7 @@ def take_step(invoice_id: int, level: Level, on: date) -> DunningStep | None:
             # the issuer's number first, then the account and the invoice: the order of
             # every issue (core.billing.invoicing.lifecycle), so this never deadlocks with one
             number = numbering.next_number(issuer, "invoice") if fee else None
-            stored = lifecycle.lock_invoice(invoice_id)
+            stored = lock_invoice(invoice_id)
             if _why_not(stored, on) is not None:
                 raise _NotDue
             taken = _taken(invoice_id)
@@ -448,12 +449,16 @@ class _NotDue(Exception):
 
 
 def _send(invoice: Invoice, level: str, context: dict) -> None:
-    """Hand the reminder to the mailer (core.mail), which records it once per event key and
-    sends (and retries) it after the commit; its send history shows on the invoice."""
-    from core import mail
+    """Hand the reminder to the mailer (the core event ``dunning_reminder``: core.mail records
+    it once per event key and sends, and retries, it after the commit; its send history shows
+    on the invoice and :func:`core.mail.messages.reminder_status` reads it back)."""
+    events.emit("dunning_reminder", invoice, level, event_key=reminder_key(invoice.id, level),
+                context=context)  # fmt: skip
 
-    mail.send_for_invoice(invoice, level, event_key=f"dunning:{invoice.id}:{level}",
-                          context=context)  # fmt: skip
+
+def reminder_key(invoice_id: int, level: str) -> str:
+    """The event key of the reminder of ``level`` about an invoice (sent once per key)."""
+    return f"dunning:{invoice_id}:{level}"
 
 
 def _suspend(account: Account, step: DunningStep, invoice: Invoice) -> None:
@@ -596,21 +601,6 @@ def steps_of(invoice: Invoice) -> list[DunningStep]:
     """The steps taken for ``invoice``, in level order (the invoice page, the API)."""
     rows = list(DunningStep.select().where(DunningStep.invoice == invoice.id))
     return sorted(rows, key=lambda s: DUNNING_LEVELS.index(s.level))
-
-
-def mail_status(step: DunningStep) -> str | None:
-    """What the mailer says of the step's reminder (its send history, core.mail): ``sent``,
-    ``queued`` (retried), ``failed: <why>``; None before it was handed over."""
-    from core.mail.models import MailMessage
-
-    message = MailMessage.get_or_none(
-        MailMessage.event_key == f"dunning:{step.invoice_id}:{step.level}"
-    )
-    if message is None:
-        return None
-    if message.status == "failed" and message.last_error:
-        return f"failed: {message.last_error}"
-    return message.status
 
 
 def step_status(step: DunningStep) -> str:

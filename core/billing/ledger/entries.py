@@ -28,7 +28,7 @@ Rules (the exact ones; the panel's Billing page and the API show these figures):
 * **Allocation** (:class:`~core.billing.models.Allocation`) says which money settled what:
   a payment or a credit note (source) applied to an invoice or paid out by a refund
   (target). An invoice's *amount due* is ``total - allocations - prepaid credit applied``;
-  it becomes ``paid`` (through :func:`core.billing.invoicing.lifecycle.mark_paid`) when that reaches 0.
+  it becomes ``paid`` (:func:`core.billing.invoicing.status.transition`) when that reaches 0.
   The money of a source that is not allocated is the account's *credit*. At any time:
   ``balance == sum(amount due of open invoices) - sum(unallocated credit)``.
 * **Prepaid credit.** A top-up invoice (:class:`~core.billing.models.PrepaidTopup`) is an
@@ -64,7 +64,10 @@ from datetime import date
 
 import peewee as pw
 
+from core import events
 from core._fastpath import Prepared, insert_row
+from core.billing.invoicing import status
+from core.billing.invoicing.status import lock_account
 from core.billing.models import (
     Allocation,
     Invoice,
@@ -73,9 +76,8 @@ from core.billing.models import (
     Payment,
     PrepaidTopup,
 )
-from core.db import is_postgres, write_transaction
+from core.db import utcnow, write_transaction
 from core.errors import Conflict
-from core.models import Account
 
 __all__ = [
     "LedgerImmutable",
@@ -100,24 +102,6 @@ CREDIT_KINDS = ("payment", "credit_note", "prepaid_topup")
 
 def _id(value) -> int | None:
     return value if value is None or isinstance(value, int) else value.id
-
-
-def lock_account(account_id: int) -> None:
-    """Serialise money operations of one account. On PostgreSQL a row lock on the account
-    (held until the transaction ends); SQLite's write transactions (BEGIN IMMEDIATE, see
-    :func:`core.db.write_transaction`) are serialised already."""
-    if is_postgres():
-        _lock_account.execute(account_id).fetchall()
-
-
-# NO KEY UPDATE: it serialises the account's money operations like FOR UPDATE, but does not
-# conflict with the KEY SHARE lock every insert referencing the account takes (an invoice, a
-# credit note), so two issuers cannot deadlock on it
-_lock_account = Prepared(
-    lambda account: (
-        Account.select(Account.id).where(Account.id == account).for_update("FOR NO KEY UPDATE")
-    )
-)
 
 
 def post(account, seller, kind: str, amount: int, currency: str, occurred_on: date, *,
@@ -434,12 +418,11 @@ def settle(invoice: Invoice, actor=None) -> None:
     """Mark the invoice paid when nothing is due on it any more."""
     if invoice.kind != "invoice" or invoice.status != "issued" or open_amount(invoice) > 0:
         return
-    from core.billing.invoicing import lifecycle
-
     lock_account(invoice.account_id)  # its callers hold it: the status read here is current
     fresh = Invoice.get_by_id(invoice.id)
-    if fresh.status == "issued":
-        lifecycle.mark_paid(fresh, actor)
+    if fresh.status == "issued":  # nothing is due on it: paid, with no payment to record
+        before = status.transition(fresh.id, ("issued",), "paid", paid_at=utcnow())
+        fresh = status.record_paid(before, actor)
         if is_topup(fresh):
             apply_prepaid(fresh.account_id, fresh.issuer_id, fresh.currency, actor)
     invoice.status, invoice.paid_at = fresh.status, fresh.paid_at
@@ -613,9 +596,8 @@ def on_mark_paid(invoice: Invoice, actor=None) -> None:
         memo=f"{invoice.number} marked paid",
     )  # fmt: skip
     allocate(invoice.account_id, due, payment=payment, invoice=invoice)
-    from core.mail import send_receipt
-
-    send_receipt(payment, actor)  # recorded in this transaction, sent after its commit
+    events.emit("payment_recorded", payment, actor)  # the receipt (core.mail): recorded in
+    # this transaction, sent after its commit
 
 
 # -- payments, refunds, reversals (the services in core.billing.ledger.payments call these) --------

@@ -45,9 +45,10 @@ from datetime import date
 import peewee as pw
 from marshmallow import Schema, fields, validate
 
-from core import audit, rbac
+from core import audit, events, rbac
 from core.accounts import require_billing_terms
-from core.billing.invoicing import lifecycle
+from core.billing.invoicing import lifecycle, status
+from core.billing.invoicing.status import lock_account
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillingSettings,
@@ -219,7 +220,7 @@ def record_payment(actor, account: Account, payload) -> Payment:
     on = _date(data["date"])
     refuse_pan(data, ("reference", "memo"))
     with write_transaction():
-        ledger.lock_account(account.id)
+        lock_account(account.id)
         chosen = _chosen_invoices(account, data["invoice_ids"], currency)
         payee = _payee(actor, account, data["payee_id"], chosen)
         if chosen and any(inv.issuer_id != payee.id for inv in chosen):
@@ -243,9 +244,8 @@ def record_payment(actor, account: Account, payload) -> Payment:
             ledger.settle(inv, actor)
         audit.record(actor, "payment.record", payment, account=account.id,
                      after={**payment_snapshot(payment), "unallocated": left})  # fmt: skip
-        from core.mail import send_receipt
-
-        send_receipt(payment, actor)  # recorded with the payment, sent after the commit
+        # the receipt (core.mail): recorded with the payment, sent after the commit
+        events.emit("payment_recorded", payment, actor)
     return payment
 
 
@@ -304,7 +304,7 @@ def record_refund(actor, account: Account, payload) -> Payment:
     on = _date(data["date"])
     refuse_pan(data, ("reference", "memo"))
     with write_transaction():
-        ledger.lock_account(account.id)
+        lock_account(account.id)
         first = None
         if data["payment_id"]:
             first = Payment.get_or_none((Payment.id == data["payment_id"])
@@ -394,7 +394,7 @@ def create_topup(actor, account: Account, payload) -> Invoice:
         invoice.save()
         PrepaidTopup.create(invoice=invoice.id, account=account.id, created_by=actor)
         audit.record(actor, "invoice.draft", invoice, account=account.id,
-                     after={**lifecycle.snapshot(invoice), "prepaid": True})  # fmt: skip
+                     after={**status.snapshot(invoice), "prepaid": True})  # fmt: skip
     return lifecycle.issue(invoice, actor)
 
 

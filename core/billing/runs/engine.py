@@ -52,7 +52,7 @@ from core import audit, rbac
 from core import lifecycle as account_status
 from core._fastpath import Prepared, insert_row, insert_rows
 from core.billing import coverage, rating
-from core.billing.invoicing import lifecycle, numbering, parties, storage
+from core.billing.invoicing import lifecycle, numbering, parties, status, storage
 from core.billing.invoicing import tax as tax_rule
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
@@ -482,7 +482,7 @@ def write_invoice(account: Account, issuer: Account, period, lines: list[dict],
                 "invoice.issue",
                 invoice,
                 account=account.id,
-                after={**lifecycle.snapshot(invoice), "bill_run": bill_run_id},
+                after={**status.snapshot(invoice), "bill_run": bill_run_id},
             )
             ledger.post_issued(invoice, actor)  # its ledger entry; draws prepaid credit
     except pw.IntegrityError as exc:

@@ -14,7 +14,7 @@ from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.billing import catalog
-from core.billing.invoicing import lifecycle, storage
+from core.billing.invoicing import lifecycle, status, storage
 from core.billing.ledger import entries as ledger
 from core.billing.models import (
     BillRun,
@@ -505,7 +505,7 @@ def update_invoice(data, invoice_id):
         lifecycle.recompute_totals(invoice)
         invoice.save()
         lifecycle.audit.record(user, "invoice.update", invoice, account=invoice.account_id,
-                               after=lifecycle.snapshot(invoice))  # fmt: skip
+                               after=status.snapshot(invoice))  # fmt: skip
     return invoice
 
 
@@ -517,7 +517,7 @@ def delete_invoice(invoice_id):
     invoice = _invoice(invoice_id)
     user = _as_issuer(invoice, "invoices.issue")
     with write_transaction():
-        before = lifecycle.snapshot(invoice)
+        before = status.snapshot(invoice)
         # not recursive: that would also try to update the (append-only) ledger rows that
         # could point at it; a draft's lines and files go with it (ON DELETE CASCADE)
         invoice.delete_instance()

@@ -12,6 +12,7 @@ from core.auth import api_login_required, api_user
 from core.billing.ledger import dunning
 from core.billing.models import Invoice
 from core.billing.money import format_money, to_decimal
+from core.mail.messages import reminder_status
 from core.models import Account
 
 blp = Blueprint("billing_dunning_api", __name__, url_prefix="/api/v1",
@@ -73,7 +74,7 @@ class StepOut(Schema):
         return dunning.step_status(step)
 
     def _mail_status(self, step):
-        return dunning.mail_status(step)
+        return reminder_status(step)
 
     def _fee_invoice(self, step):
         return Invoice.get_by_id(step.fee_invoice_id) if step.fee_invoice_id else None

@@ -24,6 +24,7 @@ from core.errors import BillhiveError, Forbidden
 from core.find import lists
 from core.find.listing import panel_list
 from core.find.views import account_names
+from core.mail.messages import reminder_status
 from core.models import Account
 from core.panel.forms import form_errors
 
@@ -169,7 +170,7 @@ def invoice_page(invoice_id):
                            dunning_steps=dunning.steps_of(invoice),
                            dunning_titles=dunning.TITLES,
                            dunning_status=dunning.step_status,
-                           dunning_mail=dunning.mail_status,
+                           dunning_mail=reminder_status,
                            owed=ledger.settlement(invoice) if ledger.owes(invoice) else None,
                            # the parties, supply, tax and payment as the PDF reads them (kept at
                            # issue: core.billing.invoicing.parties), so page and PDF never disagree
