@@ -170,6 +170,7 @@ def run_inline(template: Path, root: Path, name: str) -> dict:
 def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url=None) -> dict:
     """A queued run on a copy of the template, worked off by ``billhive worker --workers K``
     (a subprocess, started and ready before the clock starts)."""
+    from core import tasks
     from core.billing.models import BillRun, Invoice, InvoiceFile
     from core.billing.runs import queue
 
@@ -182,7 +183,7 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
         wait_for_line(worker, "Billhive worker:")
         time.sleep(1)  # the forked workers are up
         with in_app(app):
-            queue.get_queue(app).huey.flush()
+            tasks.get_queue(app).huey.flush()
             cpu = session_cpu(worker.pid)
             started = time.perf_counter()
             run = BillRun.create(as_of=AS_OF, status="queued")
@@ -208,7 +209,7 @@ def run_queued(template: Path, root: Path, name: str, workers: int, *, redis_url
     finally:
         stop(worker)
         with in_app(app):
-            queue.get_queue(app).huey.flush()
+            tasks.get_queue(app).huey.flush()
         app.extensions["billhive"].database.close()
     return {"seconds": elapsed, "billed_seconds": billed, "invoices": invoices, "cpu": cpu,
             "accounts": total, "folder": folder}  # fmt: skip

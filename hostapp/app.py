@@ -11,6 +11,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import NotFound as NotFoundPage
 from werkzeug.routing import IntegerConverter
 
+# the modules that register the worker queue's tasks (core.tasks): every application has them
+import core.billing.runs.queue  # noqa: F401
+import core.mail.tasks  # noqa: F401
 from core import auth, builtin, db, migrations
 from core.api import create_api
 from core.errors import BillhiveError, describe, field_messages

@@ -221,6 +221,7 @@ def worker(workers, threads):
     """
     import logging
 
+    from core import tasks
     from core.billing.runs import queue
 
     if workers < 1:
@@ -232,7 +233,7 @@ def worker(workers, threads):
     try:
         queue.run_worker(app, workers=workers, worker_type="thread" if threads else "process",
                          echo=click.echo)  # fmt: skip
-    except queue.QueueError as exc:
+    except tasks.QueueError as exc:
         raise click.ClickException(str(exc)) from None
 
 

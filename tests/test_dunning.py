@@ -362,6 +362,7 @@ def test_parallel_runs_take_each_step_once(world, sent, ctx, backend):
 def test_the_workers_dunning_task_duns_as_of_today(make_app, tmp_path, monkeypatch):
     """What `billhive worker` queues every DUNNING_SECONDS: a dunning run for today, taken
     from the queue by a worker; queued twice (two workers), it still mails once."""
+    from core import tasks
     from core.billing.runs import queue
     from tests.conftest import World
 
@@ -370,8 +371,8 @@ def test_the_workers_dunning_task_duns_as_of_today(make_app, tmp_path, monkeypat
     with app.app_context(), app.extensions["billhive"].database.connection_context():
         world = World()
         inv = overdue(world)
-        queue.get_queue(app).dunning_task()
-        queue.get_queue(app).dunning_task()
+        tasks.get_queue(app).dunning_task()
+        tasks.get_queue(app).dunning_task()
         assert queue.drain(app) == 2
         assert steps(inv) == ["final_notice"] and Sent() == [(inv.id, "final_notice")]
     assert app.config["DUNNING_SECONDS"] == 3600

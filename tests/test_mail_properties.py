@@ -27,7 +27,7 @@ def app(make_app):
 
 
 def test_each_event_key_is_sent_exactly_once_whatever_happens(ctx, world, monkeypatch):
-    from core.mail import messages, send_for_invoice, tasks, transport
+    from core.mail import delivery, send_for_invoice, tasks, transport
     from core.mail.models import MailMessage
 
     invoice = issue_invoice(world, billed_customer(world))
@@ -82,7 +82,7 @@ def test_each_event_key_is_sent_exactly_once_whatever_happens(ctx, world, monkey
             message = MailMessage.get_or_none(MailMessage.event_key == self.key(name))
             if message is not None:
                 try:
-                    messages.deliver(message.id)
+                    delivery.deliver(message.id)
                 except SystemExit:
                     pass
 

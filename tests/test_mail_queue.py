@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from core import tasks as worker_queue
 from core.billing.models import BillRun, Invoice
 from core.billing.runs import engine, queue
 from tests.billing_support import setup_catalog, subscribe
@@ -78,7 +79,7 @@ def test_a_queued_bill_run_mails_each_invoice_once_whatever_the_queue_repeats(ct
         assert attachment.get_content_type() == "application/pdf"
     assert {m.status for m in MailMessage.select()} == {"sent"}
 
-    q = queue.get_queue()
+    q = worker_queue.get_queue()
     for message in MailMessage.select():  # duplicate delivery of every mail task
         q.mail_task(message.id)
         q.mail_task(message.id)
@@ -109,7 +110,7 @@ def test_a_failed_attempt_on_the_queue_is_scheduled_after_its_backoff(ctx, custo
     queue.drain(ctx)
     assert {m.status for m in MailMessage.select()} == {"retry"}
     assert {m.last_error for m in MailMessage.select()} == {"OSError: disk full"}
-    q = queue.get_queue()
+    q = worker_queue.get_queue()
     assert q.huey.scheduled_count() == len(customers)  # each again after its backoff
     monkeypatch.undo()
     MailMessage.update(next_attempt_at=None).execute()  # the backoff is over

@@ -28,12 +28,12 @@ def in_app(ctx, fn):
 
 
 def test_duplicate_deliveries_of_one_message_send_it_once(ctx, world, monkeypatch):
-    from core.mail import messages, send_for_invoice, tasks
+    from core.mail import delivery, send_for_invoice, tasks
 
     invoice = issue_invoice(world, billed_customer(world))
     monkeypatch.setattr(tasks, "dispatch", lambda message_id: None)  # the tasks are "queued"
     message = send_for_invoice(invoice, "reminder_1", event_key=f"dunning:{invoice.id}:r1")
-    results = race([in_app(ctx, lambda: messages.deliver(message.id))] * CALLERS)
+    results = race([in_app(ctx, lambda: delivery.deliver(message.id))] * CALLERS)
     assert sorted(results) == ["not claimed"] * (CALLERS - 1) + ["sent"]
     reminders = [p for p in outbox_files(ctx) if p.name.endswith("reminder_1.eml")]
     assert len(reminders) == 1

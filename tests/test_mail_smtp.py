@@ -83,9 +83,9 @@ def test_a_refused_connection_is_recorded_retried_and_sent_once(make_app, backen
         assert "refused the connection" in message.last_error
         assert message.next_attempt_at is not None
 
-        from core.mail import messages, tasks
+        from core.mail import delivery, tasks
 
-        assert messages.deliver(message.id) == "not claimed"  # its backoff is not over
+        assert delivery.deliver(message.id) == "not claimed"  # its backoff is not over
         app.config["MAIL_PORT"] = smtp.port  # the server is back
         retry_now(message)
         assert tasks.deliver_due(grace=0) == {"sent": 1}
@@ -96,7 +96,7 @@ def test_a_refused_connection_is_recorded_retried_and_sent_once(make_app, backen
 
 
 def test_a_server_that_never_answers_times_out_and_gives_up_after_the_last_attempt(make_app):
-    from core.mail import messages
+    from core.mail import delivery
 
     with SilentServer() as silent:
         app = make_app(plugins=[], **smtp_config(silent.port, MAIL_TIMEOUT=1,
@@ -110,15 +110,15 @@ def test_a_server_that_never_answers_times_out_and_gives_up_after_the_last_attem
             assert message.status == "retry"
             assert "timeout" in message.last_error or "timed out" in message.last_error
             retry_now(message)
-            assert messages.deliver(message.id) == "failed"
+            assert delivery.deliver(message.id) == "failed"
             [message] = messages_of(invoice)
             assert message.status == "failed" and message.attempts == 2
             assert message.last_error.startswith("gave up after 2 attempt(s)")
-            assert messages.deliver(message.id) == "not claimed"  # failed stays failed
+            assert delivery.deliver(message.id) == "not claimed"  # failed stays failed
 
 
 def test_a_rejected_recipient_is_recorded_and_retried(ctx, smtp, world):
-    from core.mail import messages
+    from core.mail import delivery
 
     smtp.handler.refuse = {"ap@contoso.example"}
     invoice = issue_invoice(world, billed_customer(world))
@@ -129,7 +129,7 @@ def test_a_rejected_recipient_is_recorded_and_retried(ctx, smtp, world):
     assert smtp.messages == []
     smtp.handler.refuse = set()  # the mailbox exists now
     retry_now(message)
-    assert messages.deliver(message.id) == "sent"
+    assert delivery.deliver(message.id) == "sent"
     assert len(smtp.messages) == 1
 
 
@@ -156,21 +156,21 @@ def test_a_sender_that_stopped_after_smtp_accepted_is_never_resent_by_itself(
 ):
     """The crash between sending and recording: the row stays 'sending'; the sweeper cannot
     know whether the server got it, so it says 'unknown' and sends nothing."""
-    from core.mail import messages, send_for_invoice, tasks
+    from core.mail import delivery, send_for_invoice, tasks
     from core.mail.models import MailMessage
 
     invoice = issue_invoice(world, billed_customer(world))
     assert len(smtp.messages) == 1
-    real = messages.transport.send_smtp
+    real = delivery.transport.send_smtp
 
     def send_then_die(email):
         real(email)
         raise SystemExit("worker killed after the server accepted the message")
 
-    monkeypatch.setattr(messages.transport, "send_smtp", send_then_die)
+    monkeypatch.setattr(delivery.transport, "send_smtp", send_then_die)
     with pytest.raises(SystemExit):
         send_for_invoice(invoice, "reminder_1", event_key="crash-test")
-    monkeypatch.setattr(messages.transport, "send_smtp", real)
+    monkeypatch.setattr(delivery.transport, "send_smtp", real)
     assert len(smtp.messages) == 2
     message = MailMessage.get(MailMessage.event_key == "crash-test")
     assert message.status == "sending"
@@ -181,7 +181,7 @@ def test_a_sender_that_stopped_after_smtp_accepted_is_never_resent_by_itself(
     message = MailMessage.get_by_id(message.id)
     assert message.status == "unknown"
     assert "may or may not have been delivered" in message.last_error
-    assert messages.deliver(message.id) == "not claimed"
+    assert delivery.deliver(message.id) == "not claimed"
     tasks.sweep()
     assert len(smtp.messages) == 2  # nothing sent twice
 

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from core import tasks
 from core.billing.models import (
     BillRun,
     BillRunItem,
@@ -116,7 +117,7 @@ def test_an_item_is_claimed_once_until_its_heartbeat_is_stale(customers, ctx):
 
 def test_sweeper_requeues_stale_and_lost_items_and_finishes_the_run(customers, ctx):
     run = submit(ctx)
-    q = queue.get_queue(ctx)
+    q = tasks.get_queue(ctx)
     items = list(BillRunItem.select().where(BillRunItem.bill_run == run.id))
     # a worker billed the first account, then died before marking its item (killed)
     first = items[0]
@@ -213,12 +214,12 @@ def test_panel_and_api_queue_the_run_when_the_queue_is_configured(customers, ctx
 
 
 def test_queue_configuration_is_checked(ctx):
-    assert queue.backend({"QUEUE": "inline"}) == "sqlite"
-    assert queue.backend({"QUEUE": "inline", "REDIS_URL": "redis://x"}) == "redis"
-    with pytest.raises(queue.QueueError, match="BILLHIVE_REDIS_URL"):
-        queue.backend({"QUEUE": "redis"})
-    with pytest.raises(queue.QueueError, match="inline, sqlite, redis"):
-        queue.mode({"QUEUE": "rabbit"})
+    assert tasks.backend({"QUEUE": "inline"}) == "sqlite"
+    assert tasks.backend({"QUEUE": "inline", "REDIS_URL": "redis://x"}) == "redis"
+    with pytest.raises(tasks.QueueError, match="BILLHIVE_REDIS_URL"):
+        tasks.backend({"QUEUE": "redis"})
+    with pytest.raises(tasks.QueueError, match="inline, sqlite, redis"):
+        tasks.mode({"QUEUE": "rabbit"})
 
 
 def test_a_run_submitted_while_the_queue_is_down_waits_safely_in_the_database(make_app):
@@ -243,7 +244,7 @@ def test_a_run_submitted_while_the_queue_is_down_waits_safely_in_the_database(ma
 def drain_bills_only(ctx):
     """Run the plan and bill tasks; the render tasks are lost with their worker (killed while
     rendering: SIGKILL, the queue's messages it held gone)."""
-    q = queue.get_queue(ctx)
+    q = tasks.get_queue(ctx)
     queue.bind(ctx)
     renders = 0
     while (task := q.huey.dequeue()) is not None:

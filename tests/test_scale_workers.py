@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core import tasks
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, InvoiceLine
 from core.billing.runs import queue
 from tests.billing_support import setup_catalog, subscribe
@@ -57,7 +58,7 @@ def queue_config(request, tmp_path):
 def app(make_app, queue_config):
     app = make_app(plugins=PLUGINS, modules=MODULES, **queue_config)
     yield app
-    queue.get_queue(app).huey.flush()  # a Redis queue is shared: leave nothing behind
+    tasks.get_queue(app).huey.flush()  # a Redis queue is shared: leave nothing behind
 
 
 @pytest.fixture

@@ -41,10 +41,10 @@ def bill_run(ctx, day, as_json, queued, no_wait):
 def _bill_run(day, as_json, queued, no_wait):
     from flask import current_app
 
+    from core import tasks
     from core.billing.models import BillRun
     from core.billing.periods import PeriodError, check_run_date
     from core.billing.runs import engine
-    from core.billing.runs import queue as billing_queue
     from core.billing.runs import records as runs
     from core.models import Account
 
@@ -54,7 +54,7 @@ def _bill_run(day, as_json, queued, no_wait):
     except PeriodError as exc:
         raise click.BadParameter(str(exc), param_hint="'--date'") from None
     if queued is None:
-        queued = billing_queue.queued_by_default(current_app.config)
+        queued = tasks.queued_by_default(current_app.config)
     _hint_interrupted()
     # the whole tree: the run belongs to the root account (the panel and the API show it)
     root = Account.select(Account.id).where(Account.parent.is_null()).order_by(Account.id).first()
@@ -130,6 +130,7 @@ def _queued_run(run, as_json, no_wait):
 
     from flask import current_app
 
+    from core import tasks
     from core.billing.models import BillRun, Invoice
     from core.billing.runs import queue as billing_queue
     from core.billing.runs.summary import invoice_row
@@ -137,9 +138,9 @@ def _queued_run(run, as_json, no_wait):
 
     try:
         total = billing_queue.submit(run, enqueue_items=True)
-    except billing_queue.QueueError as exc:
+    except tasks.QueueError as exc:
         raise click.ClickException(str(exc)) from None
-    where = billing_queue.describe(current_app.config)
+    where = tasks.describe(current_app.config)
     click.echo(f"Bill run {run.id} ({run.as_of}): {total} account(s) queued on the {where}",
                err=True)  # fmt: skip
     if no_wait:

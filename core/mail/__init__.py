@@ -1,7 +1,8 @@
 """E-mail delivery: invoices, credit notes, payment receipts and reminders, once per event.
 
 * :mod:`core.mail.models`     the send history (one row per event key) and issuers' templates
-* :mod:`core.mail.messages`   composing (who, what), recording, delivering: the "once" rules
+* :mod:`core.mail.messages`   composing (who, what) and recording: the "once per event" rule
+* :mod:`core.mail.delivery`   sending a recorded message: claimed, sent, retried, the "sent once" rule
 * :mod:`core.mail.templates`  subject/body per issuer and event, sandboxed Jinja, defaults
 * :mod:`core.mail.transport`  the outbox folder of .eml files (default) or SMTP (Flask-Mailman)
 * :mod:`core.mail.tasks`      when it is sent: after commit, inline or on the worker queue
@@ -9,9 +10,9 @@
   (panel templates in ``core/mail/templates/mail/``)
 * :mod:`core.mail.cli`        ``billhive mail send`` (the sweep, for cron) and ``mail list``
 
-What others call: :func:`send_for_invoice` (dunning sends its reminders with it). The core
-sends an invoice or credit note when it is issued (its ``invoice_finalized`` hook) and a
-receipt when a payment is recorded.
+Billing never imports mail: it emits the core's events (:mod:`core.events`), which
+:mod:`core.mail.messages` listens to: ``invoice_finalized`` (an issued invoice or credit note
+is sent), ``payment_recorded`` (its receipt), ``dunning_reminder`` (:func:`send_for_invoice`).
 """
 
 from __future__ import annotations

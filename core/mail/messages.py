@@ -1,4 +1,4 @@
-"""Composing, recording and delivering messages: the rules behind "once per event".
+"""Composing and recording messages: the rule behind "once per event".
 
 **Recording** (:func:`send_for_invoice`, :func:`send_receipt`, :func:`send_again`): one
 :class:`~core.mail.models.MailMessage` row per event key, written with ``INSERT ... ON
@@ -9,43 +9,27 @@ attempt sends the same text with the same ``Message-ID``, and the history shows 
 out. The send is dispatched after the transaction commits (peewee's ``after_commit``): a
 rolled-back issue or payment sends nothing.
 
-**Delivering** (:func:`deliver`): a sender claims the row with one guarded UPDATE
-(``queued``/``retry`` and due -> ``sending``, ``attempts + 1``), committed before anything
-is sent, so of two senders (duplicate task delivery, the sweeper and a task) only one
-sends. Then it sends and records ``sent`` (with any recipients the server refused), or the
-failure: ``retry`` with a backoff (``MAIL_RETRY_SECONDS`` x 2^(attempt-1)) until
-``MAIL_MAX_ATTEMPTS``, then ``failed``. A message that can never be sent (no valid address,
-a template that does not render) is ``failed`` at once with the reason.
-
-**A crash between sending and recording** leaves the row ``sending``. The sweeper
-(:func:`core.mail.tasks.sweep`) finds it once its claim is older than
-``MAIL_STALE_SECONDS``: with the outbox it looks for the message's file (its name depends
-only on the row): there -> ``sent``; missing -> retried. With SMTP nobody can know whether
-the server accepted it, so the row becomes ``unknown`` and is **not** sent again by itself
-(an admin may "Send again" after checking): a lost message is possible there, a duplicate
-is not. The only duplicate left is a server that accepted the message but whose reply was
-lost (a timeout after the final dot): that attempt is recorded as failed and retried, with
-the same ``Message-ID`` so the recipient's mail system can recognise it.
+Delivering is :mod:`core.mail.delivery`; when, after the commit, is :mod:`core.mail.tasks`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import smtplib
-from datetime import timedelta
 from email.utils import formataddr, parseaddr
 
-from flask import current_app, has_app_context
+from flask import current_app
 
 from core import audit, events
+from core.billing.invoicing import parties, storage
+from core.billing.ledger import entries as ledger
 from core.billing.ledger.dunning import reminder_key
 from core.billing.models import Allocation, BillingSettings, DunningStep, Invoice, Payment
 from core.billing.money import format_money
-from core.db import database, utcnow
+from core.db import database
 from core.errors import NotFound, ValidationFailed
-from core.mail import templates, transport
-from core.mail.models import OPEN, MailMessage
+from core.mail import tasks, templates
+from core.mail.models import MailMessage
 from core.models import Account
 
 log = logging.getLogger("billhive.mail")
@@ -81,8 +65,6 @@ def split_addresses(text: str) -> list[str]:
 def _party(account: Account) -> dict:
     """The account as its invoices name it (:func:`core.billing.invoicing.parties.party`: legal name,
     billing e-mails, VAT ID); read once per message."""
-    from core.billing.invoicing import parties
-
     if account.id is None:  # the preview's made-up customer
         return {"name": account.name, "email": "", "emails": [], "vat_id": ""}
     return parties.party(account)
@@ -117,8 +99,6 @@ def _day(value) -> str:
 
 
 def invoice_values(invoice: Invoice) -> dict:
-    from core.billing.ledger import entries as ledger
-
     credit_for = None
     if invoice.credit_for_id:
         credit_for = Invoice.select(Invoice.number).where(Invoice.id == invoice.credit_for_id)
@@ -230,8 +210,6 @@ def attachment_for(invoice: Invoice | None, event: str) -> str:
     (what :func:`core.billing.invoicing.storage.wanted_formats` decides), none for receipts."""
     if invoice is None or event == "receipt":
         return ""
-    from core.billing.invoicing import storage
-
     wanted = storage.wanted_formats(invoice)
     for code in ("PDF", "RAW"):
         if code in wanted:
@@ -287,8 +265,6 @@ def _record(event: str, event_key: str, issuer: Account, account: Account, *, in
     message = MailMessage.get(MailMessage.event_key == event_key)
     message.created = bool(inserted)
     if message.status == "queued":
-        from core.mail import tasks
-
         message_id = message.id
         database.after_commit(lambda: tasks.dispatch(message_id))
     return message
@@ -387,114 +363,6 @@ def send_again(invoice: Invoice, actor, *, key: str, event: str | None = None) -
     return MailMessage.get_by_id(message.id)  # as it is now (sent inline after the commit)
 
 
-# -- delivering ------------------------------------------------------------------------------
-
-
-def _setting(name: str, default):
-    value = current_app.config.get(name)
-    return default if value in (None, "") else value
-
-
-def max_attempts() -> int:
-    return int(_setting("MAIL_MAX_ATTEMPTS", 5))
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before the attempt after ``attempt`` (1-based): base x 2^(attempt-1), at most
-    an hour."""
-    return min(float(_setting("MAIL_RETRY_SECONDS", 60)) * 2 ** (attempt - 1), 3600.0)
-
-
-def build_email(message: MailMessage):
-    """The MIME message of a row (Flask-Mailman), with the invoice file attached."""
-    from flask_mailman import EmailMessage
-
-    from core.billing.invoicing import storage
-
-    headers = {"From": message.sender, "Message-ID": message.message_id}
-    email = EmailMessage(
-        subject=message.subject,
-        body=message.body,
-        from_email=transport.envelope_sender(),
-        to=list(message.recipients),
-        reply_to=[message.reply_to] if message.reply_to else None,
-        headers=headers,
-    )
-    if message.attachment and message.invoice_id:
-        invoice = Invoice.get_by_id(message.invoice_id)
-        data, fmt, _ = storage.file_for(invoice, message.attachment)
-        email.attach(f"{invoice.number or invoice.id}.{fmt.extension}", data, fmt.media_type)
-    return email
-
-
-def _claim(message_id: int, now) -> bool:
-    due = MailMessage.next_attempt_at.is_null() | (MailMessage.next_attempt_at <= now)
-    return bool(
-        MailMessage.update(status="sending", attempts=MailMessage.attempts + 1, claimed_at=now)
-        .where((MailMessage.id == message_id) & MailMessage.status.in_(OPEN) & due)
-        .execute()
-    )
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = "; ".join(
-            f"{address}: {code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
-            for address, (code, reason) in exc.recipients.items()
-        )
-        return f"every recipient was refused ({refused})"
-    if isinstance(exc, smtplib.SMTPResponseException):
-        error = exc.smtp_error
-        text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
-        return f"the SMTP server answered {exc.smtp_code} {text}"
-    if isinstance(exc, TimeoutError):
-        return "the SMTP server did not answer in time (timeout)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "the SMTP server refused the connection"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def deliver(message_id: int) -> str:
-    """Send one message if it is due and nobody else has it; returns what happened: ``sent``,
-    ``retry``, ``failed`` or ``not claimed``. Never raises for a sending failure."""
-    now = utcnow()
-    if database.in_transaction():  # the claim must be committed before anything is sent
-        raise RuntimeError("deliver() runs outside a transaction (see core.mail.messages)")
-    if not _claim(message_id, now):
-        return "not claimed"
-    message = MailMessage.get_by_id(message_id)
-    attempt = message.attempts
-    via = transport.name()
-    guard = (
-        (MailMessage.id == message_id)
-        & (MailMessage.status == "sending")
-        & (MailMessage.attempts == attempt)
-    )
-    try:
-        email = build_email(message)
-        if via == "smtp":
-            refused, path = transport.send_smtp(email), None
-        else:
-            refused, path = {}, transport.write_outbox(message, email)
-    except Exception as exc:  # noqa: BLE001 - recorded on the message, retried
-        error = _describe(exc)
-        log.warning("sending message %s (%s) failed: %s", message_id, message.event_key, error)
-        if attempt >= max_attempts():
-            status, next_at = "failed", None
-            error = f"gave up after {attempt} attempt(s): {error}"
-        else:
-            status, next_at = "retry", now + timedelta(seconds=backoff(attempt))
-        MailMessage.update(status=status, last_error=error[:4000], next_attempt_at=next_at,
-                           transport=via).where(guard).execute()  # fmt: skip
-        return status
-    note = None
-    if refused:
-        note = "refused by the server: " + "; ".join(f"{a}: {why}" for a, why in refused.items())
-    MailMessage.update(status="sent", sent_at=utcnow(), last_error=note, transport=via,
-                       outbox_path=path, next_attempt_at=None).where(guard).execute()  # fmt: skip
-    return "sent"
-
-
 def scoped_message(invoice: Invoice, message_id) -> MailMessage:
     message = MailMessage.get_or_none(
         (MailMessage.id == message_id) & (MailMessage.invoice == invoice.id)
@@ -502,10 +370,6 @@ def scoped_message(invoice: Invoice, message_id) -> MailMessage:
     if message is None:
         raise NotFound(f"message {message_id} not found")
     return message
-
-
-def in_app() -> bool:
-    return has_app_context() and "mailman" in current_app.extensions
 
 
 # billing tells mail through the core's events (core.events): billing never imports mail

@@ -1,6 +1,6 @@
 """Who sends, and when: after the recording transaction commits, on the worker queue.
 
-``BILLHIVE_QUEUE`` decides, as for bill runs (:mod:`core.billing.runs.queue`):
+``BILLHIVE_QUEUE`` decides, as for bill runs (:mod:`core.tasks`):
 
 * ``inline`` (the default without a worker): the process that recorded the message sends it
   right after the commit and, when that worked, whatever failed earlier and is due again;
@@ -12,7 +12,7 @@
 
 Either way the row is the truth, not the queue: :func:`sweep` (run by each worker's sweep
 and by ``billhive mail send``) sends what is due and was never queued or whose task was
-lost, and settles messages whose sender stopped mid-way (see :mod:`core.mail.messages`).
+lost, and settles messages whose sender stopped mid-way (see :mod:`core.mail.delivery`).
 Nothing here raises into the caller: the invoice or payment is committed whatever mail does.
 """
 
@@ -24,8 +24,9 @@ from datetime import timedelta
 
 from flask import current_app
 
+from core import events, tasks
 from core.db import utcnow
-from core.mail import messages, transport
+from core.mail import delivery, transport
 from core.mail.models import OPEN, MailMessage
 
 log = logging.getLogger("billhive.mail")
@@ -36,30 +37,26 @@ DUE_BATCH = 200
 
 
 def queued_mode() -> bool:
-    from core.billing.runs import queue
-
-    return queue.queued_by_default(current_app.config)
+    return tasks.queued_by_default(current_app.config)
 
 
 def dispatch(message_id: int) -> None:
     """Hand one recorded message to a sender (see the module doc). Never raises."""
     try:
-        if not messages.in_app():
+        if not delivery.in_app():
             return  # no application here (a bare script): the sweeper sends it
         if queued_mode():
-            from core.billing.runs.queue import get_queue
-
-            get_queue().mail_task(message_id)
+            tasks.get_queue().mail_task(message_id)
             return
         state = current_app.extensions.setdefault("billhive_mail", {})
         if time.monotonic() < state.get("paused_until", 0.0):
             return  # the transport failed a moment ago: the next send after the pause, or
             # `billhive mail send`, takes this one (a bill run does not wait on a dead server)
-        outcome = messages.deliver(message_id)
+        outcome = delivery.deliver(message_id)
         if outcome == "sent":
             deliver_due(limit=10)  # the transport works: what failed earlier goes too
         elif outcome in ("retry", "failed"):
-            state["paused_until"] = time.monotonic() + min(messages.backoff(1), PAUSE_MAX)
+            state["paused_until"] = time.monotonic() + min(delivery.backoff(1), PAUSE_MAX)
     except Exception:  # noqa: BLE001 - the message is recorded; the sweeper sends it
         log.warning("message %s could not be dispatched now; the sweeper will", message_id,
                     exc_info=True)  # fmt: skip
@@ -67,14 +64,12 @@ def dispatch(message_id: int) -> None:
 
 def run_task(message_id: int) -> str:
     """The ``billhive_mail`` task: send, and on a failed attempt schedule the next."""
-    outcome = messages.deliver(message_id)
+    outcome = delivery.deliver(message_id)
     if outcome == "retry":
-        from core.billing.runs.queue import get_queue
-
         attempts = (
             MailMessage.select(MailMessage.attempts).where(MailMessage.id == message_id).scalar()
         )
-        get_queue().mail_task.schedule((message_id,), delay=messages.backoff(attempts or 1))
+        tasks.get_queue().mail_task.schedule((message_id,), delay=delivery.backoff(attempts or 1))
     return outcome
 
 
@@ -95,7 +90,7 @@ def deliver_due(limit: int = DUE_BATCH, *, grace: float = GRACE_SECONDS) -> dict
     backoff); returns counts by outcome."""
     report: dict[str, int] = {}
     for message_id in due_ids(utcnow(), grace=grace, limit=limit):
-        outcome = messages.deliver(message_id)
+        outcome = delivery.deliver(message_id)
         report[outcome] = report.get(outcome, 0) + 1
     return report
 
@@ -144,9 +139,7 @@ def sweep(now=None) -> dict:
     ``billhive mail send``."""
     report = settle_stale(now)
     if queued_mode():
-        from core.billing.runs.queue import get_queue
-
-        queue = get_queue()
+        queue = tasks.get_queue()
         ids = due_ids(now or utcnow(), grace=60.0)  # younger ones are on the queue
         for message_id in ids:
             queue.mail_task(message_id)
@@ -154,3 +147,13 @@ def sweep(now=None) -> dict:
     else:
         report.update(deliver_due(grace=0))  # the claim keeps a message from being sent twice
     return report
+
+
+@tasks.task("mail")
+def _mail_task(message_id: int) -> None:
+    """The ``billhive_mail`` task on the worker queue."""
+    with tasks.task_context():
+        run_task(message_id)
+
+
+events.listen("worker_sweep", sweep)  # each worker's periodic sweep (core.billing.runs.queue)

@@ -3,7 +3,7 @@ mail server) or an SMTP server (STARTTLS or SSL, with or without a login) throug
 Flask-Mailman's SMTP backend. Chosen by ``MAIL_TRANSPORT`` in the app config
 (``BILLHIVE_MAIL_*`` in the environment: docs/operations.md lists them).
 
-Both report what they did so :mod:`core.mail.messages` can record it:
+Both report what they did so :mod:`core.mail.delivery` can record it:
 
 * the outbox writes each message to ``<outbox>/<YYYY-MM>/<id>-<event>.eml`` (a temporary
   file renamed into place, so a file that exists is a whole message). Its name depends only

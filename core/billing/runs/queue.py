@@ -1,13 +1,11 @@
-"""Bill runs on a worker queue (huey); the run's state lives in the database.
+"""Bill runs on the worker queue (:mod:`core.tasks`: huey, ``BILLHIVE_QUEUE``); the run's
+state lives in the database. In ``inline`` mode (the default without Redis) a bill run runs in
+the process that starts it (the CLI with its progress bar, a thread of the web process for the
+panel): ``engine.run``; in ``sqlite`` or ``redis`` mode it is queued.
 
-Modes, from ``BILLHIVE_QUEUE`` (``QUEUE`` in the app config):
-
-* ``inline`` — the default without Redis: a bill run runs in the process that starts it (the
-  CLI with its progress bar, a thread of the web process for the panel): ``engine.run``.
-* ``sqlite`` — a ``SqliteHuey`` queue in a file of the data dir (``BILLHIVE_QUEUE_PATH``,
-  default ``<data dir>/queue.db``): several worker processes on one machine.
-* ``redis`` — a ``PriorityRedisHuey`` queue on ``BILLHIVE_REDIS_URL`` (the default mode when
-  that URL is set): workers on as many machines as share the database.
+This module registers the bill-run tasks (plan, bill, render), the sweep (which then emits the
+core event ``worker_sweep``: :mod:`core.mail.tasks` sweeps its messages) and the dunning run,
+and runs the worker (:func:`run_worker`, :func:`drain`).
 
 ``billhive bill-run --queue`` and ``sqlite`` / ``redis`` mode in the panel and the API queue a
 run; ``billhive worker`` consumes it. A queued run goes like this:
@@ -49,15 +47,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import peewee as pw
 from flask import current_app
-from huey import PriorityRedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
+from core import events, tasks
 from core._fastpath import Prepared
 from core.billing.invoicing import storage
+from core.billing.ledger import dunning
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile, PendingRender
 from core.billing.runs import engine
 from core.billing.runs import records as runs
@@ -67,134 +65,35 @@ from core.models import Account, User
 
 log = logging.getLogger("billhive.queue")
 
-MODES = ("inline", "sqlite", "redis")
 OPEN = ("pending", "running")
 MAX_ATTEMPTS = 3  # a worker died this many times on one account: the item fails
 PENDING_REQUEUE_SECONDS = 900  # pending this long while the queue is busy: queue it again
 GRACE_SECONDS = 2.0  # a pending item younger than this may be between dequeue and claim
 LIST_LIMIT = 1000  # failures / skipped kept in a finished run's summary
-# higher runs first (SqliteHuey and PriorityRedisHuey order by priority, then FIFO)
-PRIORITY = {"sweep": 30, "plan": 20, "bill": 10, "mail": 5, "dunning": 5, "render": 0}
 
 
-class QueueError(Exception):
-    pass
-
-
-# -- configuration ---------------------------------------------------------------------------
-
-
-def mode(config) -> str:
-    value = (config.get("QUEUE") or "inline").lower()
-    if value not in MODES:
-        raise QueueError(f"BILLHIVE_QUEUE must be one of {', '.join(MODES)}, not '{value}'")
-    return value
-
-
-def backend(config) -> str:
-    """The queue a queued run uses: ``redis`` or ``sqlite`` (``inline`` mode queues on
-    Redis when a URL is set, else on the SQLite file)."""
-    value = mode(config)
-    if value == "inline":
-        return "redis" if config.get("REDIS_URL") else "sqlite"
-    if value == "redis" and not config.get("REDIS_URL"):
-        raise QueueError("BILLHIVE_QUEUE=redis needs BILLHIVE_REDIS_URL (redis://host:6379/0)")
-    return value
-
-
-def queued_by_default(config) -> bool:
-    return mode(config) != "inline"
-
-
-def describe(config) -> str:
-    if backend(config) == "redis":
-        return f"redis queue '{queue_name(config)}' at {config['REDIS_URL']}"
-    return f"sqlite queue '{queue_name(config)}' in {queue_path(config)}"
-
-
-def queue_name(config) -> str:
-    return config.get("QUEUE_NAME") or "billhive"
-
-
-def queue_path(config) -> str:
-    return config.get("QUEUE_PATH") or str(Path(config["DATA_DIR"]) / "queue.db")
-
-
-def stale_seconds(config) -> float:
-    return float(config.get("QUEUE_STALE_SECONDS") or 120)
-
-
-class _SqliteStorage(SqliteStorage):
-    """huey's SQLite storage with synchronous=NORMAL: WAL keeps the file consistent, and a
-    message lost to a power cut is found again by the sweeper (the run lives in the
-    database). huey offers FULL (an fsync per message) or OFF only."""
-
-    def _create_connection(self):
-        conn = super()._create_connection()
-        conn.execute("pragma synchronous=1")
-        return conn
-
-
-class _SqliteHuey(SqliteHuey):
-    storage_class = _SqliteStorage
-
-
-class Queue:
-    """One huey instance with Billhive's tasks registered on it."""
-
-    def __init__(self, config):
-        self.backend = backend(config)
-        name = queue_name(config)
-        if self.backend == "redis":
-            self.huey = PriorityRedisHuey(name, url=config["REDIS_URL"], results=False)
-        else:
-            path = queue_path(config)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.huey = _SqliteHuey(name, filename=path, results=False, timeout=30)
-        self.stale_seconds = stale_seconds(config)
-        self.heartbeat_seconds = max(0.2, self.stale_seconds / 6)
-        task = self.huey.task
-        self.plan_task = task(name="billhive_plan", priority=PRIORITY["plan"])(_plan_task)
-        self.bill_task = task(name="billhive_bill", priority=PRIORITY["bill"])(_bill_task)
-        self.render_task = task(name="billhive_render", priority=PRIORITY["render"])(_render_task)
-        self.sweep_task = task(name="billhive_sweep", priority=PRIORITY["sweep"])(_sweep_task)
-        # e-mail (core.mail.tasks): one task per message, retried with a backoff
-        self.mail_task = task(name="billhive_mail", priority=PRIORITY["mail"])(_mail_task)
-        self.dunning_task = task(name="billhive_dunning",
-                                 priority=PRIORITY["dunning"])(_dunning_task)  # fmt: skip
-
-    def pending_count(self) -> int:
-        return self.huey.pending_count()
-
-    def enqueue_renders(self, written: engine.WrittenInvoice) -> list[str]:
-        """``engine.bill_account``'s render step for queued runs: one task per file the
-        invoice wants, each recorded first (:class:`PendingRender`) so a lost task is found."""
-        invoice = written.invoice
-        codes = storage.wanted_formats(invoice, chosen=written.formats)
-        if codes:
-            now = utcnow()
-            PendingRender.insert_many(
-                [
-                    {
-                        "invoice": invoice.id,
-                        "format": code,
-                        "bill_run": invoice.bill_run,
-                        "queued_at": now,
-                    }
-                    for code in codes
-                ]  # fmt: skip
-            ).on_conflict_ignore().execute()
-        for code in codes:
-            self.render_task(invoice.id, code)
-        return []
-
-
-def get_queue(app=None) -> Queue:
-    app = app or current_app._get_current_object()
-    state = app.extensions.setdefault("billhive_queue", {})
-    if "queue" not in state:
-        state["queue"] = Queue(app.config)
-    return state["queue"]
+def enqueue_renders(written: engine.WrittenInvoice) -> list[str]:
+    """``engine.bill_account``'s render step for queued runs: one task per file the
+    invoice wants, each recorded first (:class:`PendingRender`) so a lost task is found."""
+    invoice = written.invoice
+    codes = storage.wanted_formats(invoice, chosen=written.formats)
+    if codes:
+        now = utcnow()
+        PendingRender.insert_many(
+            [
+                {
+                    "invoice": invoice.id,
+                    "format": code,
+                    "bill_run": invoice.bill_run,
+                    "queued_at": now,
+                }
+                for code in codes
+            ]  # fmt: skip
+        ).on_conflict_ignore().execute()
+    queue = tasks.get_queue()
+    for code in codes:
+        queue.render_task(invoice.id, code)
+    return []
 
 
 # -- submitting and planning -----------------------------------------------------------------
@@ -233,7 +132,7 @@ def submit(run: BillRun, *, enqueue_items: bool = False) -> int:
         plan(run.id)
     else:
         try:
-            get_queue().plan_task(run.id)
+            tasks.get_queue().plan_task(run.id)
         except Exception:  # noqa: BLE001 - the run is safe in the database: a sweep queues it
             log.warning("bill run %s: the queue is unreachable; the sweeper will queue its "
                         "items", run.id, exc_info=True)  # fmt: skip
@@ -242,7 +141,7 @@ def submit(run: BillRun, *, enqueue_items: bool = False) -> int:
 
 def plan(run_id: int) -> int:
     """Queue one bill task per pending item of the run; returns how many."""
-    queue = get_queue()
+    queue = tasks.get_queue()
     ids = [
         row[0]
         for row in BillRunItem.select(BillRunItem.id)
@@ -357,7 +256,7 @@ def claim(item_id: int, stale: float) -> BillRunItem | None:
 def bill_item(item_id: int) -> str:
     """Bill the account of one item; returns what happened (``done``, ``failed``, ``retry``
     or ``not claimed``)."""
-    queue = get_queue()
+    queue = tasks.get_queue()
     item = claim(item_id, queue.stale_seconds)
     if item is None:
         return "not claimed"
@@ -369,7 +268,7 @@ def bill_item(item_id: int) -> str:
         try:
             engine.bill_account(item.account, run.as_of, summary, scope=ctx.scope,
                                 bill_run_id=run.id, actor=ctx.actor, cache=ctx.cache,
-                                render=queue.enqueue_renders)  # fmt: skip
+                                render=enqueue_renders)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - not a rating failure: the item is retried
             log.exception("bill run %s: account %s failed", run.id, item.account_id)
             error = f"{type(exc).__name__}: {exc}"
@@ -505,7 +404,7 @@ def _queue_renders(run_id: int, files: list[tuple[int, str]]) -> None:
                 for i, code in chunk
             ]  # fmt: skip
         ).on_conflict_ignore().execute()
-    queue = get_queue()
+    queue = tasks.get_queue()
     for invoice_id, code in files:
         queue.render_task(invoice_id, code)
 
@@ -649,7 +548,7 @@ def live(run: BillRun) -> BillRun:
 
 def sweep(stale: float | None = None, *, now=None) -> dict:
     """Put lost work back on the queue (see the module doc); returns counts of what it did."""
-    queue = get_queue()
+    queue = tasks.get_queue()
     stale = queue.stale_seconds if stale is None else stale
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stale)
@@ -732,47 +631,24 @@ def sweep(stale: float | None = None, *, now=None) -> dict:
     return report
 
 
-# -- tasks (run by `billhive worker`) --------------------------------------------------------
-
-_app = None  # the application a worker process serves (set by run_worker)
-_refreshed = [0.0]  # when this process last looked for plugins enabled or disabled
-REFRESH_SECONDS = 1.0
+# -- tasks (run by `billhive worker`, registered on the queue: core.tasks) -------------------
 
 
 def bind(app) -> None:
-    global _app
-    _app = app
+    """Serve ``app`` in this process (:func:`core.tasks.bind`), with no bill run cached."""
+    tasks.bind(app)
     _runs.clear()
-    _refreshed[0] = 0.0
 
 
-@contextmanager
-def _task_context():
-    app = _app
-    if app is None:
-        raise QueueError("queue tasks run in a worker: start one with `billhive worker`")
-    db = app.extensions["billhive"].database
-    with app.app_context():
-        db.connect(reuse_if_open=True)  # one connection per worker, kept between tasks
-        try:
-            if time.monotonic() - _refreshed[0] > REFRESH_SECONDS:
-                app.extensions["billhive"].host.refresh()  # a query: once a second is enough
-                _refreshed[0] = time.monotonic()
-            yield app
-        except (pw.OperationalError, pw.InterfaceError):
-            # the connection may be broken (database restarted): the next task opens anew
-            if not db.is_closed() and not db.in_transaction():
-                db.close()
-            raise
-
-
+@tasks.task("plan")
 def _plan_task(run_id: int) -> None:
-    with _task_context():
+    with tasks.task_context():
         plan(run_id)
 
 
+@tasks.task("bill")
 def _bill_task(item_id: int) -> None:
-    with _task_context():
+    with tasks.task_context():
         bill_item(item_id)
 
 
@@ -809,32 +685,24 @@ def render_file(invoice_id: int, code: str) -> bool:
     return rendered
 
 
+@tasks.task("render")
 def _render_task(invoice_id: int, code: str) -> None:
-    with _task_context():
+    with tasks.task_context():
         render_file(invoice_id, code)
 
 
+@tasks.task("sweep")
 def _sweep_task() -> None:
-    with _task_context():
+    with tasks.task_context():
         sweep()
-        from core.mail import tasks as mail_tasks
-
-        mail_tasks.sweep()  # messages due again, lost tasks, senders that stopped
+        events.emit("worker_sweep")  # core.mail: messages due again, lost tasks, dead senders
 
 
-def _mail_task(message_id: int) -> None:
-    from core.mail import tasks as mail_tasks
-
-    with _task_context():
-        mail_tasks.run_task(message_id)
-
-
+@tasks.task("dunning")
 def _dunning_task() -> None:
     """``billhive dunning run`` for today (core.billing.ledger.dunning): every step once, so two
     workers queuing it at the same time send nothing twice."""
-    from core.billing.ledger import dunning
-
-    with _task_context():
+    with tasks.task_context():
         summary = dunning.run()
         if summary["steps"] or summary["failures"]:
             log.info("dunning %s: %d step(s), %d failure(s)", summary["date"],
@@ -845,7 +713,7 @@ def drain(app, limit: int | None = None) -> int:
     """Run queued tasks in this process until the queue is empty (tests, tools); returns
     how many ran."""
     bind(app)
-    queue = get_queue(app)
+    queue = tasks.get_queue(app)
     ran = 0
     while limit is None or ran < limit:
         task = queue.huey.dequeue()
@@ -860,7 +728,7 @@ def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) 
     """``billhive worker``: a huey consumer with ``workers`` workers, and a thread queuing a
     sweep every ``QUEUE_SWEEP_SECONDS`` and a dunning run every ``DUNNING_SECONDS`` (0: never)."""
     bind(app)
-    queue = get_queue(app)
+    queue = tasks.get_queue(app)
     every = float(app.config.get("QUEUE_SWEEP_SECONDS") or 30)
     dunning_every = float(app.config.get("DUNNING_SECONDS", 3600) or 0)
     consumer = queue.huey.create_consumer(
@@ -900,7 +768,7 @@ def run_worker(app, workers: int = 2, worker_type: str = "process", echo=print) 
 
     dunning_note = f"dunning every {dunning_every:g}s" if dunning_every else "no dunning"
     echo(
-        f"Billhive worker: {workers} {worker_type} worker(s) on the {describe(app.config)}; "
+        f"Billhive worker: {workers} {worker_type} worker(s) on the {tasks.describe(app.config)}; "
         f"sweeping every {every:g}s, stale after {queue.stale_seconds:g}s, {dunning_note} "
         "(Ctrl+C stops)"
     )

@@ -10,7 +10,7 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, pre_dump, validate, validates_schema
 
-from core import rbac
+from core import rbac, tasks
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
 from core.billing import catalog
@@ -591,7 +591,7 @@ def start_bill_run(user, as_of: date) -> BillRun:
     except PeriodError as exc:
         raise ValidationFailed.field("date", str(exc)) from None
     run = BillRun.create(as_of=as_of, status="queued", scope=user.account_id, started_by=user)
-    if billing_queue.queued_by_default(current_app.config):
+    if tasks.queued_by_default(current_app.config):
         billing_queue.submit(run)
         return billing_queue.live(run)
     scope_id, user_id = user.account_id, user.id
