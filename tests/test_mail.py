@@ -181,18 +181,18 @@ def test_a_sender_that_stopped_is_settled_from_the_outbox_file(ctx, world, monke
     depends only on its row, so the sweeper looks: there -> sent, missing -> sent now."""
     from datetime import timedelta
 
-    from core.mail import messages, send_for_invoice, tasks
+    from core.mail import delivery, send_for_invoice, tasks
     from core.mail.models import MailMessage
 
     invoice = issue_invoice(world, billed_customer(world))
-    real = messages.transport.write_outbox
+    real = delivery.transport.write_outbox
 
     def die(message, email):
         if dies == "after writing":
             real(message, email)
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(messages.transport, "write_outbox", die)
+    monkeypatch.setattr(delivery.transport, "write_outbox", die)
     with pytest.raises(SystemExit):
         send_for_invoice(invoice, "reminder_1", event_key="crash-test")
     monkeypatch.undo()

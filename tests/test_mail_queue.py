@@ -98,13 +98,13 @@ def test_a_queued_bill_run_mails_each_invoice_once_whatever_the_queue_repeats(ct
 
 
 def test_a_failed_attempt_on_the_queue_is_scheduled_after_its_backoff(ctx, customers, monkeypatch):
-    from core.mail import messages, tasks
+    from core.mail import delivery, tasks
     from core.mail.models import MailMessage
 
     def broken(message, email):
         raise OSError("disk full")
 
-    monkeypatch.setattr(messages.transport, "write_outbox", broken)
+    monkeypatch.setattr(delivery.transport, "write_outbox", broken)
     run = BillRun.create(as_of=AS_OF, status="queued")
     queue.submit(run)
     queue.drain(ctx)
@@ -125,18 +125,18 @@ def test_billhive_mail_send_and_list(ctx, customers, monkeypatch):
     """Without a worker, `billhive mail send` (from cron) sends what is due."""
     from click.testing import CliRunner
 
-    from core.mail import messages
+    from core.mail import delivery
     from core.mail.models import MailMessage
     from hostapp import cli
 
-    real = messages.transport.write_outbox
-    monkeypatch.setattr(messages.transport, "write_outbox", lambda m, e: 1 / 0)
+    real = delivery.transport.write_outbox
+    monkeypatch.setattr(delivery.transport, "write_outbox", lambda m, e: 1 / 0)
     ctx.config["QUEUE"] = "inline"
     engine.run(AS_OF)
     # the first failure pauses sending in this process: the run did not try the others
     statuses = [m.status for m in MailMessage.select().order_by(MailMessage.id)]
     assert statuses == ["retry"] + ["queued"] * 4
-    monkeypatch.setattr(messages.transport, "write_outbox", real)
+    monkeypatch.setattr(delivery.transport, "write_outbox", real)
     MailMessage.update(next_attempt_at=None).execute()  # the backoff is over
     monkeypatch.setattr(cli, "_app", ctx)
     runner = CliRunner()
