@@ -4,18 +4,19 @@ modules) that something happened, without importing the layer above it.
 Billing (:mod:`core.billing`) sits below e-mail (:mod:`core.mail`): mail reads invoices and
 payments, billing never imports mail. When billing has news for it, it calls :func:`emit`; the
 listeners a higher module registered with :func:`listen` when it was imported (core.mail's
-when the application is built, :mod:`hostapp.app`) run in registration order, in the caller's
-transaction, and their exceptions reach the caller, which decides as before whether one is
-fatal. An event with no listener (a bare script that never built the app) does nothing.
+when the application is built, :mod:`hostapp.app`) run in registration order, where the
+caller emits, and their exceptions reach the caller, which decides whether one is fatal. An
+event with no listener (a bare script that never built the app) does nothing. Plugins are
+told through their hooks (:mod:`core.hookspecs`), not these.
 
-Plugins hear of the same through their hooks (:mod:`core.hookspecs`), after these.
+The events (their arguments; when):
 
-The events (their arguments):
-
-* ``invoice_finalized`` (invoice): an invoice or credit note was committed as issued
-* ``payment_recorded`` (payment, actor): a payment was recorded (its receipt)
-* ``dunning_reminder`` (invoice, level, event_key, context): a dunning step's reminder
-* ``worker_sweep`` (): the worker's periodic sweep (messages due again, lost tasks)
+* ``invoice_finalized`` (invoice): an invoice or credit note was committed as issued (after
+  the commit, before the plugins' ``invoice_finalized`` hook)
+* ``payment_recorded`` (payment, actor): a payment was recorded (in its transaction)
+* ``dunning_reminder`` (invoice, level, event_key=, context=): a dunning step's reminder
+  is due (after the step's commit; a failure is recorded on the step)
+* ``worker_sweep`` (): the worker's periodic sweep, after the bill runs' (in a task)
 """
 
 from __future__ import annotations
