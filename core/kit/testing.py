@@ -55,7 +55,6 @@ built-in ``reseller_accounts``, say): name it in ``billhive_plugins``.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
@@ -116,10 +115,9 @@ class Databases:
     template that start-up made once per session and backend.
 
     SQLite: a copy of the template's file in the test's folder. PostgreSQL: a database made
-    with ``CREATE DATABASE ... TEMPLATE`` and, when the test is over, brought back to the
-    template's state for the next test (its connections ended, the tables the test added
-    dropped, every table emptied and the template's rows and sequences put back); a database
-    whose schema the test changed otherwise is dropped instead. Names carry the process id
+    with ``CREATE DATABASE ... TEMPLATE`` and dropped when the test is over (a reset for reuse
+    left sequence positions behind after some tests, so ids leaked into the next test's
+    database). Names carry the process id
     and a random part, so parallel runs and workers never collide; everything made here is
     dropped at the end of the session. Test databases commit without waiting for the disk
     (``synchronous_commit = off``: nothing to keep after a crash)."""
@@ -131,8 +129,6 @@ class Databases:
         self._templates: dict[str, str] = {}
         self._admin = None
         self._made: list[str] = []  # PostgreSQL databases of this session, templates last
-        self._free: list[str] = []  # ... in the template's state, ready for a test
-        self._state = None  # the template's (schema, rows, sequences)
         self._copies: dict[str, tuple] = {}  # SQLite copies as made: path -> (size, mtime)
 
     def _sql(self, statement: str, params=()) -> None:
@@ -166,18 +162,8 @@ class Databases:
         db.bind(database)
         start_database(database, PluginHost([], core=builtin))
         database.close()  # SQLite: the last connection folds the WAL into the file
-        if backend == "postgresql":
-            with self._connect(target) as conn:
-                self._state = _pg_state(conn)
         self._templates[backend] = target
         return target
-
-    def _connect(self, name: str):
-        import psycopg2
-
-        conn = psycopg2.connect(self._pg_url(name))
-        conn.autocommit = True
-        return contextlib.closing(conn)
 
     def new(self, backend: str, folder: Path) -> str:
         """The URL of a new database for one test (SQLite: a file in ``folder``)."""
@@ -187,8 +173,6 @@ class Databases:
             shutil.copyfile(template, path)
             self._copies[str(path)] = _stat(path)
             return f"sqlite:///{path}"
-        if self._free:
-            return self._pg_url(self._free.pop())
         name = f"bh_test_{self.run}_{next(_counter)}"
         self._sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         self._made.insert(0, name)
@@ -205,16 +189,8 @@ class Databases:
         if not url.startswith("postgres"):
             return
         name = urlparse(url).path[1:]
-        try:
-            with self._connect(name) as conn:
-                clean = _pg_reset(conn, self._state)
-        except Exception:  # noqa: BLE001 - a database that cannot be reset is dropped
-            clean = False
-        if clean:
-            self._free.append(name)
-        else:
-            self._sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            self._made.remove(name)
+        self._sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._made.remove(name)
 
     def close(self) -> None:
         for name in self._made:
@@ -229,82 +205,6 @@ def _stat(path: Path) -> tuple | None:
         return None
     info = path.stat()
     return info.st_size, info.st_mtime_ns
-
-
-def _pg_schema(cur) -> dict:
-    """What a test could change in a database's schema besides adding tables."""
-    queries = {
-        "relations": "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
-        "ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
-        "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default "
-        "FROM information_schema.columns WHERE table_schema = 'public'",
-        "constraints": "SELECT conname, conrelid::regclass::text, pg_get_constraintdef(c.oid) "
-        "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
-        "WHERE n.nspname = 'public'",
-        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
-        "triggers": "SELECT tgname, tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal",
-        "functions": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
-        "types": "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-        "WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'r', 'm')",
-        "extensions": "SELECT extname, extversion FROM pg_extension",
-        "schemas": "SELECT nspname FROM pg_namespace",
-    }
-    schema = {}
-    for key, sql in queries.items():
-        cur.execute(sql)
-        schema[key] = sorted(cur.fetchall())
-    return schema
-
-
-def _pg_tables(cur) -> list[str]:
-    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-    return [row[0] for row in cur.fetchall()]
-
-
-def _pg_state(conn) -> dict:
-    """The template's schema, rows and sequence positions."""
-    cur = conn.cursor()
-    tables = _pg_tables(cur)
-    rows = {}
-    for table in tables:
-        cur.execute(f'SELECT * FROM "{table}"')
-        found = cur.fetchall()
-        if found:
-            rows[table] = ([d[0] for d in cur.description], found)
-    cur.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences "
-                "WHERE schemaname = 'public'")  # fmt: skip
-    return {"schema": _pg_schema(cur), "tables": tables, "rows": rows,
-            "sequences": cur.fetchall()}  # fmt: skip
-
-
-def _pg_reset(conn, state: dict) -> bool:
-    """Bring a test's database back to the template's state; False if its schema changed
-    in a way other than added tables (the caller drops it)."""
-    cur = conn.cursor()
-    cur.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    )
-    added = sorted(set(_pg_tables(cur)) - set(state["tables"]))
-    cur.execute("BEGIN")
-    if added:
-        cur.execute("DROP TABLE " + ", ".join(f'"{t}"' for t in added) + " CASCADE")
-    if _pg_schema(cur) != state["schema"]:
-        cur.execute("ROLLBACK")
-        return False
-    # DELETE, not TRUNCATE (which makes new files for every table: ~50x slower here), with
-    # the foreign-key triggers off for this transaction so the order does not matter
-    cur.execute("SET LOCAL session_replication_role = replica")
-    cur.execute("; ".join(f'DELETE FROM "{t}"' for t in state["tables"]))
-    for table, (columns, rows) in state["rows"].items():
-        names = ", ".join(f'"{c}"' for c in columns)
-        marks = ", ".join(["%s"] * len(columns))
-        cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
-    for sequence, last in state["sequences"]:
-        cur.execute("SELECT setval(%s, %s, %s)", (sequence, last or 1, last is not None))
-    cur.execute("COMMIT")
-    return True
 
 
 @pytest.fixture(scope="session")
