@@ -82,6 +82,24 @@ def test_a_plugin_charging_for_earlier_days_gets_the_account_billed_from_then(
     ]
 
 
+def test_a_plugin_failing_on_charges_since_is_reported_and_the_run_goes_on(
+    seller_world, world, ctx
+):
+    """A plugin raising in charges_since is a failure of that account on the run (named, with
+    the error), not of the run: the other accounts are billed, and the account still gets its
+    own invoices."""
+    seller, retail = seller_world
+    ctx.extensions["billhive"].host.set_enabled("billing_charges", True)
+    billing_charges.SINCE = RuntimeError("ledger offline")
+    summary = engine.run(date(2026, 2, 1))
+    errors = {(f["account_id"], f["error"]) for f in summary["failures"]}
+    assert (retail.id, "ChargeError: charges_since failed: RuntimeError: ledger offline") in errors
+    assert (seller.id, "ChargeError: charges_since failed: RuntimeError: ledger offline") in errors
+    billed = Invoice.get(Invoice.account == retail.id)
+    assert billed.issuer_id == seller.id
+    assert ("Hosting — Standard", 5000) in [(line.description, line.amount) for line in billed.lines]
+
+
 def test_issuer_of_a_disabled_plugin_is_skipped_with_the_reason(seller_world, ctx):
     seller, retail = seller_world
     ctx.extensions["billhive"].host.set_enabled("billing_seller", False)

@@ -1,6 +1,7 @@
 """Test plugin for the billing engine: adds a support charge to every invoice through
 ``charges_for_period``; can be told to sleep (to kill a run midway) or to raise, and to
-bill from an earlier day than an account's own (``SINCE``, its ``charges_since`` answer).
+bill from an earlier day than an account's own (``SINCE``, its ``charges_since`` answer;
+an exception there is raised).
 
 Mode from ``MODE`` (in-process tests) or the environment (subprocess tests):
 ``BILLHIVE_TEST_CHARGES=sleep:0.3`` / ``raise`` / ``ok``.
@@ -23,6 +24,8 @@ CALLS: list = []
 
 @hookimpl
 def charges_since(account):
+    if isinstance(SINCE, Exception):
+        raise SINCE
     return SINCE
 
 

@@ -234,9 +234,16 @@ def plugin_charges(account: Account, period, problems: list | None = None) -> li
 
 def charges_since(account: Account, problems: list) -> list[date]:
     """The first days plugins have charges for ``account`` from (``charges_since``); an
-    answer that is not a date is left out and described in ``problems``."""
+    answer that is not a date, or a plugin that raises, is left out and described in
+    ``problems`` (one plugin's failure does not stop the run)."""
     days = []
-    for answer in host().call("charges_since", account=account):
+    try:
+        answers = host().call("charges_since", account=account)
+    except Exception as exc:  # noqa: BLE001 - reported on the run like a bad answer
+        log.exception("charges_since of account %s failed", account.id)
+        problems.append(f"charges_since failed: {type(exc).__name__}: {exc}")
+        return days
+    for answer in answers:
         if isinstance(answer, date) and not isinstance(answer, datetime):
             days.append(answer)
         else:
