@@ -97,7 +97,9 @@ def test_a_plugin_failing_on_charges_since_is_reported_and_the_run_goes_on(
     assert (seller.id, "ChargeError: charges_since failed: RuntimeError: ledger offline") in errors
     billed = Invoice.get(Invoice.account == retail.id)
     assert billed.issuer_id == seller.id
-    assert ("Hosting — Standard", 5000) in [(line.description, line.amount) for line in billed.lines]
+    assert ("Hosting — Standard", 5000) in [
+        (line.description, line.amount) for line in billed.lines
+    ]
 
 
 def test_issuer_of_a_disabled_plugin_is_skipped_with_the_reason(seller_world, ctx):
