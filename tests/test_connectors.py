@@ -259,3 +259,27 @@ def test_psa_mapping_tables_move_into_the_core_tables(books, world, ctx):
     # new rows get new ids after the moved ones
     assert ConnectorMapping.create(account=p, connector="x", product_code="A", mapping_type="t",
                                    remote_product="B").id > 5  # fmt: skip
+
+
+def test_settings_can_be_saved_again_after_the_connector_key_changed(books, world, api):
+    """Stored secrets the instance cannot read any more (its connector key changed) count as
+    none: typing every secret again saves the settings; a blank one is a 422 naming it."""
+    from cryptography.fernet import Fernet
+
+    from core.connectors import secrets
+    from core.connectors.models import ConnectorSettings
+
+    row = configure(world)
+    row.secrets = secrets.encrypt({"token": "tok-LOST-000000"}, key=Fernet.generate_key())
+    row.save()
+    url = f"/api/v1/accounts/{world.provider.id}/connectors/bookkeeper"
+    resp = api(world.operator).put(url, json={"url": SETTINGS["url"], "shelf": 5})
+    assert resp.status_code == 422, resp.get_json()
+    assert set(resp.get_json()["errors"]) == {"token"}
+    resp = api(world.operator).put(url, json={**SETTINGS, "token": "tok-NEW-654321"})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["settings"]["token"] == "••••••4321"
+    row = ConnectorSettings.get()
+    assert secrets.decrypt(row.secrets) == {"token": "tok-NEW-654321"}
+    issue(world)
+    assert books.BOOKED[-1]["token"] == "tok-NEW-654321"

@@ -83,16 +83,32 @@ def require(account: Account, code: str, title: str) -> ConnectorSettings:
     return row
 
 
+def stored_secrets(row: ConnectorSettings | None, title: str = "connector") -> dict[str, str]:
+    """The row's secrets, decrypted; none when they cannot be read (the instance's connector
+    key changed): they are then typed again, never guessed."""
+    if row is None:
+        return {}
+    try:
+        return secrets.decrypt(row.secrets, title)
+    except secrets.SecretsUnreadable:
+        return {}
+
+
 def values_of(row: ConnectorSettings, title: str = "connector") -> dict:
     """The full settings: plain values and decrypted secrets."""
     return {**(row.values or {}), **secrets.decrypt(row.secrets, title)}
 
 
-def masked(row: ConnectorSettings | None, conn: BillingConnector) -> dict | None:
-    """The settings for display: secrets masked (the last 4 characters at most)."""
+def masked(
+    row: ConnectorSettings | None, conn: BillingConnector, hidden: dict | None = None
+) -> dict | None:
+    """The settings for display: secrets masked (the last 4 characters at most). The
+    secrets are ``hidden`` when given (already decrypted), else decrypted from the row
+    (SecretsUnreadable when they cannot be)."""
     if row is None:
         return None
-    hidden = secrets.decrypt(row.secrets, conn.title)
+    if hidden is None:
+        hidden = secrets.decrypt(row.secrets, conn.title)
     out = dict(row.values or {})
     out.update({name: secrets.mask(hidden.get(name, "")) for name in secret_fields(conn)})
     out.update(
@@ -105,10 +121,11 @@ def masked(row: ConnectorSettings | None, conn: BillingConnector) -> dict | None
 
 
 def build(conn: BillingConnector, payload: dict, existing: ConnectorSettings | None) -> dict:
-    """Validate ``payload`` into settings; blank secrets keep the stored ones. Raises
+    """Validate ``payload`` into settings; blank secrets keep the stored ones (unreadable
+    stored secrets count as none: a required one must be typed again). Raises
     ValidationFailed naming every bad field; touches nothing."""
     schema = conn.settings_schema()
-    stored = secrets.decrypt(existing.secrets, conn.title) if existing is not None else {}
+    stored = stored_secrets(existing, conn.title)
     kept = tuple(name for name in secret_fields(conn) if stored.get(name))
     try:
         data = schema.load(
@@ -128,7 +145,7 @@ def save(actor, account: Account, code: str, payload: dict) -> ConnectorSettings
     settings = build(conn, payload, existing)  # raises before anything is written
     hidden = secret_fields(conn)
     with database.atomic():
-        before = masked(existing, conn) if existing else None
+        before = masked(existing, conn, stored_secrets(existing, conn.title))
         row = existing or ConnectorSettings(account=account, connector=code)
         row.values = {k: v for k, v in settings.items() if k not in hidden}
         row.secrets = secrets.encrypt({k: settings[k] for k in hidden if settings.get(k)})
