@@ -161,11 +161,6 @@ def pending(plugin: str, module: ModuleType) -> list[Step]:
     return [s for s in steps if s.version not in done]
 
 
-def _models_of(module: ModuleType) -> list:
-    impl = getattr(module, "register_models", None)
-    return list(impl() or ()) if impl is not None else []
-
-
 def _run(step: Step, migrator: SchemaMigrator) -> None:
     params = inspect.signature(step.run).parameters
     if len(params) >= 2:
@@ -212,13 +207,14 @@ def apply(plugin: str, module: ModuleType, plugin_version: str = "") -> list[Ste
     return todo
 
 
-def prepare(plugin: str, module: ModuleType, plugin_version: str = "") -> list[Step]:
+def prepare(host, plugin: str) -> list[Step]:
     """Make a plugin's tables ready as it is enabled: apply its migrations, or create its
     models' tables when it declares none."""
-    if declared(plugin, module) is None:
-        database.create_tables(_models_of(module), safe=True)
+    loaded = host.get(plugin)
+    if declared(plugin, loaded.module) is None:
+        database.create_tables(host.models_of(plugin), safe=True)
         return []
-    return apply(plugin, module, plugin_version)
+    return apply(plugin, loaded.module, loaded.meta.version)
 
 
 def start(host) -> None:
@@ -231,12 +227,12 @@ def start(host) -> None:
         if plugin.meta.essential and declared(name, plugin.module) is not None:
             # the core: its tables as the models say, then its steps (which bring tables made
             # by an older release up to date: new columns, data, constraints)
-            database.create_tables(_models_of(plugin.module), safe=True)
+            database.create_tables(host.models_of(name), safe=True)
             if pending(name, plugin.module):
                 _apply_standalone(name, plugin)
             continue
         if declared(name, plugin.module) is None:
-            database.create_tables(_models_of(plugin.module), safe=True)
+            database.create_tables(host.models_of(name), safe=True)
             continue
         waiting = pending(name, plugin.module)
         if waiting:
@@ -276,7 +272,7 @@ def plan(host) -> list[PluginPlan]:
             pending=[s for s in steps if s.version not in done],
             unknown=sorted(done - {s.version for s in steps}),
         )
-        models = _models_of(plugin.module)
+        models = host.models_of(name)
         if rows and not item.pending and models:
             try:
                 diff = diff_models(database.obj, models)
@@ -330,6 +326,5 @@ def draft(host, plugin: str) -> str:
     from playhouse.migrations import template
     from playhouse.schema_diff import diff_models
 
-    module = host.get(plugin).module
-    diff = diff_models(database.obj, _models_of(module))
+    diff = diff_models(database.obj, host.models_of(plugin))
     return template(diff) if diff else ""

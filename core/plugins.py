@@ -97,19 +97,6 @@ def _check_hooks(name: str, meta: PluginMeta, impls: list) -> None:
             )
 
 
-def _check_tables(name: str, module: ModuleType) -> None:
-    """A plugin's tables start with its name and ``_`` (``billing_units_team``), so tables
-    never collide and every table says whose it is. The core's own tables are exempt."""
-    impl = getattr(module, "register_models", None)
-    for model in (impl() or ()) if impl is not None else ():
-        table = model._meta.table_name
-        if not table.startswith(f"{name}_"):
-            raise PluginLoadError(
-                f"plugin '{name}': model {model.__name__} has the table '{table}'; a plugin's "
-                f"tables start with its name: '{name}_...' (see docs/writing-a-plugin.md)"
-            )
-
-
 def discover(allow: list[str] | None, modules: dict[str, str] | None = None) -> list:
     """Find plugins: entry points of ``billhive.plugins`` (only the ``allow``-ed names when a
     list is given, so tests never pick up whatever happens to be installed) plus explicitly
@@ -160,6 +147,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, LoadedPlugin] = {}
         self.license_key_paths = license_key_paths or []
+        self._tables: dict[str, tuple[str, type]] = {}  # table -> (plugin, model) declaring it
         self._add(CORE_PLUGIN, core, "core")
         errors = []
         for name, module, source in found:
@@ -205,12 +193,36 @@ class PluginHost:
         )
         try:
             migrations.declared(name, module)
-            if source != "core":
-                _check_tables(name, module)
+            tables = self._claim_tables(name, source)
         except (ValueError, PluginLoadError) as exc:
             self.pm.unregister(module)
             raise PluginLoadError(str(exc)) from None
+        self._tables.update(tables)
         self.plugins[name] = LoadedPlugin(meta, module, source)
+
+    def _claim_tables(self, name: str, source: str) -> dict[str, tuple[str, type]]:
+        """The tables of plugin ``name``'s models, checked: a plugin's tables start with its
+        name and ``_`` (``billing_units_team``) so every table says whose it is (the core's
+        own tables are exempt), and no table is one the core or another loaded plugin
+        declares (``invoice`` may not take the core's ``invoice_line``)."""
+        claimed: dict[str, tuple[str, type]] = {}
+        for model in self.models_of(name):
+            table = model._meta.table_name
+            if source != "core" and not table.startswith(f"{name}_"):
+                raise PluginLoadError(
+                    f"plugin '{name}': model {model.__name__} has the table '{table}'; a "
+                    f"plugin's tables start with its name: '{name}_...' "
+                    "(see docs/writing-a-plugin.md)"
+                )
+            owner = self._tables.get(table) or claimed.get(table)
+            if owner and owner[1] is not model:
+                raise PluginLoadError(
+                    f"plugin '{name}': model {model.__name__} has the table '{table}', which "
+                    f"plugin '{owner[0]}' declares (model {owner[1].__name__}); a table has "
+                    "one owner"
+                )
+            claimed[table] = (name, model)
+        return claimed
 
     def _declared(self, hook: str) -> list[tuple[str, list]]:
         """Every installed plugin's answer to a ``register_*`` hook (called directly, not
@@ -277,6 +289,16 @@ class PluginHost:
 
     def blueprints(self) -> list[tuple[str, object]]:
         return [(plugin, bp) for plugin, bps in self._declared("register_blueprints") for bp in bps]
+
+    def models_of(self, name: str) -> list:
+        """The models plugin ``name`` declares: the answers of its registered
+        ``register_models`` implementations (whatever the functions are called)."""
+        return [
+            model
+            for impl in self.pm.hook.register_models.get_hookimpls()
+            if impl.plugin_name == name
+            for model in impl.function() or ()
+        ]
 
     def models(self, only_enabled: bool = False) -> list:
         return [
@@ -368,7 +390,7 @@ class PluginHost:
     def _create_tables(self, plugin: LoadedPlugin) -> None:
         """Inside the enabling transaction: apply the plugin's pending migrations, or create
         its models' tables when it declares none (core.migrations)."""
-        migrations.prepare(plugin.meta.name, plugin.module, plugin.meta.version)
+        migrations.prepare(self, plugin.meta.name)
 
     # -- calling hooks ---------------------------------------------------------------------
 

@@ -49,6 +49,30 @@ def test_a_plugin_whose_table_does_not_start_with_its_name_is_refused(make_app):
     )
 
 
+def test_a_plugin_declaring_a_core_table_under_its_own_name_is_refused(make_app):
+    with pytest.raises(PluginLoadError) as err:
+        make_app(plugins=[], modules={"invoice": "tests.plugins.invoice", **NOTES})
+    assert (
+        "plugin 'invoice': model Line has the table 'invoice_line', which plugin 'core' "
+        "declares (model InvoiceLine)" in str(err.value)
+    )
+
+
+def test_a_plugin_declaring_another_plugins_table_is_refused(make_app):
+    with pytest.raises(PluginLoadError) as err:
+        make_app(plugins=["billing_units"], modules={"billing": "tests.plugins.billing"})
+    assert (
+        "plugin 'billing': model Crew has the table 'billing_units_team', which plugin "
+        "'billing_units' declares (model Team)" in str(err.value)
+    )
+
+
+def test_models_declared_under_another_function_name_are_checked_too(make_app):
+    with pytest.raises(PluginLoadError) as err:
+        make_app(plugins=[], modules={"aliased_squatter": "tests.plugins.aliased_squatter"})
+    assert "plugin 'aliased_squatter': model Ledger has the table 'invoice'" in str(err.value)
+
+
 def test_a_listed_plugin_that_is_not_installed_is_refused_by_name(make_app):
     with pytest.raises(PluginLoadError) as err:
         make_app(plugins=["no_such_plugin"])
