@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 # the modules that register the worker queue's tasks (core.tasks): every application has them
 import core.billing.runs.queue  # noqa: F401
+import core.mail.messages  # noqa: F401 - registers mail's listeners on core.events
 import core.mail.tasks  # noqa: F401
 from core import auth, builtin, db, migrations
 from core.api import create_api

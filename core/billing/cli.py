@@ -133,8 +133,7 @@ def _queued_run(run, as_json, no_wait):
     from core import tasks
     from core.billing.models import BillRun, Invoice
     from core.billing.runs import queue as billing_queue
-    from core.billing.runs.summary import invoice_row
-    from core.models import Account
+    from core.billing.runs.summary import invoice_rows
 
     try:
         total = billing_queue.submit(run, enqueue_items=True)
@@ -171,14 +170,8 @@ def _queued_run(run, as_json, no_wait):
             bar.render_finish()
     run = BillRun.get_by_id(run.id)
     summary = dict(run.summary or {})
-    names = {}
-    invoices = []
-    for inv in Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id):
-        for account_id in (inv.account_id, inv.issuer_id):
-            if account_id not in names:
-                names[account_id] = Account.get_by_id(account_id).name
-        invoices.append(invoice_row(inv, names[inv.account_id], names[inv.issuer_id]))
-    summary["invoices"] = invoices
+    invoices = list(Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id))
+    summary["invoices"] = invoice_rows(invoices)
     summary.setdefault("render_errors", [])
     return summary
 

@@ -40,7 +40,6 @@ __all__ = [
     "one_off_days",
     "plan_lines",
     "recurring",
-    "share",
     "usage",
     "usage_price",
 ]
@@ -86,12 +85,6 @@ def _days(span: Days, field: str) -> int:
     if end <= start:
         raise PeriodError(f"{field} {start}..{end} holds no day", field=field)
     return (end - start).days
-
-
-def share(service: Days, period: Days) -> ExactRatio:
-    """The share of ``period``'s days that ``service`` bills, exactly: 14 days of a 30-day
-    period is ``ExactRatio(7, 15)``."""
-    return ExactRatio(_days(service, "service"), _days(period, "period"))
 
 
 def line(description: str, quantity: Decimal, unit_price: Decimal, currency: str, *,

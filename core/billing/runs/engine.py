@@ -523,9 +523,6 @@ def plan_accounts(scope: Account | None) -> list[Account]:
     return list(plan_query(scope))
 
 
-_accounts = plan_accounts
-
-
 def render_now(written: WrittenInvoice) -> list[str]:
     """In-process runs render every wanted format right after the commit, from what
     :func:`write_invoice` wrote (nothing is read back)."""

@@ -77,22 +77,7 @@ def enqueue_renders(written: engine.WrittenInvoice) -> list[str]:
     invoice wants, each recorded first (:class:`PendingRender`) so a lost task is found."""
     invoice = written.invoice
     codes = storage.wanted_formats(invoice, chosen=written.formats)
-    if codes:
-        now = utcnow()
-        PendingRender.insert_many(
-            [
-                {
-                    "invoice": invoice.id,
-                    "format": code,
-                    "bill_run": invoice.bill_run,
-                    "queued_at": now,
-                }
-                for code in codes
-            ]  # fmt: skip
-        ).on_conflict_ignore().execute()
-    queue = tasks.get_queue()
-    for code in codes:
-        queue.render_task(invoice.id, code)
+    _queue_renders(invoice.bill_run, [(invoice.id, code) for code in codes])
     return []
 
 

@@ -31,7 +31,7 @@ from flask import current_app
 from core.billing.invoicing import storage
 from core.billing.models import BillRun, BillRunItem, Invoice, InvoiceFile
 from core.billing.runs import engine
-from core.billing.runs.summary import RunSummary, invoice_row
+from core.billing.runs.summary import RunSummary, invoice_rows
 from core.db import database, utcnow
 from core.errors import Conflict
 from core.models import Account
@@ -159,13 +159,6 @@ def claim(run: BillRun) -> BillRun:
     return BillRun.get_by_id(run.id)
 
 
-def _invoice_row(inv: Invoice, names: dict) -> dict:
-    for account_id in (inv.account_id, inv.issuer_id):
-        if account_id not in names:
-            names[account_id] = Account.get_by_id(account_id).name
-    return invoice_row(inv, names[inv.account_id], names[inv.issuer_id])
-
-
 def render_missing(run_id: int) -> list[str]:
     """Render, in this process, the files the run's invoices want and do not have; returns
     error messages."""
@@ -194,10 +187,9 @@ def continue_run(run: BillRun, *, actor=None, progress=None) -> dict:
     """Bill what the claimed ``run`` left (see the module doc); returns its summary, as
     :func:`core.billing.runs.engine.run` does, covering the whole run."""
     scope = Account.get_by_id(run.scope_id) if run.scope_id else None
-    names: dict = {}
     before = list(Invoice.select().where(Invoice.bill_run == run.id).order_by(Invoice.id))
     own = {(i.account_id, i.issuer_id, f"{i.period_start}/{i.period_end}") for i in before}
-    earlier = [_invoice_row(i, names) for i in before]
+    earlier = invoice_rows(before)
     accounts = engine.plan_accounts(scope)
     summary = RunSummary(run.as_of, len(accounts), run.id, resumed=True)
     cache = engine.RunCache()

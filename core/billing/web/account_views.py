@@ -41,7 +41,7 @@ from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
 from core.panel.forms import form_errors
 
-blueprint = Blueprint("billing_account", __name__)
+blueprint = Blueprint("billing_account", __name__, template_folder="templates")
 TAB = "billing_account.index"  # the account's Billing tab (core/builtin.py)
 PAGE = 100
 

@@ -18,7 +18,7 @@ from core.billing.web.account_views import _account, _errors, _render
 from core.errors import BillhiveError
 from core.panel.forms import form_errors
 
-blueprint = Blueprint("billing_dunning", __name__)
+blueprint = Blueprint("billing_dunning", __name__, template_folder="templates")
 
 FIELD_LABELS = {"days": "days after due", "fee": "late fee", "fee_currency": "fee currency",
                 "suspend": "suspend", "enabled": "on", "levels": "levels"}  # fmt: skip

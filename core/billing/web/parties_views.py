@@ -16,7 +16,7 @@ from core.billing.invoicing import parties
 from core.errors import BillhiveError
 from core.panel.forms import form_errors
 
-blueprint = Blueprint("billing_details", __name__)
+blueprint = Blueprint("billing_details", __name__, template_folder="templates")
 
 TEXT_FIELDS = ("legal_name", "street", "postcode", "city", "region", "country", "vat_id",
                "registration_number", "billing_emails", "invoice_language")  # fmt: skip
