@@ -3,11 +3,12 @@ generated from a marshmallow schema (so a plugin's profile schema gets a form fo
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import url_for
 from flask_login import current_user
 from marshmallow import fields, missing, validate
 
 from core import rbac
+from core.current import host
 
 
 def _visible(item, account=None) -> bool:
@@ -19,8 +20,7 @@ def _visible(item, account=None) -> bool:
 
 
 def main_menu():
-    host = current_app.extensions["billhive"].host
-    return [(i.label, url_for(i.endpoint)) for i in host.menu_items("main") if _visible(i)]
+    return [(i.label, url_for(i.endpoint)) for i in host().menu_items("main") if _visible(i)]
 
 
 BILLING_TAB = "billing_account.index"
@@ -37,10 +37,9 @@ def _tab_visible(item, account) -> bool:
 
 
 def account_tabs(account):
-    host = current_app.extensions["billhive"].host
     return [
         (i.label, url_for(i.endpoint, account_id=account.id), i.endpoint)
-        for i in host.menu_items("account")
+        for i in host().menu_items("account")
         if _tab_visible(i, account)
     ]
 
@@ -97,7 +96,7 @@ def crumbs(account) -> list[tuple[str, str]]:
 
 def type_title(code: str) -> str:
     """An account type's title ("Standard", "Reseller") for its code."""
-    declared = current_app.extensions["billhive"].host.catalog.account_types.get(code)
+    declared = host().catalog.account_types.get(code)
     return declared.item.title if declared is not None else code
 
 

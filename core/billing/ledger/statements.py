@@ -22,11 +22,11 @@ import io
 from datetime import date
 
 import peewee as pw
-from flask import current_app
 
 from core import csv_export
 from core.billing.models import Invoice, LedgerEntry, Payment
 from core.billing.money import MoneyError, check_currency, format_money, to_decimal
+from core.current import host
 from core.errors import NotFound, ValidationFailed
 from core.models import Account
 
@@ -216,7 +216,7 @@ def to_csv(statement: dict) -> str:
 
 def pdf_format():
     """The enabled invoice format that renders PDF, or None (invoice_pdf disabled)."""
-    formats = current_app.extensions["billhive"].host.invoice_formats()
+    formats = host().invoice_formats()
     return next((f for f in formats.values() if f.media_type == "application/pdf"), None)
 
 

@@ -20,7 +20,6 @@ from datetime import date
 from flask import (
     Blueprint,
     Response,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -37,6 +36,7 @@ from core.billing.models import LEDGER_KINDS, LedgerEntry
 from core.billing.money import format_money
 from core.billing.periods import PeriodError, parse_date
 from core.billing.web.ledger_api import prepaid_rows
+from core.current import host
 from core.errors import BillhiveError, NotFound, ValidationFailed
 from core.models import Account
 from core.panel.forms import form_errors
@@ -90,8 +90,7 @@ def subtabs(account: Account) -> list[tuple[str, str, str]]:
     if rbac.has(current_user, "billing.edit") and account.is_within(current_user.account):
         items = [(order, key, label, url_for(endpoint, account_id=account.id))
                  for key, label, endpoint, order in SUBTABS]  # fmt: skip
-    host = current_app.extensions["billhive"].host
-    for item in host.menu_items("billing"):
+    for item in host().menu_items("billing"):
         if not item.visible_with(lambda code: rbac.has(current_user, code)):
             continue
         if rbac.level_of(account) not in item.levels:
