@@ -36,8 +36,6 @@ from core.models import Account
 
 log = logging.getLogger("billhive.billing")
 
-PAYMENT_TERMS_DAYS = parties.DEFAULT_TERMS_DAYS  # when no payment terms are set anywhere
-
 
 def due_date_for(issuer: Account, account: Account, issued: date,
                  known: parties.Known | None = None) -> date:  # fmt: skip

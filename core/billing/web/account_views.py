@@ -30,6 +30,7 @@ from flask_login import current_user, login_required
 
 from core import rbac
 from core.accounts import can_edit_billing_terms
+from core.billing.invoicing.parties import DEFAULT_TERMS_DAYS
 from core.billing.ledger import entries as ledger
 from core.billing.ledger import payments, reports, statements
 from core.billing.models import LEDGER_KINDS, LedgerEntry
@@ -259,10 +260,8 @@ def settings_page(account_id):
         else:
             flash("Payment settings saved.")
             return redirect(url_for("billing_account.settings_page", account_id=account.id))
-    from core.billing.invoicing.lifecycle import PAYMENT_TERMS_DAYS
-
     return _render("settings.html", account, "settings", 422 if errors else 200, values=values,
-                   errors=errors, default_terms=PAYMENT_TERMS_DAYS, settings=settings,
+                   errors=errors, default_terms=DEFAULT_TERMS_DAYS, settings=settings,
                    terms_editable=terms_editable)  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from marshmallow import Schema, fields, validate
 from core import rbac
 from core.api.schemas import UtcDateTime
 from core.auth import api_login_required, api_user
+from core.billing.invoicing.parties import DEFAULT_TERMS_DAYS
 from core.billing.ledger import entries as ledger
 from core.billing.ledger import payments, reports, statements
 from core.billing.models import LedgerEntry, Payment
@@ -154,9 +155,7 @@ class BillingSettingsOut(Schema):
     effective_terms_days = fields.Method("_effective")
 
     def _effective(self, s):
-        from core.billing.invoicing.lifecycle import PAYMENT_TERMS_DAYS
-
-        return PAYMENT_TERMS_DAYS if s.payment_terms_days is None else s.payment_terms_days
+        return DEFAULT_TERMS_DAYS if s.payment_terms_days is None else s.payment_terms_days
 
 
 class MethodOut(Schema):
