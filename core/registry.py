@@ -149,7 +149,10 @@ class BillingConnector:
     * ``report(session) -> (counts, notes)``: after the pushes, extra counts and notes;
     * ``links``: pushes only for customers with a confirmed link, and a full sync pushes
       each linked customer's latest issued invoice again (a new mapping takes effect);
-    * ``panel``: the endpoint of the connector's own pages (mappings, links), if any.
+    * ``panel``: the endpoint of the connector's own pages (mappings, links), if any;
+    * ``view_privilege``/``edit_privilege``: what the caller holds to see the connector's
+      settings and sync log, and to change its settings, test and retry it, on the
+      Connectors page and API (default ``billing.view``/``billing.edit``).
     """
 
     code: str
@@ -164,6 +167,8 @@ class BillingConnector:
     report: Callable[[Any], tuple[dict, list[str]]] | None = None
     links: bool = False
     panel: str | None = None
+    view_privilege: str = "billing.view"
+    edit_privilege: str = "billing.edit"
 
 
 @dataclass(frozen=True)

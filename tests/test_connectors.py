@@ -1,7 +1,8 @@
 """The core's billing-connector runtime (core.connectors) with a test connector
 (tests/plugins/bookkeeper.py): settings with encrypted secrets, the push after an invoice is
-issued, the sync log, retries, scoping and field errors; and core migration 8 moving the
-former psa_mapping tables into the core's."""
+issued, the sync log, retries, scoping, each connector's own privileges (next to
+psa_mapping's connector) and field errors; and core migration 8 moving the former
+psa_mapping tables into the core's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ SETTINGS = {"url": "https://books.example.com/in", "token": "tok-SECRET-123456",
 
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=[], modules={"bookkeeper": "tests.plugins.bookkeeper"})
+    return make_app(plugins=["psa_mapping"], modules={"bookkeeper": "tests.plugins.bookkeeper"})
 
 
 @pytest.fixture
@@ -283,3 +284,83 @@ def test_settings_can_be_saved_again_after_the_connector_key_changed(books, worl
     assert secrets.decrypt(row.secrets) == {"token": "tok-NEW-654321"}
     issue(world)
     assert books.BOOKED[-1]["token"] == "tok-NEW-654321"
+
+
+CW = {
+    "site_url": "https://cw.example.com",
+    "company_id": "acme",
+    "public_key": "pub-0000000000",
+    "private_key": "priv-000000000",
+    "client_id": "client-0000000",
+}
+
+
+@pytest.fixture
+def cw_enabled(ctx, install_license):
+    """psa_mapping's ConnectWise connector next to the bookkeeper (psa.view / psa.edit)."""
+    install_license(["BH-PSA"])
+    ctx.extensions["billhive"].host.set_enabled("psa_mapping", True)
+
+
+def user_with(world, email, *privileges):
+    from core import roles
+
+    role = roles.create_role(
+        None,
+        world.provider,
+        {"name": email, "description": "a test role", "privileges": list(privileges)},
+    )
+    return world.add_user(world.provider, email, role_code=None, roles=[role])
+
+
+def test_a_connector_is_changed_only_with_its_own_edit_privilege(
+    books, cw_enabled, world, api, panel
+):
+    """billing.edit without psa.edit (as the default role "Customer Full Access" grants)
+    changes and retries the bookkeeper (billing.view/billing.edit, the default), never
+    ConnectWise (psa.view/psa.edit); it does not even see it."""
+    from core.connectors.models import ConnectorSettings, SyncRun
+
+    configure(world)
+    cw_run = SyncRun.create(
+        account=world.provider, connector="connectwise", trigger="cli", status="ok"
+    )
+    clerk = user_with(world, "clerk@example.com", "billing.view", "billing.edit")
+    base = f"/api/v1/accounts/{world.provider.id}/connectors"
+    client = api(clerk)
+    assert client.put(f"{base}/connectwise", json=CW).status_code == 403
+    assert client.post(f"{base}/connectwise/sync-runs").status_code == 403
+    assert client.post(f"{base}/connectwise/test").status_code == 403
+    assert client.get(f"{base}/connectwise/sync-runs").status_code == 403
+    assert client.get(f"/api/v1/connectors/sync-runs/{cw_run.id}").status_code == 403
+    assert [c["code"] for c in client.get(base).get_json()] == ["bookkeeper"]
+    assert client.put(f"{base}/bookkeeper", json=SETTINGS).status_code == 200
+    assert client.post(f"{base}/bookkeeper/sync-runs").status_code == 201
+    page = panel(clerk)
+    url = f"/accounts/{world.provider.id}/connectors"
+    resp = page.post(f"{url}/connectwise", data={**CW, "action": "save"})
+    assert resp.status_code == 403
+    assert page.post(f"{url}/connectwise/retry").status_code == 403
+    text = page.get(url).get_data(as_text=True)
+    assert 'data-connector="bookkeeper"' in text and 'data-connector="connectwise"' not in text
+    assert not ConnectorSettings.select().where(ConnectorSettings.connector == "connectwise")
+    assert SyncRun.select().where(SyncRun.connector == "connectwise").count() == 1
+
+
+def test_psa_privileges_alone_reach_connectwise_but_not_the_bookkeeper(
+    books, cw_enabled, world, api
+):
+    clerk = user_with(world, "psa@example.com", "psa.view", "psa.edit")
+    base = f"/api/v1/accounts/{world.provider.id}/connectors"
+    client = api(clerk)
+    assert [c["code"] for c in client.get(base).get_json()] == ["connectwise"]
+    assert client.put(f"{base}/bookkeeper", json=SETTINGS).status_code == 403
+    assert client.get(f"{base}/bookkeeper/sync-runs").status_code == 403
+    resp = client.put(f"{base}/connectwise", json={**CW, "site_url": "ftp://cw"})
+    assert resp.status_code == 422 and "site_url" in resp.get_json()["errors"]
+
+
+def test_the_connectors_page_needs_a_privilege_to_view_one(books, world, api, panel):
+    nobody = user_with(world, "nobody@example.com", "accounts.view")
+    resp = api(nobody).get(f"/api/v1/accounts/{world.provider.id}/connectors")
+    assert resp.status_code == 403

@@ -1,9 +1,11 @@
 """Billing connectors in the REST API (``/api/v1``): an account's connectors and their
 settings (secrets masked; write-only), test, the sync log and Retry.
 
-Reading needs ``billing.view``, changing settings and retrying ``billing.edit`` on a
-provider or reseller account in the caller's subtree (404 outside it). Bad settings answer
-422 naming each field and change nothing.
+Each connector is gated on its own privileges (``BillingConnector.view_privilege`` to read,
+``edit_privilege`` to change settings, test and retry; ``billing.view``/``billing.edit``
+unless it says otherwise) on a provider or reseller account in the caller's subtree (404
+outside it); the list shows the connectors the caller may view. Bad settings answer 422
+naming each field and change nothing.
 """
 
 from __future__ import annotations
@@ -77,8 +79,14 @@ class ConnectorSyncRunDetail(ConnectorSyncRunOut):
         return ConnectorSyncItemOut(many=True).dump(run.items.order_by(SyncItem.id))
 
 
-def _account(account_id, privilege="billing.view"):
-    return connector_settings.integration_account(api_user(), account_id, privilege)
+def _account(account_id):
+    return connector_settings.integration_account(api_user(), account_id, None)
+
+
+def _checked(account_id, connector, edit=False):
+    """The account and the connector, checked for the caller (404, then 403)."""
+    account = _account(account_id)
+    return account, connector_settings.checked(api_user(), account, connector, edit)
 
 
 def _out(account, code, conn) -> dict:
@@ -92,7 +100,10 @@ def _out(account, code, conn) -> dict:
 def list_connectors(account_id):
     """The enabled connectors with the account's settings (secrets masked)."""
     account = _account(account_id)
-    return [_out(account, code, c) for code, c in sorted(connector_settings.connectors().items())]
+    return [
+        _out(account, code, c)
+        for code, c in connector_settings.viewable(api_user(), account).items()
+    ]
 
 
 @blp.route("/accounts/<int:account_id>/connectors/<connector>", methods=["PUT"])
@@ -101,12 +112,12 @@ def list_connectors(account_id):
 def put_settings(account_id, connector):
     """Save the connector's settings (a JSON object of its schema's fields). Secrets are
     write-only: omit one to keep the stored value."""
-    account = _account(account_id, "billing.edit")
+    account, conn = _checked(account_id, connector, edit=True)
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise ValidationFailed.field("_schema", "send the settings as a JSON object")
     connector_settings.save(api_user(), account, connector, payload)
-    return _out(account, connector, connector_settings.connector(connector))
+    return _out(account, connector, conn)
 
 
 @blp.route("/accounts/<int:account_id>/connectors/<connector>/test", methods=["POST"])
@@ -114,7 +125,7 @@ def put_settings(account_id, connector):
 @api_login_required
 def test_settings(account_id, connector):
     """Test the stored settings against the outside system."""
-    account = _account(account_id, "billing.edit")
+    account, _ = _checked(account_id, connector, edit=True)
     ok, message = connector_settings.test(api_user(), account, connector)
     return {"ok": ok, "message": message}
 
@@ -123,8 +134,7 @@ def test_settings(account_id, connector):
 @blp.response(200, ConnectorSyncRunOut(many=True))
 @api_login_required
 def list_runs(account_id, connector):
-    account = _account(account_id)
-    connector_settings.connector(connector)
+    account, _ = _checked(account_id, connector)
     return list(
         SyncRun.select()
         .where((SyncRun.account == account.id) & (SyncRun.connector == connector))
@@ -138,8 +148,7 @@ def list_runs(account_id, connector):
 @api_login_required
 def retry(account_id, connector):
     """Retry: push every pending, failed or uncertain item of the connector now."""
-    account = _account(account_id, "billing.edit")
-    connector_settings.connector(connector)
+    account, _ = _checked(account_id, connector, edit=True)
     return sync.retry(api_user(), account, connector, "api")
 
 
@@ -149,7 +158,7 @@ def retry(account_id, connector):
 def get_run(run_id):
     """One sync run with each item's outcome and message."""
     run = rbac.get_scoped(SyncRun, api_user(), run_id)
-    rbac.require(api_user(), "billing.view", run.account)
     if run.connector not in connector_settings.connectors():
         raise NotFound(f"sync run {run_id} not found")
+    connector_settings.checked(api_user(), run.account, run.connector)
     return run

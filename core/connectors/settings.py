@@ -46,8 +46,11 @@ def require_licensed(code: str) -> None:
         rbac.host().require_licensed(plugin)
 
 
-def integration_account(actor, account_id, privilege: str, what: str = "connector") -> Account:
-    """The provider/reseller account whose settings are asked for, checked for ``actor``."""
+def integration_account(
+    actor, account_id, privilege: str | None, what: str = "connector"
+) -> Account:
+    """The provider/reseller account whose settings are asked for, checked for ``actor``
+    (``privilege`` None: its subtree only)."""
     if actor is None:
         account = Account.get_or_none(Account.id == account_id)
         if account is None:
@@ -56,9 +59,32 @@ def integration_account(actor, account_id, privilege: str, what: str = "connecto
         account = rbac.get_account(actor, account_id)
     if rbac.level_of(account) not in LEVELS:
         raise NotFound(f"account {account_id} has no {what} settings (customers are linked)")
-    if actor is not None:
+    if actor is not None and privilege is not None:
         rbac.require(actor, privilege, account)
     return account
+
+
+def checked(actor, account: Account, code: str, edit: bool = False) -> BillingConnector:
+    """The connector ``code`` for ``actor`` on ``account`` (in the caller's subtree): 404
+    when it is not enabled, 403 without its ``view_privilege`` (with ``edit``: its
+    ``edit_privilege``)."""
+    conn = connector(code)
+    if actor is not None:
+        rbac.require(actor, conn.edit_privilege if edit else conn.view_privilege, account)
+    return conn
+
+
+def viewable(actor, account: Account) -> dict[str, BillingConnector]:
+    """The enabled connectors ``actor`` holds the ``view_privilege`` of, by code, sorted.
+    When that is none, the caller needs ``billing.view`` (403): the list is then empty."""
+    shown = {
+        code: c
+        for code, c in sorted(connectors().items())
+        if actor is None or rbac.has(actor, c.view_privilege)
+    }
+    if not shown and actor is not None:
+        rbac.require(actor, "billing.view", account)
+    return shown
 
 
 def secret_fields(conn: BillingConnector) -> tuple[str, ...]:

@@ -2,8 +2,10 @@
 connector its settings (secrets masked, blank keeps them), Test, the sync log (runs and
 items) and Retry, and a link to the connector's own pages (e.g. ConnectWise mappings).
 
-Viewing needs ``billing.view``, changing settings and retrying ``billing.edit`` on the
-account (404 outside the caller's subtree, or on a customer account).
+Each connector is gated on its own privileges (``BillingConnector.view_privilege`` to see
+it, ``edit_privilege`` to change its settings, test and retry; ``billing.view``/
+``billing.edit`` unless it says otherwise): the page shows the connectors the caller may
+view (404 outside the caller's subtree, or on a customer account).
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ blueprint = Blueprint("connectors", __name__, template_folder="templates")
 TAB = "connectors.index"
 
 
-def _account(account_id: int, privilege: str = "billing.view"):
-    return connector_settings.integration_account(current_user, account_id, privilege)
+def _account(account_id: int):
+    return connector_settings.integration_account(current_user, account_id, None)
+
+
+def _checked(account_id: int, connector: str):
+    """The account and the connector, checked for changing it (404, then 403)."""
+    account = _account(account_id)
+    return account, connector_settings.checked(current_user, account, connector, edit=True)
 
 
 def _section(account, code, conn, errors=None, values=None, result=None) -> dict:
@@ -62,7 +70,7 @@ def _render(account, sections, status=200):
 @login_required
 def index(account_id):
     account = _account(account_id)
-    conns = connector_settings.connectors()
+    conns = connector_settings.viewable(current_user, account)
     return _render(account, [_section(account, c, conns[c]) for c in sorted(conns)])
 
 
@@ -70,8 +78,7 @@ def index(account_id):
 @login_required
 def save(account_id, connector):
     """Save (or only test) the settings typed in the connector's form."""
-    account = _account(account_id, "billing.edit")
-    conn = connector_settings.connector(connector)
+    account, conn = _checked(account_id, connector)
     form = request.form.to_dict()
     action = form.pop("action", "save")
     form.pop("csrf_token", None)
@@ -88,7 +95,7 @@ def save(account_id, connector):
             return redirect(url_for("connectors.index", account_id=account.id) + f"#{connector}")
     except BillhiveError as exc:
         errors, result = form_errors(exc, labels), None
-    conns = connector_settings.connectors()
+    conns = connector_settings.viewable(current_user, account)
     sections = [
         _section(account, c, conns[c], errors, form, result)
         if c == connector
@@ -102,8 +109,7 @@ def save(account_id, connector):
 @login_required
 def retry(account_id, connector):
     """Push every pending, failed or uncertain item of the connector now."""
-    account = _account(account_id, "billing.edit")
-    conn = connector_settings.connector(connector)
+    account, conn = _checked(account_id, connector)
     try:
         run = sync.retry(current_user, account, connector)
     except BillhiveError as exc:

@@ -65,6 +65,8 @@ def register_billing_connectors():
             report=connector.report,
             links=True,
             panel="psa_mapping.billing",
+            view_privilege="psa.view",
+            edit_privilege="psa.edit",
         )
     ]
 
