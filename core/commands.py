@@ -69,6 +69,11 @@ class AppGroup(click.Group):
         wrap = super().command(*args, **kwargs)
         return lambda fn: wrap(with_app(fn))
 
+    def group(self, *args, **kwargs):
+        """A sub-group is an :class:`AppGroup` too, so its commands run with the app."""
+        kwargs.setdefault("cls", AppGroup)
+        return super().group(*args, **kwargs)
+
 
 def parse_day(value: str, option: str) -> date:
     """A ``YYYY-MM-DD`` option value; anything else is a usage error naming ``option``."""

@@ -270,3 +270,27 @@ def test_the_installed_billhive_command_changes_what_a_running_app_serves(cli, m
     )
     assert proc.returncode == 0, proc.stderr
     assert enabled() is True
+
+
+def test_a_plugin_command_group_nested_in_an_app_group_runs_its_commands_in_the_app(cli):
+    """A plugin's group made with core.kit's AppGroup may have sub-groups: their commands
+    run inside the instance's app like the group's own (the host, the database)."""
+    from core.commands import AppGroup
+    from core.current import host
+    from core.models import Account
+
+    widgets = AppGroup("widgets")
+
+    @widgets.group("reports")
+    def reports():
+        pass
+
+    @reports.command("accounts")
+    def accounts():
+        enabled = host().is_enabled("reseller_accounts")
+        click.echo(f"accounts: {Account.select().count()}, resellers enabled: {enabled}")
+
+    cli.ok("init", "--operator-email", "op@acme.test", "--operator-password", "s3cret-pass-12")
+    result = CliRunner().invoke(widgets, ["reports", "accounts"], env=cli.env)
+    assert result.exit_code == 0, result.output
+    assert result.output == "accounts: 1, resellers enabled: False\n"
