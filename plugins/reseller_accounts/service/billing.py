@@ -173,10 +173,16 @@ def wholesale_prices(reseller: Account) -> dict[int, PricePlan]:
     return {plan_id: plans[wholesale_id] for plan_id, wholesale_id in resolved.items()}
 
 
+def billable_prices(reseller: Account) -> dict:
+    """:func:`wholesale_prices` in the reseller's currency: a wholesale plan in another
+    currency is never billed."""
+    return {k: p for k, p in wholesale_prices(reseller).items() if p.currency == reseller.currency}
+
+
 def first_consumption(reseller: Account) -> date | None:
     """The first day anything below ``reseller`` consumes a plan it pays its parent for
-    (:func:`wholesale_prices`, in its currency): its wholesale is billed from then on."""
-    links = [k for k, p in wholesale_prices(reseller).items() if p.currency == reseller.currency]
+    (:func:`billable_prices`): its wholesale is billed from then on."""
+    links = list(billable_prices(reseller))
     if not links:
         return None
     first = (
@@ -206,8 +212,7 @@ def wholesale_charges(reseller: Account, period) -> list[Charge]:
     plan, the days not billed yet (coverage key ``wholesale:<reseller>:<subscription>``) at the
     wholesale plan's prices, and the usage of those days. A wholesale plan in another currency
     than the reseller's is never billed."""
-    links = wholesale_prices(reseller)
-    links = {k: p for k, p in links.items() if p.currency == reseller.currency}
+    links = billable_prices(reseller)
     if not links:
         return []
     subs = list(
