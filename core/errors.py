@@ -107,10 +107,10 @@ def marshmallow_errors(err) -> ValidationFailed:
     return ValidationFailed(describe(messages), messages)
 
 
-def load(schema, payload, *, partial: bool | None = None) -> dict:
+def load(schema, payload, *, partial: bool | tuple[str, ...] | None = None) -> dict:
     """``payload`` (None: empty) through the marshmallow ``schema``; bad input raises
     :class:`ValidationFailed` (422) naming each field. ``partial`` as marshmallow's (None:
-    the schema's own)."""
+    the schema's own; a tuple: the fields that may be missing)."""
     try:
         return schema.load(payload or {}, partial=partial)
     except ValidationError as err:

@@ -27,6 +27,11 @@ def test_connector_is_registered_and_tests_settings(psa, fake):
         "Connection failed: ConnectWise refused the credentials (401): check company id, "
         "public and private key"
     )
+    # settings the schema refuses are a failed test naming the field, never a crash
+    with pytest.raises(PushFailed) as bad:
+        connector.test({k: v for k, v in form_settings(fake).items() if k != "site_url"})
+    assert bad.value.message.startswith("Connection failed: invalid ConnectWise settings")
+    assert "site_url" in bad.value.message
 
 
 def test_panel_saves_settings_masks_secrets_and_tests_the_connection(psa, world, panel, fake):

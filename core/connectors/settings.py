@@ -7,13 +7,11 @@ blank in a form or payload to keep the stored value.
 
 from __future__ import annotations
 
-from marshmallow import ValidationError
-
 from core import audit, rbac
 from core.connectors import secrets
 from core.connectors.models import ConnectorSettings
 from core.db import database, utcnow
-from core.errors import NotFound, ValidationFailed, marshmallow_errors
+from core.errors import NotFound, ValidationFailed, load
 from core.models import Account
 from core.registry import BillingConnector, PushFailed
 
@@ -153,12 +151,9 @@ def build(conn: BillingConnector, payload: dict, existing: ConnectorSettings | N
     schema = conn.settings_schema()
     stored = stored_secrets(existing, conn.title)
     kept = tuple(name for name in secret_fields(conn) if stored.get(name))
-    try:
-        data = schema.load(
-            {k: v for k, v in (payload or {}).items() if k in schema.fields}, partial=kept
-        )
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(
+        schema, {k: v for k, v in (payload or {}).items() if k in schema.fields}, partial=kept
+    )
     for name in secret_fields(conn):
         value = (data.get(name) or "").strip()
         data[name] = value or stored.get(name, "")

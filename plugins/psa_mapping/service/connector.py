@@ -15,9 +15,15 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from marshmallow import ValidationError
-
-from core.kit import ConnectorLink, PushFailed, PushItem, PushResult, SyncItem
+from core.kit import (
+    ConnectorLink,
+    PushFailed,
+    PushItem,
+    PushResult,
+    SyncItem,
+    ValidationFailed,
+    load,
+)
 from plugins.psa_mapping.service import integration as svc
 from plugins.psa_mapping.service.connectwise import ConnectWiseClient, ConnectWiseError
 
@@ -30,11 +36,9 @@ def test(settings: dict) -> str:
     stored connection is tested as it is."""
     schema = svc.ConnectionSettingsSchema()
     try:
-        loaded = schema.load({k: v for k, v in (settings or {}).items() if k in schema.fields})
-    except ValidationError as err:
-        raise PushFailed(
-            f"Connection failed: invalid ConnectWise settings: {err.messages}"
-        ) from None
+        loaded = load(schema, {k: v for k, v in (settings or {}).items() if k in schema.fields})
+    except ValidationFailed as exc:
+        raise PushFailed(f"Connection failed: invalid ConnectWise settings: {exc.errors}") from None
     ok, message = svc.run_test(svc.cw_settings(loaded))
     if not ok:
         raise PushFailed(message)

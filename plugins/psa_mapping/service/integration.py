@@ -18,7 +18,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from flask import current_app, has_app_context
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from core.kit import (
     ALL_PLANS,
@@ -39,7 +39,7 @@ from core.kit import (
     audit,
     database,
     host,
-    marshmallow_errors,
+    load,
     outbound,
     rbac,
     utcnow,
@@ -326,10 +326,7 @@ def mappings_of(account: Account, product_code: str | None = None) -> list[Conne
 
 def create_mapping(actor, account: Account, payload: dict) -> ConnectorMapping:
     require_licensed()
-    try:
-        data = MappingInput().load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(MappingInput(), payload)
     product = service(account, data["product_code"])
     plans = dict(plan_choices(product))
     if data["unique_id"] not in plans:
@@ -493,10 +490,7 @@ def company_agreements(account: Account, psa_company_id: int) -> list[dict]:
 def confirm_link(actor, account: Account, payload: dict) -> ConnectorLink:
     """A person confirms a customer ↔ ConnectWise company (and agreement) link."""
     require_licensed()
-    try:
-        data = LinkInput().load(payload or {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(LinkInput(), payload)
     customer = (
         rbac.get_account(actor, data["customer_id"])
         if actor is not None
