@@ -220,6 +220,28 @@ def test_wholesale_links_are_checked(enabled, world):
     assert "retail_plan_id" in err.value.errors
 
 
+def test_parallel_links_of_one_retail_plan_give_one_link_and_no_error(enabled, world, api):
+    """Callers linking one retail plan at once (some to one wholesale plan, some to another)
+    all succeed, one after the other: one link remains, on one of the two plans."""
+    from plugins.reseller_accounts.models import WholesaleLink
+    from tests.test_billing_races import answers, race
+
+    s = Scenario(world)
+    _, retail = setup_catalog(s.reseller, price="20.00", code="EXTRA")
+    _, other_wholesale = setup_catalog(world.provider, price="7.00", code="EXTRA")
+    wholesale_ids = [s.wholesale.id, other_wholesale.id]
+    url = f"/api/v1/resellers/{s.reseller.id}/wholesale-links"
+    clients = [api(world.operator) for _ in range(8)]
+    results = answers(race([
+        lambda c=c, w=wholesale_ids[i % 2]: c.post(
+            url, json={"retail_plan_id": retail.id, "wholesale_plan_id": w})
+        for i, c in enumerate(clients)
+    ]))  # fmt: skip
+    assert [status for status, _ in results] == [201] * 8, results
+    [link] = WholesaleLink.select().where(WholesaleLink.retail_plan == retail.id)
+    assert link.wholesale_plan_id in wholesale_ids
+
+
 def test_wholesale_links_through_the_api_and_the_catalog_on_the_reseller_page(
     enabled, world, api, panel
 ):

@@ -19,7 +19,9 @@ The host
     ``plan``; ``rename_table`` for a step).
 Storing data (peewee)
     ``BaseModel`` (every table's base), ``JSONField``, ``database`` (``atomic()``),
-    ``utcnow()``, ``is_postgres()``, ``lock_row(Model, id)``; the core's ``Account``, ``User``,
+    ``utcnow()``, ``is_postgres()``, ``write_transaction()`` (a transaction that writes: on
+    SQLite it takes the write lock at BEGIN, so ``lock_row`` guards there too),
+    ``lock_row(Model, id)`` (a read-then-write's row, locked); the core's ``Account``, ``User``,
     ``Role``; the billing tables ``Product``, ``PricePlan``, ``Subscription``,
     ``UsageRecord``, ``Invoice``, ``InvoiceLine``, ``Coverage``.
 Input and errors
@@ -119,7 +121,15 @@ from core.connectors.models import (
     SyncRun,
 )
 from core.current import host, require_licensed
-from core.db import BaseModel, JSONField, database, is_postgres, lock_row, utcnow
+from core.db import (
+    BaseModel,
+    JSONField,
+    database,
+    is_postgres,
+    lock_row,
+    utcnow,
+    write_transaction,
+)
 from core.errors import (
     BillhiveError,
     Conflict,
@@ -162,7 +172,8 @@ __all__ = [
     # the host
     "host", "require_licensed", "migrations",
     # storing data
-    "BaseModel", "JSONField", "database", "utcnow", "is_postgres", "lock_row",
+    "BaseModel", "JSONField", "database", "utcnow", "is_postgres", "write_transaction",
+    "lock_row",
     "Account", "User", "Role",
     "Product", "PricePlan", "Subscription", "UsageRecord", "Invoice", "InvoiceLine", "Coverage",
     # input and errors

@@ -43,6 +43,7 @@ from core.kit import (
     clock,
     load,
     lock_row,
+    write_transaction,
 )
 from plugins.billing_units.models import RecordingRetention, RecordingStorage
 from plugins.billing_units.service import units as svc
@@ -180,7 +181,7 @@ def add_storage(actor, account: Account, rows) -> dict:
         if data["external_id"] not in seen:
             seen.add(data["external_id"])
             fresh.append((index, data, number, sub))
-    with svc._tx():
+    with write_transaction():
         existing = {
             r.external_id
             for r in RecordingStorage.select(RecordingStorage.external_id).where(
@@ -335,7 +336,7 @@ def set_retention(actor, account: Account, payload) -> RecordingRetention:
     usage and no invoice is touched."""
     svc.require_edit(actor, account)
     data = load(RetentionInput(), payload)
-    with svc._tx():
+    with write_transaction():
         for sub in subscriptions(account):  # a bill run finishing now comes first
             lock_row(Subscription, sub.id)
         before = retention(account)

@@ -29,16 +29,15 @@ from core.kit import (
     audit,
     check_currency,
     coverage,
-    database,
     exponent,
     host,
-    is_postgres,
     line_amount,
     load,
     lock_row,
     parse_decimal,
     rbac,
     to_decimal,
+    write_transaction,
 )
 from plugins.billing_units.models import (
     BillingUnit,
@@ -58,15 +57,6 @@ UNASSIGNED = "Unassigned"
 
 VIEW = "billing_units.view"
 EDIT = "billing_units.edit"
-
-
-def _tx():
-    """A write transaction. On SQLite take the write lock at BEGIN (IMMEDIATE): a deferred
-    transaction in WAL mode that read first cannot wait for another writer and fails with
-    "database is locked" instead of queueing behind it."""
-    if is_postgres():
-        return database.atomic()
-    return database.atomic("IMMEDIATE") if not database.in_transaction() else database.atomic()
 
 
 # -- privileges --------------------------------------------------------------------------------
@@ -179,7 +169,7 @@ def create_number(actor, account: Account, payload) -> PhoneNumber:
     e164 = normalize_e164(data["e164"])
     require_licensed()
     try:
-        with _tx():
+        with write_transaction():
             if PhoneNumber.get_or_none(PhoneNumber.e164 == e164) is not None:
                 raise Conflict(f"e164: number {e164} already exists", {"e164": ["already exists"]})
             number = PhoneNumber.create(account=account, e164=e164, label=data["label"].strip())
@@ -196,7 +186,7 @@ def create_number(actor, account: Account, payload) -> PhoneNumber:
 def delete_number(actor, number: PhoneNumber) -> None:
     account = number.account
     require_edit(actor, account)
-    with _tx():
+    with write_transaction():
         calls = CallRecord.select().where(CallRecord.number == number).count()
         if calls:
             raise Conflict(
@@ -284,7 +274,7 @@ def create_team(actor, account: Account, payload) -> Team:
     name = _clean_name(data["name"])
     members = _users_of(account, data["user_ids"])
     require_licensed()
-    with _tx():
+    with write_transaction():
         _check_team_name(account, name)
         team = Team.create(account=account, name=name)
         for user in members:
@@ -297,7 +287,7 @@ def update_team(actor, team: Team, payload) -> Team:
     account = team.account
     require_edit(actor, account)
     data = load(TeamPatch(partial=True), payload)
-    with _tx():
+    with write_transaction():
         team = lock_row(Team, team.id)  # concurrent edits of one team apply one after the other
         if team is None:
             raise NotFound("team not found (it was deleted)")
@@ -320,7 +310,7 @@ def update_team(actor, team: Team, payload) -> Team:
 def delete_team(actor, team: Team) -> None:
     account = team.account
     require_edit(actor, account)
-    with _tx():
+    with write_transaction():
         audit.record(actor, "team.delete", team, account=account, before=team_snapshot(team))
         UnitTeam.delete().where(UnitTeam.team == team).execute()
         TeamMember.delete().where(TeamMember.team == team).execute()
@@ -464,7 +454,7 @@ def _write_unit(actor, account, unit, data, action):
     teams = _teams_of(account, data["team_ids"]) if "team_ids" in data else None
     numbers = _numbers_of(account, data["number_ids"]) if "number_ids" in data else None
     try:
-        with _tx():
+        with write_transaction():
             if unit is not None:
                 # the unit's row lock: concurrent edits of one unit apply one after the other,
                 # each replacing the lists the previous one left (not racing on its link rows)
@@ -524,7 +514,7 @@ def delete_unit(actor, unit: BillingUnit) -> None:
     """Delete a unit; its numbers are released (become available), users and teams stay."""
     account = unit.account
     require_edit(actor, account)
-    with _tx():
+    with write_transaction():
         if lock_row(BillingUnit, unit.id, key=True) is None:  # a concurrent delete came first
             raise NotFound("billing unit not found (it was deleted)")
         audit.record(
@@ -580,7 +570,7 @@ def update_settings(actor, account: Account, payload) -> UnitSettings:
         if price < 0:
             raise ValidationFailed.field(key, "must not be negative")
         prices[key] = price
-    with _tx():
+    with write_transaction():
         row = settings_for(account)
         before = {
             "number_rental_price": str(row.number_rental_price),
@@ -705,7 +695,7 @@ def add_calls(actor, account: Account, rows: list[dict]) -> dict:
         rec.pop("_index", None)
         seen.setdefault(rec["external_id"], rec)
     unique = list(seen.values())
-    with _tx():
+    with write_transaction():
         existing = _existing_ids(account, [r["external_id"] for r in unique])
         fresh = [r for r in unique if r["external_id"] not in existing]
         for start in range(0, len(fresh), 500):

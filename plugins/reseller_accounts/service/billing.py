@@ -49,10 +49,11 @@ from core.kit import (
     ValidationFailed,
     audit,
     coverage,
-    database,
+    lock_row,
     rating,
     rbac,
     require_licensed,
+    write_transaction,
 )
 from plugins.reseller_accounts.service.profile import formats_for
 
@@ -96,7 +97,8 @@ def link_wholesale(actor, retail_plan: PricePlan, wholesale_plan: PricePlan):
         rbac.require(actor, "catalog.manage", wholesale_plan.account)
         rbac.require(actor, "resellers.manage", reseller)
     require_licensed("reseller_accounts")
-    with database.atomic():
+    with write_transaction():
+        lock_row(PricePlan, retail_plan.id)  # concurrent links of one plan: one after the other
         link = WholesaleLink.get_or_none(WholesaleLink.retail_plan == retail_plan.id)
         if link is None:
             link = WholesaleLink.create(
