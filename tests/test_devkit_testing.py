@@ -56,3 +56,55 @@ def test_users_log_in_with_the_shared_password(ctx, accounts):
     user = accounts.user("customer")
     resp = ctx.test_client().post("/login", data={"email": user.email, "password": PASSWORD})
     assert resp.status_code == 302
+
+
+def test_an_app_reused_by_a_later_test_starts_on_its_database_like_a_new_app(
+    billhive_databases, backend, tmp_path
+):
+    """The module's app handed to a later test (``Apps``) runs start-up on that test's database
+    inside its own app context (core migration 8 reads the configuration), and keeps nothing
+    of the earlier test: its queue file and a pause of e-mail sending after a failure."""
+    import time
+
+    from core import db
+    from core.kit.testing import Apps
+    from core.migrations import SchemaMigration
+    from core.tasks import get_queue
+
+    apps = Apps(billhive_databases)
+    urls = []
+
+    def config(name):
+        folder = tmp_path / name
+        folder.mkdir()
+        urls.append(billhive_databases.new(backend, folder))
+        return {"TESTING": True, "DATA_DIR": str(folder / "data"), "DATABASE_URL": urls[-1],
+                "SECRET_KEY": "test-secret", "PLUGINS": [], "PLUGIN_MODULES": {}}  # fmt: skip
+
+    try:
+        first = apps.get(config("first"))
+        with first.app_context():
+            get_queue()  # the first test's queue, in its folder
+            first.extensions["billhive_mail"] = {"paused_until": time.monotonic() + 3600}
+        apps.give_back()
+        second_config = config("second")
+        old = db.open_database(second_config["DATABASE_URL"])  # an install before migration 8
+        with old.bind_ctx([SchemaMigration]), old.connection_context():
+            SchemaMigration.delete().where(
+                (SchemaMigration.plugin == "core") & (SchemaMigration.version == 8)
+            ).execute()
+            old.execute_sql("CREATE TABLE psa_connection (id INTEGER PRIMARY KEY)")
+        old.close()
+
+        second = apps.get(second_config)
+        assert second is first
+        with second.app_context(), second.extensions["billhive"].database.connection_context():
+            assert get_queue().huey.storage.filename == str(tmp_path / "second/data/queue.db")
+            assert "paused_until" not in second.extensions.get("billhive_mail", {})
+            assert not second.extensions["billhive"].database.table_exists("psa_connection")
+            assert SchemaMigration.get_or_none(plugin="core", version=8) is not None
+    finally:
+        apps.give_back()
+        db.database.obj.close()
+        for url in urls:
+            billhive_databases.done(url)

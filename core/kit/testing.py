@@ -296,13 +296,18 @@ def _rehome(app, built: dict, config: dict, databases: Databases) -> None:
         options["timeout"] = fresh._timeout
     ext.database.init(fresh.database, **options)
     ext.host.license_key_paths = app.config["LICENSE_KEY_PATHS"]
+    # what the earlier test left: its queue (built from its configuration) and a pause of
+    # e-mail sending after a failed send (core.mail.tasks)
+    app.extensions.pop("billhive_queue", None)
+    app.extensions.pop("billhive_mail", None)
     db.bind(ext.database)
     if databases.untouched(app.config["DATABASE_URL"]):
         # a copy of the template, which this very start-up made: only the plugins' state
         with ext.database.connection_context():
             ext.host.refresh(force=True)
     else:
-        start_database(ext.database, ext.host)
+        with app.app_context():  # as create_app: core migrations may read the configuration
+            start_database(ext.database, ext.host)
 
 
 @pytest.fixture(scope="module")
