@@ -16,11 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "hostapp", "plugins")
 
-# Cycles not broken yet, each with why. A cycle found passes only when all its modules are in
-# one of these sets (a smaller cycle is progress; one module more fails); a set no cycle
-# touches any more must be removed.
-KNOWN: list[tuple[set[str], str]] = []
-
 
 def project_modules() -> dict[str, Path]:
     found = {}
@@ -136,16 +131,9 @@ def test_the_cycle_finder_sees_function_level_and_relative_imports(tmp_path):
     assert imports_of("pkg.one", one, modules) == {"pkg.two"}
 
 
-def _known(cycle) -> str | None:
-    return next((why for members, why in KNOWN if set(cycle) <= members), None)
-
-
 def test_no_import_circles():
     graph = import_graph()
     found = cycles(graph)
-    stale = [why for members, why in KNOWN if not any(members & set(c) for c in found)]
-    assert not stale, f"known cycles that are gone (remove them from KNOWN): {stale}"
-    new = [c for c in found if _known(c) is None]
-    assert not new, "import circles:\n" + "\n".join(
-        f"  {len(c)} modules ({', '.join(c)}), e.g. {_path(graph, c)}" for c in new
+    assert not found, "import circles:\n" + "\n".join(
+        f"  {len(c)} modules ({', '.join(c)}), e.g. {_path(graph, c)}" for c in found
     )
