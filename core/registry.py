@@ -157,7 +157,7 @@ class BillingConnector:
 
     code: str
     title: str
-    settings_schema: type | None
+    settings_schema: type | None  # a marshmallow Schema class; None: no settings
     test: Callable[[dict], str]
     push: Callable[[Any, Any], PushResult]
     items: Callable[[PushContext], list[PushItem]]

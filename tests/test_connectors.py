@@ -1,5 +1,5 @@
 """The core's billing-connector runtime (core.connectors) with a test connector
-(tests/plugins/bookkeeper.py): settings with encrypted secrets, the push after an invoice is
+(tests/plugins/bookkeeper.py, and doorbell.py without settings): settings with encrypted secrets, the push after an invoice is
 issued, the sync log, retries, scoping, each connector's own privileges (next to
 psa_mapping's connector) and field errors; and core migration 8 moving the former
 psa_mapping tables into the core's."""
@@ -15,7 +15,10 @@ SETTINGS = {"url": "https://books.example.com/in", "token": "tok-SECRET-123456",
 
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=["psa_mapping"], modules={"bookkeeper": "tests.plugins.bookkeeper"})
+    return make_app(
+        plugins=["psa_mapping"],
+        modules={"bookkeeper": "tests.plugins.bookkeeper", "doorbell": "tests.plugins.doorbell"},
+    )
 
 
 @pytest.fixture
@@ -364,3 +367,19 @@ def test_the_connectors_page_needs_a_privilege_to_view_one(books, world, api, pa
     nobody = user_with(world, "nobody@example.com", "accounts.view")
     resp = api(nobody).get(f"/api/v1/accounts/{world.provider.id}/connectors")
     assert resp.status_code == 403
+
+
+def test_a_connector_without_settings_is_set_up_and_pushed(ctx, world, api, panel):
+    from tests.plugins import doorbell
+
+    ctx.extensions["billhive"].host.set_enabled("doorbell", True)
+    doorbell.RUNG.clear()
+    url = f"/accounts/{world.provider.id}/connectors"
+    assert 'data-connector="doorbell"' in panel(world.operator).get(url).get_data(as_text=True)
+    resp = panel(world.operator).post(f"{url}/doorbell", data={"action": "save"})
+    assert resp.status_code == 302
+    resp = api(world.operator).put(f"/api/v1{url}/doorbell", json={"ignored": 1})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["settings"]["last_test_message"] == ""
+    invoice = issue(world)
+    assert doorbell.RUNG == [f"ring:{invoice.id}"]

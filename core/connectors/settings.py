@@ -1,11 +1,14 @@
 """Connector settings per account: validating, saving (secrets encrypted), testing, showing.
 
-A connector's ``settings_schema`` (marshmallow) names its fields; a field with
+A connector's ``settings_schema`` (marshmallow; None: no settings, an empty schema) names
+its fields; a field with
 ``metadata={"secret": True}`` is write-only: stored encrypted, shown masked, and left
 blank in a form or payload to keep the stored value.
 """
 
 from __future__ import annotations
+
+from marshmallow import Schema
 
 from core import audit, rbac
 from core.connectors import secrets
@@ -85,11 +88,14 @@ def viewable(actor, account: Account) -> dict[str, BillingConnector]:
     return shown
 
 
+def settings_schema(conn: BillingConnector) -> type[Schema]:
+    """The connector's settings schema (a class); an empty one when it has no settings."""
+    return conn.settings_schema or Schema
+
+
 def secret_fields(conn: BillingConnector) -> tuple[str, ...]:
-    schema = conn.settings_schema() if conn.settings_schema else None
-    if schema is None:
-        return ()
-    return tuple(n for n, f in schema.fields.items() if f.metadata.get("secret"))
+    fields = settings_schema(conn)().fields
+    return tuple(n for n, f in fields.items() if f.metadata.get("secret"))
 
 
 def get(account: Account, code: str) -> ConnectorSettings | None:
@@ -148,7 +154,7 @@ def build(conn: BillingConnector, payload: dict, existing: ConnectorSettings | N
     """Validate ``payload`` into settings; blank secrets keep the stored ones (unreadable
     stored secrets count as none: a required one must be typed again). Raises
     ValidationFailed naming every bad field; touches nothing."""
-    schema = conn.settings_schema()
+    schema = settings_schema(conn)()
     stored = stored_secrets(existing, conn.title)
     kept = tuple(name for name in secret_fields(conn) if stored.get(name))
     data = load(

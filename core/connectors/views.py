@@ -42,7 +42,7 @@ def _section(account, code, conn, errors=None, values=None, result=None) -> dict
     except secrets.SecretsUnreadable as exc:
         masked, result = dict(row.values or {}), result or {"ok": False, "message": exc.message}
     shown = {k: v for k, v in (masked or {}).items() if k not in hidden}
-    fields = schema_fields(conn.settings_schema) if conn.settings_schema else []
+    fields = schema_fields(connector_settings.settings_schema(conn))
     runs = SyncRun.select().where((SyncRun.account == account.id) & (SyncRun.connector == code))
     items = SyncItem.select().where((SyncItem.account == account.id) & (SyncItem.connector == code))
     return {
@@ -82,7 +82,9 @@ def save(account_id, connector):
     form = request.form.to_dict()
     action = form.pop("action", "save")
     form.pop("csrf_token", None)
-    labels = {f["name"]: f["label"] for f in schema_fields(conn.settings_schema)}
+    labels = {
+        f["name"]: f["label"] for f in schema_fields(connector_settings.settings_schema(conn))
+    }
     try:
         if action == "test":
             ok, message = connector_settings.test(current_user, account, connector, form)
