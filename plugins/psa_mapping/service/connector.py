@@ -1,9 +1,13 @@
 """The ``connectwise`` billing connector: what ``core.connectors`` calls to push to
 ConnectWise Manage (see :class:`core.registry.BillingConnector`).
 
-* ``items``: one item per (linked customer, mapping) that an issued invoice bills, its
-  quantity by the mapping rules (``service.quantity_for``), keyed ``a<customer>:m<mapping>``:
-  one ConnectWise addition per customer and mapping, updated by each invoice;
+* ``test``/``session``: the connection settings checked by a test call, and a client for
+  one sync;
+* ``items``: one item per mapping of the account that an issued invoice of a linked
+  customer bills, its quantity by the mapping rules (``integration.quantity_for``), keyed
+  ``m<mapping>`` with the external key ``a<customer>:m<mapping>``
+  (``integration.external_key``): one ConnectWise addition per customer and mapping,
+  updated by each invoice;
 * ``push``: upsert that addition on the link's agreement (found by its key, so an uncertain
   POST is never sent twice);
 * ``reconcile``/``report``: additions carrying one of the account's keys beyond the first
