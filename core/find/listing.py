@@ -34,9 +34,9 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 import peewee as pw
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
-from core.errors import ValidationFailed, describe, field_messages
+from core.errors import ValidationFailed, load
 from core.fields import Text
 
 MAX_PAGE = 1_000_000
@@ -262,11 +262,7 @@ def load_args(schema: type[Schema], values, **defaults) -> dict:
     data = dict(_pairs(values))
     for key, value in defaults.items():
         data.setdefault(key, value)
-    try:
-        return schema().load(data, unknown="exclude")
-    except ValidationError as err:
-        messages = field_messages(err.messages)
-        raise ValidationFailed(describe(messages), messages) from None
+    return load(schema(unknown=EXCLUDE), data)
 
 
 def panel_list(listing: Listing, query: pw.ModelSelect, user, values, **defaults):

@@ -42,7 +42,7 @@ from datetime import date
 from decimal import Decimal
 
 import peewee as pw
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from core import audit, clock, events, rbac
 from core.billing.invoicing import lifecycle, numbering
@@ -59,7 +59,13 @@ from core.billing.money import MoneyError, check_currency, format_money, to_deci
 from core.billing.periods import PeriodError, parse_date
 from core.current import host
 from core.db import utcnow, write_transaction
-from core.errors import BillhiveError, Conflict, Forbidden, ValidationFailed, marshmallow_errors
+from core.errors import (
+    BillhiveError,
+    Conflict,
+    Forbidden,
+    ValidationFailed,
+    load,
+)
 from core.fields import MAX_AMOUNT, DecimalString, Text
 from core.models import Account
 
@@ -219,10 +225,7 @@ def update_levels(actor, issuer: Account, payload) -> list[Level]:
         rbac.require(actor, PRIVILEGE, issuer)  # 404 outside the subtree, then 403
     if not is_issuer(issuer):
         raise Forbidden(f"{issuer.name} does not issue invoices: it has no dunning levels")
-    try:
-        data = LevelsInput().load(payload if isinstance(payload, dict) else {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(LevelsInput(), payload if isinstance(payload, dict) else {})
     levels = _check_levels(data["levels"])
     with write_transaction():
         before = levels_of(issuer)
@@ -272,10 +275,7 @@ def pause(actor, account: Account, payload=None) -> DunningPause:
     """Stop dunning ``account``'s invoices until :func:`resume`; audited. Pausing a paused
     account keeps the first pause and answers 409."""
     _require_seller(actor, account)
-    try:
-        data = PauseInput().load(payload if isinstance(payload, dict) else {})
-    except ValidationError as err:
-        raise marshmallow_errors(err) from None
+    data = load(PauseInput(), payload if isinstance(payload, dict) else {})
     try:
         with write_transaction():
             # the account's money lock, which every step holds: a step under way finishes
