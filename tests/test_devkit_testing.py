@@ -108,3 +108,54 @@ def test_an_app_reused_by_a_later_test_starts_on_its_database_like_a_new_app(
         db.database.obj.close()
         for url in urls:
             billhive_databases.done(url)
+
+
+def test_a_finished_tests_database_comes_back_as_the_template_was(
+    billhive_databases, backend, tmp_path
+):
+    """PostgreSQL test databases are reused (made once, put back after each test): the next
+    test finds no row, table or sequence position the last one left, and the template's own
+    rows (the applied migrations, the plugins' state counter) as they were. SQLite gets a new
+    copy each time."""
+    from core import db
+    from core.migrations import SchemaMigration
+    from core.models import Account, StateVersion
+
+    models = [Account, SchemaMigration, StateVersion]
+
+    def use(name):
+        folder = tmp_path / name
+        folder.mkdir()
+        url = billhive_databases.new(backend, folder)
+        return url, db.open_database(url)
+
+    def template_rows():
+        return (sorted((m.plugin, m.version) for m in SchemaMigration.select()),
+                sorted((s.key, s.value) for s in StateVersion.select()))  # fmt: skip
+
+    first_url, database = use("first")
+    with database.bind_ctx(models), database.connection_context():
+        rows = template_rows()
+        assert rows[0] and rows[1] and not Account.select().exists()
+        for n in range(30):
+            Account.create(name=f"Left behind {n}", type="customer")
+        SchemaMigration.delete().execute()
+        StateVersion.update(value=StateVersion.value + 7).execute()
+        database.execute_sql("CREATE TABLE left_behind (id INTEGER PRIMARY KEY)")
+    database.close()
+    billhive_databases.done(first_url)
+
+    seen = []
+    for n in range(20):  # until the pool hands out the one put back (others may come first)
+        url, database = use(f"later{n}")
+        seen.append(url)
+        with database.bind_ctx(models), database.connection_context():
+            assert not Account.select().exists()
+            assert template_rows() == rows
+            assert not database.table_exists("left_behind")
+            assert Account.create(name="Provider", type="provider").id == 1
+        database.close()
+        billhive_databases.done(url)
+        if backend == "sqlite" or url == first_url:
+            break
+    assert first_url in seen or backend == "sqlite"  # the one put back was checked
