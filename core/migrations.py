@@ -36,7 +36,7 @@ from types import ModuleType
 import peewee as pw
 from playhouse.migrate import SchemaMigrator, migrate
 
-from core.db import BaseModel, database, is_postgres, utcnow
+from core.db import BaseModel, create_missing, database, is_postgres, utcnow
 from core.errors import BillhiveError
 
 log = logging.getLogger("billhive.migrations")
@@ -212,7 +212,7 @@ def prepare(host, plugin: str) -> list[Step]:
     models' tables when it declares none."""
     loaded = host.get(plugin)
     if declared(plugin, loaded.module) is None:
-        database.create_tables(host.models_of(plugin), safe=True)
+        create_missing(host.models_of(plugin))
         return []
     return apply(plugin, loaded.module, loaded.meta.version)
 
@@ -227,12 +227,12 @@ def start(host) -> None:
         if plugin.meta.essential and declared(name, plugin.module) is not None:
             # the core: its tables as the models say, then its steps (which bring tables made
             # by an older release up to date: new columns, data, constraints)
-            database.create_tables(host.models_of(name), safe=True)
+            create_missing(host.models_of(name))
             if pending(name, plugin.module):
                 _apply_standalone(name, plugin)
             continue
         if declared(name, plugin.module) is None:
-            database.create_tables(host.models_of(name), safe=True)
+            create_missing(host.models_of(name))
             continue
         waiting = pending(name, plugin.module)
         if waiting:

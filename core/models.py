@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from core.db import BaseModel, JSONField, database, is_postgres, utcnow
+from core.db import BaseModel, JSONField, create_missing, database, is_postgres, utcnow
 
 
 class Account(BaseModel):
@@ -210,13 +210,11 @@ CORE_MODELS = [
 
 def create_core_tables() -> None:
     """The core's tables and indexes, where missing (every start)."""
-    database.create_tables(CORE_MODELS, safe=True)
-    if is_postgres():
+    indexes = create_missing(CORE_MODELS)
+    if is_postgres() and "account_path_bytes" not in indexes:
         # rbac.in_subtree compares paths byte by byte (COLLATE "C"); the column's own index
         # follows the database's collation, which may be a locale's
-        database.execute_sql(
-            'CREATE INDEX IF NOT EXISTS "account_path_bytes" ON "account" ("path" COLLATE "C")'
-        )
+        database.execute_sql('CREATE INDEX "account_path_bytes" ON "account" ("path" COLLATE "C")')
 
 
 def add_session_last_seen(migrator, db) -> None:
