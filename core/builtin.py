@@ -214,6 +214,12 @@ def ledger_backfill(migrator, db):
     backfill()
 
 
+def usage_indexes(migrator, db):
+    """Usage records lose the two indexes no query uses (core.billing.models.UsageRecord)."""
+    for name in ("usage_record_account_id", "usage_record_occurred_at"):
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
 # the core's own schema history (core.migrations): applied at start-up, after the models'
 # missing tables are created; each step also runs (idempotently) on a brand-new database
 MIGRATIONS = [
@@ -224,6 +230,7 @@ MIGRATIONS = [
     (7, list_indexes),  # 5 and 6 are reserved for work landing in parallel (issue 19/20)
     (8, connectors_from_psa_mapping),
     (9, ledger_backfill),
+    (10, usage_indexes),
 ]
 
 

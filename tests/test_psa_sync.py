@@ -375,6 +375,7 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     page.click("text=PSA billing")
     page.click("a[data-service=M365]")
     page.click("text=Add Billing Mapping")
+    page.wait_for_load_state()  # the form's script listens for the change only once loaded
     page.select_option("#f-mapping_type", "per_unit")  # submits: Product/Services appears
     page.wait_for_selector("#f-psa_product")
     page.select_option("#f-psa_product", "M365-BP")  # submits: Unique ID/Plan and Level appear
@@ -386,6 +387,7 @@ def test_wizard_in_a_browser(setup, world, live_server, page):
     page.wait_for_selector("text=No billing mappings for this service yet.")
     assert ConnectorMapping.select().count() == 0
     page.click("text=Add Billing Mapping")
+    page.wait_for_load_state()  # the form's script listens for the change only once loaded
     page.select_option("#f-mapping_type", "per_unit")
     page.wait_for_selector("#f-psa_product")
     page.select_option("#f-psa_product", "M365-BP")

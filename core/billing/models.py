@@ -83,16 +83,20 @@ class Subscription(BaseModel):
 
 
 class UsageRecord(BaseModel):
+    # Three indexes, each serving a query: every one more is written by every imported row.
+    # The account's own (FK) index and one on occurred_at alone were dropped (core migration
+    # 10): (account, external_id) serves lookups by account, (account, occurred_at) the
+    # periods, subscription_id the reseller's wholesale usage and the FK check.
     subscription = pw.ForeignKeyField(Subscription, backref="usage", on_delete="RESTRICT")
-    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT")
+    account = pw.ForeignKeyField(Account, backref="+", on_delete="RESTRICT", index=False)
     quantity = DecimalTextField()
-    occurred_at = pw.DateField(index=True)
+    occurred_at = pw.DateField()
     external_id = pw.CharField(max_length=100)
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
         indexes = (
-            (("account", "external_id"), True),
+            (("account", "external_id"), True),  # idempotent imports
             (("account", "occurred_at"), False),  # a bill run sums one account's period
         )
 
