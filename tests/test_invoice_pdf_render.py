@@ -221,13 +221,24 @@ def test_values_inside_translated_sentences_are_escaped_in_every_language():
         assert f"{sentence} <i>INV</i> & 1" in text and "<b>" in text
 
 
-def test_one_layout_pass_per_document(monkeypatch):
-    """Issue 18: rendering costs one xhtml2pdf pass; translation and Babel formatting happen
-    in the template, never by laying the document out twice."""
-    from plugins.invoice_pdf import formats as render
+@pytest.mark.parametrize("lines, wrap, pages, passes",
+                         [(12, 1, 1, 1), (30, 1, 2, 2), (165, 1, 5, 2), (14, 12, 3, 3)])  # fmt: skip
+def test_an_invoice_is_laid_out_once_per_pass_it_needs(monkeypatch, lines, wrap, pages, passes):
+    """Issue 18: a one-page invoice costs one xhtml2pdf layout pass (its footer's "of 1" was
+    a ``<pdf:pagecount>``, which made xhtml2pdf lay out every document twice); a longer one
+    the two passes of ``<pdf:pagecount>``; a short one whose descriptions wrap onto a second
+    page after all is rendered again that way, and its footer says so. Translation and Babel
+    formatting happen in the template, never by laying the document out again."""
+    from xhtml2pdf.document import PmlBaseDoc
 
     calls = []
-    real = render.pisa.CreatePDF
-    monkeypatch.setattr(render.pisa, "CreatePDF", lambda *a, **k: calls.append(1) or real(*a, **k))
-    render_invoice_pdf(make_doc(30, language="de"))
-    assert calls == [1]
+    real = PmlBaseDoc.build
+    monkeypatch.setattr(PmlBaseDoc, "build", lambda *a, **k: calls.append(1) or real(*a, **k))
+    doc = make_doc(lines, language="de")
+    for line in doc["lines"]:
+        line["description"] = " ".join([line["description"]] * wrap)
+    found = pages_text(render_invoice_pdf(doc))
+    assert len(calls) == passes
+    assert len(found) == pages
+    for number, text in enumerate(found, start=1):
+        assert f"Seite {number} von {pages}" in squash(text)

@@ -5,8 +5,13 @@ lays it out in the buyer's invoice language. Amounts are formatted here from the
 integer minor units with :mod:`core.i18n` (Babel: ``1.234,56 €`` in German), and every text
 of the template goes through the gettext catalogue of core/translations, so the PDF of one
 invoice reads the same as its other formats. It uses a standalone Jinja2 environment per
-language (not Flask's) so it can run in a worker with no application; one layout pass
-(xhtml2pdf's) per document.
+language (not Flask's) so it can run in a worker with no application.
+
+The footer's "Page 2 of 5" needs the page total. Asked with ``<pdf:pagecount>``, xhtml2pdf
+lays the document out twice (its second pass is cheaper than a new render: it keeps the
+parsed document). Most invoices fit one page, so one of at most ``ONE_PAGE_LINES`` lines is
+rendered once with "of 1" written in, and kept when the result has one page; anything
+longer (or a short one that did not fit after all) is rendered with ``<pdf:pagecount>``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
+from pypdf import PdfReader
 from xhtml2pdf import pisa
 
 from core.kit import i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 INVOICE_TEMPLATE = "invoice_pdf/invoice.html"
+# lines that fit the first page under the header blocks, unless descriptions wrap a lot
+ONE_PAGE_LINES = 15
 
 
 def language_of(doc: dict[str, Any]) -> str:
@@ -94,8 +103,9 @@ def _breakdown(doc: dict[str, Any]) -> list[dict[str, Any]]:
              "tax_minor": doc.get("tax_minor", 0)}]  # fmt: skip
 
 
-def render_invoice_html(doc: dict[str, Any]) -> str:
-    """The XHTML fed to xhtml2pdf, exposed for debugging and tests."""
+def render_invoice_html(doc: dict[str, Any], pages: int | None = None) -> str:
+    """The XHTML fed to xhtml2pdf, exposed for debugging and tests. ``pages``: the page
+    total the footer states (None: xhtml2pdf counts it, in a second layout pass)."""
     kind = doc.get("kind") or "invoice"
     locale = language_of(doc)
     template = _environment(locale).get_template(INVOICE_TEMPLATE)
@@ -103,6 +113,7 @@ def render_invoice_html(doc: dict[str, Any]) -> str:
         doc=doc,
         kind=kind,
         is_credit_note=kind == "credit_note",
+        page_total=Markup("<pdf:pagecount>") if pages is None else pages,
         issuer=doc.get("issuer") or {},
         recipient=doc.get("recipient") or {},
         sections=_sections(doc),
@@ -122,13 +133,19 @@ def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
     """
     if doc.get("kind") == "statement":
         return render_statement_pdf(doc)
-    html = render_invoice_html(doc)
+    name = doc.get("number") or "document"
+    if len(doc.get("lines") or ()) <= ONE_PAGE_LINES:
+        pdf = _pdf(render_invoice_html(doc, pages=1), name)
+        if len(PdfReader(BytesIO(pdf)).pages) == 1:
+            return pdf
+    return _pdf(render_invoice_html(doc), name)
+
+
+def _pdf(html: str, name: str) -> bytes:
     out = BytesIO()
     result = pisa.CreatePDF(html, dest=out, encoding="utf-8")
     if result.err:
-        raise RuntimeError(
-            f"xhtml2pdf failed to render {doc.get('number', 'document')}: {result.err} error(s)"
-        )
+        raise RuntimeError(f"xhtml2pdf failed to render {name}: {result.err} error(s)")
     return out.getvalue()
 
 
