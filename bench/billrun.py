@@ -13,9 +13,17 @@ gap-free numbering, audit and ledger entry, RAW file rendered and stored):
   --workers K`` in a subprocess, timed from the submission until every item is done and every
   file is stored.
 
-Each variant bills its own copy of the same instance. In the same run, a baseline: plain
-``sqlite3`` writing the same invoice and line rows, one transaction per invoice. Prints
-invoices/s and the ratio to the baseline. Asserts nothing about speed.
+Each variant bills its own copy of the same instance. In the same run, baselines:
+
+* the same-work baselines (SQLite, in-process): the run is recorded once (every statement
+  with its parameters, every commit and file write, :func:`record_inline`) and raw
+  ``sqlite3`` replays it on another copy (:func:`replay`): the same schema and indexes, the
+  same reads, the same rows in every table (checked) and the same files, without the
+  product's Python. Twice: a commit per invoice as the product, and a commit per 100;
+* plain ``sqlite3`` writing only the invoice and line rows into a two-table schema (the old
+  baseline, far less work than the product; kept as an extra row).
+
+Prints invoices/s and the ratio to each baseline. Asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -86,6 +94,140 @@ def baseline(path: Path, customers: int, lines: int) -> float:
     elapsed = time.perf_counter() - started
     con.close()
     return elapsed
+
+
+# -- the same-work baseline: the product's own statements and files, replayed by raw sqlite3 --
+
+
+class _Recording(sqlite3.Connection):
+    """A connection that notes every statement (with its parameters), commit and rollback in
+    ``ops`` (set on the class for one recorded run)."""
+
+    ops: list = []
+
+    def cursor(self, factory=None):
+        return super().cursor(factory or _RecordingCursor)
+
+    def execute(self, sql, params=()):
+        return self.cursor().execute(sql, params)
+
+    def commit(self):
+        self.ops.append(("commit",))
+        super().commit()
+
+    def rollback(self):
+        self.ops.append(("rollback",))
+        super().rollback()
+
+
+class _RecordingCursor(sqlite3.Cursor):
+    def execute(self, sql, params=()):
+        _Recording.ops.append(("execute", sql, tuple(params)))
+        return super().execute(sql, params)
+
+    def executemany(self, sql, rows):
+        rows = [tuple(row) for row in rows]
+        _Recording.ops.append(("executemany", sql, rows))
+        return super().executemany(sql, rows)
+
+
+def record_inline(template: Path, root: Path) -> tuple[list, Path]:
+    """An in-process run on a copy of the template whose every statement, commit and file
+    write is noted: what the same-work baseline replays. Returns (ops, the billed folder)."""
+    import os
+
+    from core.billing.runs import engine
+
+    folder = copy_instance(template, root / "recorded")
+    app = make_app(config_for(folder))
+    database = app.extensions["billhive"].database
+    database.close()
+    database.connect_params["factory"] = _Recording
+    ops = _Recording.ops = []
+    real_write, real_replace = Path.write_bytes, os.replace
+
+    def write_bytes(path, data):
+        ops.append(("write", str(path), data))
+        return real_write(path, data)
+
+    def replace(source, target):
+        ops.append(("replace", str(source), str(target)))
+        return real_replace(source, target)
+
+    Path.write_bytes, os.replace = write_bytes, replace
+    try:
+        with in_app(app):
+            ops.clear()  # what start-up and the app context did is not the run's work
+            summary = engine.run(AS_OF)
+    finally:
+        Path.write_bytes, os.replace = real_write, real_replace
+        database.close()
+        database.connect_params.pop("factory")
+    if summary["failures"]:
+        raise RuntimeError(f"recorded bill run failed: {summary['failures'][:3]}")
+    return ops, folder
+
+
+def replay(ops: list, recorded: Path, template: Path, target: Path, batch: int = 1) -> float:
+    """Seconds for raw sqlite3 to run the recorded statements on a copy of the template and
+    write the same files: the product's work without its Python. ``batch``: commits folded
+    into one (1: a commit per invoice, as the product; 100: a commit per 100 invoices)."""
+    import os
+
+    from core.db import SQLITE_PRAGMAS
+
+    folder = copy_instance(template, target)
+    con = sqlite3.connect(folder / "billhive.db", isolation_level=None, timeout=30)
+    for name, value in SQLITE_PRAGMAS.items():
+        con.execute(f"PRAGMA {name} = {value}")
+    old, new = str(recorded), str(folder)
+    pending = 0
+    started = time.perf_counter()
+    for op in ops:
+        kind = op[0]
+        if kind == "execute" and op[1] == "COMMIT":  # how peewee commits
+            kind = "commit"
+        if kind == "execute":
+            if op[1].startswith("BEGIN") and con.in_transaction:
+                continue  # batched: the batch's transaction is open
+            con.execute(op[1], op[2]).fetchall()
+        elif kind == "executemany":
+            con.executemany(op[1], op[2])
+        elif kind == "commit":
+            pending += 1
+            if pending >= batch and con.in_transaction:
+                con.execute("COMMIT")
+                pending = 0
+        elif kind == "rollback":
+            if batch > 1:  # it would take the batch's other invoices with it
+                raise RuntimeError("the recorded run rolled back a transaction: no batching")
+            con.rollback()
+        elif kind == "write":
+            path = Path(op[1].replace(old, new, 1))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(op[2])
+        else:
+            os.replace(op[1].replace(old, new, 1), op[2].replace(old, new, 1))
+    if con.in_transaction:
+        con.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    con.close()
+    _same_rows(recorded / "billhive.db", folder / "billhive.db")
+    return elapsed
+
+
+def _same_rows(one: Path, other: Path) -> None:
+    """The replay wrote what the product wrote: the same number of rows in every table."""
+
+    def counts(path):
+        con = sqlite3.connect(path)
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        found = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+        con.close()
+        return found
+
+    if counts(one) != counts(other):
+        raise RuntimeError(f"the replay differs from the product's run: {counts(other)}")
 
 
 def baseline_pg(url: str, customers: int, lines: int) -> float:
@@ -229,6 +371,13 @@ def bench(report: Report, root: Path, customers: int, lines: int, workers: list[
         raw_what, db = "raw sqlite3, same rows", "SQLite"
     raw = customers / base
     results = {}
+    same_work = {}
+    if not postgres and 0 in workers:
+        ops, recorded = record_inline(template, root)
+        for batch in (1, 100):
+            seconds = replay(ops, recorded, template, root / f"replay-{batch}", batch)
+            same_work[batch] = customers / seconds
+        del ops
     for k in workers:
         name = f"inline-{customers}" if k == 0 else f"queued-{customers}-w{k}"
         if k == 0:
@@ -246,6 +395,11 @@ def bench(report: Report, root: Path, customers: int, lines: int, workers: list[
                      f"{result['seconds']:.1f}s")  # fmt: skip
         report.add("bill run", f"{customers:,} x {lines} lines, {db}, {what}", rate,
                    "invoices/s", raw_what, raw, note)  # fmt: skip
+        if k == 0 and same_work:
+            for batch, label in ((1, "a commit per invoice"), (100, "a commit per 100")):
+                report.add("bill run", f"{customers:,} x {lines} lines, {db}, {what}", rate,
+                           "invoices/s", f"raw sqlite3 replaying the run's own statements and "
+                           f"files, {label}", same_work[batch], note)  # fmt: skip
         results[name] = result
     return results
 
