@@ -40,31 +40,21 @@ def test_a_plugin_needing_a_newer_hook_api_is_refused(make_app):
     assert "version 99" in str(err.value)
 
 
-def test_a_plugin_whose_table_does_not_start_with_its_name_is_refused(make_app):
+@pytest.mark.parametrize("name, installed, refusal", [
+    ("squatter", [], "plugin 'squatter': model Ledger has the table 'invoice'; a plugin's "
+                     "tables start with its name: 'squatter_...'"),
+    ("invoice", [], "plugin 'invoice': model Line has the table 'invoice_line', which plugin "
+                    "'core' declares (model InvoiceLine)"),
+    ("billing", ["billing_units"], "plugin 'billing': model Crew has the table "
+                                   "'billing_units_team', which plugin 'billing_units' "
+                                   "declares (model Team)"),
+])  # fmt: skip
+def test_a_plugin_taking_a_table_not_its_own_is_refused(make_app, name, installed, refusal):
+    """A table without the plugin's name in front; one of the core's under a plugin whose name
+    passes the prefix rule; another plugin's."""
     with pytest.raises(PluginLoadError) as err:
-        make_app(plugins=[], modules={"squatter": "tests.plugins.squatter", **NOTES})
-    assert (
-        "plugin 'squatter': model Ledger has the table 'invoice'; a plugin's tables start with "
-        "its name: 'squatter_...'" in str(err.value)
-    )
-
-
-def test_a_plugin_declaring_a_core_table_under_its_own_name_is_refused(make_app):
-    with pytest.raises(PluginLoadError) as err:
-        make_app(plugins=[], modules={"invoice": "tests.plugins.invoice", **NOTES})
-    assert (
-        "plugin 'invoice': model Line has the table 'invoice_line', which plugin 'core' "
-        "declares (model InvoiceLine)" in str(err.value)
-    )
-
-
-def test_a_plugin_declaring_another_plugins_table_is_refused(make_app):
-    with pytest.raises(PluginLoadError) as err:
-        make_app(plugins=["billing_units"], modules={"billing": "tests.plugins.billing"})
-    assert (
-        "plugin 'billing': model Crew has the table 'billing_units_team', which plugin "
-        "'billing_units' declares (model Team)" in str(err.value)
-    )
+        make_app(plugins=installed, modules={name: f"tests.plugins.{name}", **NOTES})
+    assert refusal in str(err.value)
 
 
 def test_models_declared_under_another_function_name_are_checked_too(make_app):

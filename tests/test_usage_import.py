@@ -172,3 +172,43 @@ def test_migration_10_drops_the_unused_indexes_of_an_existing_database(ctx):
     start_database(database.obj, ctx.extensions["billhive"].host)
     assert ("occurred_at",) not in _usage_indexes() and ("account_id",) not in _usage_indexes()
     assert SchemaMigration.get_or_none(plugin="core", version=10) is not None
+
+
+def test_parallel_imports_of_overlapping_rows_store_each_record_once(ctx, subs):
+    """Four callers import overlapping usage at once, each in its own order and chunk size
+    (several transactions each): every record is stored once, the inserted counts add up to
+    the distinct records, and no caller fails (on PostgreSQL, transactions inserting the same
+    keys in opposite orders would deadlock: each chunk is written in the key's order)."""
+    import random
+    import threading
+
+    inside, other = subs
+    rows = plain_rows(inside, 400) + plain_rows(other, 400)
+    good, bad = catalog.check_usage(rows)
+    assert not bad
+    shares = []
+    for n in range(4):
+        share = random.Random(n).sample(good, 500)
+        shares.append((share, 120 + 40 * n))
+    barrier = threading.Barrier(len(shares))
+    results: list = [None] * len(shares)
+
+    def run(index, share, chunk):
+        with ctx.app_context(), database.connection_context():
+            barrier.wait()
+            try:
+                results[index] = catalog.insert_usage(share, chunk=chunk)
+            except Exception as exc:  # noqa: BLE001 - the assertions below report it
+                results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, *s)) for i, s in enumerate(shares)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not [r for r in results if not isinstance(r, tuple)], results
+    distinct = {(r["account"], r["external_id"]) for share, _ in shares for r in share}
+    assert sum(inserted for inserted, _ in results) == len(distinct)
+    assert sum(dup for _, dup in results) == 4 * 500 - len(distinct)
+    stored = [(u.account_id, u.external_id) for u in UsageRecord.select()]
+    assert len(stored) == len(set(stored)) == len(distinct)
